@@ -1,0 +1,5 @@
+"""`python -m stoneforge` is `sf`."""
+
+from stoneforge.cli import run
+
+run()

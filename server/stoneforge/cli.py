@@ -1,0 +1,268 @@
+"""`sf`: the command line. Thin commands over :class:`stoneforge.service.Service`.
+
+Run inside a git repository. ``--json`` prints machine-readable output on stdout; errors go to
+stderr with a non-zero exit. Without ``--json`` a create command prints the new id alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+from stoneforge import render
+from stoneforge.errors import StoneforgeError
+from stoneforge.models import TaskStatus, WireModel
+from stoneforge.service import Service
+
+app = typer.Typer(
+    name="sf",
+    help="Stoneforge: run many Claude Code agents on one repository, landed through a merge queue.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+plan_app = typer.Typer(help="Plans: named groups of tasks.", no_args_is_help=True)
+task_app = typer.Typer(help="Tasks: units of work, one agent branch each.", no_args_is_help=True)
+dep_app = typer.Typer(help="Dependencies between tasks.", no_args_is_help=True)
+app.add_typer(plan_app, name="plan")
+app.add_typer(task_app, name="task")
+app.add_typer(dep_app, name="dep")
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+
+
+def _actor() -> str:
+    return f"cli:{os.getpid()}"
+
+
+def _open() -> Service:
+    return Service.open(actor=_actor())
+
+
+def _print_json(data: Any) -> None:
+    if isinstance(data, WireModel):
+        data = data.wire()
+    elif isinstance(data, list):
+        data = [item.wire() if isinstance(item, WireModel) else item for item in data]
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+# -- init / status -------------------------------------------------------------------------------
+
+
+@app.command()
+def init(as_json: JsonFlag = False) -> None:
+    """Set up stoneforge in this repository: config, state db, ignore rules."""
+    service, created = Service.init(actor=_actor())
+    with service:
+        if as_json:
+            _print_json({"repository": str(service.root), "created": created})
+            return
+        if created:
+            for item in created:
+                out.print(f"created {item}")
+        else:
+            out.print(f"already initialised: {service.root / '.stoneforge'}")
+
+
+@app.command()
+def status(as_json: JsonFlag = False) -> None:
+    """Counts of tasks, merge requests and agents, and whether an orchestrator runs."""
+    with _open() as service:
+        summary = service.status()
+        if as_json:
+            _print_json(summary)
+        else:
+            out.print(render.status_view(summary))
+
+
+# -- plans ---------------------------------------------------------------------------------------
+
+
+@plan_app.command("create")
+def plan_create(
+    title: Annotated[str, typer.Option("--title", help="The plan's name.")],
+    goal: Annotated[str | None, typer.Option("--goal", help="What the plan should achieve.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create a plan (a draft until activated); prints its id."""
+    with _open() as service:
+        plan = service.create_plan(title, goal)
+        if as_json:
+            _print_json(plan)
+        else:
+            out.print(plan.id)
+
+
+@plan_app.command("list")
+def plan_list(as_json: JsonFlag = False) -> None:
+    """All plans."""
+    with _open() as service:
+        plans = service.list_plans()
+        if as_json:
+            _print_json(plans)
+        else:
+            out.print(render.plans_table(plans))
+
+
+@plan_app.command("show")
+def plan_show(plan_id: Annotated[str, typer.Argument(help="Plan id.")], as_json: JsonFlag = False) -> None:
+    """A plan and its tasks, as a dependency tree."""
+    with _open() as service:
+        plan = service.get_plan(plan_id)
+        tasks = service.list_tasks(plan_id=plan_id)
+        if as_json:
+            _print_json({**plan.wire(), "tasks": [task.wire() for task in tasks]})
+        else:
+            out.print(render.plan_tree(plan, tasks))
+
+
+@plan_app.command("activate")
+def plan_activate(
+    plan_id: Annotated[str, typer.Argument(help="Plan id.")], as_json: JsonFlag = False
+) -> None:
+    """Let the plan's tasks dispatch."""
+    with _open() as service:
+        plan = service.activate_plan(plan_id)
+        if as_json:
+            _print_json(plan)
+        else:
+            out.print(f"{plan.id} active")
+
+
+# -- tasks ---------------------------------------------------------------------------------------
+
+
+@task_app.command("create")
+def task_create(
+    title: Annotated[str, typer.Option("--title", help="What to do, in a line.")],
+    plan: Annotated[str | None, typer.Option("--plan", help="Plan id to add it to.")] = None,
+    description: Annotated[
+        str, typer.Option("--description", help="Details and acceptance criteria.")
+    ] = "",
+    priority: Annotated[
+        int, typer.Option("--priority", min=1, max=5, help="1 (most urgent) to 5.")
+    ] = 3,
+    depends_on: Annotated[
+        list[str] | None,
+        typer.Option("--depends-on", help="Id of a task that must be merged first (repeatable)."),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create a task; prints its id."""
+    with _open() as service:
+        task = service.create_task(
+            title,
+            description=description,
+            plan_id=plan,
+            priority=priority,
+            depends_on=depends_on or [],
+        )
+        if as_json:
+            _print_json(task)
+        else:
+            out.print(task.id)
+
+
+@task_app.command("list")
+def task_list(
+    plan: Annotated[str | None, typer.Option("--plan", help="Only this plan's tasks.")] = None,
+    status_filter: Annotated[
+        TaskStatus | None, typer.Option("--status", help="Only tasks with this status.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Tasks, oldest first."""
+    with _open() as service:
+        tasks = service.list_tasks(plan_id=plan, status=status_filter)
+        if as_json:
+            _print_json(tasks)
+        else:
+            out.print(render.tasks_table(tasks))
+
+
+@task_app.command("show")
+def task_show(task_id: Annotated[str, typer.Argument(help="Task id.")], as_json: JsonFlag = False) -> None:
+    """One task with its sessions, handoffs and merge request."""
+    with _open() as service:
+        task = service.get_task(task_id)
+        if as_json:
+            _print_json(task)
+        else:
+            out.print(render.task_detail(task))
+
+
+@task_app.command("cancel")
+def task_cancel(task_id: Annotated[str, typer.Argument(help="Task id.")], as_json: JsonFlag = False) -> None:
+    """Cancel a task (its branch is kept until you delete it)."""
+    with _open() as service:
+        task = service.cancel_task(task_id)
+        if as_json:
+            _print_json(task)
+        else:
+            out.print(f"{task.id} cancelled")
+
+
+@task_app.command("retry")
+def task_retry(task_id: Annotated[str, typer.Argument(help="Task id.")], as_json: JsonFlag = False) -> None:
+    """Put a failed or cancelled task back in the queue."""
+    with _open() as service:
+        task = service.retry_task(task_id)
+        if as_json:
+            _print_json(task)
+        else:
+            out.print(f"{task.id} open")
+
+
+# -- dependencies --------------------------------------------------------------------------------
+
+
+@dep_app.command("add")
+def dep_add(
+    blocked: Annotated[str, typer.Argument(help="The task that must wait.")],
+    blocker: Annotated[str, typer.Argument(help="The task it waits for.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Make BLOCKED wait until BLOCKER is merged."""
+    with _open() as service:
+        task = service.add_dependency(blocked, blocker)
+        if as_json:
+            _print_json(task)
+        else:
+            out.print(f"{task.id} now depends on {', '.join(task.depends_on)}")
+
+
+# -- entry point ---------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run `sf`; returns the exit code (also used by tests that call it in-process)."""
+    try:
+        # Standalone mode lets typer report usage errors itself; ours arrive here.
+        app(args=argv, prog_name="sf", standalone_mode=True)
+    except StoneforgeError as exc:
+        err.print(Text.assemble(("error: ", "bold red"), str(exc)))
+        return 1
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()
+

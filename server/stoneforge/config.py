@@ -1,0 +1,166 @@
+"""`.stoneforge/config.yaml` <-> pydantic models, with defaults.
+
+Every key is optional. Broken YAML, an unknown key or a wrong type raises :class:`ConfigError`,
+whose message names the file, the key path and the line, so the user can fix it at once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from stoneforge.errors import ConfigError
+
+CONFIG_RELPATH = Path(".stoneforge") / "config.yaml"
+
+
+class _Section(BaseModel):
+    # The documented keys are camelCase, so the Python names are too: one spelling everywhere.
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class OrchestratorConfig(_Section):
+    agent: Literal["claude-code"] = "claude-code"
+    maxConcurrent: int = Field(default=6, ge=1, le=64)
+    worktreeIsolation: bool = True
+    handoffAtTokens: int = Field(default=140_000, ge=1_000)
+    worktreeDir: str = ".stoneforge/worktrees"
+    maxAttempts: int = Field(default=3, ge=1, le=20)
+    #: Seconds between the first retry of a crashed task and the next (doubles per attempt).
+    retryBackoffS: float = Field(default=2.0, ge=0)
+
+
+class AgentRoleConfig(_Section):
+    provider: Literal["claude-code"] = "claude-code"
+    model: str = "claude-sonnet-4-20250514"
+    maxSessionTokens: int = Field(default=200_000, ge=1_000)
+    #: A session that sends no event for this long is hung: it is stopped and treated as crashed.
+    idleTimeoutS: float = Field(default=600.0, gt=0)
+    maxTurns: int = Field(default=200, ge=1)
+    #: Path of a `claude` executable to use instead of the one bundled with claude-agent-sdk.
+    cliPath: str | None = None
+
+
+class StewardConfig(AgentRoleConfig):
+    autoMerge: bool = True
+    runChecks: bool = True
+
+
+class AgentsConfig(_Section):
+    worker: AgentRoleConfig = AgentRoleConfig()
+    steward: StewardConfig = StewardConfig()
+    director: AgentRoleConfig = AgentRoleConfig()
+
+
+class MergeConfig(_Section):
+    targetBranch: str = "main"
+    checks: list[str] = ["python -m pytest -q"]
+    checkTimeoutS: float = Field(default=900.0, gt=0)
+    batchSize: int = Field(default=4, ge=1, le=64)
+    deleteMergedBranches: bool = True
+
+
+class StoneforgeConfig(_Section):
+    orchestrator: OrchestratorConfig = OrchestratorConfig()
+    agents: AgentsConfig = AgentsConfig()
+    merge: MergeConfig = MergeConfig()
+
+    @model_validator(mode="after")
+    def _handoff_below_session_limit(self) -> StoneforgeConfig:
+        limit = self.agents.worker.maxSessionTokens
+        if self.orchestrator.handoffAtTokens >= limit:
+            raise ValueError(
+                f"orchestrator.handoffAtTokens ({self.orchestrator.handoffAtTokens}) must be "
+                f"below agents.worker.maxSessionTokens ({limit})"
+            )
+        return self
+
+
+DEFAULT_CONFIG_YAML = """\
+# Stoneforge configuration. Every key is optional; these are the defaults.
+# Documented in docs/configuration.md.
+orchestrator:
+  agent: claude-code
+  maxConcurrent: 6
+  worktreeIsolation: true
+  handoffAtTokens: 140000
+  worktreeDir: .stoneforge/worktrees
+  maxAttempts: 3
+agents:
+  worker:   {provider: claude-code, model: claude-sonnet-4-20250514, maxSessionTokens: 200000}
+  steward:  {provider: claude-code, model: claude-sonnet-4-20250514, autoMerge: true, runChecks: true}
+  director: {provider: claude-code, model: claude-sonnet-4-20250514}
+merge:
+  targetBranch: main
+  checks: ["python -m pytest -q"]
+"""
+
+
+def _key_lines(node: yaml.Node, path: tuple[str, ...], out: dict[tuple[str, ...], int]) -> None:
+    """Record the 1-based line of every key path in a composed YAML node tree."""
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key_path = (*path, str(key_node.value))
+            out[key_path] = key_node.start_mark.line + 1
+            _key_lines(value_node, key_path, out)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            item_path = (*path, str(index))
+            out[item_path] = item.start_mark.line + 1
+            _key_lines(item, item_path, out)
+
+
+def _line_for(loc: tuple[str, ...], lines: dict[tuple[str, ...], int]) -> int | None:
+    # A missing or model-level error has no line of its own: use the nearest enclosing key.
+    for end in range(len(loc), 0, -1):
+        if loc[:end] in lines:
+            return lines[loc[:end]]
+    return None
+
+
+def parse_config(text: str, source: str = str(CONFIG_RELPATH)) -> StoneforgeConfig:
+    """Parse config text; ``source`` is the file name used in error messages."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data: Any = yaml.load(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        where = f"{source}:{line}" if line else source
+        raise ConfigError(f"{where}: broken YAML: {exc.problem or exc}") from None
+    if data is None:
+        return StoneforgeConfig()
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}:1: the top level must be a mapping of sections")
+    lines: dict[tuple[str, ...], int] = {}
+    if node is not None:
+        _key_lines(node, (), lines)
+    try:
+        return StoneforgeConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = tuple(str(part) for part in err["loc"])
+            key = ".".join(loc) or "(top level)"
+            line = _line_for(loc, lines)
+            where = f"{source}:{line}" if line else source
+            message = err["msg"]
+            if err["type"] == "extra_forbidden":
+                message = "unknown key"
+            problems.append(f"{where}: {key}: {message}")
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems)) from None
+
+
+def load_config(repo_root: Path) -> StoneforgeConfig:
+    """Load the repository's config, or the defaults when the file does not exist."""
+    path = repo_root / CONFIG_RELPATH
+    if not path.exists():
+        return StoneforgeConfig()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    return parse_config(text, source=str(path))

@@ -1,0 +1,35 @@
+"""The error types every layer raises; the CLI and the language server turn them into messages."""
+
+from __future__ import annotations
+
+
+class StoneforgeError(Exception):
+    """A problem the user can act on; the message says what was wrong and where."""
+
+
+class ConfigError(StoneforgeError):
+    """`.stoneforge/config.yaml` is broken, has an unknown key, or a value of the wrong type."""
+
+
+class NotARepositoryError(StoneforgeError):
+    """The command was run outside a git repository."""
+
+
+class NotInitializedError(StoneforgeError):
+    """The repository has no `.stoneforge/` yet: `sf init` first."""
+
+
+class NotFoundError(StoneforgeError):
+    """An id that names no plan, task, session or merge request."""
+
+
+class InvalidInputError(StoneforgeError):
+    """A value that is out of range, empty, or refused by a rule (self-dependency, cycle...)."""
+
+
+class InvalidTransitionError(StoneforgeError):
+    """The entity is not in a state that allows the requested change."""
+
+
+class LeaseHeldError(StoneforgeError):
+    """Another orchestrator already dispatches for this repository."""

@@ -1,0 +1,179 @@
+"""Pydantic models at the boundaries: what the store returns and the CLI / LSP print.
+
+Field names are snake_case in Python and camelCase on the wire (``model_dump(by_alias=True)``),
+matching the JSON shapes documented in DESIGN.md and docs/protocol.md.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+
+def utcnow() -> datetime:
+    """The current time, UTC, to the millisecond (what the store keeps)."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+class WireModel(BaseModel):
+    """Base for every model that crosses a boundary: camelCase aliases, ISO 8601 UTC times."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    def wire(self) -> dict[str, Any]:
+        """The JSON-ready camelCase dict of this model."""
+        return self.model_dump(mode="json", by_alias=True)
+
+
+class PlanStatus(StrEnum):
+    DRAFT = "draft"
+    ACTIVE = "active"
+
+
+class TaskStatus(StrEnum):
+    OPEN = "open"
+    IN_PROGRESS = "in_progress"
+    REVIEW = "review"
+    MERGED = "merged"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+#: Statuses in which a task no longer waits for anything.
+FINISHED_TASK_STATUSES = frozenset({TaskStatus.MERGED, TaskStatus.CANCELLED})
+
+
+class SessionRole(StrEnum):
+    WORKER = "worker"
+    STEWARD = "steward"
+    DIRECTOR = "director"
+
+
+class SessionStatus(StrEnum):
+    RUNNING = "running"
+    COMPLETED = "completed"
+    HANDED_OFF = "handed_off"
+    CRASHED = "crashed"
+    FAILED = "failed"
+
+
+class MergeStatus(StrEnum):
+    PENDING = "pending"
+    TESTING = "testing"
+    AWAITING_APPROVAL = "awaiting_approval"
+    MERGED = "merged"
+    CONFLICT = "conflict"
+    TEST_FAILED = "test_failed"
+    REJECTED = "rejected"
+
+
+class Plan(WireModel):
+    id: str
+    title: str
+    goal: str | None = None
+    status: PlanStatus = PlanStatus.DRAFT
+    created_at: datetime
+    task_ids: list[str] = Field(default_factory=list)
+
+
+class AgentSession(WireModel):
+    id: str
+    task_id: str | None = None
+    role: SessionRole
+    status: SessionStatus = SessionStatus.RUNNING
+    pid: int | None = None
+    provider_session_id: str | None = None
+    context_tokens: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    started_at: datetime
+    ended_at: datetime | None = None
+    error: str | None = None
+
+
+class Handoff(WireModel):
+    id: str | None = None
+    task_id: str | None = None
+    session_id: str | None = None
+    done: str = ""
+    remaining: str = ""
+    files_touched: list[str] = Field(default_factory=list)
+    decisions: list[str] = Field(default_factory=list)
+    failing_tests: list[str] = Field(default_factory=list)
+    next_step: str = ""
+    commit: str | None = None
+    #: "agent" when the agent called the handoff tool, "orchestrator" when written from facts.
+    source: str = "agent"
+    created_at: datetime
+
+
+class CheckRun(WireModel):
+    command: str
+    exit_code: int | None
+    duration_s: float
+    output_tail: str = ""
+    flaky: bool = False
+
+
+class MergeRequest(WireModel):
+    id: str
+    task_id: str
+    status: MergeStatus = MergeStatus.PENDING
+    branch: str
+    candidate_commit: str | None = None
+    merged_commit: str | None = None
+    checks: list[CheckRun] = Field(default_factory=list)
+    summary: str = ""
+    reason: str | None = None
+    created_at: datetime
+    merged_at: datetime | None = None
+
+
+class Task(WireModel):
+    id: str
+    title: str
+    description: str = ""
+    plan_id: str | None = None
+    priority: int = Field(default=3, ge=1, le=5)
+    effective_priority: int = 3
+    depends_on: list[str] = Field(default_factory=list)
+    status: TaskStatus = TaskStatus.OPEN
+    blocked: bool = False
+    branch: str | None = None
+    worktree: str | None = None
+    attempts: int = 0
+    created_at: datetime
+    updated_at: datetime | None = None
+    #: Why the last attempt ended badly, or the note the next worker should read.
+    note: str | None = None
+    sessions: list[AgentSession] = Field(default_factory=list)
+    handoffs: list[Handoff] = Field(default_factory=list)
+    merge_request: MergeRequest | None = None
+
+
+class Event(WireModel):
+    """One row of the append-only event log: who changed what, when."""
+
+    id: int
+    at: datetime
+    actor: str
+    kind: str
+    entity: str
+    entity_id: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class StatusSummary(WireModel):
+    repository: str
+    tasks_by_status: dict[str, int]
+    blocked: int
+    ready: int
+    running_sessions: int
+    merge_requests_by_status: dict[str, int]
+    orchestrator: dict[str, Any] | None = None

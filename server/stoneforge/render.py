@@ -1,0 +1,175 @@
+"""Human-readable renderings (rich) of the models, for the CLI."""
+
+from __future__ import annotations
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
+
+from stoneforge.models import MergeRequest, Plan, StatusSummary, Task, TaskStatus
+
+STATUS_STYLE = {
+    TaskStatus.OPEN: "cyan",
+    TaskStatus.IN_PROGRESS: "yellow",
+    TaskStatus.REVIEW: "magenta",
+    TaskStatus.MERGED: "green",
+    TaskStatus.FAILED: "red",
+    TaskStatus.CANCELLED: "dim",
+}
+
+
+def task_status_text(task: Task) -> Text:
+    label = "blocked" if task.blocked else task.status.value
+    style = "dim yellow" if task.blocked else STATUS_STYLE[task.status]
+    return Text(label, style=style)
+
+
+def tasks_table(tasks: list[Task]) -> Table:
+    table = Table(show_edge=False, header_style="bold")
+    for column in ("id", "status", "pri", "title", "plan", "depends on"):
+        table.add_column(column)
+    for task in tasks:
+        priority = str(task.priority)
+        if task.effective_priority != task.priority:
+            priority += f"→{task.effective_priority}"
+        table.add_row(
+            task.id,
+            task_status_text(task),
+            priority,
+            task.title,
+            task.plan_id or "",
+            ", ".join(task.depends_on),
+        )
+    return table
+
+
+def task_detail(task: Task) -> Group:
+    lines = Table.grid(padding=(0, 2))
+    lines.add_column(style="bold")
+    lines.add_column()
+    lines.add_row("task", f"{task.id}  {task.title}")
+    lines.add_row("status", task_status_text(task))
+    lines.add_row("priority", f"{task.priority} (effective {task.effective_priority})")
+    if task.plan_id:
+        lines.add_row("plan", task.plan_id)
+    if task.depends_on:
+        lines.add_row("depends on", ", ".join(task.depends_on))
+    if task.branch:
+        lines.add_row("branch", task.branch)
+    if task.worktree:
+        lines.add_row("worktree", task.worktree)
+    lines.add_row("attempts", str(task.attempts))
+    lines.add_row("created", task.created_at.isoformat(timespec="seconds"))
+    if task.note:
+        lines.add_row("note", task.note)
+    if task.description:
+        lines.add_row("description", task.description)
+    parts: list[Table | Text] = [lines]
+    if task.sessions:
+        sessions = Table(title="sessions", show_edge=False, header_style="bold")
+        for column in ("id", "role", "status", "context", "in", "out", "cost", "error"):
+            sessions.add_column(column)
+        for s in task.sessions:
+            sessions.add_row(
+                s.id,
+                s.role.value,
+                s.status.value,
+                f"{s.context_tokens:,}",
+                f"{s.input_tokens:,}",
+                f"{s.output_tokens:,}",
+                f"${s.cost_usd:.4f}",
+                s.error or "",
+            )
+        parts.append(sessions)
+    for handoff in task.handoffs:
+        parts.append(
+            Text.assemble(
+                ("handoff ", "bold"),
+                f"{handoff.created_at.isoformat(timespec='seconds')} ({handoff.source})\n",
+                ("  done: ", "bold"),
+                f"{handoff.done}\n",
+                ("  remaining: ", "bold"),
+                f"{handoff.remaining}\n",
+                ("  next step: ", "bold"),
+                handoff.next_step,
+            )
+        )
+    if task.merge_request:
+        mr = task.merge_request
+        parts.append(Text.assemble(("merge request ", "bold"), f"{mr.id} {mr.status.value}"))
+    return Group(*parts)
+
+
+def plan_tree(plan: Plan, tasks: list[Task]) -> Tree:
+    """A plan as a tree: tasks without in-plan dependencies at the top, dependents below them."""
+    tree = Tree(Text.assemble((plan.id, "bold"), f"  {plan.title}  ", (plan.status.value, "cyan")))
+    if plan.goal:
+        tree.add(Text(f"goal: {plan.goal}", style="italic"))
+    by_id = {task.id: task for task in tasks}
+    children: dict[str, list[Task]] = {}
+    roots: list[Task] = []
+    for task in tasks:
+        parents = [dep for dep in task.depends_on if dep in by_id]
+        if parents:
+            # Shown under its first blocker; the others are named on the line.
+            children.setdefault(parents[0], []).append(task)
+        else:
+            roots.append(task)
+
+    def label(task: Task) -> Text:
+        text = Text.assemble((task.id, "bold"), "  ", task_status_text(task), f"  p{task.priority}  ")
+        text.append(task.title)
+        if len(task.depends_on) > 1:
+            text.append(f"  (also after {', '.join(task.depends_on[1:])})", style="dim")
+        return text
+
+    def add(node: Tree, task: Task, seen: set[str]) -> None:
+        branch = node.add(label(task))
+        for child in children.get(task.id, []):
+            if child.id not in seen:
+                add(branch, child, seen | {child.id})
+
+    for root in roots:
+        add(tree, root, {root.id})
+    return tree
+
+
+def plans_table(plans: list[Plan]) -> Table:
+    table = Table(show_edge=False, header_style="bold")
+    for column in ("id", "status", "tasks", "title"):
+        table.add_column(column)
+    for plan in plans:
+        table.add_row(plan.id, plan.status.value, str(len(plan.task_ids)), plan.title)
+    return table
+
+
+def merge_requests_table(mrs: list[MergeRequest]) -> Table:
+    table = Table(show_edge=False, header_style="bold")
+    for column in ("id", "task", "status", "branch", "candidate", "checks"):
+        table.add_column(column)
+    for mr in mrs:
+        checks = ", ".join(f"{c.command}: {c.exit_code}" for c in mr.checks)
+        table.add_row(
+            mr.id, mr.task_id, mr.status.value, mr.branch, (mr.candidate_commit or "")[:10], checks
+        )
+    return table
+
+
+def status_view(summary: StatusSummary) -> Table:
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("repository", summary.repository)
+    tasks = ", ".join(f"{k} {v}" for k, v in summary.tasks_by_status.items() if v)
+    table.add_row("tasks", tasks or "none")
+    table.add_row("ready", str(summary.ready))
+    table.add_row("blocked", str(summary.blocked))
+    table.add_row("running sessions", str(summary.running_sessions))
+    mrs = ", ".join(f"{k} {v}" for k, v in summary.merge_requests_by_status.items() if v)
+    table.add_row("merge requests", mrs or "none")
+    holder = summary.orchestrator
+    table.add_row(
+        "orchestrator", f"running (pid {holder['pid']})" if holder else "not running"
+    )
+    return table

@@ -1,0 +1,225 @@
+"""The one facade that the CLI and the language server both call.
+
+A :class:`Service` is bound to one repository: it finds the repository root, loads and validates
+the config (refusing to go on when it is broken) and opens the store. Everything the user can do
+is a method here, so both front ends behave the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import git
+
+from stoneforge.config import CONFIG_RELPATH, DEFAULT_CONFIG_YAML, StoneforgeConfig, load_config
+from stoneforge.errors import NotARepositoryError, NotInitializedError, NotFoundError
+from stoneforge.models import (
+    MergeRequest,
+    MergeStatus,
+    Plan,
+    StatusSummary,
+    Task,
+    TaskStatus,
+)
+from stoneforge.store import Store
+
+STATE_DIR = ".stoneforge"
+STATE_DB = "state.db"
+LEASE_NAME = "orchestrator"
+
+# Everything under .stoneforge/ is runtime state except what a team may want to share in git.
+_STATE_GITIGNORE = """\
+# Runtime files of stoneforge (state db, worktrees, agent config dirs) stay out of git.
+*
+!.gitignore
+!config.yaml
+!prompts/
+!prompts/**
+"""
+
+
+def find_repo_root(start: Path) -> Path:
+    """The main worktree of the repository containing ``start`` (also from a linked worktree)."""
+    try:
+        repo = git.Repo(start, search_parent_directories=True)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        raise NotARepositoryError(
+            f"{start} is not inside a git repository; run `git init` first or cd into one"
+        ) from None
+    if repo.bare:
+        raise NotARepositoryError(f"{start} is a bare repository; stoneforge needs a work tree")
+    # common_dir is the main repository's .git even inside a linked worktree.
+    return Path(repo.common_dir).resolve().parent
+
+
+class Service:
+    """Stoneforge for one repository."""
+
+    def __init__(self, root: Path, config: StoneforgeConfig, store: Store) -> None:
+        self.root = root
+        self.config = config
+        self.store = store
+
+    # -- opening -------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, start: Path | None = None, actor: str | None = None) -> Service:
+        """Open the initialised repository around ``start`` (default: the current directory)."""
+        root = find_repo_root((start or Path.cwd()).resolve())
+        config = load_config(root)  # raises on a bad config before anything is touched
+        db_path = root / STATE_DIR / STATE_DB
+        if not db_path.exists():
+            raise NotInitializedError(
+                f"{root} has no stoneforge state yet ({db_path} is missing); run `sf init` first"
+            )
+        return cls(root, config, Store(db_path, actor=actor))
+
+    @classmethod
+    def init(cls, start: Path | None = None, actor: str | None = None) -> tuple[Service, list[str]]:
+        """Set up `.stoneforge/` in the repository; returns the service and what was created."""
+        root = find_repo_root((start or Path.cwd()).resolve())
+        config_path = root / CONFIG_RELPATH
+        created: list[str] = []
+        config = load_config(root)  # an existing broken config stops init before any write
+        state_dir = root / STATE_DIR
+        state_dir.mkdir(exist_ok=True)
+        if not config_path.exists():
+            _write_atomically(config_path, DEFAULT_CONFIG_YAML)
+            created.append(str(CONFIG_RELPATH))
+        ignore_path = state_dir / ".gitignore"
+        if not ignore_path.exists():
+            _write_atomically(ignore_path, _STATE_GITIGNORE)
+            created.append(f"{STATE_DIR}/.gitignore")
+        if _exclude_worktree_dir(root, config):
+            created.append(".git/info/exclude entry for " + config.orchestrator.worktreeDir)
+        db_path = state_dir / STATE_DB
+        if not db_path.exists():
+            created.append(f"{STATE_DIR}/{STATE_DB}")
+        store = Store(db_path, actor=actor)
+        return cls(root, config, store), created
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Service:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- plans ---------------------------------------------------------------------------------
+
+    def create_plan(self, title: str, goal: str | None = None) -> Plan:
+        return self.store.create_plan(title, goal)
+
+    def list_plans(self) -> list[Plan]:
+        return self.store.list_plans()
+
+    def get_plan(self, plan_id: str) -> Plan:
+        return self.store.get_plan(plan_id)
+
+    def activate_plan(self, plan_id: str) -> Plan:
+        return self.store.activate_plan(plan_id)
+
+    # -- tasks ---------------------------------------------------------------------------------
+
+    def create_task(
+        self,
+        title: str,
+        *,
+        description: str = "",
+        plan_id: str | None = None,
+        priority: int = 3,
+        depends_on: Sequence[str] = (),
+    ) -> Task:
+        return self.store.create_task(
+            title,
+            description=description,
+            plan_id=plan_id,
+            priority=priority,
+            depends_on=depends_on,
+        )
+
+    def list_tasks(
+        self, *, plan_id: str | None = None, status: TaskStatus | None = None
+    ) -> list[Task]:
+        if plan_id is not None:
+            self.store.get_plan(plan_id)  # an unknown plan is an error, not an empty list
+        return self.store.list_tasks(plan_id=plan_id, status=status)
+
+    def get_task(self, task_id: str) -> Task:
+        return self.store.get_task(task_id)
+
+    def cancel_task(self, task_id: str) -> Task:
+        return self.store.cancel_task(task_id)
+
+    def retry_task(self, task_id: str) -> Task:
+        return self.store.retry_task(task_id)
+
+    def add_dependency(self, blocked: str, blocker: str) -> Task:
+        return self.store.add_dependency(blocked, blocker)
+
+    def ready_task_ids(self) -> list[str]:
+        return self.store.ready_task_ids()
+
+    # -- merge requests ------------------------------------------------------------------------
+
+    def list_merge_requests(self, status: MergeStatus | None = None) -> list[MergeRequest]:
+        return self.store.list_merge_requests(status)
+
+    def get_merge_request(self, mr_id: str) -> MergeRequest:
+        return self.store.get_merge_request(mr_id)
+
+    # -- status --------------------------------------------------------------------------------
+
+    def status(self) -> StatusSummary:
+        tasks, mrs, running = self.store.counts()
+        graph = self.store.graph()
+        blocked = sum(1 for task_id in graph.nodes if graph.is_blocked(task_id))
+        return StatusSummary(
+            repository=str(self.root),
+            tasks_by_status={status.value: tasks.get(status.value, 0) for status in TaskStatus},
+            blocked=blocked,
+            ready=len(graph.ready()),
+            running_sessions=running,
+            merge_requests_by_status={s.value: mrs.get(s.value, 0) for s in MergeStatus},
+            orchestrator=self.store.lease_holder(LEASE_NAME),
+        )
+
+    def require_task(self, task_id: str) -> Task:
+        try:
+            return self.store.get_task(task_id)
+        except NotFoundError:
+            raise NotFoundError(f"no task with id {task_id!r} in {self.root}") from None
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write through a temporary file and rename, so a crash never leaves half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def _exclude_worktree_dir(root: Path, config: StoneforgeConfig) -> bool:
+    """Keep a worktreeDir outside `.stoneforge/` out of git via .git/info/exclude."""
+    worktree_dir = Path(config.orchestrator.worktreeDir)
+    if not worktree_dir.is_absolute():
+        worktree_dir = root / worktree_dir
+    try:
+        relative = worktree_dir.resolve().relative_to(root)
+    except ValueError:
+        return False  # outside the repository: nothing to ignore
+    if relative.parts and relative.parts[0] == STATE_DIR:
+        return False  # covered by .stoneforge/.gitignore
+    exclude = Path(git.Repo(root).common_dir) / "info" / "exclude"
+    pattern = "/" + relative.as_posix().rstrip("/") + "/"
+    existing = exclude.read_text(encoding="utf-8") if exclude.exists() else ""
+    if pattern in existing.splitlines():
+        return False
+    exclude.parent.mkdir(parents=True, exist_ok=True)
+    with exclude.open("a", encoding="utf-8") as handle:
+        if existing and not existing.endswith("\n"):
+            handle.write("\n")
+        handle.write(f"# stoneforge worktrees\n{pattern}\n")
+    return True
