@@ -5,12 +5,24 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from conftest import SfRunner
 
 TASK_KEYS = {
-    "id", "title", "description", "planId", "priority", "effectivePriority", "dependsOn",
-    "status", "blocked", "branch", "worktree", "attempts", "createdAt", "sessions", "handoffs",
+    "id",
+    "title",
+    "description",
+    "planId",
+    "priority",
+    "effectivePriority",
+    "dependsOn",
+    "status",
+    "blocked",
+    "branch",
+    "worktree",
+    "attempts",
+    "createdAt",
+    "sessions",
+    "handoffs",
     "mergeRequest",
 }
 
@@ -25,10 +37,21 @@ def test_task_json_shape_and_fields(initialised: Path, sf: SfRunner) -> None:
     plan_id = sf("plan", "create", "--title", "Sprint").stdout.strip()
     first = sf("task", "create", "--title", "Schema", "--priority", "4").stdout.strip()
     task = sf(
-        "task", "create", "--title", "API", "--plan", plan_id, "--description", "REST endpoints",
-        "--priority", "2", "--depends-on", first, "--json",
+        "task",
+        "create",
+        "--title",
+        "API",
+        "--plan",
+        plan_id,
+        "--description",
+        "REST endpoints",
+        "--priority",
+        "2",
+        "--depends-on",
+        first,
+        "--json",
     ).json()
-    assert TASK_KEYS <= set(task)
+    assert set(task) >= TASK_KEYS
     assert task["title"] == "API" and task["description"] == "REST endpoints"
     assert task["planId"] == plan_id and task["priority"] == 2
     assert task["dependsOn"] == [first] and task["blocked"] is True

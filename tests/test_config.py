@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from stoneforge.config import DEFAULT_CONFIG_YAML, StoneforgeConfig, load_config, parse_config
 from stoneforge.errors import ConfigError
 
@@ -35,7 +34,10 @@ def test_partial_config_keeps_other_defaults() -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("orchestrator:\n  maxConcurent: 3\n", ["cfg.yaml:2", "orchestrator.maxConcurent", "unknown key"]),
+        (
+            "orchestrator:\n  maxConcurent: 3\n",
+            ["cfg.yaml:2", "orchestrator.maxConcurent", "unknown key"],
+        ),
         (
             "orchestrator:\n  maxConcurrent: 6\nagents:\n  worker:\n    model: x\n    maxSessionTokens: lots\n",
             ["cfg.yaml:6", "agents.worker.maxSessionTokens", "integer"],

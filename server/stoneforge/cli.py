@@ -91,7 +91,9 @@ def status(as_json: JsonFlag = False) -> None:
 @plan_app.command("create")
 def plan_create(
     title: Annotated[str, typer.Option("--title", help="The plan's name.")],
-    goal: Annotated[str | None, typer.Option("--goal", help="What the plan should achieve.")] = None,
+    goal: Annotated[
+        str | None, typer.Option("--goal", help="What the plan should achieve.")
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Create a plan (a draft until activated); prints its id."""
@@ -115,7 +117,9 @@ def plan_list(as_json: JsonFlag = False) -> None:
 
 
 @plan_app.command("show")
-def plan_show(plan_id: Annotated[str, typer.Argument(help="Plan id.")], as_json: JsonFlag = False) -> None:
+def plan_show(
+    plan_id: Annotated[str, typer.Argument(help="Plan id.")], as_json: JsonFlag = False
+) -> None:
     """A plan and its tasks, as a dependency tree."""
     with _open() as service:
         plan = service.get_plan(plan_id)
@@ -191,7 +195,9 @@ def task_list(
 
 
 @task_app.command("show")
-def task_show(task_id: Annotated[str, typer.Argument(help="Task id.")], as_json: JsonFlag = False) -> None:
+def task_show(
+    task_id: Annotated[str, typer.Argument(help="Task id.")], as_json: JsonFlag = False
+) -> None:
     """One task with its sessions, handoffs and merge request."""
     with _open() as service:
         task = service.get_task(task_id)
@@ -202,7 +208,9 @@ def task_show(task_id: Annotated[str, typer.Argument(help="Task id.")], as_json:
 
 
 @task_app.command("cancel")
-def task_cancel(task_id: Annotated[str, typer.Argument(help="Task id.")], as_json: JsonFlag = False) -> None:
+def task_cancel(
+    task_id: Annotated[str, typer.Argument(help="Task id.")], as_json: JsonFlag = False
+) -> None:
     """Cancel a task (its branch is kept until you delete it)."""
     with _open() as service:
         task = service.cancel_task(task_id)
@@ -213,7 +221,9 @@ def task_cancel(task_id: Annotated[str, typer.Argument(help="Task id.")], as_jso
 
 
 @task_app.command("retry")
-def task_retry(task_id: Annotated[str, typer.Argument(help="Task id.")], as_json: JsonFlag = False) -> None:
+def task_retry(
+    task_id: Annotated[str, typer.Argument(help="Task id.")], as_json: JsonFlag = False
+) -> None:
     """Put a failed or cancelled task back in the queue."""
     with _open() as service:
         task = service.retry_task(task_id)
@@ -265,4 +275,3 @@ def run() -> None:
 
 if __name__ == "__main__":
     run()
-

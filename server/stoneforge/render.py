@@ -118,7 +118,9 @@ def plan_tree(plan: Plan, tasks: list[Task]) -> Tree:
             roots.append(task)
 
     def label(task: Task) -> Text:
-        text = Text.assemble((task.id, "bold"), "  ", task_status_text(task), f"  p{task.priority}  ")
+        text = Text.assemble(
+            (task.id, "bold"), "  ", task_status_text(task), f"  p{task.priority}  "
+        )
         text.append(task.title)
         if len(task.depends_on) > 1:
             text.append(f"  (also after {', '.join(task.depends_on[1:])})", style="dim")
@@ -169,7 +171,5 @@ def status_view(summary: StatusSummary) -> Table:
     mrs = ", ".join(f"{k} {v}" for k, v in summary.merge_requests_by_status.items() if v)
     table.add_row("merge requests", mrs or "none")
     holder = summary.orchestrator
-    table.add_row(
-        "orchestrator", f"running (pid {holder['pid']})" if holder else "not running"
-    )
+    table.add_row("orchestrator", f"running (pid {holder['pid']})" if holder else "not running")
     return table

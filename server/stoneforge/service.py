@@ -13,7 +13,7 @@ from pathlib import Path
 import git
 
 from stoneforge.config import CONFIG_RELPATH, DEFAULT_CONFIG_YAML, StoneforgeConfig, load_config
-from stoneforge.errors import NotARepositoryError, NotInitializedError, NotFoundError
+from stoneforge.errors import NotARepositoryError, NotFoundError, NotInitializedError
 from stoneforge.models import (
     MergeRequest,
     MergeStatus,

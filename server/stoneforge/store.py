@@ -294,7 +294,10 @@ class Store:
             if row is None:
                 raise NotFoundError(f"no plan with id {plan_id!r}")
             task_ids = [
-                r[0] for r in db.execute("SELECT id FROM tasks WHERE plan_id = ? ORDER BY seq", (plan_id,))
+                r[0]
+                for r in db.execute(
+                    "SELECT id FROM tasks WHERE plan_id = ? ORDER BY seq", (plan_id,)
+                )
             ]
         return self._plan_from_row(row, task_ids)
 
@@ -363,9 +366,10 @@ class Store:
             raise InvalidInputError(f"priority must be 1 (most urgent) to 5, got {priority}")
         now = _iso(utcnow())
         with self._write() as db:
-            if plan_id is not None and not db.execute(
-                "SELECT 1 FROM plans WHERE id = ?", (plan_id,)
-            ).fetchone():
+            if (
+                plan_id is not None
+                and not db.execute("SELECT 1 FROM plans WHERE id = ?", (plan_id,)).fetchone()
+            ):
                 raise NotFoundError(f"no plan with id {plan_id!r}")
             unknown = [
                 dep
@@ -423,7 +427,9 @@ class Store:
     def _task_rows(
         self, db: sqlite3.Connection, where: str = "", params: Sequence[Any] = ()
     ) -> list[sqlite3.Row]:
-        return db.execute(f"SELECT {_TASK_COLUMNS} FROM tasks {where} ORDER BY seq", params).fetchall()
+        return db.execute(
+            f"SELECT {_TASK_COLUMNS} FROM tasks {where} ORDER BY seq", params
+        ).fetchall()
 
     def _assemble(self, db: sqlite3.Connection, rows: list[sqlite3.Row]) -> list[Task]:
         """Tasks with their computed fields, sessions, handoffs and merge request, in bulk."""
@@ -661,7 +667,14 @@ class Store:
         if handoff.task_id is None:
             raise InvalidInputError("a handoff must name its task")
         body = handoff.model_dump(
-            include={"done", "remaining", "files_touched", "decisions", "failing_tests", "next_step"}
+            include={
+                "done",
+                "remaining",
+                "files_touched",
+                "decisions",
+                "failing_tests",
+                "next_step",
+            }
         )
         with self._write() as db:
             seq, handoff_id = self._next_id(db, "handoffs", "h")
@@ -757,7 +770,9 @@ class Store:
     ) -> MergeRequest:
         allowed = {"status", "candidate_commit", "merged_commit", "summary", "reason", "merged_at"}
         if not set(fields) <= allowed:
-            raise InvalidInputError(f"cannot update merge request fields {sorted(set(fields) - allowed)}")
+            raise InvalidInputError(
+                f"cannot update merge request fields {sorted(set(fields) - allowed)}"
+            )
         values: dict[str, Any] = {}
         for key, value in fields.items():
             if isinstance(value, MergeStatus):
@@ -785,7 +800,9 @@ class Store:
                     (*values.values(), mr_id),
                 )
             event_data = {k: v for k, v in values.items() if k != "checks"}
-            self._event(db, "mr.updated", "merge_request", mr_id, {"from": row["status"], **event_data})
+            self._event(
+                db, "mr.updated", "merge_request", mr_id, {"from": row["status"], **event_data}
+            )
         return self.get_merge_request(mr_id)
 
     # -- events --------------------------------------------------------------------------------
@@ -813,7 +830,11 @@ class Store:
             return int(self._conn.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0])
 
     def record_event(
-        self, kind: str, entity: str, entity_id: str | None = None, data: dict[str, Any] | None = None
+        self,
+        kind: str,
+        entity: str,
+        entity_id: str | None = None,
+        data: dict[str, Any] | None = None,
     ) -> None:
         """Append an event that no table change carries (a forecast result, a note)."""
         with self._write() as db:
@@ -884,7 +905,9 @@ class Store:
     def counts(self) -> tuple[dict[str, int], dict[str, int], int]:
         """Tasks by status, merge requests by status, running sessions."""
         with self._read() as db:
-            tasks = dict(db.execute("SELECT status, COUNT(*) FROM tasks GROUP BY status").fetchall())
+            tasks = dict(
+                db.execute("SELECT status, COUNT(*) FROM tasks GROUP BY status").fetchall()
+            )
             mrs = dict(
                 db.execute("SELECT status, COUNT(*) FROM merge_requests GROUP BY status").fetchall()
             )

@@ -1,0 +1,96 @@
+"""The store: event log, secrets redaction, leases, and two processes writing at once."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from stoneforge.errors import LeaseHeldError
+from stoneforge.models import Handoff, SessionRole, SessionStatus, utcnow
+from stoneforge.store import SCHEMA_VERSION, Store
+
+
+def test_every_change_lands_in_the_event_log(tmp_path: Path) -> None:
+    with Store(tmp_path / "s.db", actor="test") as store:
+        plan = store.create_plan("P")
+        task = store.create_task("T", plan_id=plan.id)
+        store.activate_plan(plan.id)
+        store.update_task(task.id, status="in_progress")
+        events = store.events_since(0)
+        assert store.schema_version() == SCHEMA_VERSION
+    kinds = [(e.kind, e.entity_id) for e in events]
+    assert kinds == [
+        ("plan.created", plan.id),
+        ("task.created", task.id),
+        ("plan.activated", plan.id),
+        ("task.updated", task.id),
+    ]
+    assert all(e.actor == "test" and e.at.tzinfo is not None for e in events)
+
+
+def test_secrets_never_reach_the_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "sk-ant-api03-TESTSECRETVALUE1234567890"
+    monkeypatch.setenv("ANTHROPIC_API_KEY", secret)
+    db = tmp_path / "s.db"
+    with Store(db) as store:
+        task = store.create_task("T")
+        session = store.start_session(task.id, SessionRole.WORKER)
+        store.update_session(session.id, status=SessionStatus.FAILED, error=f"401 bad key {secret}")
+        store.add_handoff(Handoff(task_id=task.id, done=f"used {secret}", created_at=utcnow()))
+        store.record_event("note", "task", task.id, {"env": secret})
+        assert "[redacted]" in (store.get_session(session.id).error or "")
+    for path in tmp_path.iterdir():
+        assert secret.encode() not in path.read_bytes()
+        assert b"TESTSECRETVALUE" not in path.read_bytes()
+
+
+def test_lease_refuses_a_live_holder_and_takes_over_a_dead_one(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    with Store(db) as store:
+        store.acquire_lease("orchestrator", "first", ttl_s=30)
+        with pytest.raises(LeaseHeldError, match=f"pid {os.getpid()}"):
+            store.acquire_lease("orchestrator", "second", ttl_s=30)
+        # A stale heartbeat means the holder died: the lease is taken over.
+        store.acquire_lease("orchestrator", "third", ttl_s=0)
+        assert not store.heartbeat_lease("orchestrator", "first")
+        assert store.heartbeat_lease("orchestrator", "third")
+        store.release_lease("orchestrator", "third")
+        assert store.lease_holder("orchestrator") is None
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from stoneforge.store import Store
+    store = Store(Path(sys.argv[1]), actor=sys.argv[2])
+    for i in range(int(sys.argv[3])):
+        task = store.create_task(f"{sys.argv[2]} task {i}")
+        store.update_task(task.id, note=f"touched by {sys.argv[2]}")
+    store.close()
+    """
+)
+
+
+def test_two_processes_writing_at_once_lose_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    Store(db).close()
+    per_writer = 150
+    procs = [
+        subprocess.Popen([sys.executable, "-c", WRITER, str(db), name, str(per_writer)])
+        for name in ("cli", "server")
+    ]
+    for proc in procs:
+        assert proc.wait(timeout=120) == 0
+    with Store(db) as store:
+        tasks = store.list_tasks()
+        events = store.events_since(0, limit=10_000)
+    assert len(tasks) == 2 * per_writer
+    assert len({t.id for t in tasks}) == 2 * per_writer
+    assert all(t.note and t.note.startswith("touched by") for t in tasks)
+    assert len(events) == 4 * per_writer
+    assert {e.actor for e in events} == {"cli", "server"}
