@@ -1,0 +1,116 @@
+"""Helpers for the git-layer tests: real repositories in temporary directories.
+
+Not a conftest.py (other suites share tests/); test modules import what they need. Every test
+runs with git's global and system config ignored, so a developer's own settings (conflict style,
+rerere, default branch) cannot change the outcome.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+IDENTITY = {
+    "GIT_AUTHOR_NAME": "Test",
+    "GIT_AUTHOR_EMAIL": "test@example.com",
+    "GIT_COMMITTER_NAME": "Test",
+    "GIT_COMMITTER_EMAIL": "test@example.com",
+}
+
+
+def isolate_git(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Ignore the global and system git config; give commits a fixed identity."""
+    empty = tmp_path / "empty-gitconfig"
+    empty.write_text("")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(empty))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    for key in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in IDENTITY.items():
+        monkeypatch.setenv(key, value)
+
+
+class Repo:
+    """A scratch repository (or one of its worktrees) with terse helpers."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def git(self, *args: str, check: bool = True, input: str | None = None) -> str:
+        proc = subprocess.run(
+            ["git", *args],
+            cwd=self.path,
+            capture_output=True,
+            text=True,
+            input=input,
+            check=False,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"git {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
+        return proc.stdout.strip()
+
+    def write(self, rel: str, content: str | bytes) -> Path:
+        p = self.path / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            p.write_bytes(content)
+        else:
+            p.write_text(content)
+        return p
+
+    def read(self, rel: str) -> str:
+        return (self.path / rel).read_text()
+
+    def commit(self, message: str, **files: str | None) -> str:
+        """Write (or with None delete) files given as path=content (`__` stands for `/`), commit."""
+        for key, content in files.items():
+            rel = key.replace("__", "/")
+            if content is None:
+                self.git("rm", "-q", "--", rel)
+            else:
+                self.write(rel, content)
+        self.git("add", "-A")
+        self.git("commit", "-q", "--allow-empty", "-m", message)
+        return self.head()
+
+    def head(self, rev: str = "HEAD") -> str:
+        return self.git("rev-parse", rev)
+
+    def tree(self, rev: str = "HEAD") -> str:
+        return self.git("rev-parse", f"{rev}^{{tree}}")
+
+    def show(self, rev: str, rel: str) -> str:
+        return self.git("show", f"{rev}:{rel}")
+
+    def branch(self, name: str, start: str = "main") -> None:
+        self.git("branch", name, start)
+
+    def on_branch(self, name: str, message: str, **files: str | None) -> str:
+        """Commit to `name` without switching the main checkout (via a temporary worktree)."""
+        wt = self.path.parent / f".scratch-{name.replace('/', '-')}"
+        self.git("worktree", "add", "-q", str(wt), name)
+        try:
+            return Repo(wt).commit(message, **files)
+        finally:
+            self.git("worktree", "remove", "--force", str(wt))
+
+    def status(self) -> str:
+        return self.git("status", "--porcelain")
+
+
+def make_repo(tmp_path: Path, name: str = "repo", branch: str = "main", **files: str) -> Repo:
+    """`git init -b <branch>` with one commit holding `files` (default: README.md)."""
+    path = tmp_path / name
+    path.mkdir()
+    repo = Repo(path)
+    repo.git("init", "-q", "-b", branch)
+    repo.git("config", "user.name", "Test")
+    repo.git("config", "user.email", "test@example.com")
+    repo.commit("initial", **(files or {"README.md": "hello\n"}))
+    return repo
+
+
+def lines(n: int, prefix: str = "line") -> str:
+    return "".join(f"{prefix} {i}\n" for i in range(1, n + 1))
