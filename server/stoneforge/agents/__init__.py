@@ -1,0 +1,71 @@
+"""Agent runtime: providers (Claude Code via claude-agent-sdk), roles and permissions.
+
+The orchestrator builds a :class:`SessionSpec` with :func:`build_spec` and runs it with
+:func:`run_session` on a provider such as :class:`ClaudeCodeProvider`; everything it
+learns arrives through callbacks, so this package knows nothing about storage.
+"""
+
+from stoneforge.agents.accounting import TokenAccountant, TokenStats
+from stoneforge.agents.bash_policy import BashPolicy
+from stoneforge.agents.claude_code import ClaudeCodeProvider, ClaudeCodeSession
+from stoneforge.agents.env import QUIET_ENV, default_config_dir, session_env
+from stoneforge.agents.events import (
+    AGENT_EVENT_ADAPTER,
+    AgentEvent,
+    AssistantTurn,
+    Failure,
+    FailureKind,
+    PermissionDenial,
+    PermissionDenied,
+    Result,
+    SessionStarted,
+    Stopped,
+    TokenUsage,
+    ToolResult,
+    ToolUse,
+)
+from stoneforge.agents.mcp_tools import HandoffNote, StoneforgeTools, ToolCallRecord
+from stoneforge.agents.process import is_alive, kill_tree
+from stoneforge.agents.provider import AgentProvider, AgentSession, SessionSpec
+from stoneforge.agents.roles import Role, build_spec, load_role_prompt
+from stoneforge.agents.runner import SessionOutcome, run_session
+from stoneforge.agents.secrets import RedactingFilter, Redactor
+
+__all__ = [
+    "AGENT_EVENT_ADAPTER",
+    "QUIET_ENV",
+    "AgentEvent",
+    "AgentProvider",
+    "AgentSession",
+    "AssistantTurn",
+    "BashPolicy",
+    "ClaudeCodeProvider",
+    "ClaudeCodeSession",
+    "Failure",
+    "FailureKind",
+    "HandoffNote",
+    "PermissionDenial",
+    "PermissionDenied",
+    "RedactingFilter",
+    "Redactor",
+    "Result",
+    "Role",
+    "SessionOutcome",
+    "SessionSpec",
+    "SessionStarted",
+    "Stopped",
+    "StoneforgeTools",
+    "TokenAccountant",
+    "TokenStats",
+    "TokenUsage",
+    "ToolCallRecord",
+    "ToolResult",
+    "ToolUse",
+    "build_spec",
+    "default_config_dir",
+    "is_alive",
+    "kill_tree",
+    "load_role_prompt",
+    "run_session",
+    "session_env",
+]

@@ -1,0 +1,237 @@
+"""Which shell commands an agent may not run: git commands that would land code.
+
+Agents cannot push, merge, pull, rebase onto the target branch, check it out, reset to
+it or move its ref: only the steward's code path lands work. :meth:`BashPolicy.check`
+parses the command the way a shell would split it (``&&``, ``;``, pipes, subshells,
+``$(...)``, ``bash -c``, ``env``/``timeout`` wrappers, ``VAR=x`` prefixes, ``git -C dir``)
+and returns a reason when any simple command in it is refused. Anything it cannot
+parse is refused too. This is a guard against accidents and drift, not a sandbox.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+_SEPARATOR_CHARS = set(";&|()")
+_REDIRECTS = {">", ">>", "<", "<<", "<<<", ">&", "<&", "&>", "&>>", ">|", "<>"}
+_KEYWORDS = {"if", "then", "else", "elif", "fi", "do", "done", "while", "until", "!", "{", "}"}
+_SHELLS = {"bash", "sh", "zsh", "dash", "ksh"}
+# Wrappers that run their arguments as a command; options are skipped.
+_WRAPPERS = {"command", "builtin", "exec", "nohup", "time", "nice", "ionice", "stdbuf",
+             "sudo", "doas", "xargs", "setsid", "chronic", "unbuffer", "flock"}  # fmt: skip
+_GIT_OPTS_WITH_VALUE = {"-C", "-c", "--git-dir", "--work-tree", "--namespace", "--exec-path",
+                        "--config-env", "--super-prefix", "--attr-source"}  # fmt: skip
+_SUBSTITUTION = re.compile(r"\$\(([^()]*(?:\([^()]*\)[^()]*)*)\)|`([^`]*)`")
+_REV_SUFFIX = re.compile(r"(@\{[^}]*\}|[~^]\d*)+$")
+
+
+class UnparsableCommand(ValueError):
+    pass
+
+
+def _split_lines(command: str) -> str:
+    """Turn unquoted newlines into `;` (shlex treats them as blanks)."""
+    out: list[str] = []
+    quote: str | None = None
+    escaped = False
+    for ch in command.replace("\\\n", " "):
+        if escaped:
+            escaped = False
+        elif ch == "\\" and quote != "'":
+            escaped = True
+        elif quote:
+            if ch == quote:
+                quote = None
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "\n":
+            out.append(" ; ")
+            continue
+        out.append(ch)
+    return "".join(out)
+
+
+def simple_commands(command: str, _depth: int = 0) -> Iterator[list[str]]:
+    """Yield the argv of every simple command in a shell command line, nested ones too."""
+    if _depth > 8:
+        raise UnparsableCommand("command nests too deeply")
+    # Command substitutions run wherever they appear, quoted or not.
+    for match in _SUBSTITUTION.finditer(command):
+        yield from simple_commands(match.group(1) or match.group(2) or "", _depth + 1)
+    lexer = shlex.shlex(_split_lines(command), posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    try:
+        tokens = list(lexer)
+    except ValueError as exc:  # unbalanced quotes and the like
+        raise UnparsableCommand(str(exc)) from exc
+    argv: list[str] = []
+    skip_next = False
+    for token in tokens:
+        if skip_next:
+            skip_next = False
+        elif token in _REDIRECTS or (token and set(token) <= set("<>&") and ">" in token):
+            skip_next = True
+        elif token and set(token) <= _SEPARATOR_CHARS | {"<", ">"}:
+            if argv:
+                yield from _unwrap(argv, _depth)
+            argv = []
+        else:
+            argv.append(token)
+    if argv:
+        yield from _unwrap(argv, _depth)
+
+
+def _unwrap(argv: list[str], depth: int) -> Iterator[list[str]]:
+    """Strip assignments, keywords and wrappers; descend into `sh -c` and `eval`."""
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        name = os.path.basename(word)
+        if _ASSIGNMENT.match(word) or word in _KEYWORDS:
+            i += 1
+        elif name == "env":
+            i += 1
+            while i < len(argv) and (argv[i].startswith("-") or _ASSIGNMENT.match(argv[i])):
+                i += 2 if argv[i] in ("-u", "-C", "-S") else 1
+        elif name in _WRAPPERS:
+            i += 1
+            while i < len(argv) and argv[i].startswith("-"):
+                i += 2 if argv[i] in ("-n", "-I", "-u", "-c", "-g", "-o", "-e") else 1
+        elif name == "timeout":
+            i += 1
+            while i < len(argv) and argv[i].startswith("-"):
+                i += 1
+            i += 1  # the duration
+        elif name in _SHELLS:
+            rest = argv[i + 1 :]
+            for j, opt in enumerate(rest):
+                if opt.startswith("-") and not opt.startswith("--") and "c" in opt:
+                    if j + 1 < len(rest):
+                        yield from simple_commands(rest[j + 1], depth + 1)
+                    return
+            yield argv[i:]
+            return
+        elif name == "eval":
+            yield from simple_commands(" ".join(argv[i + 1 :]), depth + 1)
+            return
+        else:
+            yield argv[i:]
+            return
+
+
+@dataclass(frozen=True)
+class GitInvocation:
+    subcommand: str
+    args: list[str]
+    config: list[str]  # values of `-c key=value`
+
+
+def parse_git(argv: list[str]) -> GitInvocation | None:
+    if not argv or os.path.basename(argv[0]) != "git":
+        return None
+    i, config = 1, []
+    while i < len(argv) and argv[i].startswith("-"):
+        opt = argv[i]
+        if opt in _GIT_OPTS_WITH_VALUE:
+            if opt == "-c" and i + 1 < len(argv):
+                config.append(argv[i + 1])
+            i += 2
+        else:
+            i += 1
+    if i >= len(argv):
+        return None
+    return GitInvocation(argv[i], argv[i + 1 :], config)
+
+
+@dataclass(frozen=True)
+class BashPolicy:
+    """Refuses git commands that land code or move the target branch."""
+
+    target_branch: str = "main"
+
+    def check(self, command: str) -> str | None:
+        """Return why `command` is refused, or None when it may run."""
+        try:
+            commands = list(simple_commands(command))
+        except UnparsableCommand as exc:
+            return f"stoneforge could not parse this command safely ({exc}); simplify it"
+        for argv in commands:
+            git = parse_git(argv)
+            if git is not None and (reason := self._check_git(git)):
+                return (
+                    f"stoneforge: {reason}. The merge queue lands your work; commit to your branch."
+                )
+        return None
+
+    def refers_to_target(self, word: str) -> bool:
+        target = self.target_branch
+        for part in word.lstrip("+").split(":"):
+            ref = _REV_SUFFIX.sub("", part)
+            if ref == target or ref.endswith("/" + target):
+                return True
+        return False
+
+    def _mentions_target(self, args: list[str]) -> bool:
+        return any(self.refers_to_target(a.split("=", 1)[-1]) for a in args)
+
+    def _check_git(self, git: GitInvocation) -> str | None:
+        sub, target = git.subcommand, self.target_branch
+        # Words after `--` are paths, never revisions.
+        args = git.args[: git.args.index("--")] if "--" in git.args else git.args
+        positional = [a for a in args if not a.startswith("-")]
+        if any(c.startswith("alias.") for c in git.config):
+            return "git aliases are not allowed"
+        if sub == "push":
+            return "git push is not allowed"
+        if sub == "pull":
+            return "git pull is not allowed (it merges)"
+        if sub == "merge" and not {"--abort", "--quit"} & set(args):
+            return "git merge is not allowed"
+        if sub == "rebase":
+            ongoing = {
+                "--abort",
+                "--continue",
+                "--skip",
+                "--quit",
+                "--edit-todo",
+                "--show-current-patch",
+            }
+            if ongoing & set(args):
+                return None
+            if self._mentions_target(args) or not positional:
+                return f"git rebase onto {target} is not allowed"
+        if sub in ("checkout", "switch") and "-" in args:
+            return f"git {sub} - is not allowed (it may switch to {target})"
+        if sub in ("checkout", "switch", "worktree", "symbolic-ref") and self._mentions_target(
+            args
+        ):
+            return f"git {sub} of {target} is not allowed"
+        if sub in ("reset", "update-ref") and self._mentions_target(args):
+            return f"git {sub} to {target} is not allowed"
+        if sub == "update-ref" and "--stdin" in args:
+            return "git update-ref --stdin is not allowed"
+        if sub == "branch" and self._mentions_target(positional):
+            moving = {"-f", "--force", "-d", "-D", "--delete", "-m", "-M", "--move", "-c", "-C"}
+            if moving & set(args):
+                return f"changing branch {target} is not allowed"
+        if sub == "fetch" and any(
+            ":" in a and self.refers_to_target(a.split(":")[-1]) for a in args
+        ):
+            return f"fetching into {target} is not allowed"
+        if sub == "config" and any(a.startswith("alias.") for a in args):
+            return "git aliases are not allowed"
+        return None
+
+    def disallowed_tool_rules(self) -> list[str]:
+        """The CLI's own deny rules for the plain spellings (defense in depth)."""
+        t = self.target_branch
+        prefixes = ["git push", "git pull", "git merge", f"git rebase {t}",
+                    f"git rebase origin/{t}", f"git checkout {t}", f"git switch {t}",
+                    f"git reset --hard {t}", f"git reset --hard origin/{t}",
+                    f"git branch -f {t}", f"git update-ref refs/heads/{t}"]  # fmt: skip
+        return [f"Bash({p}:*)" for p in prefixes]

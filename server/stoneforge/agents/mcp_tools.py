@@ -1,0 +1,167 @@
+"""The in-process `stoneforge` MCP server: how agents talk to the orchestrator.
+
+Tools: ``complete_task(summary)``, ``handoff(done, remaining, filesTouched, decisions,
+failingTests, nextStep)`` and ``ask_director(question)``. Each call is recorded on the
+:class:`StoneforgeTools` instance and handed to the caller's callback (sync or async).
+The completion rule never depends on these calls; they only add information.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from claude_agent_sdk import McpSdkServerConfig, SdkMcpTool, create_sdk_mcp_server, tool
+from pydantic import BaseModel, ConfigDict, Field
+
+SERVER_NAME = "stoneforge"
+COMPLETE_TASK = "complete_task"
+HANDOFF = "handoff"
+ASK_DIRECTOR = "ask_director"
+ALL_TOOLS = (COMPLETE_TASK, HANDOFF, ASK_DIRECTOR)
+DEFAULT_DIRECTOR_ANSWER = (
+    "No director is available right now. Make the most reasonable assumption, state it in "
+    "your commit message or summary, and carry on."
+)
+
+T = TypeVar("T")
+MaybeAwaitable = T | Awaitable[T]
+
+
+def mcp_tool_name(name: str) -> str:
+    return f"mcp__{SERVER_NAME}__{name}"
+
+
+class HandoffNote(BaseModel):
+    """What a session passes to its successor (the fields of the `handoff` tool)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    done: str
+    remaining: str
+    files_touched: list[str] = Field(default_factory=list, alias="filesTouched")
+    decisions: list[str] = Field(default_factory=list)
+    failing_tests: list[str] = Field(default_factory=list, alias="failingTests")
+    next_step: str = Field(alias="nextStep")
+
+
+@dataclass(frozen=True)
+class ToolCallRecord:
+    tool: str
+    arguments: dict[str, Any]
+    at: float
+
+
+_STR_LIST = {"anyOf": [{"type": "array", "items": {"type": "string"}}, {"type": "string"}]}
+_HANDOFF_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "done": {"type": "string", "description": "What is finished and committed."},
+        "remaining": {"type": "string", "description": "What is left to do."},
+        "filesTouched": {**_STR_LIST, "description": "Files changed so far."},
+        "decisions": {**_STR_LIST, "description": "Decisions made and why."},
+        "failingTests": {**_STR_LIST, "description": "Tests failing right now."},
+        "nextStep": {"type": "string", "description": "The very next thing to do."},
+    },
+    "required": ["done", "remaining", "nextStep"],
+}
+
+
+def _as_list(value: Any) -> list[str]:
+    # Models sometimes send one string where a list is asked for; accept both.
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [line.strip("-* ").strip() for line in value.splitlines() if line.strip()]
+    return [str(v) for v in value]
+
+
+async def _call(callback: Callable[..., MaybeAwaitable[T]], *args: Any) -> T:
+    result = callback(*args)
+    if inspect.isawaitable(result):
+        return await result
+    return result
+
+
+def _text(message: str, *, error: bool = False) -> dict[str, Any]:
+    return {"content": [{"type": "text", "text": message}], "is_error": error}
+
+
+@dataclass
+class StoneforgeTools:
+    """Callbacks behind the `stoneforge` MCP tools, plus a record of every call."""
+
+    on_complete: Callable[[str], MaybeAwaitable[None]] | None = None
+    on_handoff: Callable[[HandoffNote], MaybeAwaitable[None]] | None = None
+    on_ask_director: Callable[[str], MaybeAwaitable[str]] | None = None
+    enabled: tuple[str, ...] = ALL_TOOLS
+    calls: list[ToolCallRecord] = field(default_factory=list)
+
+    @property
+    def tool_names(self) -> list[str]:
+        """Fully qualified names, as used in allowed_tools."""
+        return [mcp_tool_name(n) for n in self.enabled]
+
+    def calls_to(self, name: str) -> list[ToolCallRecord]:
+        return [c for c in self.calls if c.tool == name]
+
+    def _record(self, name: str, args: dict[str, Any]) -> None:
+        self.calls.append(ToolCallRecord(name, dict(args), time.time()))
+
+    async def complete_task(self, args: dict[str, Any]) -> dict[str, Any]:
+        self._record(COMPLETE_TASK, args)
+        if self.on_complete is not None:
+            await _call(self.on_complete, str(args.get("summary", "")))
+        return _text("Recorded. Make sure all your work is committed on your branch; then stop.")
+
+    async def handoff(self, args: dict[str, Any]) -> dict[str, Any]:
+        self._record(HANDOFF, args)
+        note = HandoffNote(
+            done=str(args.get("done", "")),
+            remaining=str(args.get("remaining", "")),
+            filesTouched=_as_list(args.get("filesTouched")),
+            decisions=_as_list(args.get("decisions")),
+            failingTests=_as_list(args.get("failingTests")),
+            nextStep=str(args.get("nextStep", "")),
+        )
+        if self.on_handoff is not None:
+            await _call(self.on_handoff, note)
+        return _text("Handoff recorded. Commit your work and stop; a fresh session continues.")
+
+    async def ask_director(self, args: dict[str, Any]) -> dict[str, Any]:
+        self._record(ASK_DIRECTOR, args)
+        question = str(args.get("question", ""))
+        if self.on_ask_director is None:
+            return _text(DEFAULT_DIRECTOR_ANSWER)
+        answer = await _call(self.on_ask_director, question)
+        return _text(answer or DEFAULT_DIRECTOR_ANSWER)
+
+    def _tools(self) -> Iterable[SdkMcpTool[Any]]:
+        specs = {
+            COMPLETE_TASK: (
+                "Report that the task is done, with a short summary of the change. "
+                "Commit your work first.",
+                {"summary": str},
+                self.complete_task,
+            ),
+            HANDOFF: (
+                "Hand the task to a fresh session: what is done, what remains, files "
+                "touched, decisions, failing tests and the next step.",
+                _HANDOFF_SCHEMA,
+                self.handoff,
+            ),
+            ASK_DIRECTOR: (
+                "Ask the director (who planned the work) a question and get an answer.",
+                {"question": str},
+                self.ask_director,
+            ),
+        }
+        for name in self.enabled:
+            description, schema, handler = specs[name]
+            yield tool(name, description, schema)(handler)
+
+    def server(self) -> McpSdkServerConfig:
+        return create_sdk_mcp_server(SERVER_NAME, version="1.0.0", tools=list(self._tools()))
