@@ -251,6 +251,21 @@ def dep_add(
             out.print(f"{task.id} now depends on {', '.join(task.depends_on)}")
 
 
+# -- editor ------------------------------------------------------------------------------------
+
+
+@app.command()
+def lsp(
+    stdio: Annotated[
+        bool, typer.Option("--stdio", help="Speak LSP on stdin/stdout (default).")
+    ] = True,
+) -> None:
+    """Run the language server for editors, on stdin/stdout (no port is opened)."""
+    from stoneforge.lsp.server import main as serve_lsp
+
+    serve_lsp()
+
+
 # -- entry point ---------------------------------------------------------------------------------
 
 

@@ -9,15 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import git
 
 from stoneforge.config import CONFIG_RELPATH, DEFAULT_CONFIG_YAML, StoneforgeConfig, load_config
 from stoneforge.errors import NotARepositoryError, NotFoundError, NotInitializedError
+from stoneforge.git.forecast import Forecast, forecast
+from stoneforge.git.repo import resolve_target_branch, run_git
 from stoneforge.models import (
+    Handoff,
     MergeRequest,
     MergeStatus,
     Plan,
+    SessionStatus,
     StatusSummary,
     Task,
     TaskStatus,
@@ -162,6 +167,83 @@ class Service:
 
     def ready_task_ids(self) -> list[str]:
         return self.store.ready_task_ids()
+
+    def task_tree(self) -> dict[str, Any]:
+        """Plans -> tasks (with sessions and handoffs), and the tasks of no plan, in one read."""
+        plans = self.store.list_plans()
+        by_plan: dict[str | None, list[dict[str, Any]]] = {}
+        for task in self.store.list_tasks():
+            by_plan.setdefault(task.plan_id, []).append(task.wire())
+        return {
+            "plans": [{**plan.wire(), "tasks": by_plan.get(plan.id, [])} for plan in plans],
+            "unplanned": by_plan.get(None, []),
+            "handoffAtTokens": self.config.orchestrator.handoffAtTokens,
+        }
+
+    def list_handoffs(self, task_id: str | None = None) -> list[Handoff]:
+        return self.store.list_handoffs(task_id)
+
+    def running_agents(self) -> list[dict[str, Any]]:
+        """The sessions running now, with what they work on (the editor's Agents view)."""
+        sessions = self.store.list_sessions(status=SessionStatus.RUNNING)
+        titles = {t.id: t.title for t in self.store.list_tasks(status=TaskStatus.IN_PROGRESS)}
+        return [
+            {
+                "sessionId": s.id,
+                "taskId": s.task_id,
+                "taskTitle": titles.get(s.task_id or "", ""),
+                "role": s.role.value,
+                "pid": s.pid,
+                "contextTokens": s.context_tokens,
+                "costUsd": s.cost_usd,
+                "startedAt": s.wire()["startedAt"],
+            }
+            for s in sessions
+        ]
+
+    # -- git views -----------------------------------------------------------------------------
+
+    def target_branch(self) -> str:
+        return resolve_target_branch(self.root, self.config.merge.targetBranch)
+
+    def active_branches(self) -> dict[str, str]:
+        """Task id -> branch, for tasks whose work is not landed yet."""
+        active = (TaskStatus.IN_PROGRESS, TaskStatus.REVIEW)
+        return {
+            task.id: task.branch
+            for task in self.store.list_tasks()
+            if task.status in active and task.branch
+        }
+
+    def forecast(self) -> Forecast:
+        return forecast(self.root, self.target_branch(), self.active_branches())
+
+    def forecast_json(self) -> dict[str, Any]:
+        return self.forecast().to_json()
+
+    def merge_diff(self, mr_id: str) -> dict[str, Any]:
+        """The files a merge request changes: each at the merge base and at the branch tip."""
+        mr = self.store.get_merge_request(mr_id)
+        head = run_git(["rev-parse", "--verify", f"{mr.branch}^{{commit}}"], self.root).stdout
+        target = self.target_branch()
+        base = run_git(["merge-base", target, head.strip()], self.root).stdout.strip()
+        head = head.strip()
+        listing = run_git(["diff", "--name-status", "--no-renames", "-z", base, head], self.root)
+        fields = [f for f in listing.stdout.split("\0") if f]
+        files = []
+        for status_code, path in zip(fields[::2], fields[1::2], strict=True):
+            files.append(
+                {
+                    "path": path,
+                    "status": status_code,
+                    "original": None if status_code == "A" else self._show(base, path),
+                    "modified": None if status_code == "D" else self._show(head, path),
+                }
+            )
+        return {"id": mr.id, "base": base, "head": head, "target": target, "files": files}
+
+    def _show(self, commit: str, path: str) -> str:
+        return run_git(["show", f"{commit}:{path}"], self.root).stdout
 
     # -- merge requests ------------------------------------------------------------------------
 

@@ -825,6 +825,11 @@ class Store:
             for row in rows
         ]
 
+    def data_version(self) -> int:
+        """Changes whenever another connection commits: a cheap "did anything change?" probe."""
+        with self._lock:
+            return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+
     def last_event_id(self) -> int:
         with self._lock:
             return int(self._conn.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0])

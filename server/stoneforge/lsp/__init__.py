@@ -1,0 +1,1 @@
+"""The pygls language server: thin handlers over :mod:`stoneforge.service`."""

@@ -1,0 +1,252 @@
+"""The pygls 2.x language server: custom requests, change notifications, diagnostics.
+
+Custom request params arrive as plain dicts (see :class:`StoneforgeProtocol`) and are validated
+by the pydantic models in :mod:`stoneforge.lsp.params`; the work itself is a plain function in
+:mod:`stoneforge.lsp.handlers`, run on a worker thread so git and SQLite never block the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import attrs
+import cattrs
+from lsprotocol import types
+from pydantic import ValidationError
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
+from pygls.lsp.server import LanguageServer
+from pygls.protocol import LanguageServerProtocol, default_converter
+
+from stoneforge import __version__
+from stoneforge.errors import StoneforgeError
+from stoneforge.lsp import conflicts
+from stoneforge.lsp.changes import ChangeWatcher
+from stoneforge.lsp.forecast_diagnostics import ForecastDiagnostics
+from stoneforge.lsp.handlers import METHODS, Context, Method
+from stoneforge.lsp.params import describe_validation_error
+from stoneforge.redact import RedactingFilter
+from stoneforge.service import Service
+
+log = logging.getLogger("stoneforge.lsp")
+
+PREFIX = "stoneforge/"
+COMMAND_PREFIX = "stoneforge."
+
+
+@attrs.define
+class StoneforgeRequest:
+    """A custom request whose params stay a plain JSON value (pygls would make namedtuples)."""
+
+    id: int | str
+    method: str
+    jsonrpc: str
+    params: Any = None
+
+
+@attrs.define
+class StoneforgeNotification:
+    method: str
+    jsonrpc: str
+    params: Any = None
+
+
+def _converter() -> cattrs.Converter:
+    converter = default_converter()
+    for cls in (StoneforgeRequest, StoneforgeNotification):
+        converter.register_structure_hook(cls, lambda obj, c: c(**obj))
+    return converter
+
+
+class StoneforgeProtocol(LanguageServerProtocol):
+    def structure_message(self, data: dict[str, Any]) -> Any:
+        # Incoming stoneforge/ messages keep their params as plain JSON for pydantic to check.
+        # (Outgoing ones, like stoneforge/changed, use pygls' generic message types.)
+        method = data.get("method")
+        if "jsonrpc" in data and isinstance(method, str) and method.startswith(PREFIX):
+            cls = StoneforgeRequest if "id" in data else StoneforgeNotification
+            return self._converter.structure(data, cls)
+        return super().structure_message(data)
+
+
+class StoneforgeServer(LanguageServer):
+    def __init__(self) -> None:
+        super().__init__(
+            "stoneforge",
+            __version__,
+            protocol_cls=StoneforgeProtocol,
+            converter_factory=_converter,
+            text_document_sync_kind=types.TextDocumentSyncKind.Full,
+        )
+        self.context: Context | None = None
+        self.open_problem: str | None = None
+        self.watcher: ChangeWatcher | None = None
+        self.forecasts: ForecastDiagnostics | None = None
+
+    # -- workspace -----------------------------------------------------------------------------
+
+    def open_workspace(self, root: Path) -> None:
+        """Bind to the repository at ``root``, initialising `.stoneforge/` when it is missing."""
+        try:
+            service, created = Service.init(root, actor=f"lsp:{_pid()}")
+        except StoneforgeError as exc:
+            self.open_problem = str(exc)
+            log.warning("stoneforge is not available here: %s", exc)
+            return
+        if created:
+            log.info("initialised %s: %s", service.root, ", ".join(created))
+        self.context = Context(service=service)
+        self.forecasts = ForecastDiagnostics(service)
+
+    def require_context(self) -> Context:
+        if self.context is None:
+            raise JsonRpcInvalidParams(
+                self.open_problem or "the server has no workspace folder; open a git repository"
+            )
+        return self.context
+
+    # -- diagnostics ---------------------------------------------------------------------------
+
+    def publish(self, uri: str) -> None:
+        """Publish conflict-marker and forecast diagnostics for one open document."""
+        document = self.workspace.get_text_document(uri)
+        diagnostics = conflicts.conflict_diagnostics(document.source)
+        if self.forecasts is not None:
+            diagnostics += self.forecasts.for_document(uri, document.source)
+        self.text_document_publish_diagnostics(
+            types.PublishDiagnosticsParams(
+                uri=uri, diagnostics=diagnostics, version=document.version
+            )
+        )
+
+    def republish_all(self) -> None:
+        for uri in list(self.workspace.text_documents):
+            self.publish(uri)
+
+
+def _pid() -> int:
+    import os
+
+    return os.getpid()
+
+
+def uri_to_path(uri: str) -> Path:
+    parsed = urlparse(uri)
+    return Path(unquote(parsed.path))
+
+
+def _call(server: StoneforgeServer, name: str, method: Method, raw: Any) -> Any:
+    """Validate params, run the handler, and turn every failure into a readable JSON-RPC error."""
+    full = PREFIX + name
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise JsonRpcInvalidParams(
+            f"invalid params for {full}: expected an object, got {type(raw).__name__}"
+        )
+    try:
+        params = method.params.model_validate(raw)
+    except ValidationError as exc:
+        raise JsonRpcInvalidParams(describe_validation_error(full, exc)) from None
+    context = server.require_context()
+    try:
+        return method.handler(context, params)
+    except StoneforgeError as exc:
+        raise JsonRpcInvalidParams(str(exc)) from None
+    except JsonRpcException:
+        raise
+    except Exception as exc:  # the server survives any request; the client gets the reason
+        log.exception("%s failed", full)
+        raise JsonRpcException(f"{full} failed: {type(exc).__name__}: {exc}") from None
+
+
+def _register(server: StoneforgeServer, name: str, method: Method) -> None:
+    @server.feature(PREFIX + name)
+    @server.thread()
+    def request(params: Any) -> Any:
+        return _call(server, name, method, params)
+
+    @server.command(COMMAND_PREFIX + name)
+    @server.thread()
+    def command(*args: Any) -> Any:
+        return _call(server, name, method, args[0] if args else {})
+
+
+def build_server() -> StoneforgeServer:
+    server = StoneforgeServer()
+    for name, method in METHODS.items():
+        _register(server, name, method)
+
+    @server.feature(types.INITIALIZE)
+    def on_initialize(params: types.InitializeParams) -> None:
+        root: Path | None = None
+        if params.workspace_folders:
+            root = uri_to_path(params.workspace_folders[0].uri)
+        elif params.root_uri:
+            root = uri_to_path(params.root_uri)
+        elif params.root_path:
+            root = Path(params.root_path)
+        if root is not None:
+            server.open_workspace(root)
+        else:
+            server.open_problem = "the client sent no workspace folder; open a git repository"
+
+    @server.feature(types.INITIALIZED)
+    def on_initialized(params: types.InitializedParams) -> None:
+        if server.context is None:
+            return
+        server.watcher = ChangeWatcher(server, server.context.service)
+        server.watcher.start()
+
+    @server.feature(types.SHUTDOWN)
+    def on_shutdown(params: Any) -> None:
+        if server.watcher is not None:
+            server.watcher.stop()
+
+    @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
+    def did_open(params: types.DidOpenTextDocumentParams) -> None:
+        server.publish(params.text_document.uri)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
+    def did_change(params: types.DidChangeTextDocumentParams) -> None:
+        server.publish(params.text_document.uri)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_SAVE)
+    def did_save(params: types.DidSaveTextDocumentParams) -> None:
+        server.publish(params.text_document.uri)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
+    def did_close(params: types.DidCloseTextDocumentParams) -> None:
+        server.text_document_publish_diagnostics(
+            types.PublishDiagnosticsParams(uri=params.text_document.uri, diagnostics=[])
+        )
+
+    @server.feature(
+        types.TEXT_DOCUMENT_CODE_ACTION,
+        types.CodeActionOptions(code_action_kinds=[types.CodeActionKind.QuickFix]),
+    )
+    def code_action(params: types.CodeActionParams) -> list[types.CodeAction]:
+        document = server.workspace.get_text_document(params.text_document.uri)
+        return conflicts.conflict_code_actions(
+            document.source, params.text_document.uri, params.range
+        )
+
+    return server
+
+
+def main() -> None:
+    """`sf lsp`: serve on stdin/stdout; logs go to stderr, never to stdout."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RedactingFilter())
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    logging.getLogger("pygls").setLevel(logging.WARNING)
+    server = build_server()
+    server.start_io()
+    if server.watcher is not None:
+        server.watcher.stop()
+    asyncio.set_event_loop(None)

@@ -1,0 +1,53 @@
+"""Drive the real `sf lsp` process over stdio with pytest-lsp's client."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from lsprotocol import types
+from pytest_lsp import ClientServerConfig, LanguageClient
+
+SERVER_COMMAND = [sys.executable, "-m", "stoneforge", "lsp", "--stdio"]
+
+
+def plain(value: Any) -> Any:
+    """pygls hands unknown results over as namedtuples; turn them back into JSON values."""
+    if hasattr(value, "_asdict"):
+        return {k: plain(v) for k, v in value._asdict().items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    return value
+
+
+@asynccontextmanager
+async def lsp_session(
+    root: Path, env: dict[str, str] | None = None
+) -> AsyncIterator[LanguageClient]:
+    config = ClientServerConfig(server_command=SERVER_COMMAND, server_env=env)
+    client = await config.start()
+    assert isinstance(client, LanguageClient)
+    await client.initialize_session(
+        types.InitializeParams(
+            capabilities=types.ClientCapabilities(
+                window=types.WindowClientCapabilities(work_done_progress=True)
+            ),
+            root_uri=root.as_uri(),
+            workspace_folders=[types.WorkspaceFolder(uri=root.as_uri(), name=root.name)],
+        )
+    )
+    try:
+        yield client
+    finally:
+        await client.shutdown_session()
+        await client.stop()
+
+
+async def request(client: LanguageClient, method: str, params: Any = None) -> Any:
+    result = await client.protocol.send_request_async(method, params if params is not None else {})
+    return plain(result)

@@ -1,0 +1,153 @@
+"""The language server over stdio: requests, commands, notifications, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import GIT_ENV
+from lsp_helpers import lsp_session, request
+from lsprotocol import types
+from pygls.exceptions import JsonRpcException
+
+
+async def test_task_and_plan_requests_round_trip(repo: Path) -> None:
+    async with lsp_session(repo) as client:
+        plan = await request(client, "stoneforge/createPlan", {"title": "Sprint", "activate": True})
+        assert plan["id"] == "p1" and plan["status"] == "active"
+        first = await request(client, "stoneforge/createTask", {"title": "Model", "planId": "p1"})
+        second = await request(
+            client,
+            "stoneforge/createTask",
+            {"title": "View", "planId": "p1", "priority": 1, "dependsOn": [first["id"]]},
+        )
+        assert second["blocked"] is True and second["dependsOn"] == [first["id"]]
+        listed = await request(client, "stoneforge/listTasks", {"planId": "p1"})
+        assert [t["title"] for t in listed["tasks"]] == ["Model", "View"]
+        assert listed["tasks"][0]["effectivePriority"] == 1
+        loose = await request(client, "stoneforge/createTask", {"title": "Loose"})
+        tree = await request(client, "stoneforge/taskTree")
+        assert [p["id"] for p in tree["plans"]] == ["p1"]
+        assert [t["id"] for t in tree["plans"][0]["tasks"]] == [first["id"], second["id"]]
+        assert [t["id"] for t in tree["unplanned"]] == [loose["id"]]
+        assert tree["handoffAtTokens"] == 140000
+        status = await request(client, "stoneforge/status")
+        assert status["tasksByStatus"]["open"] == 3 and status["serving"] is False
+        assert status["agents"] == []
+        cancelled = await request(client, "stoneforge/cancelTask", {"id": loose["id"]})
+        assert cancelled["status"] == "cancelled"
+        retried = await request(client, "stoneforge/retryTask", {"id": loose["id"]})
+        assert retried["status"] == "open"
+        assert (await request(client, "stoneforge/handoffs"))["handoffs"] == []
+        assert (await request(client, "stoneforge/mergeRequests"))["mergeRequests"] == []
+        forecast = await request(client, "stoneforge/forecast")
+        assert forecast["target"] == "main" and forecast["pairs"] == []
+    # The server wrote to the repository's own store: the CLI sees the same tasks.
+    out = subprocess.run(
+        [sys.executable, "-m", "stoneforge", "task", "list", "--json"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **GIT_ENV},
+        check=True,
+    )
+    assert '"Loose"' in out.stdout
+
+
+async def test_execute_command_reaches_the_same_methods(repo: Path) -> None:
+    async with lsp_session(repo) as client:
+        task = await client.workspace_execute_command_async(
+            types.ExecuteCommandParams(
+                command="stoneforge.createTask", arguments=[{"title": "Via command"}]
+            )
+        )
+        from lsp_helpers import plain
+
+        assert plain(task)["title"] == "Via command"
+        listed = plain(
+            await client.workspace_execute_command_async(
+                types.ExecuteCommandParams(command="stoneforge.listTasks", arguments=[{}])
+            )
+        )
+        assert [t["title"] for t in listed["tasks"]] == ["Via command"]
+
+
+@pytest.mark.parametrize(
+    ("method", "params", "message"),
+    [
+        ("stoneforge/createTask", {}, "title: Field required"),
+        ("stoneforge/createTask", {"title": 7}, "title: Input should be a valid string"),
+        (
+            "stoneforge/createTask",
+            {"title": "x", "priority": 9},
+            "priority: Input should be less than or equal to 5",
+        ),
+        ("stoneforge/createTask", {"title": "x", "priority": "1"}, "priority"),
+        ("stoneforge/createTask", {"title": "x", "dependsOn": ["t404"]}, "t404"),
+        ("stoneforge/createTask", {"title": "x", "planId": "p404"}, "no plan with id 'p404'"),
+        ("stoneforge/createTask", ["not", "an", "object"], "expected an object"),
+        ("stoneforge/listTasks", {"status": "sleeping"}, "status"),
+        ("stoneforge/cancelTask", {"id": "t404"}, "no task with id 't404'"),
+        ("stoneforge/activatePlan", {}, "planId: Field required"),
+        ("stoneforge/mergeDiff", {"id": "mr9"}, "no merge request with id 'mr9'"),
+    ],
+)
+async def test_bad_params_get_readable_errors(
+    repo: Path, method: str, params: object, message: str
+) -> None:
+    async with lsp_session(repo) as client:
+        with pytest.raises(JsonRpcException) as info:
+            await request(client, method, params)
+        assert message in str(info.value)
+        assert info.value.code == -32602
+        # Still alive and nothing was half-created.
+        assert (await request(client, "stoneforge/listTasks"))["tasks"] == []
+
+
+async def test_unknown_method_is_method_not_found(repo: Path) -> None:
+    async with lsp_session(repo) as client:
+        with pytest.raises(JsonRpcException) as info:
+            await request(client, "stoneforge/doesNotExist", {})
+        assert info.value.code == -32601
+        assert (await request(client, "stoneforge/status"))["ready"] == 0
+
+
+async def test_changed_is_sent_for_own_and_other_processes_changes(repo: Path) -> None:
+    async with lsp_session(repo) as client:
+        waiting = client.wait_for_notification("stoneforge/changed")
+        task = await request(client, "stoneforge/createTask", {"title": "Mine"})
+        changed = await asyncio.wait_for(waiting, 10)
+        assert {"kind": "task.created", "entity": "task", "id": task["id"]} in [
+            dict(c._asdict()) if hasattr(c, "_asdict") else c for c in _changes(changed)
+        ]
+        waiting = client.wait_for_notification("stoneforge/changed")
+        subprocess.run(
+            [sys.executable, "-m", "stoneforge", "task", "create", "--title", "From the CLI"],
+            cwd=repo,
+            check=True,
+            capture_output=True,
+            env={**os.environ, **GIT_ENV},
+        )
+        changed = await asyncio.wait_for(waiting, 10)
+        kinds = [(c["kind"], c["id"]) for c in _changes(changed)]
+        assert ("task.created", "t2") in kinds
+
+
+def _changes(params: object) -> list[dict]:
+    from lsp_helpers import plain
+
+    data = plain(params)
+    return data["changes"]
+
+
+async def test_server_outside_a_repository_explains(tmp_path: Path) -> None:
+    plain_dir = tmp_path / "not-a-repo"
+    plain_dir.mkdir()
+    async with lsp_session(plain_dir) as client:
+        with pytest.raises(JsonRpcException) as info:
+            await request(client, "stoneforge/listTasks", {})
+        assert "not inside a git repository" in str(info.value)
