@@ -18,7 +18,7 @@ from stoneforge.git import (
     run_git,
     worktree_root,
 )
-from stoneforge.git.repo import parse_git_version, resolve_commits
+from stoneforge.git.repo import check_git, parse_git_version, resolve_commits
 
 
 @pytest.fixture(autouse=True)
@@ -31,6 +31,13 @@ def test_git_version_and_requirement() -> None:
     assert require_git() == git_version()
     with pytest.raises(GitVersionError, match=r"too old: Stoneforge needs git >= 99\.0"):
         require_git((99, 0, 0))
+
+
+def test_check_git_for_doctor() -> None:
+    good = check_git()
+    assert good.ok and good.version and good.message.endswith("ok")
+    bad = check_git((99, 1, 0))
+    assert not bad.ok and bad.minimum == "99.1" and "too old" in bad.message
 
 
 @pytest.mark.parametrize(

@@ -49,6 +49,8 @@ from stoneforge.git.merge import (
     merge_tree,
 )
 from stoneforge.git.repo import (
+    GitCheck,
+    check_git,
     find_repo_root,
     git_version,
     require_git,
@@ -87,7 +89,9 @@ __all__ = [
     "ConflictedFile",
     "Forecast",
     "ForecastBranch",
+    "ForecastHit",
     "ForecastPair",
+    "GitCheck",
     "GitError",
     "GitLayerError",
     "GitVersionError",
@@ -114,6 +118,7 @@ __all__ = [
     "apply_snapshot",
     "build_candidate",
     "build_stack",
+    "check_git",
     "commit_all",
     "create_task_worktree",
     "delete_branch",

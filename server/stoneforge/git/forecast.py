@@ -30,6 +30,7 @@ from pydantic.alias_generators import to_camel
 
 from stoneforge.git.conflicts import (
     ConflictedFile,
+    LineRange,
     MergeTreeResult,
     describe_conflicts,
     parse_merge_tree,
@@ -64,6 +65,15 @@ class ForecastPair(_Model):
         return [f.path for f in self.files]
 
 
+class ForecastHit(_Model):
+    """A predicted conflict seen from one side: where it sits in that side's own file."""
+
+    path: str
+    other: str  # label of the other side of the pair
+    kinds: list[str]
+    lines: list[LineRange]  # in this side's version of `path` (empty: whole file / no markers)
+
+
 class Forecast(_Model):
     target: str  # label of the target (its branch name)
     target_commit: str
@@ -79,6 +89,28 @@ class Forecast(_Model):
     def conflicts_for(self, label: str) -> list[ForecastPair]:
         """Conflicting pairs that involve `label` (a branch label or the target)."""
         return [p for p in self.conflicts if label in (p.ours, p.theirs)]
+
+    def hits_for(self, label: str) -> list[ForecastHit]:
+        """Every predicted conflict touching `label`, with line ranges in `label`'s files.
+
+        What the language server turns into diagnostics: for the user's checkout ask for the
+        target's label, for a task worktree ask for its branch label.
+        """
+        hits: list[ForecastHit] = []
+        for p in self.conflicts_for(label):
+            mine_is_ours = p.ours == label
+            other = p.theirs if mine_is_ours else p.ours
+            for f in p.files:
+                ranges = [h.ours if mine_is_ours else h.theirs for h in f.hunks]
+                hits.append(
+                    ForecastHit(
+                        path=f.path,
+                        other=other,
+                        kinds=f.kinds,
+                        lines=[r for r in ranges if r is not None],
+                    )
+                )
+        return hits
 
     def to_json(self) -> dict:
         """JSON-able dict with camelCase keys (what `sf forecast --json` prints)."""

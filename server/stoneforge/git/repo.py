@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 
+from pydantic import BaseModel
+
 from stoneforge.git.errors import GitError, GitVersionError, NotARepository, RefNotFound
 
 MIN_GIT_VERSION: tuple[int, int, int] = (2, 38, 0)
@@ -143,6 +145,30 @@ def require_git(minimum: tuple[int, int, int] = MIN_GIT_VERSION) -> tuple[int, i
             "`git merge-tree --write-tree`; please upgrade git"
         )
     return version
+
+
+class GitCheck(BaseModel):
+    """What `sf doctor` reports about git."""
+
+    ok: bool
+    version: str | None  # "2.39.5"; None when git is missing
+    minimum: str
+    message: str
+
+
+def check_git(minimum: tuple[int, int, int] = MIN_GIT_VERSION) -> GitCheck:
+    """Non-raising version of `require_git`, for `sf doctor`."""
+    need = ".".join(map(str, minimum[:2]))
+    try:
+        version = git_version()
+    except GitVersionError as exc:
+        return GitCheck(ok=False, version=None, minimum=need, message=str(exc))
+    have = ".".join(map(str, version))
+    try:
+        require_git(minimum)
+    except GitVersionError as exc:
+        return GitCheck(ok=False, version=have, minimum=need, message=str(exc))
+    return GitCheck(ok=True, version=have, minimum=need, message=f"git {have} (>= {need}): ok")
 
 
 # --- repository paths ------------------------------------------------------------------------
