@@ -122,6 +122,19 @@ def test_conflicting_pairs_with_files_and_line_ranges(repo: Repo) -> None:
     assert "moved.txt (rename/delete)" in text
 
 
+def test_directory_rename_conflict_without_any_common_path(repo: Repo) -> None:
+    # Why there is no "disjoint changed paths cannot conflict" shortcut: here the two branches
+    # touch no path in common, yet git reports a conflict (file location).
+    repo.commit("dir", **{"d/a": "a\n", "d/b": "b\n"})
+    branches = {
+        "mv": branch(repo, "sf/mv", **{"d/a": None, "d/b": None, "e/a": "a\n", "e/b": "b\n"}),
+        "add": branch(repo, "sf/add", **{"d/new": "new\n"}),
+    }
+    p = pair(forecast(repo.path, "main", branches), "mv", "add")
+    assert p.conflict
+    assert {f.path: f.kinds for f in p.files} == {"e/new": ["file location"]}
+
+
 def test_batch_agrees_with_single_merges(repo: Repo) -> None:
     branches = {
         "a": branch(repo, "sf/a", **{"f.txt": lines(20).replace("line 3\n", "a\n"), "x": "a\n"}),

@@ -11,6 +11,7 @@ from stoneforge.git import (
     UnsafePath,
     WorktreeDirty,
     WorktreeError,
+    checkout_detached,
     create_task_worktree,
     delete_branch,
     ensure_worktree,
@@ -163,3 +164,17 @@ def test_delete_branch_refuses_a_checked_out_branch(repo: Repo) -> None:
     with pytest.raises(WorktreeError, match="checked out"):
         delete_branch(repo.path, wt.branch, target="main", force=True)
     assert delete_branch(repo.path, "sf/no-such-branch", target="main") is False
+
+
+def test_steward_scratch_worktree(repo: Repo, tmp_path: Path) -> None:
+    first = repo.head()
+    path = checkout_detached(repo.path, tmp_path / "steward", first)
+    scratch = Repo(path)
+    assert scratch.head() == first and scratch.git("branch", "--show-current") == ""
+    scratch.write("README.md", "leftover edit\n")
+    scratch.write("junk/new.txt", "untracked leftover\n")
+    second = repo.commit("main moves", **{"x.txt": "x\n"})
+    with pytest.raises(WorktreeDirty):
+        checkout_detached(repo.path, path, second, discard_changes=False)
+    assert checkout_detached(repo.path, path, second) == path.resolve()
+    assert scratch.head() == second and scratch.status() == ""

@@ -297,7 +297,8 @@ def merge_in_worktree(
 
     Conflicts that rerere resolves from the shared cache are committed; otherwise the merge is
     left in progress with `conflicted` listing the paths for an agent to resolve (then
-    `snapshot.commit_all` finishes the merge commit). The worktree must be clean.
+    `snapshot.commit_all` finishes the merge commit). The worktree must be clean: prepare it
+    with `worktrees.checkout_detached`.
     """
     root = worktree_root(worktree)
     dirty = dirty_files(root)

@@ -201,8 +201,8 @@ def find_repo_root(path: Path | str = ".") -> Path:
     `.stoneforge/` lives there, so `sf` run inside a task worktree still finds the project.
     """
     here = worktree_root(path)  # also rejects bare repositories and non-repositories
-    listing = git_out(["worktree", "list", "--porcelain"], cwd=here)
-    first = listing.split("\n", 1)[0]
+    listing = run_git(["worktree", "list", "--porcelain", "-z"], here).stdout
+    first = listing.split("\0", 1)[0]  # the main worktree is always listed first
     if first.startswith("worktree "):
         main = Path(first[len("worktree ") :])
         if (main / ".git").exists():

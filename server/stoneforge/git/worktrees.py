@@ -190,6 +190,41 @@ def ensure_worktree(
     return TaskWorktree(path=path, branch=branch, head=start, created=True, reattached=False)
 
 
+def checkout_detached(
+    repo: Path | str, path: Path | str, commit: str, *, discard_changes: bool = True
+) -> Path:
+    """A Stoneforge-owned scratch worktree (the steward's) at `commit`, detached; made if missing.
+
+    With `discard_changes` (default) whatever a previous run left there is thrown away first: an
+    unfinished merge, modified files, untracked files (ignored ones, such as caches, are kept).
+    """
+    repo = Path(repo)
+    path = _canon(Path(path))
+    oid = resolve_commit(repo, commit)
+    wt = find_worktree(repo, path=path)
+    if wt is not None and not path.is_dir():
+        _prune(repo)
+        wt = None
+    if wt is None:
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise WorktreeError(
+                f"cannot create worktree at {path}: the path exists and is not empty"
+            )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        run_git(["worktree", "add", "--detach", "--", str(path), oid], repo)
+        return path
+    if discard_changes:
+        run_git(["merge", "--abort"], path, check=False)
+        run_git(["reset", "--hard", "--quiet"], path)
+        run_git(["clean", "-f", "-d", "--quiet"], path)
+    else:
+        dirty = dirty_files(path)
+        if dirty:
+            raise WorktreeDirty(path, dirty)
+    run_git(["checkout", "--quiet", "--detach", oid], path)
+    return path
+
+
 def _head(worktree: Path) -> str:
     return run_git(["rev-parse", "HEAD"], worktree).stdout.strip()
 
