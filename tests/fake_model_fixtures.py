@@ -9,7 +9,11 @@ Register in conftest.py with ``from fake_model_fixtures import *  # noqa: F403``
   :class:`~stoneforge.agents.SessionSpec` wired to ``fake_model``, with the fake key, a
   private CLAUDE_CONFIG_DIR under tmp and short timeouts.
 - ``git_repo``: factory ``git_repo(name="repo")`` making a repository on ``main`` with one
-  commit.
+  commit; ``git``: ``git(cwd, *args) -> stdout`` (raises on failure).
+- ``fake_api_key``: the recognisable fake key every ``agent_spec`` session gets.
+
+Tests use these through fixtures only (no imports from this module), so pytest can load
+it as a plugin with assertion rewriting.
 """
 
 from __future__ import annotations
@@ -44,6 +48,16 @@ def run_git(cwd: Path, *args: str) -> str:
     if proc.returncode != 0:
         raise AssertionError(f"git {' '.join(args)} failed: {proc.stderr}")
     return proc.stdout.strip()
+
+
+@pytest.fixture
+def fake_api_key() -> str:
+    return FAKE_API_KEY
+
+
+@pytest.fixture
+def git() -> Callable[..., str]:
+    return run_git
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import anyio
 import pytest
-from fake_model_fixtures import SpecFactory, run_git
 from stoneforge.agents import (
     AgentEvent,
     AgentSession,
@@ -17,6 +16,7 @@ from stoneforge.agents import (
     FailureKind,
     HandoffNote,
     Role,
+    SessionSpec,
     SessionStarted,
     StoneforgeTools,
     TokenStats,
@@ -34,9 +34,12 @@ pytestmark = [
 ]
 
 RepoFactory = Callable[..., Path]
+Git = Callable[..., str]
+SpecFactory = Callable[..., SessionSpec]
 
 
 async def test_worker_writes_a_file_and_commits_it(
+    git: Git,
     fake_model: FakeModel,
     claude_provider: ClaudeCodeProvider,
     agent_spec: SpecFactory,
@@ -57,8 +60,8 @@ async def test_worker_writes_a_file_and_commits_it(
     )
     assert outcome.status == "completed", outcome
     assert (repo / "hello.py").read_text() == "print('hello')\n"
-    assert run_git(repo, "log", "-1", "--format=%s") == "Add hello"
-    assert run_git(repo, "status", "--porcelain") == ""
+    assert git(repo, "log", "-1", "--format=%s") == "Add hello"
+    assert git(repo, "status", "--porcelain") == ""
     assert outcome.provider_session_id and outcome.pid
     assert outcome.last_text == "Done: added hello.py."
     assert isinstance(events[0], SessionStarted)
@@ -166,6 +169,7 @@ async def test_deferred_mcp_tools_are_loaded_through_tool_search(
 
 
 async def test_git_push_is_denied_and_nothing_reaches_the_remote(
+    git: Git,
     fake_model: FakeModel,
     claude_provider: ClaudeCodeProvider,
     agent_spec: SpecFactory,
@@ -174,8 +178,8 @@ async def test_git_push_is_denied_and_nothing_reaches_the_remote(
 ) -> None:
     repo = git_repo()
     origin = tmp_path / "origin.git"
-    run_git(tmp_path, "init", "-q", "--bare", str(origin))
-    run_git(repo, "remote", "add", "origin", str(origin))
+    git(tmp_path, "init", "-q", "--bare", str(origin))
+    git(repo, "remote", "add", "origin", str(origin))
     attempts = [
         "git push origin HEAD:main",  # caught by the CLI's deny rule and our hook
         "cd . && FOO=1 git -C . push origin HEAD:refs/heads/main",  # only our hook sees this
@@ -186,7 +190,7 @@ async def test_git_push_is_denied_and_nothing_reaches_the_remote(
     assert outcome.status == "completed"
     results = [r.tool_results()[0] for r in fake_model.main_requests()[1:4]]
     assert all(r.get("is_error") for r in results), results
-    assert run_git(origin, "for-each-ref") == ""  # nothing was pushed
+    assert git(origin, "for-each-ref") == ""  # nothing was pushed
     denied = [d.tool_input.get("command") for d in outcome.permission_denials]
     assert sorted(denied) == sorted(attempts)
     assert any("git push is not allowed" in (d.reason or "") for d in outcome.permission_denials)

@@ -60,9 +60,11 @@ def simple_commands(command: str, _depth: int = 0) -> Iterator[list[str]]:
     """Yield the argv of every simple command in a shell command line, nested ones too."""
     if _depth > 8:
         raise UnparsableCommand("command nests too deeply")
-    # Command substitutions run wherever they appear, quoted or not.
+    # Command substitutions run wherever they appear, quoted or not; each is checked on
+    # its own and stands as a plain word in the outer command.
     for match in _SUBSTITUTION.finditer(command):
         yield from simple_commands(match.group(1) or match.group(2) or "", _depth + 1)
+    command = _SUBSTITUTION.sub("_", command)
     lexer = shlex.shlex(_split_lines(command), posix=True, punctuation_chars=True)
     lexer.whitespace_split = True
     try:

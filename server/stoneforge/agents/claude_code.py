@@ -270,7 +270,11 @@ class ClaudeCodeSession:
             self._pid = _pid_of(self._client)
             await self.send(self.spec.prompt)
         except Exception as exc:  # any startup problem becomes a Failure event
-            message = self._redactor.text(f"{type(exc).__name__}: {exc}")
+            await anyio.sleep(0.05)  # let the stderr reader catch the CLI's last words
+            tail = " | ".join(self._stderr)
+            message = self._redactor.text(
+                f"{type(exc).__name__}: {exc}" + (f" | stderr: {tail}" if tail else "")
+            )
             log.warning("agent session failed to start: %s", message)
             self._startup_failure = Failure(
                 kind=FailureKind.STARTUP, message=message, retryable=False
