@@ -223,3 +223,15 @@ def test_binary_conflict(repo: Repo) -> None:
     (p,) = forecast(repo.path, "main", branches).conflicts
     (f,) = p.files
     assert f.binary and f.hunks == [] and "add/add" in f.kinds
+
+
+def test_forecast_in_a_repository_borrowing_objects(repo: Repo, tmp_path: Path) -> None:
+    # `clone --shared`: objects live in another repository (objects/info/alternates); the
+    # forecast's temporary object directory must still reach them.
+    branch(repo, "sf/a", **{"f.txt": lines(20).replace("line 3\n", "a\n")})
+    branch(repo, "sf/b", **{"f.txt": lines(20).replace("line 3\n", "b\n")})
+    shared = tmp_path / "shared"
+    repo.git("clone", "-q", "--shared", "--no-checkout", str(repo.path), str(shared))
+    fc = forecast(shared, "origin/main", {"a": "origin/sf/a", "b": "origin/sf/b"})
+    assert [(p.ours, p.theirs) for p in fc.conflicts] == [("a", "b")]
+    assert fc.conflicts[0].files[0].hunks[0].ours.start == 3

@@ -308,16 +308,21 @@ def describe_conflicts(
 
     Reads all needed blobs (merged file from the result tree, stages 1-3) in one `cat-file`.
     """
+
+    def textual(cf: ConflictedFile) -> bool:
+        # Submodule stages are commits: there is no file content to look into.
+        return not any(s.mode == "160000" for s in cf.stages)
+
     specs: list[str] = []
     for res in results:
-        for cf in res.conflicts:
+        for cf in filter(textual, res.conflicts):
             specs.append(f"{res.tree}:{cf.path}")
             specs.extend(s.oid for s in cf.stages)
     if not specs:
         return
     blobs = read_objects(repo, specs, env)
     for res in results:
-        for cf in res.conflicts:
+        for cf in filter(textual, res.conflicts):
             merged = blobs.get(f"{res.tree}:{cf.path}")
             base, ours, theirs = (
                 blobs.get(s.oid) if (s := cf.stage(n)) else None for n in (1, 2, 3)

@@ -168,9 +168,8 @@ def _quarantine(repo: Path) -> Iterator[dict[str, str]]:
     objects = git_path(repo, "objects").resolve()
     tmp = tempfile.mkdtemp(prefix="sf-forecast-", dir=_scratch_dir())
     try:
-        alternates = os.environ.get("GIT_ALTERNATE_OBJECT_DIRECTORIES")
-        alt = str(objects) + (os.pathsep + alternates if alternates else "")
-        yield {"GIT_OBJECT_DIRECTORY": tmp, "GIT_ALTERNATE_OBJECT_DIRECTORIES": alt}
+        # The repository's own objects/info/alternates are still followed from there.
+        yield {"GIT_OBJECT_DIRECTORY": tmp, "GIT_ALTERNATE_OBJECT_DIRECTORIES": str(objects)}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -106,9 +106,9 @@ def run_git(
     )
 
 
-def git_out(args: Sequence[str], cwd: Path | str, **kwargs: object) -> str:
+def git_out(args: Sequence[str], cwd: Path | str) -> str:
     """stdout of a successful git command, without the trailing newline."""
-    return run_git(args, cwd, **kwargs).stdout.rstrip("\n")  # type: ignore[arg-type]
+    return run_git(args, cwd).stdout.rstrip("\n")
 
 
 # --- version ---------------------------------------------------------------------------------
