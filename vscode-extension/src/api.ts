@@ -1,0 +1,97 @@
+// Typed calls of the server's custom requests. Takes any JSON-RPC sender, so the extension uses it
+// over the LanguageClient and the protocol tests use it over a bare vscode-jsonrpc connection:
+// both exercise exactly the same calls.
+import {
+  type CreatePlanParams,
+  type CreateTaskParams,
+  type Forecast,
+  type Handoff,
+  type MergeDiff,
+  type MergeRequest,
+  type MergeStatus,
+  Methods,
+  type Plan,
+  type Status,
+  type Task,
+  type TaskStatus,
+  type TaskTree,
+} from "./protocol";
+
+export interface RequestSender {
+  sendRequest<R>(method: string, params: unknown): Promise<R>;
+}
+
+export class StoneforgeApi {
+  constructor(private readonly sender: RequestSender) {}
+
+  private call<R>(method: string, params: object = {}): Promise<R> {
+    return this.sender.sendRequest<R>(method, params);
+  }
+
+  createTask(params: CreateTaskParams): Promise<Task> {
+    return this.call(Methods.createTask, params);
+  }
+
+  createPlan(params: CreatePlanParams): Promise<Plan> {
+    return this.call(Methods.createPlan, params);
+  }
+
+  activatePlan(planId: string): Promise<Plan> {
+    return this.call(Methods.activatePlan, { planId });
+  }
+
+  cancelTask(id: string): Promise<Task> {
+    return this.call(Methods.cancelTask, { id });
+  }
+
+  retryTask(id: string): Promise<Task> {
+    return this.call(Methods.retryTask, { id });
+  }
+
+  async listTasks(filter: { planId?: string; status?: TaskStatus } = {}): Promise<Task[]> {
+    return (await this.call<{ tasks: Task[] }>(Methods.listTasks, filter)).tasks;
+  }
+
+  taskTree(): Promise<TaskTree> {
+    return this.call(Methods.taskTree);
+  }
+
+  async handoffs(taskId?: string): Promise<Handoff[]> {
+    const params = taskId === undefined ? {} : { taskId };
+    return (await this.call<{ handoffs: Handoff[] }>(Methods.handoffs, params)).handoffs;
+  }
+
+  async mergeRequests(status?: MergeStatus): Promise<MergeRequest[]> {
+    const params = status === undefined ? {} : { status };
+    const result = await this.call<{ mergeRequests: MergeRequest[] }>(Methods.mergeRequests, params);
+    return result.mergeRequests;
+  }
+
+  mergeDiff(id: string): Promise<MergeDiff> {
+    return this.call(Methods.mergeDiff, { id });
+  }
+
+  approveMerge(id: string): Promise<MergeRequest> {
+    return this.call(Methods.approveMerge, { id });
+  }
+
+  rejectMerge(id: string, reason: string): Promise<MergeRequest> {
+    return this.call(Methods.rejectMerge, { id, reason });
+  }
+
+  status(): Promise<Status> {
+    return this.call(Methods.status);
+  }
+
+  serve(maxConcurrent?: number): Promise<{ serving: boolean }> {
+    return this.call(Methods.serve, maxConcurrent === undefined ? {} : { maxConcurrent });
+  }
+
+  stop(): Promise<{ serving: boolean }> {
+    return this.call(Methods.stop);
+  }
+
+  forecast(): Promise<Forecast> {
+    return this.call(Methods.forecast);
+  }
+}

@@ -1,0 +1,187 @@
+// Every `stoneforge.*` command. Commands invoked on a tree row get that row's TreeNode; from the
+// command palette they ask which task or merge request with a quick pick.
+import * as vscode from "vscode";
+import type { DiffProvider } from "./docs";
+import { docUri } from "./docs";
+import { mergeRequestChoices, taskChoices } from "./model/choices";
+import { humanize, shortSha } from "./model/format";
+import type { NodeRef, TreeNode } from "./model/treeNode";
+import type { MergeRequest, MergeStatus, Task } from "./protocol";
+import { askNewPlan, askNewTask, pickOne } from "./prompts";
+import { errorText, type StoneforgeServer } from "./server";
+import type { Views } from "./views/views";
+
+function isNode(arg: unknown): arg is TreeNode {
+  return typeof arg === "object" && arg !== null && "ref" in arg && "contextValue" in arg;
+}
+
+/** The id a command was invoked on: a tree row of the given kind, or a plain id string. */
+function argId(arg: unknown, kind: NodeRef["kind"]): string | undefined {
+  if (typeof arg === "string") return arg;
+  if (isNode(arg) && arg.ref.kind === kind && "id" in arg.ref) return arg.ref.id;
+  return undefined;
+}
+
+export function registerCommands(server: StoneforgeServer, views: Views, diffs: DiffProvider): vscode.Disposable[] {
+  const api = server.api;
+
+  /** Run a command body; a server error becomes an error message rather than an unhandled rejection. */
+  const command = (id: string, body: (...args: unknown[]) => Promise<unknown>) =>
+    vscode.commands.registerCommand(id, async (...args: unknown[]) => {
+      try {
+        return await body(...args);
+      } catch (e) {
+        void vscode.window.showErrorMessage(`Stoneforge: ${errorText(e)}`);
+        return undefined;
+      }
+    });
+
+  async function chooseTask(arg: unknown, title: string, filter: (t: Task) => boolean): Promise<Task | undefined> {
+    const tasks = await api.listTasks();
+    const id = argId(arg, "task");
+    if (id) return tasks.find((t) => t.id === id);
+    return pickOne(title, taskChoices(tasks.filter(filter)), "No task to choose from.");
+  }
+
+  async function chooseMr(arg: unknown, title: string, statuses?: MergeStatus[]): Promise<MergeRequest | undefined> {
+    const id = argId(arg, "mr");
+    const mrs = await api.mergeRequests();
+    if (id) return mrs.find((m) => m.id === id);
+    const tasks = await api.listTasks();
+    const wanted = statuses ? mrs.filter((m) => statuses.includes(m.status)) : mrs;
+    return pickOne(title, mergeRequestChoices(wanted, tasks), "No merge request to choose from.");
+  }
+
+  return [
+    command("stoneforge.createTask", async (arg) => {
+      const planId = argId(arg, "plan");
+      const params = await askNewTask(await api.listTasks(), planId);
+      if (!params) return;
+      const task = await api.createTask(params);
+      void vscode.window.showInformationMessage(`Created task ${task.id}: ${task.title}`);
+      return task;
+    }),
+
+    command("stoneforge.createPlan", async () => {
+      const params = await askNewPlan();
+      if (!params) return;
+      const plan = await api.createPlan(params);
+      void vscode.window.showInformationMessage(`Created plan ${plan.id} (${plan.status}): ${plan.title}`);
+      return plan;
+    }),
+
+    command("stoneforge.activatePlan", async (arg) => {
+      const planId = argId(arg, "plan");
+      if (!planId) return;
+      await api.activatePlan(planId);
+    }),
+
+    command("stoneforge.start", async () => {
+      const max = vscode.workspace.getConfiguration("stoneforge").get<number | null>("maxConcurrent");
+      await api.serve(max ?? undefined);
+      void vscode.window.setStatusBarMessage("$(play) Stoneforge orchestration started", 3000);
+    }),
+
+    command("stoneforge.stop", async () => {
+      await api.stop();
+      void vscode.window.setStatusBarMessage("$(debug-stop) Stoneforge orchestration stopped", 3000);
+    }),
+
+    command("stoneforge.approveMerge", async (arg) => {
+      const mr = await chooseMr(arg, "Approve which merge request?", ["awaiting_approval"]);
+      if (!mr) return;
+      const result = await vscode.window.withProgress(
+        { location: vscode.ProgressLocation.Notification, title: `Approving ${mr.id} (${mr.branch})…` },
+        () => api.approveMerge(mr.id),
+      );
+      const landed = result.mergedCommit ? ` as ${shortSha(result.mergedCommit)}` : "";
+      void vscode.window.showInformationMessage(`Merge request ${result.id}: ${humanize(result.status)}${landed}`);
+      return result;
+    }),
+
+    command("stoneforge.rejectMerge", async (arg) => {
+      const mr = await chooseMr(arg, "Reject which merge request?", ["awaiting_approval", "conflict", "test_failed"]);
+      if (!mr) return;
+      const reason = await vscode.window.showInputBox({
+        title: `Reject ${mr.id} (${mr.branch})`,
+        prompt: "Why? The task goes back to an agent with this in its prompt.",
+        ignoreFocusOut: true,
+        validateInput: (v) => (v.trim() ? undefined : "Give the agent a reason"),
+      });
+      if (reason === undefined) return;
+      const result = await api.rejectMerge(mr.id, reason.trim());
+      void vscode.window.showInformationMessage(`Merge request ${result.id}: ${humanize(result.status)}`);
+      return result;
+    }),
+
+    command("stoneforge.showDiff", async (arg) => {
+      const mr = await chooseMr(arg, "Show the diff of which merge request?");
+      if (!mr) return;
+      const diff = await diffs.diff(mr.id);
+      if (!diff.files.length) {
+        void vscode.window.showInformationMessage(`${mr.branch} changes no files against the target.`);
+        return;
+      }
+      const sides = diff.files.map((f) => ({
+        file: f,
+        original: diffs.uri(mr.id, "original", f.path),
+        modified: diffs.uri(mr.id, "modified", f.path),
+      }));
+      const title = `${mr.id}: ${mr.branch} (${shortSha(diff.base)} ↔ ${shortSha(diff.head)})`;
+      if (sides.length === 1) {
+        const [only] = sides as [(typeof sides)[number]];
+        await vscode.commands.executeCommand("vscode.diff", only.original, only.modified, `${only.file.path} — ${title}`);
+      } else {
+        // The multi-file diff editor, one entry per changed file.
+        const resources = sides.map((s) => [vscode.Uri.file(s.file.path), s.original, s.modified]);
+        await vscode.commands.executeCommand("vscode.changes", title, resources);
+      }
+    }),
+
+    command("stoneforge.showChecks", async (arg) => {
+      const mrId = typeof arg === "string" ? arg : argId(arg, "mr") ?? (await chooseMr(undefined, "Show the checks of which merge request?"))?.id;
+      if (!mrId) return;
+      const doc = await vscode.workspace.openTextDocument(docUri({ kind: "checks", mrId }));
+      await vscode.window.showTextDocument(doc, { preview: true });
+    }),
+
+    command("stoneforge.openHandoff", async (taskId, key) => {
+      if (typeof taskId !== "string" || typeof key !== "string") return;
+      const doc = await vscode.workspace.openTextDocument(docUri({ kind: "handoff", taskId, handoffKey: key }));
+      await vscode.window.showTextDocument(doc, { preview: true });
+    }),
+
+    command("stoneforge.showForecast", async () => {
+      const doc = await vscode.workspace.openTextDocument(docUri({ kind: "forecast" }));
+      await vscode.window.showTextDocument(doc, { preview: true });
+    }),
+
+    command("stoneforge.openWorktree", async (arg) => {
+      const task = await chooseTask(arg, "Open the worktree of which task?", (t) => !!t.worktree);
+      if (!task) return;
+      if (!task.worktree) {
+        void vscode.window.showInformationMessage(`Task ${task.id} has no worktree yet (an agent creates it when it starts).`);
+        return;
+      }
+      await vscode.commands.executeCommand("vscode.openFolder", vscode.Uri.file(task.worktree), { forceNewWindow: true });
+    }),
+
+    command("stoneforge.cancelTask", async (arg) => {
+      const task = await chooseTask(arg, "Cancel which task?", (t) => ["open", "in_progress", "review", "failed"].includes(t.status));
+      if (task) await api.cancelTask(task.id);
+    }),
+
+    command("stoneforge.retryTask", async (arg) => {
+      const task = await chooseTask(arg, "Retry which task?", (t) => ["failed", "cancelled"].includes(t.status));
+      if (task) await api.retryTask(task.id);
+    }),
+
+    command("stoneforge.refresh", () => views.refreshAll()),
+
+    command("stoneforge.focus", async () => vscode.commands.executeCommand("workbench.view.extension.stoneforge")),
+
+    command("stoneforge.showLog", async () => server.output.show()),
+
+    command("stoneforge.restartServer", () => server.restart()),
+  ];
+}

@@ -1,0 +1,87 @@
+// Virtual documents: handoffs, check output and the forecast (scheme `stoneforge`), and the two
+// sides of a merge request's diff (scheme `stoneforge-diff`). Content is fetched from the server
+// when VS Code asks for it; open documents are re-read on every `stoneforge/changed`.
+import * as vscode from "vscode";
+import type { StoneforgeApi } from "./api";
+import { checksMarkdown } from "./model/checksDoc";
+import { DIFF_SCHEME, DOC_SCHEME, type DocTarget, diffPath, docPath, parseDiffPath, parseDocPath } from "./model/docUris";
+import { forecastMarkdown } from "./model/forecastDoc";
+import { findHandoff, handoffMarkdown } from "./model/handoffDoc";
+import type { MergeDiff } from "./protocol";
+
+export function docUri(target: DocTarget): vscode.Uri {
+  return vscode.Uri.from({ scheme: DOC_SCHEME, path: docPath(target) });
+}
+
+export class DocumentProvider implements vscode.TextDocumentContentProvider {
+  private readonly emitter = new vscode.EventEmitter<vscode.Uri>();
+  readonly onDidChange = this.emitter.event;
+
+  constructor(private readonly api: StoneforgeApi) {}
+
+  async provideTextDocumentContent(uri: vscode.Uri): Promise<string> {
+    const target = parseDocPath(uri.path);
+    if (!target) return `Unknown Stoneforge document: ${uri.toString()}`;
+    switch (target.kind) {
+      case "handoff": {
+        const [handoffs, tasks] = await Promise.all([this.api.handoffs(target.taskId), this.api.listTasks()]);
+        const handoff = findHandoff(handoffs, target.handoffKey);
+        if (!handoff) return `# Handoff ${target.handoffKey}\n\nTask ${target.taskId} has no such handoff any more.\n`;
+        return handoffMarkdown(handoff, tasks.find((t) => t.id === target.taskId));
+      }
+      case "checks": {
+        const mr = (await this.api.mergeRequests()).find((m) => m.id === target.mrId);
+        return mr ? checksMarkdown(mr) : `# Checks\n\nNo merge request ${target.mrId}.\n`;
+      }
+      case "forecast": {
+        const [forecast, tasks] = await Promise.all([this.api.forecast(), this.api.listTasks()]);
+        return forecastMarkdown(forecast, new Map(tasks.map((t) => [t.id, t.title])));
+      }
+    }
+  }
+
+  /** Re-read the open documents of this scheme. */
+  refreshOpen(): void {
+    for (const doc of vscode.workspace.textDocuments) {
+      if (doc.uri.scheme === DOC_SCHEME) this.emitter.fire(doc.uri);
+    }
+  }
+}
+
+export class DiffProvider implements vscode.TextDocumentContentProvider {
+  /** One mergeDiff call per merge request serves both sides of every file. */
+  private readonly cache = new Map<string, Promise<MergeDiff>>();
+  private readonly emitter = new vscode.EventEmitter<vscode.Uri>();
+  readonly onDidChange = this.emitter.event;
+
+  constructor(private readonly api: StoneforgeApi) {}
+
+  diff(mrId: string): Promise<MergeDiff> {
+    let pending = this.cache.get(mrId);
+    if (!pending) {
+      pending = this.api.mergeDiff(mrId);
+      pending.catch(() => this.cache.delete(mrId));
+      this.cache.set(mrId, pending);
+    }
+    return pending;
+  }
+
+  uri(mrId: string, side: "original" | "modified", path: string): vscode.Uri {
+    return vscode.Uri.from({ scheme: DIFF_SCHEME, path: diffPath({ mrId, side, path }) });
+  }
+
+  async provideTextDocumentContent(uri: vscode.Uri): Promise<string> {
+    const target = parseDiffPath(uri.path);
+    if (!target) return "";
+    const file = (await this.diff(target.mrId)).files.find((f) => f.path === target.path);
+    return (target.side === "original" ? file?.original : file?.modified) ?? "";
+  }
+
+  /** The branch may have moved: forget fetched diffs and re-read the open sides. */
+  refreshOpen(): void {
+    this.cache.clear();
+    for (const doc of vscode.workspace.textDocuments) {
+      if (doc.uri.scheme === DIFF_SCHEME) this.emitter.fire(doc.uri);
+    }
+  }
+}

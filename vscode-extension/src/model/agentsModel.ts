@@ -1,0 +1,43 @@
+// stoneforge/status -> rows of the Agents view: one per slot, busy ones with what they run.
+import type { Agent, Status } from "../protocol";
+import { contextUse, cost, duration, secondsSince } from "./format";
+import { messageNode, type TreeNode } from "./treeNode";
+
+export function agentsTree(status: Status, handoffAt: number, now: Date): TreeNode[] {
+  const rows: TreeNode[] = [];
+  if (!status.serving) {
+    const elsewhere = status.orchestrator;
+    rows.push(
+      elsewhere
+        ? messageNode("elsewhere", `Orchestrator runs elsewhere (pid ${elsewhere.pid} on ${elsewhere.host})`, { id: "remote" })
+        : messageNode("stopped", "Orchestration is stopped — click to start", { id: "debug-pause" }, {
+            command: "stoneforge.start",
+            title: "Start Orchestration",
+            arguments: [],
+          }),
+    );
+  }
+  rows.push(...status.agents.map((a) => agentNode(a, handoffAt, now)));
+  if (status.serving) {
+    const workers = status.agents.filter((a) => a.role === "worker").length;
+    for (let slot = workers + 1; slot <= status.maxConcurrent; slot++) {
+      rows.push({ ...messageNode(`idle:${slot}`, `slot ${slot}`, { id: "circle-large-outline", color: "disabledForeground" }), description: "idle" });
+    }
+  }
+  return rows;
+}
+
+export function agentNode(a: Agent, handoffAt: number, now: Date): TreeNode {
+  const what = a.taskId ? `${a.taskId} ${a.taskTitle}`.trim() : a.role;
+  return {
+    id: `agent:${a.sessionId}`,
+    label: what,
+    description: [`${a.role} ${a.sessionId}`, contextUse(a.contextTokens, handoffAt), cost(a.costUsd), duration(secondsSince(a.startedAt, now))].join(" · "),
+    tooltip: `**${a.role} session ${a.sessionId}**${a.pid ? ` (pid ${a.pid})` : ""}\n\n- task: ${what}\n- context: ${contextUse(a.contextTokens, handoffAt)}\n- cost: ${cost(a.costUsd)}\n- running for ${duration(secondsSince(a.startedAt, now))}`,
+    icon: { id: a.role === "worker" ? "loading~spin" : a.role === "steward" ? "git-merge" : "compass", color: "charts.blue" },
+    contextValue: `agent agent-${a.role}`,
+    collapsible: "none",
+    ref: { kind: "agent", id: a.sessionId },
+    children: [],
+  };
+}

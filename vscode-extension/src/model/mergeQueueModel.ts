@@ -1,0 +1,79 @@
+// stoneforge/mergeRequests -> rows of the Merge Queue view, the ones needing a person first.
+import type { CheckRun, MergeRequest, MergeStatus, Task } from "../protocol";
+import { duration, humanize, oneLine, plural, shortSha, when } from "./format";
+import { checkIcon, mergeIcon } from "./icons";
+import type { TreeNode } from "./treeNode";
+
+const RANK: Record<MergeStatus, number> = {
+  awaiting_approval: 0,
+  conflict: 1,
+  test_failed: 2,
+  testing: 3,
+  pending: 4,
+  merged: 5,
+  rejected: 6,
+};
+
+const REJECTABLE: ReadonlySet<MergeStatus> = new Set(["awaiting_approval", "conflict", "test_failed"]);
+
+export function mergeQueueTree(mrs: MergeRequest[], tasks: Pick<Task, "id" | "title">[]): TreeNode[] {
+  const titles = new Map(tasks.map((t) => [t.id, t.title]));
+  return mrs
+    .map((mr, i) => ({ mr, i }))
+    .sort((a, b) => (RANK[a.mr.status] ?? 9) - (RANK[b.mr.status] ?? 9) || a.i - b.i)
+    .map(({ mr }) => mrNode(mr, titles.get(mr.taskId)));
+}
+
+export function checksSummary(checks: CheckRun[]): string {
+  if (!checks.length) return "no checks run";
+  const failed = checks.filter((c) => c.exitCode !== 0).length;
+  if (failed === 0) return `${checks.length}/${plural(checks.length, "check")} passed`;
+  return `${failed} of ${plural(checks.length, "check")} failed`;
+}
+
+export function mrFlags(mr: MergeRequest): string {
+  const flags = ["mr", `mr-${mr.status}`];
+  if (mr.status === "awaiting_approval") flags.push("can-approve");
+  if (REJECTABLE.has(mr.status)) flags.push("can-reject");
+  if (mr.checks.length) flags.push("has-checks");
+  return flags.join(" ");
+}
+
+export function mrNode(mr: MergeRequest, taskTitle: string | undefined): TreeNode {
+  const tooltip = [`**${mr.id}** for ${mr.taskId}${taskTitle ? ` (${taskTitle})` : ""}: ${humanize(mr.status)}`, ""];
+  tooltip.push(`- branch: \`${mr.branch}\``);
+  if (mr.candidateCommit) tooltip.push(`- checked commit: \`${shortSha(mr.candidateCommit)}\``);
+  if (mr.mergedCommit) tooltip.push(`- merged as: \`${shortSha(mr.mergedCommit)}\` (${when(mr.mergedAt)})`);
+  tooltip.push(`- checks: ${checksSummary(mr.checks)}`);
+  if (mr.reason) tooltip.push("", `_${mr.reason}_`);
+  if (mr.summary) tooltip.push("", mr.summary);
+  return {
+    id: `mr:${mr.id}`,
+    label: taskTitle ?? mr.branch,
+    description: [mr.id, humanize(mr.status), checksSummary(mr.checks), mr.reason ? oneLine(mr.reason, 40) : undefined]
+      .filter(Boolean)
+      .join(" · "),
+    tooltip: tooltip.join("\n"),
+    icon: mergeIcon(mr.status),
+    contextValue: mrFlags(mr),
+    collapsible: mr.checks.length ? "collapsed" : "none",
+    ref: { kind: "mr", id: mr.id },
+    children: mr.checks.map((c, i) => checkNode(mr.id, c, i)),
+  };
+}
+
+function checkNode(mrId: string, c: CheckRun, index: number): TreeNode {
+  const result = c.exitCode === null ? "did not finish" : c.exitCode === 0 ? "passed" : `exit ${c.exitCode}`;
+  return {
+    id: `check:${mrId}:${index}`,
+    label: c.command,
+    description: [result, duration(c.durationS), c.flaky ? "flaky" : undefined].filter(Boolean).join(" · "),
+    tooltip: "```\n" + (c.outputTail || "(no output)") + "\n```",
+    icon: checkIcon(c.exitCode, c.flaky),
+    contextValue: "check",
+    collapsible: "none",
+    command: { command: "stoneforge.showChecks", title: "Show Checks", arguments: [mrId] },
+    ref: { kind: "check", mrId, index },
+    children: [],
+  };
+}

@@ -1,0 +1,35 @@
+// stoneforge/status -> the status-bar item's text and tooltip.
+import type { Status } from "../protocol";
+import { plural } from "./format";
+
+export interface StatusBarView {
+  text: string;
+  tooltip: string;
+  /** True when something waits for the user (a merge request to approve). */
+  attention: boolean;
+}
+
+export function statusBarView(s: Status): StatusBarView {
+  const workers = s.agents.filter((a) => a.role === "worker").length;
+  const queued = s.ready;
+  const mrs = s.mergeRequestsByStatus;
+  const inQueue = (mrs.pending ?? 0) + (mrs.testing ?? 0) + (mrs.awaiting_approval ?? 0);
+  const toApprove = mrs.awaiting_approval ?? 0;
+
+  const agents = s.serving ? `${workers}/${s.maxConcurrent}` : "stopped";
+  const parts = [`$(hubot) ${agents}`, `$(list-ordered) ${queued}`];
+  if (inQueue) parts.push(`$(git-merge) ${inQueue}`);
+
+  const tip = [
+    s.serving
+      ? `${workers} of ${s.maxConcurrent} agents busy`
+      : s.orchestrator
+        ? `orchestrator runs elsewhere (pid ${s.orchestrator.pid})`
+        : "orchestration stopped",
+    `${plural(queued, "task")} ready in the queue${s.blocked ? `, ${s.blocked} blocked` : ""}`,
+    `${plural(inQueue, "merge request")} in the merge queue${toApprove ? `, ${toApprove} awaiting your approval` : ""}`,
+    "",
+    "Click to show the Stoneforge views.",
+  ];
+  return { text: parts.join("  "), tooltip: tip.join("\n"), attention: toApprove > 0 };
+}

@@ -1,0 +1,193 @@
+// The wire shapes of the Stoneforge language server (docs/protocol.md). Pure types: no `vscode`.
+
+export type TaskStatus = "open" | "in_progress" | "review" | "merged" | "failed" | "cancelled";
+export type PlanStatus = "draft" | "active";
+export type SessionRole = "worker" | "steward" | "director";
+export type SessionStatus = "running" | "completed" | "handed_off" | "crashed" | "failed";
+export type MergeStatus =
+  | "pending"
+  | "testing"
+  | "awaiting_approval"
+  | "merged"
+  | "conflict"
+  | "test_failed"
+  | "rejected";
+
+export interface Session {
+  id: string;
+  taskId: string | null;
+  role: SessionRole;
+  status: SessionStatus;
+  pid: number | null;
+  providerSessionId: string | null;
+  contextTokens: number;
+  inputTokens: number;
+  outputTokens: number;
+  costUsd: number;
+  startedAt: string;
+  endedAt: string | null;
+  error: string | null;
+}
+
+export interface Handoff {
+  id: string | null;
+  taskId: string | null;
+  sessionId: string | null;
+  done: string;
+  remaining: string;
+  filesTouched: string[];
+  decisions: string[];
+  failingTests: string[];
+  nextStep: string;
+  commit: string | null;
+  source: string;
+  createdAt: string;
+}
+
+export interface CheckRun {
+  command: string;
+  exitCode: number | null;
+  durationS: number;
+  outputTail: string;
+  flaky: boolean;
+}
+
+export interface MergeRequest {
+  id: string;
+  taskId: string;
+  status: MergeStatus;
+  branch: string;
+  candidateCommit: string | null;
+  mergedCommit: string | null;
+  checks: CheckRun[];
+  summary: string;
+  reason: string | null;
+  createdAt: string;
+  mergedAt: string | null;
+}
+
+export interface Task {
+  id: string;
+  title: string;
+  description: string;
+  planId: string | null;
+  priority: number;
+  effectivePriority: number;
+  dependsOn: string[];
+  status: TaskStatus;
+  blocked: boolean;
+  branch: string | null;
+  worktree: string | null;
+  attempts: number;
+  createdAt: string;
+  updatedAt: string | null;
+  note: string | null;
+  sessions: Session[];
+  handoffs: Handoff[];
+  mergeRequest: MergeRequest | null;
+}
+
+export interface Plan {
+  id: string;
+  title: string;
+  goal: string | null;
+  status: PlanStatus;
+  createdAt: string;
+  taskIds: string[];
+}
+
+export interface TaskTree {
+  plans: Array<Plan & { tasks: Task[] }>;
+  unplanned: Task[];
+  handoffAtTokens: number;
+}
+
+export interface Agent {
+  sessionId: string;
+  taskId: string | null;
+  taskTitle: string;
+  role: SessionRole;
+  contextTokens: number;
+  costUsd: number;
+  startedAt: string;
+  pid?: number | null;
+}
+
+export interface Status {
+  repository: string;
+  tasksByStatus: Partial<Record<TaskStatus, number>>;
+  blocked: number;
+  ready: number;
+  runningSessions: number;
+  mergeRequestsByStatus: Partial<Record<MergeStatus, number>>;
+  orchestrator: { pid: number; host: string; acquiredAt: string; heartbeatAt: string } | null;
+  serving: boolean;
+  maxConcurrent: number;
+  agents: Agent[];
+}
+
+export interface DiffFile {
+  path: string;
+  status: string;
+  original: string | null;
+  modified: string | null;
+}
+
+export interface MergeDiff {
+  base: string;
+  head: string;
+  files: DiffFile[];
+}
+
+export interface ForecastPair {
+  left: string;
+  right: string;
+  files: Array<{ path: string; lines: Array<[number, number]> }>;
+}
+
+export interface Forecast {
+  target: string;
+  pairs: ForecastPair[];
+}
+
+export interface ChangedParams {
+  lastEventId: number;
+  changes: Array<{ kind: string; entity: string; id: string | null }>;
+}
+
+export interface CreateTaskParams {
+  title: string;
+  description?: string;
+  planId?: string;
+  priority?: number;
+  dependsOn?: string[];
+}
+
+export interface CreatePlanParams {
+  title: string;
+  goal?: string;
+  activate?: boolean;
+}
+
+/** The notification the server sends whenever the store changes. */
+export const CHANGED_NOTIFICATION = "stoneforge/changed";
+
+/** Custom request names, one per method of {@link StoneforgeApi}. */
+export const Methods = {
+  createTask: "stoneforge/createTask",
+  createPlan: "stoneforge/createPlan",
+  activatePlan: "stoneforge/activatePlan",
+  cancelTask: "stoneforge/cancelTask",
+  retryTask: "stoneforge/retryTask",
+  listTasks: "stoneforge/listTasks",
+  taskTree: "stoneforge/taskTree",
+  handoffs: "stoneforge/handoffs",
+  mergeRequests: "stoneforge/mergeRequests",
+  mergeDiff: "stoneforge/mergeDiff",
+  approveMerge: "stoneforge/approveMerge",
+  rejectMerge: "stoneforge/rejectMerge",
+  status: "stoneforge/status",
+  serve: "stoneforge/serve",
+  stop: "stoneforge/stop",
+  forecast: "stoneforge/forecast",
+} as const;

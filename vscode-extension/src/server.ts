@@ -1,0 +1,172 @@
+// Owns the language client: resolves the server command, starts `sf lsp --stdio` in the workspace
+// folder, restarts it when it crashes, and exposes the typed API and the `changed` notification.
+import * as vscode from "vscode";
+import {
+  CloseAction,
+  ErrorAction,
+  LanguageClient,
+  type LanguageClientOptions,
+  RevealOutputChannelOn,
+  type ServerOptions,
+  State,
+} from "vscode-languageclient/node";
+import { StoneforgeApi } from "./api";
+import { CHANGED_NOTIFICATION, type ChangedParams } from "./protocol";
+import { RestartPolicy } from "./restartPolicy";
+import { INTERPRETER_SOURCE, cannotStartMessage, resolveServerCommand, type ServerCommand } from "./serverCommand";
+import { selectedInterpreter } from "./python";
+
+export type ServerState = "starting" | "running" | "failed";
+
+export class StoneforgeServer implements vscode.Disposable {
+  private client: LanguageClient | undefined;
+  private command: ServerCommand | undefined;
+  private reachedRunning = false;
+  private readonly policy = new RestartPolicy();
+  private readonly changedEmitter = new vscode.EventEmitter<ChangedParams>();
+  private readonly stateEmitter = new vscode.EventEmitter<ServerState>();
+  private current: ServerState = "starting";
+
+  /** Fires on every `stoneforge/changed` notification. */
+  readonly onChanged = this.changedEmitter.event;
+  /** Fires when the server becomes usable, or stops being so. */
+  readonly onState = this.stateEmitter.event;
+
+  readonly api = new StoneforgeApi({
+    sendRequest: <R>(method: string, params: unknown): Promise<R> => {
+      if (!this.client || this.current !== "running") {
+        return Promise.reject(new Error("the Stoneforge server is not running (see Stoneforge: Show Server Log)"));
+      }
+      return this.client.sendRequest<R>(method, params);
+    },
+  });
+
+  constructor(
+    private readonly folder: vscode.WorkspaceFolder,
+    readonly output: vscode.OutputChannel,
+  ) {}
+
+  /** Whether the command in use came from the Python extension (so an interpreter change matters). */
+  get usesInterpreter(): boolean {
+    return this.command?.source === INTERPRETER_SOURCE;
+  }
+
+  get state(): ServerState {
+    return this.current;
+  }
+
+  private setState(state: ServerState): void {
+    if (state === this.current) return;
+    this.current = state;
+    void vscode.commands.executeCommand("setContext", "stoneforge.serverState", state);
+    this.stateEmitter.fire(state);
+  }
+
+  async start(): Promise<void> {
+    this.setState("starting");
+    try {
+      this.command = resolveServerCommand({
+        setting: vscode.workspace.getConfiguration("stoneforge", this.folder.uri).get("serverCommand"),
+        envPath: process.env.PATH,
+        pythonInterpreter: await selectedInterpreter(this.folder.uri),
+        workspaceFolder: this.folder.uri.fsPath,
+      });
+    } catch (e) {
+      return this.fail(undefined, errorText(e));
+    }
+    if (!this.command) return this.fail(undefined, "not found");
+
+    const { command, args, source } = this.command;
+    this.output.appendLine(`[stoneforge] starting ${[command, ...args].join(" ")} (from ${source}) in ${this.folder.uri.fsPath}`);
+    const serverOptions: ServerOptions = { command, args, options: { cwd: this.folder.uri.fsPath } };
+    const clientOptions: LanguageClientOptions = {
+      // Conflict markers can be in any file, so diagnostics are wanted for every file on disk.
+      documentSelector: [{ scheme: "file" }],
+      workspaceFolder: this.folder,
+      outputChannel: this.output,
+      revealOutputChannelOn: RevealOutputChannelOn.Never,
+      diagnosticCollectionName: "stoneforge",
+      initializationFailedHandler: () => false,
+      errorHandler: {
+        error: () => ({ action: ErrorAction.Continue }),
+        closed: () => this.onClosed(),
+      },
+    };
+    this.reachedRunning = false;
+    const client = new LanguageClient("stoneforge", "Stoneforge", serverOptions, clientOptions);
+    this.client = client;
+    client.onDidChangeState((e) => {
+      if (e.newState === State.Running) {
+        this.reachedRunning = true;
+        this.setState("running");
+      } else if (e.newState === State.Starting) {
+        this.setState("starting");
+      }
+    });
+    client.onNotification(CHANGED_NOTIFICATION, (params: ChangedParams) => this.changedEmitter.fire(params));
+    try {
+      await client.start();
+    } catch (e) {
+      if (this.client === client) await this.fail(this.command, errorText(e));
+    }
+  }
+
+  /** Called by the language client when the connection closes. */
+  private onClosed(): { action: CloseAction; handled: boolean } {
+    if (!this.reachedRunning) {
+      // Never came up: start() reports why; restarting would fail the same way.
+      return { action: CloseAction.DoNotRestart, handled: true };
+    }
+    if (this.policy.shouldRestart(Date.now())) {
+      this.output.appendLine("[stoneforge] the server exited; restarting it");
+      this.setState("starting");
+      return { action: CloseAction.Restart, handled: true };
+    }
+    void this.fail(this.command, "it exited 5 times within 3 minutes");
+    return { action: CloseAction.DoNotRestart, handled: true };
+  }
+
+  private async fail(cmd: ServerCommand | undefined, reason: string): Promise<void> {
+    this.setState("failed");
+    const message = cannotStartMessage(cmd, reason);
+    this.output.appendLine(`[stoneforge] ${message}`);
+    const choice = await vscode.window.showErrorMessage(message, "Open Settings", "Show Log", "Retry");
+    if (choice === "Open Settings") {
+      await vscode.commands.executeCommand("workbench.action.openSettings", "stoneforge.serverCommand");
+    } else if (choice === "Show Log") {
+      this.output.show();
+    } else if (choice === "Retry") {
+      await this.restart();
+    }
+  }
+
+  async restart(): Promise<void> {
+    this.policy.reset();
+    await this.stopClient();
+    await this.start();
+  }
+
+  private async stopClient(): Promise<void> {
+    const client = this.client;
+    this.client = undefined;
+    if (client?.needsStop()) {
+      try {
+        await client.stop(5000);
+      } catch (e) {
+        this.output.appendLine(`[stoneforge] stopping the server: ${errorText(e)}`);
+      }
+    }
+  }
+
+  async dispose(): Promise<void> {
+    await this.stopClient();
+    this.changedEmitter.dispose();
+    this.stateEmitter.dispose();
+  }
+}
+
+export function errorText(e: unknown): string {
+  if (e instanceof Error) return e.message;
+  if (typeof e === "object" && e !== null && "message" in e) return String((e as { message: unknown }).message);
+  return String(e);
+}

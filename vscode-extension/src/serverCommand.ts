@@ -1,0 +1,109 @@
+// Which command starts the language server. Order: the `stoneforge.serverCommand` setting, `sf` on
+// PATH, the selected Python interpreter's `-m stoneforge`, the workspace's own `.venv/bin/sf`.
+// `lsp --stdio` is appended to whatever runs `sf`. No `vscode` import: the caller passes in what it
+// learned from the editor.
+import * as fs from "node:fs";
+import * as path from "node:path";
+
+export const SERVER_ARGS = ["lsp", "--stdio"] as const;
+export const INTERPRETER_SOURCE = "the selected Python interpreter";
+
+export interface ServerCommand {
+  command: string;
+  args: string[];
+  /** Where it came from, for the log and for error messages. */
+  source: string;
+}
+
+export interface ResolveInput {
+  setting: unknown;
+  /** PATH as the extension host sees it. */
+  envPath: string | undefined;
+  pythonInterpreter: string | undefined;
+  workspaceFolder: string | undefined;
+  isExecutable?: (file: string) => boolean;
+}
+
+export function defaultIsExecutable(file: string): boolean {
+  try {
+    fs.accessSync(file, fs.constants.X_OK);
+    return fs.statSync(file).isFile();
+  } catch {
+    return false;
+  }
+}
+
+export function findOnPath(name: string, envPath: string | undefined, isExecutable = defaultIsExecutable): string | undefined {
+  for (const dir of (envPath ?? "").split(path.delimiter)) {
+    if (!dir) continue;
+    const candidate = path.join(dir, name);
+    if (isExecutable(candidate)) return candidate;
+  }
+  return undefined;
+}
+
+/** Split a command line on whitespace, honouring single and double quotes. */
+export function splitCommandLine(line: string): string[] {
+  const words: string[] = [];
+  const re = /"((?:[^"\\]|\\.)*)"|'([^']*)'|(\S+)/g;
+  for (let m = re.exec(line); m; m = re.exec(line)) {
+    words.push(m[1] !== undefined ? m[1].replace(/\\(.)/g, "$1") : (m[2] ?? m[3]!));
+  }
+  return words;
+}
+
+/** The setting as argv, or undefined when unset/empty; throws on a malformed value. */
+export function settingArgv(setting: unknown): string[] | undefined {
+  if (setting === undefined || setting === null || setting === "") return undefined;
+  if (Array.isArray(setting)) {
+    if (!setting.length) return undefined;
+    if (!setting.every((s) => typeof s === "string" && s.length > 0)) {
+      throw new Error("stoneforge.serverCommand must be a string or an array of non-empty strings");
+    }
+    return setting as string[];
+  }
+  if (typeof setting === "string") return splitCommandLine(setting.trim());
+  throw new Error("stoneforge.serverCommand must be a string or an array of strings");
+}
+
+export function resolveServerCommand(input: ResolveInput): ServerCommand | undefined {
+  const isExec = input.isExecutable ?? defaultIsExecutable;
+  const fromSetting = settingArgv(input.setting);
+  if (fromSetting) {
+    const [command, ...rest] = fromSetting as [string, ...string[]];
+    return { command, args: [...rest, ...SERVER_ARGS], source: "the stoneforge.serverCommand setting" };
+  }
+  const sf = findOnPath("sf", input.envPath, isExec);
+  if (sf) return { command: sf, args: [...SERVER_ARGS], source: "`sf` on PATH" };
+  if (input.pythonInterpreter) {
+    return {
+      command: input.pythonInterpreter,
+      args: ["-m", "stoneforge", ...SERVER_ARGS],
+      source: INTERPRETER_SOURCE,
+    };
+  }
+  if (input.workspaceFolder) {
+    for (const venv of [".venv", "venv"]) {
+      const candidate = path.join(input.workspaceFolder, venv, "bin", "sf");
+      if (isExec(candidate)) return { command: candidate, args: [...SERVER_ARGS], source: `the workspace's ${venv}` };
+    }
+  }
+  return undefined;
+}
+
+/** What to tell the user when the server cannot start, with the fix. */
+export function cannotStartMessage(cmd: ServerCommand | undefined, reason: string): string {
+  if (!cmd) {
+    return (
+      "Stoneforge: no language server found: `sf` is not on PATH, no Python interpreter with stoneforge is " +
+      "selected, and the workspace has no .venv/bin/sf. Install it (`pip install stoneforge`) or set " +
+      "`stoneforge.serverCommand` to the path of `sf`."
+    );
+  }
+  const line = [cmd.command, ...cmd.args].join(" ");
+  return (
+    `Stoneforge: the language server \`${line}\` (from ${cmd.source}) could not start: ${reason}. ` +
+    "Check that stoneforge is installed there and that this folder is a git repository set up with `sf init`, " +
+    "or point `stoneforge.serverCommand` at a working `sf`."
+  );
+}

@@ -1,0 +1,64 @@
+// A TreeDataProvider over plain TreeNode data: each view supplies only a loader returning nodes.
+import * as vscode from "vscode";
+import { Coalescer } from "../coalescer";
+import { messageNode, type TreeNode } from "../model/treeNode";
+import { errorText } from "../server";
+
+const COLLAPSIBLE = {
+  none: vscode.TreeItemCollapsibleState.None,
+  collapsed: vscode.TreeItemCollapsibleState.Collapsed,
+  expanded: vscode.TreeItemCollapsibleState.Expanded,
+} as const;
+
+export function toTreeItem(node: TreeNode): vscode.TreeItem {
+  const item = new vscode.TreeItem(node.label, COLLAPSIBLE[node.collapsible]);
+  item.id = node.id;
+  item.contextValue = node.contextValue;
+  if (node.description !== undefined) item.description = node.description;
+  if (node.tooltip !== undefined) item.tooltip = new vscode.MarkdownString(node.tooltip);
+  if (node.icon) {
+    item.iconPath = new vscode.ThemeIcon(node.icon.id, node.icon.color ? new vscode.ThemeColor(node.icon.color) : undefined);
+  }
+  if (node.command) item.command = node.command;
+  return item;
+}
+
+export class NodeTreeProvider implements vscode.TreeDataProvider<TreeNode>, vscode.Disposable {
+  private roots: TreeNode[] = [];
+  private readonly emitter = new vscode.EventEmitter<void>();
+  private readonly reload: Coalescer;
+  readonly onDidChangeTreeData = this.emitter.event;
+
+  /** `load` returns undefined when there is nothing to ask (server down): the view then shows its welcome text. */
+  constructor(load: () => Promise<TreeNode[] | undefined>) {
+    this.reload = new Coalescer(async () => {
+      try {
+        this.roots = (await load()) ?? [];
+      } catch (e) {
+        this.roots = [messageNode("error", `Could not load: ${errorText(e)}`, { id: "error", color: "errorForeground" })];
+      }
+      this.emitter.fire();
+    });
+  }
+
+  refresh(): Promise<void> {
+    return this.reload.trigger();
+  }
+
+  /** The loaded top-level rows (commands use them to offer choices). */
+  get rootNodes(): readonly TreeNode[] {
+    return this.roots;
+  }
+
+  getTreeItem(node: TreeNode): vscode.TreeItem {
+    return toTreeItem(node);
+  }
+
+  getChildren(node?: TreeNode): TreeNode[] {
+    return node ? node.children : this.roots;
+  }
+
+  dispose(): void {
+    this.emitter.dispose();
+  }
+}
