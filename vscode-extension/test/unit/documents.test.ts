@@ -1,0 +1,53 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { checksMarkdown } from "../../src/model/checksDoc";
+import { forecastMarkdown } from "../../src/model/forecastDoc";
+import { findHandoff, handoffKey, handoffMarkdown } from "../../src/model/handoffDoc";
+import { handoff, mr, task } from "../fixtures";
+
+test("a handoff reads as done, remaining, next step, files, decisions, failing tests", () => {
+  const md = handoffMarkdown(handoff(), task({ id: "t1", title: "Add a parser", branch: "sf/t1-add-parser" }));
+  assert.match(md, /^# Handoff h1 — Add a parser \(t1\)$/m);
+  assert.match(md, /written by the agent · session s1 · at commit `01234567` · on `sf\/t1-add-parser`/);
+  const order = ["## Done", "## Remaining", "## Next step", "## Files touched", "## Decisions", "## Failing tests"].map((h) => md.indexOf(h));
+  assert.ok(order.every((i, k) => i > 0 && (k === 0 || i > order[k - 1]!)), "sections in order");
+  assert.match(md, /## Done\n\nParsed the config keys\./);
+  assert.match(md, /- `calc\.py`/);
+  assert.match(md, /- Use YAML safe_load/);
+  assert.match(md, /- `tests\/test_calc\.py::test_bad`/);
+});
+
+test("empty handoff fields say so instead of leaving blank sections", () => {
+  const md = handoffMarkdown(handoff({ done: "", filesTouched: [], decisions: [], failingTests: [], nextStep: "", source: "orchestrator", commit: null }));
+  assert.match(md, /written by the orchestrator from the facts/);
+  assert.match(md, /## Done\n\n_nothing recorded_/);
+  assert.match(md, /## Failing tests\n\n_none_/);
+});
+
+test("handoffs without an id are addressed by position", () => {
+  const list = [handoff({ id: "h1" }), handoff({ id: null, done: "second" })];
+  assert.equal(handoffKey(list[1]!, 1), "@1");
+  assert.equal(findHandoff(list, "@1")!.done, "second");
+  assert.equal(findHandoff(list, "h1")!.id, "h1");
+  assert.equal(findHandoff(list, "h9"), undefined);
+});
+
+test("checks document shows each command with its output", () => {
+  const md = checksMarkdown(
+    mr({ id: "mr1", status: "test_failed", candidateCommit: "abcdef0123", reason: "pytest failed", checks: [{ command: "pytest -q", exitCode: 1, durationS: 3, outputTail: "1 failed\n", flaky: false }] }),
+  );
+  assert.match(md, /^# Checks of mr1 \(sf\/t1-add-parser\)/);
+  assert.match(md, /_test failed · 1 of 1 check failed · on commit `abcdef01`_/);
+  assert.match(md, /## `pytest -q` — failed \(exit 1\), 3s\n\n```text\n1 failed\n```/);
+  assert.match(checksMarkdown(mr({ id: "mr2" })), /No checks have run yet/);
+});
+
+test("forecast lists the conflicting pairs with files and line ranges", () => {
+  const md = forecastMarkdown(
+    { target: "main", pairs: [{ left: "t1", right: "t2", files: [{ path: "calc.py", lines: [[3, 7], [9, 9]] }] }] },
+    new Map([["t1", "Add a parser"]]),
+  );
+  assert.match(md, /## t1 \(Add a parser\) ↔ t2/);
+  assert.match(md, /- `calc\.py`, lines 3–7, 9/);
+  assert.match(forecastMarkdown({ target: "main", pairs: [] }, new Map()), /No conflicts predicted/);
+});

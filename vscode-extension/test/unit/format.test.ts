@@ -1,0 +1,38 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { contextUse, cost, duration, humanize, oneLine, secondsSince, tokens, when } from "../../src/model/format";
+
+test("tokens are compact", () => {
+  assert.equal(tokens(950), "950");
+  assert.equal(tokens(52_100), "52.1k");
+  assert.equal(tokens(140_000), "140k");
+  assert.equal(tokens(1_250_000), "1.25M");
+});
+
+test("context use shows the share of the handoff threshold", () => {
+  assert.equal(contextUse(52_100, 140_000), "52.1k / 140k tokens (37%)");
+  assert.equal(contextUse(0, 140_000), "0 / 140k tokens (0%)");
+  assert.equal(contextUse(500, 0), "500 tokens");
+});
+
+test("cost never rounds a cheap session to zero", () => {
+  assert.equal(cost(0), "$0");
+  assert.equal(cost(0.004), "$0.004");
+  assert.equal(cost(0.4199), "$0.42");
+});
+
+test("durations and times read like a person writes them", () => {
+  assert.equal(duration(42), "42s");
+  assert.equal(duration(185), "3m 05s");
+  assert.equal(duration(3720), "1h 02m");
+  assert.equal(secondsSince("2026-11-27T20:00:00Z", new Date("2026-11-27T20:01:30Z")), 90);
+  assert.equal(secondsSince("2026-11-27T20:00:00Z", new Date("2026-11-27T19:00:00Z")), 0);
+  assert.equal(when("2026-11-27T20:03:05.765000Z"), "2026-11-27 20:03 UTC");
+  assert.equal(when(null), "");
+});
+
+test("statuses and long texts are shortened for a row", () => {
+  assert.equal(humanize("awaiting_approval"), "awaiting approval");
+  assert.equal(oneLine("first line\nsecond"), "first line");
+  assert.equal(oneLine("x".repeat(100), 10), `${"x".repeat(9)}…`);
+});

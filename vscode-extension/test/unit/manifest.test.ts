@@ -1,0 +1,55 @@
+// The manifest and the code must agree: a command in a menu that is never registered, or a pure
+// module that imports `vscode`, only shows up at run time in the editor. Catch both here.
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { test } from "node:test";
+import { extensionRoot } from "../fixtures";
+
+const root = extensionRoot();
+const manifest = JSON.parse(fs.readFileSync(path.join(root, "package.json"), "utf8"));
+const declared = new Set<string>(manifest.contributes.commands.map((c: { command: string }) => c.command));
+
+function sources(dir: string): string[] {
+  return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
+    const p = path.join(dir, e.name);
+    return e.isDirectory() ? sources(p) : p.endsWith(".ts") ? [p] : [];
+  });
+}
+
+test("every registered command is declared and every declared command is registered", () => {
+  const code = sources(path.join(root, "src")).map((f) => fs.readFileSync(f, "utf8")).join("\n");
+  const registered = new Set([...code.matchAll(/command\("(stoneforge\.[A-Za-z]+)"/g)].map((m) => m[1]!));
+  assert.deepEqual([...registered].sort(), [...declared].sort());
+});
+
+test("menus only use declared commands and the declared views", () => {
+  const views = new Set(manifest.contributes.views.stoneforge.map((v: { id: string }) => v.id));
+  assert.deepEqual([...views], ["stoneforge.tasks", "stoneforge.mergeQueue", "stoneforge.agents"]);
+  for (const [where, entries] of Object.entries<Array<{ command: string }>>(manifest.contributes.menus)) {
+    for (const e of entries) assert.ok(declared.has(e.command), `${where}: ${e.command} is not declared`);
+  }
+  for (const w of manifest.contributes.viewsWelcome) assert.ok(views.has(w.view), w.view);
+});
+
+test("the issue's palette commands exist under the Stoneforge category", () => {
+  const titles = manifest.contributes.commands.map((c: { category: string; title: string }) => `${c.category}: ${c.title}`);
+  for (const t of ["Create Task", "Create Plan from Goal", "Start Orchestration", "Stop", "Approve Merge", "Reject Merge", "Open Task Worktree", "Show Forecast"]) {
+    assert.ok(titles.includes(`Stoneforge: ${t}`), t);
+  }
+});
+
+test("pure modules do not import vscode", () => {
+  const pure = [
+    ...sources(path.join(root, "src", "model")),
+    ...["api.ts", "protocol.ts", "serverCommand.ts", "restartPolicy.ts", "coalescer.ts"].map((f) => path.join(root, "src", f)),
+  ];
+  for (const f of pure) {
+    assert.doesNotMatch(fs.readFileSync(f, "utf8"), /from "vscode"|require\("vscode"\)/, path.relative(root, f));
+  }
+});
+
+test("engine and typings are pinned to VS Code 1.100", () => {
+  assert.equal(manifest.engines.vscode, "^1.100.0");
+  assert.equal(manifest.devDependencies["@types/vscode"], "~1.100.0");
+});

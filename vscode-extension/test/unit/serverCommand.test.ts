@@ -1,0 +1,42 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { cannotStartMessage, findOnPath, resolveServerCommand, settingArgv, splitCommandLine } from "../../src/serverCommand";
+
+const only = (...files: string[]) => (f: string) => files.includes(f);
+
+test("the setting wins; `lsp --stdio` is appended", () => {
+  const cmd = resolveServerCommand({ setting: "/venv/bin/sf", envPath: "/usr/bin", pythonInterpreter: "/py", workspaceFolder: "/w", isExecutable: only("/usr/bin/sf") });
+  assert.deepEqual(cmd, { command: "/venv/bin/sf", args: ["lsp", "--stdio"], source: "the stoneforge.serverCommand setting" });
+  const arr = resolveServerCommand({ setting: ["python3", "-m", "stoneforge"], envPath: "", pythonInterpreter: undefined, workspaceFolder: undefined });
+  assert.deepEqual(arr?.args, ["-m", "stoneforge", "lsp", "--stdio"]);
+});
+
+test("then sf on PATH, then the interpreter, then the workspace venv", () => {
+  const base = { setting: "", envPath: "/a:/b", workspaceFolder: "/w" };
+  assert.equal(resolveServerCommand({ ...base, pythonInterpreter: "/py", isExecutable: only("/b/sf") })?.command, "/b/sf");
+  const py = resolveServerCommand({ ...base, pythonInterpreter: "/py", isExecutable: only() });
+  assert.deepEqual([py?.command, ...(py?.args ?? [])], ["/py", "-m", "stoneforge", "lsp", "--stdio"]);
+  assert.equal(resolveServerCommand({ ...base, pythonInterpreter: undefined, isExecutable: only("/w/.venv/bin/sf") })?.command, "/w/.venv/bin/sf");
+  assert.equal(resolveServerCommand({ ...base, pythonInterpreter: undefined, isExecutable: only() }), undefined);
+});
+
+test("command lines split on spaces but keep quoted parts", () => {
+  assert.deepEqual(splitCommandLine(`"/opt/my venv/bin/python" -m stoneforge`), ["/opt/my venv/bin/python", "-m", "stoneforge"]);
+  assert.deepEqual(splitCommandLine(`sf`), ["sf"]);
+  assert.deepEqual(settingArgv(["sf"]), ["sf"]);
+  assert.equal(settingArgv([]), undefined);
+  assert.throws(() => settingArgv([1]), /array of non-empty strings/);
+  assert.throws(() => settingArgv({}), /string or an array/);
+});
+
+test("findOnPath skips empty entries", () => {
+  assert.equal(findOnPath("sf", "::/x", only("/x/sf")), "/x/sf");
+  assert.equal(findOnPath("sf", undefined, only("/x/sf")), undefined);
+});
+
+test("the failure message names the command and the fix", () => {
+  const msg = cannotStartMessage({ command: "/v/sf", args: ["lsp", "--stdio"], source: "`sf` on PATH" }, "spawn /v/sf ENOENT");
+  assert.match(msg, /`\/v\/sf lsp --stdio` \(from `sf` on PATH\) could not start: spawn \/v\/sf ENOENT/);
+  assert.match(msg, /stoneforge\.serverCommand/);
+  assert.match(cannotStartMessage(undefined, "not found"), /pip install stoneforge/);
+});
