@@ -124,6 +124,8 @@ export interface Status {
   serving: boolean;
   maxConcurrent: number;
   agents: Agent[];
+  /** Sent by the server beside the documented fields; the Tasks view's taskTree also carries it. */
+  handoffAtTokens?: number;
 }
 
 export interface DiffFile {

@@ -31,7 +31,7 @@ export class Views implements vscode.Disposable {
     this.agents = new NodeTreeProvider(async () => {
       if (!up()) return undefined;
       const status = await api.status();
-      return agentsTree(status, this.handoffAt, new Date());
+      return agentsTree(status, status.handoffAtTokens ?? this.handoffAt, new Date());
     });
     this.disposables.push(
       this.tasks,

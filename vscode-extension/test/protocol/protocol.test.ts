@@ -1,0 +1,276 @@
+// Layer 2: every request the extension sends, against the real `sf lsp --stdio`, checking the
+// shapes the extension relies on, and feeding the real payloads through the view models.
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { after, before, describe, test, type TestContext } from "node:test";
+import { pathToFileURL } from "node:url";
+import { ResponseError } from "vscode-jsonrpc/node";
+import { Methods } from "../../src/protocol";
+import type { ChangedParams, MergeRequest, Task } from "../../src/protocol";
+import { agentsTree } from "../../src/model/agentsModel";
+import { checksMarkdown } from "../../src/model/checksDoc";
+import { forecastMarkdown } from "../../src/model/forecastDoc";
+import { handoffMarkdown } from "../../src/model/handoffDoc";
+import { mergeQueueTree } from "../../src/model/mergeQueueModel";
+import { statusBarView } from "../../src/model/statusBarModel";
+import { tasksTree } from "../../src/model/tasksModel";
+import { LspSession } from "../support/lspConnection";
+import { type Seeded, git, seedWorkspace, sfPath, tempDir } from "../support/workspace";
+
+const INVALID_PARAMS = -32602;
+const METHOD_NOT_FOUND = -32601;
+
+async function rejection(p: Promise<unknown>): Promise<ResponseError<unknown>> {
+  try {
+    await p;
+  } catch (e) {
+    assert.ok(e instanceof ResponseError, `expected a JSON-RPC error, got ${String(e)}`);
+    return e;
+  }
+  assert.fail("expected the request to be refused");
+}
+
+/** Runs `call`; when the server does not implement the method yet, the test is skipped saying so. */
+async function implemented<T>(t: TestContext, method: string, call: () => Promise<T>): Promise<T | undefined> {
+  try {
+    return await call();
+  } catch (e) {
+    if (e instanceof ResponseError && e.code === METHOD_NOT_FOUND) {
+      t.skip(`the server does not implement ${method} yet (MethodNotFound)`);
+      return undefined;
+    }
+    throw e;
+  }
+}
+
+function assertTaskShape(t: Task): void {
+  for (const key of ["id", "title", "status", "priority", "effectivePriority", "blocked", "createdAt"] as const) {
+    assert.ok(key in t, `task lacks ${key}`);
+  }
+  assert.ok(Array.isArray(t.dependsOn) && Array.isArray(t.sessions) && Array.isArray(t.handoffs));
+  assert.ok(t.mergeRequest === null || typeof t.mergeRequest.status === "string");
+}
+
+function assertMrShape(mr: MergeRequest): void {
+  for (const key of ["id", "taskId", "status", "branch", "candidateCommit", "mergedCommit", "summary", "reason", "createdAt"] as const) {
+    assert.ok(key in mr, `merge request lacks ${key}`);
+  }
+  assert.ok(Array.isArray(mr.checks));
+}
+
+describe("protocol: one seeded repository", () => {
+  let ws: Seeded;
+  let lsp: LspSession;
+
+  before(async () => {
+    ws = seedWorkspace(path.join(tempDir("sf-proto-"), "repo"));
+    lsp = await LspSession.start(sfPath(), ws.root);
+  });
+  after(async () => {
+    await lsp?.close();
+  });
+
+  test("initialize: the server offers the commands, diagnostics sync and code actions", () => {
+    const caps = lsp.initializeResult!.capabilities as {
+      executeCommandProvider?: { commands: string[] };
+      codeActionProvider?: unknown;
+      textDocumentSync?: unknown;
+    };
+    assert.ok(caps.codeActionProvider, "code actions");
+    assert.ok(caps.textDocumentSync, "document sync");
+    const commands = caps.executeCommandProvider?.commands ?? [];
+    for (const m of ["createTask", "taskTree", "status", "mergeDiff"]) assert.ok(commands.includes(`stoneforge.${m}`), m);
+  });
+
+  test("taskTree: plans with tasks, sessions and handoffs, and the threshold; the Tasks view renders it", async () => {
+    const tree = await lsp.api.taskTree();
+    assert.equal(typeof tree.handoffAtTokens, "number");
+    assert.equal(tree.plans.length, 1);
+    const plan = tree.plans[0]!;
+    assert.equal(plan.status, "active");
+    const t1 = plan.tasks.find((t) => t.id === ws.taskId)!;
+    assertTaskShape(t1);
+    assert.equal(t1.sessions.length, 2);
+    assert.equal(t1.handoffs[0]!.id, ws.handoffId);
+    assert.equal(t1.mergeRequest?.status, "awaiting_approval");
+
+    const rows = tasksTree(tree);
+    assert.equal(rows[0]!.label, "Sprint 14");
+    const [row1, row2] = rows[0]!.children;
+    assert.equal(row1!.description, `${ws.taskId} · P2 · review · MR awaiting approval`);
+    assert.deepEqual(row1!.children.map((c) => c.id.split(":")[0]), ["session", "handoff", "session"]);
+    assert.match(row1!.children[0]!.description!, /^handed off · 141\.2k \/ 140k tokens \(101%\) · \$0\.42$/);
+    assert.equal(row2!.description, `${ws.blockedTaskId} · P3 · blocked by ${ws.taskId}`);
+  });
+
+  test("createTask: returns the task, and stoneforge/changed names it", async () => {
+    const changed = lsp.waitFor("stoneforge/changed", (p: ChangedParams) => p.changes.some((c) => c.entity === "task"));
+    const task = await lsp.api.createTask({ title: "Write docs", priority: 4, dependsOn: [ws.taskId] });
+    assertTaskShape(task);
+    assert.equal(task.title, "Write docs");
+    assert.equal(task.priority, 4);
+    assert.deepEqual(task.dependsOn, [ws.taskId]);
+    assert.equal(task.blocked, true);
+    const note = (await changed).params as ChangedParams;
+    assert.equal(typeof note.lastEventId, "number");
+    assert.ok(note.changes.some((c) => c.kind === "task.created" && c.id === task.id), JSON.stringify(note));
+  });
+
+  test("createTask: a bad priority is refused with a message naming the field", async () => {
+    const err = await rejection(lsp.api.createTask({ title: "x", priority: 9 }));
+    assert.equal(err.code, INVALID_PARAMS);
+    assert.match(err.message, /priority/);
+  });
+
+  test("createPlan (draft and active) and activatePlan", async () => {
+    const draft = await lsp.api.createPlan({ title: "Later", goal: "Someday" });
+    assert.equal(draft.status, "draft");
+    assert.deepEqual(Object.keys(draft).sort(), ["createdAt", "goal", "id", "status", "taskIds", "title"]);
+    const active = await lsp.api.activatePlan(draft.id);
+    assert.equal(active.status, "active");
+    const now = await lsp.api.createPlan({ title: "Now", activate: true });
+    assert.equal(now.status, "active");
+  });
+
+  test("listTasks: all, by plan and by status", async () => {
+    const all = await lsp.api.listTasks();
+    assert.ok(all.length >= 2);
+    all.forEach(assertTaskShape);
+    assert.deepEqual((await lsp.api.listTasks({ planId: ws.planId })).map((t) => t.id), [ws.taskId, ws.blockedTaskId]);
+    assert.deepEqual((await lsp.api.listTasks({ status: "review" })).map((t) => t.id), [ws.taskId]);
+  });
+
+  test("cancelTask and retryTask", async () => {
+    const task = await lsp.api.createTask({ title: "Throwaway" });
+    assert.equal((await lsp.api.cancelTask(task.id)).status, "cancelled");
+    const retried = await lsp.api.retryTask(task.id);
+    assert.equal(retried.status, "open");
+    await lsp.api.cancelTask(task.id);
+  });
+
+  test("unknown ids are refused by name and the server keeps running", async () => {
+    const err = await rejection(lsp.api.cancelTask("t999"));
+    assert.equal(err.code, INVALID_PARAMS);
+    assert.match(err.message, /t999/);
+    assert.ok((await lsp.api.listTasks()).length > 0);
+  });
+
+  test("handoffs: all and per task; the handoff document renders from it", async () => {
+    const mine = await lsp.api.handoffs(ws.taskId);
+    assert.equal(mine.length, 1);
+    const h = mine[0]!;
+    assert.deepEqual(h.filesTouched, ["calc.py", "test_calc.py"]);
+    const md = handoffMarkdown(h, { id: ws.taskId, title: "Add a parser", branch: ws.branch });
+    assert.match(md, /## Next step\n\nStrip whitespace/);
+    assert.equal((await lsp.api.handoffs()).length, 1);
+  });
+
+  test("mergeRequests: all and by status; the Merge Queue view and checks document render them", async () => {
+    const mrs = await lsp.api.mergeRequests();
+    assert.equal(mrs.length, 1);
+    mrs.forEach(assertMrShape);
+    assert.deepEqual((await lsp.api.mergeRequests("awaiting_approval")).map((m) => m.id), [ws.mrId]);
+    assert.deepEqual(await lsp.api.mergeRequests("merged"), []);
+    const [row] = mergeQueueTree(mrs, await lsp.api.listTasks());
+    assert.equal(row!.label, "Add a parser");
+    assert.match(row!.contextValue, /\bcan-approve\b/);
+    assert.match(checksMarkdown(mrs[0]!), /## `git --version` — passed/);
+  });
+
+  test("mergeDiff: each changed file at the merge base and at the branch tip", async () => {
+    const diff = await lsp.api.mergeDiff(ws.mrId);
+    assert.equal(diff.base, git(ws.root, "rev-parse", "main"));
+    assert.equal(diff.head, git(ws.root, "rev-parse", ws.branch));
+    const byPath = new Map(diff.files.map((f) => [f.path, f]));
+    assert.deepEqual([...byPath.keys()].sort(), ["calc.py", "test_calc.py"]);
+    assert.equal(byPath.get("calc.py")!.status, "M");
+    assert.match(byPath.get("calc.py")!.original!, /raise NotImplementedError/);
+    assert.match(byPath.get("calc.py")!.modified!, /text\.split\("\+"\)/);
+    assert.equal(byPath.get("test_calc.py")!.original, null);
+  });
+
+  test("status: counts, serving, maxConcurrent, agents; the status bar and Agents view render it", async () => {
+    const s = await lsp.api.status();
+    assert.equal(typeof s.serving, "boolean");
+    assert.equal(typeof s.maxConcurrent, "number");
+    assert.ok(Array.isArray(s.agents));
+    assert.equal(s.mergeRequestsByStatus.awaiting_approval, 1);
+    assert.equal(fs.realpathSync(s.repository), fs.realpathSync(ws.root));
+    const view = statusBarView(s);
+    assert.match(view.text, /^\$\(hubot\) stopped {2}\$\(list-ordered\) \d+ {2}\$\(git-merge\) 1$/);
+    assert.equal(view.attention, true);
+    assert.equal(agentsTree(s, 140_000, new Date())[0]!.command?.command, "stoneforge.start");
+  });
+
+  test("forecast: the target and the predicted pairs; the forecast document renders it", async () => {
+    const f = await lsp.api.forecast();
+    assert.equal(f.target, "main");
+    assert.ok(Array.isArray(f.pairs));
+    assert.match(forecastMarkdown(f, new Map()), /^# Conflict forecast against `main`/);
+  });
+
+  test("conflict markers: one stoneforge diagnostic per block and Keep ours/theirs/both actions", async () => {
+    const file = path.join(ws.root, ws.conflictFile);
+    const uri = pathToFileURL(file).toString();
+    const published = lsp.waitFor("textDocument/publishDiagnostics", (p: { uri: string; diagnostics: unknown[] }) => p.uri === uri && p.diagnostics.length > 0);
+    await lsp.conn.sendNotification("textDocument/didOpen", {
+      textDocument: { uri, languageId: "python", version: 1, text: fs.readFileSync(file, "utf8") },
+    });
+    const { diagnostics } = (await published).params as { diagnostics: Array<{ source: string; message: string; range: unknown }> };
+    assert.equal(diagnostics.length, 1);
+    assert.equal(diagnostics[0]!.source, "stoneforge");
+    assert.match(diagnostics[0]!.message, /merge conflict: ours \(HEAD\) vs theirs \(sf\/t2-use-the-parser\)/);
+    const actions = await lsp.conn.sendRequest<Array<{ title: string }>>("textDocument/codeAction", {
+      textDocument: { uri },
+      range: diagnostics[0]!.range,
+      context: { diagnostics },
+    });
+    assert.deepEqual(actions.map((a) => a.title).sort(), ["Stoneforge: Keep both", "Stoneforge: Keep ours", "Stoneforge: Keep theirs"]);
+  });
+
+  test("approveMerge lands the checked candidate", async (t) => {
+    const mr = await implemented(t, Methods.approveMerge, () => lsp.api.approveMerge(ws.mrId));
+    if (!mr) return;
+    assertMrShape(mr);
+    assert.equal(mr.status, "merged");
+    assert.equal(git(ws.root, "rev-parse", "main"), mr.mergedCommit);
+  });
+});
+
+describe("protocol: rejecting a merge request", () => {
+  test("rejectMerge sends the task back with the reason", async (t) => {
+    const ws = seedWorkspace(path.join(tempDir("sf-proto-reject-"), "repo"));
+    const lsp = await LspSession.start(sfPath(), ws.root);
+    try {
+      const mr = await implemented(t, Methods.rejectMerge, () => lsp.api.rejectMerge(ws.mrId, "needs a test for bad input"));
+      if (!mr) return;
+      assertMrShape(mr);
+      assert.equal(mr.status, "rejected");
+      assert.equal(mr.reason, "needs a test for bad input");
+    } finally {
+      await lsp.close();
+    }
+  });
+});
+
+describe("protocol: starting and stopping the orchestrator", () => {
+  test("serve, status says serving, stop", async (t) => {
+    // A repository with nothing ready, so no agent is dispatched while it serves.
+    const ws = seedWorkspace(path.join(tempDir("sf-proto-serve-"), "repo"));
+    const lsp = await LspSession.start(sfPath(), ws.root);
+    try {
+      const started = await implemented(t, Methods.serve, () => lsp.api.serve(2));
+      if (!started) return;
+      assert.deepEqual(started, { serving: true });
+      const s = await lsp.api.status();
+      assert.equal(s.serving, true);
+      assert.equal(s.maxConcurrent, 2);
+      assert.equal(s.orchestrator?.pid !== undefined, true);
+      assert.deepEqual(await lsp.api.stop(), { serving: false });
+      assert.equal((await lsp.api.status()).serving, false);
+    } finally {
+      await lsp.close();
+    }
+  });
+});
