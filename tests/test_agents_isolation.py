@@ -28,7 +28,6 @@ pytest_plugins = ["fake_model_fixtures"]
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.timeout(90),
-    pytest.mark.filterwarnings("ignore::claude_agent_sdk.types.CanUseToolShadowedWarning"),
 ]
 
 RepoFactory = Callable[..., Path]

@@ -262,3 +262,13 @@ def test_doctor_checks(tmp_path: Path) -> None:
     no_creds = check_credentials({})
     assert not no_creds.ok and no_creds.hint
     assert [c.name for c in run_checks(env={})] == ["claude-cli", "credentials"]
+
+
+async def test_missing_cli_is_a_startup_failure(tmp_path: Path) -> None:
+    from stoneforge.agents import ClaudeCodeProvider, run_session
+
+    spec = build_spec("worker", cwd=tmp_path, prompt="p", config_dir=tmp_path / "c")
+    outcome = await run_session(ClaudeCodeProvider(cli_path=tmp_path / "no-claude"), spec)
+    assert outcome.status == "failed"
+    assert outcome.failure is not None and outcome.failure.kind == FailureKind.STARTUP
+    assert not outcome.failure.retryable and "no-claude" in outcome.failure.message

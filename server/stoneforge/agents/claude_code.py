@@ -14,7 +14,6 @@ import logging
 import math
 import signal
 import uuid
-import warnings
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -27,18 +26,14 @@ from claude_agent_sdk import (
     ClaudeAgentOptions,
     ClaudeSDKClient,
     HookMatcher,
-    PermissionResultAllow,
-    PermissionResultDeny,
     ResultMessage,
     StreamEvent,
     SystemMessage,
     TextBlock,
-    ToolPermissionContext,
     ToolResultBlock,
     ToolUseBlock,
     UserMessage,
 )
-from claude_agent_sdk.types import CanUseToolShadowedWarning
 
 from stoneforge.agents.env import session_env
 from stoneforge.agents.events import (
@@ -62,20 +57,15 @@ from stoneforge.agents.secrets import Redactor, secret_values
 
 log = logging.getLogger(__name__)
 
-# Whole-tool allowed_tools entries bypass can_use_tool by design here: Bash is gated by a
-# PreToolUse hook, and can_use_tool only refuses what falls outside allowed_tools.
-warnings.filterwarnings("ignore", category=CanUseToolShadowedWarning)
-
 _MAX_TOOL_RESULT_CHARS = 10_000
 _RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504, 529}
 _STOP_GRACE_S = 5.0
 
 
-def _pid_of(client: ClaudeSDKClient) -> int | None:
-    # The SDK keeps the CLI process on its subprocess transport (private attributes).
-    process = getattr(getattr(client, "_transport", None), "_process", None)
-    pid = getattr(process, "pid", None)
-    return pid if isinstance(pid, int) else None
+def _process_of(client: ClaudeSDKClient) -> Any:
+    # The SDK keeps the CLI process (an anyio Process) on its subprocess transport; the
+    # attributes are private, so every use tolerates their absence.
+    return getattr(getattr(client, "_transport", None), "_process", None)
 
 
 def _block_text(content: Any) -> str:
@@ -164,6 +154,7 @@ class ClaudeCodeSession:
         )
         self._client: ClaudeSDKClient | None = None
         self._pid: int | None = None
+        self._process: Any = None
         self._session_id: str | None = spec.resume
         self._startup_failure: Failure | None = None
         self._live: deque[AgentEvent] = deque()
@@ -222,7 +213,10 @@ class ClaudeCodeSession:
         self._signal(signal.SIGKILL)
 
     def _signal(self, sig: int) -> None:
-        if self._pid is not None:
+        # Only while our child still runs: a reaped pid may already belong to another
+        # process. (Children of a CLI that died on its own were re-parented; the caller
+        # can reap them from the pid it stored.)
+        if self._pid is not None and getattr(self._process, "returncode", None) is None:
             kill_tree(self._pid, sig)
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -250,8 +244,10 @@ class ClaudeCodeSession:
             tools=list(spec.tools) if spec.tools is not None else None,
             allowed_tools=list(spec.allowed_tools),
             disallowed_tools=list(spec.disallowed_tools),
+            # No can_use_tool: a call the CLI would ask a human about (an edit outside
+            # the working directory, a tool outside allowed_tools) is refused by the CLI
+            # itself, which reports it as a permission_denied message.
             permission_mode="acceptEdits",
-            can_use_tool=self._can_use_tool,
             hooks=hooks,  # type: ignore[arg-type]
             mcp_servers={SERVER_NAME: spec.mcp.server()} if spec.mcp is not None else {},
             strict_mcp_config=True,
@@ -267,7 +263,9 @@ class ClaudeCodeSession:
         try:
             self._client = ClaudeSDKClient(self._options())
             await self._client.connect()
-            self._pid = _pid_of(self._client)
+            self._process = _process_of(self._client)
+            pid = getattr(self._process, "pid", None)
+            self._pid = pid if isinstance(pid, int) else None
             await self.send(self.spec.prompt)
         except Exception as exc:  # any startup problem becomes a Failure event
             await anyio.sleep(0.05)  # let the stderr reader catch the CLI's last words
@@ -333,16 +331,6 @@ class ClaudeCodeSession:
                 "permissionDecisionReason": reason,
             }
         }
-
-    async def _can_use_tool(
-        self, tool_name: str, tool_input: dict[str, Any], context: ToolPermissionContext
-    ) -> PermissionResultAllow | PermissionResultDeny:
-        # Only reached for calls the CLI would ask a human about; nobody is there to ask.
-        reason = f"stoneforge: {tool_name} is not available to this agent here"
-        if context.blocked_path:
-            reason += f" (path {context.blocked_path} is outside the working directory)"
-        self._deny(tool_name, tool_input, context.tool_use_id, reason)
-        return PermissionResultDeny(message=reason)
 
     def _on_stderr(self, line: str) -> None:
         line = self._redactor.text(line)
@@ -415,7 +403,6 @@ class ClaudeCodeSession:
         detail = f"exit code {exit_code}" if exit_code is not None else str(error or "EOF")
         tail = " | ".join(self._stderr)
         message = f"Claude Code ended without a result ({detail})" + (f": {tail}" if tail else "")
-        self.kill()  # leave no children behind
         yield Failure(
             kind=FailureKind.CRASHED,
             message=self._redactor.text(message),

@@ -31,7 +31,7 @@ _EDIT_TOOLS = ("Read", "Write", "Edit", "Glob", "Grep", "Bash")
 _READ_TOOLS = ("Read", "Glob", "Grep")
 # Never listed in allowed_tools: an allow rule would approve edits anywhere on disk,
 # while the acceptEdits mode approves them only inside the working directory (edits
-# elsewhere reach can_use_tool and are refused).
+# elsewhere would need a human's approval, so the headless CLI refuses them).
 _CWD_BOUND_TOOLS = {"Write", "Edit", "NotebookEdit"}
 
 
