@@ -251,6 +251,30 @@ def dep_add(
             out.print(f"{task.id} now depends on {', '.join(task.depends_on)}")
 
 
+# -- orchestration -------------------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    max_concurrent: Annotated[
+        int | None,
+        typer.Option("--max-concurrent", min=1, max=64, help="Agent slots (default: config)."),
+    ] = None,
+    until_idle: Annotated[
+        bool,
+        typer.Option(
+            "--until-idle",
+            help="Exit 0 once nothing is open, in progress or in review.",
+        ),
+    ] = False,
+) -> None:
+    """Run the orchestrator in the foreground with a live view; Ctrl-C stops it gracefully."""
+    from stoneforge.serve import serve_foreground
+
+    with _open() as service:
+        serve_foreground(service, max_concurrent=max_concurrent, until_idle=until_idle)
+
+
 # -- editor ------------------------------------------------------------------------------------
 
 

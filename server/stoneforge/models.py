@@ -131,6 +131,8 @@ class MergeRequest(WireModel):
     checks: list[CheckRun] = Field(default_factory=list)
     summary: str = ""
     reason: str | None = None
+    #: Set when a human approved it (autoMerge false): it lands as soon as its checks pass.
+    approved_at: datetime | None = None
     created_at: datetime
     merged_at: datetime | None = None
 

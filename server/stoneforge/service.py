@@ -7,7 +7,7 @@ is a method here, so both front ends behave the same.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +27,11 @@ from stoneforge.models import (
     Task,
     TaskStatus,
 )
+from stoneforge.orchestrator.daemon import LEASE_NAME, Orchestrator
 from stoneforge.store import Store
 
 STATE_DIR = ".stoneforge"
 STATE_DB = "state.db"
-LEASE_NAME = "orchestrator"
 
 # Everything under .stoneforge/ is runtime state except what a team may want to share in git.
 _STATE_GITIGNORE = """\
@@ -252,6 +252,25 @@ class Service:
 
     def get_merge_request(self, mr_id: str) -> MergeRequest:
         return self.store.get_merge_request(mr_id)
+
+    # -- orchestration -------------------------------------------------------------------------
+
+    def orchestrator(
+        self,
+        *,
+        max_concurrent: int | None = None,
+        until_idle: bool = False,
+        on_change: Callable[[], None] = lambda: None,
+    ) -> Orchestrator:
+        """An orchestrator for this repository; ``await orchestrator.run()`` to start it."""
+        return Orchestrator(
+            self.root,
+            self.config,
+            self.store,
+            max_concurrent=max_concurrent,
+            until_idle=until_idle,
+            on_change=on_change,
+        )
 
     # -- status --------------------------------------------------------------------------------
 

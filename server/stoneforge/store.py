@@ -116,6 +116,7 @@ CREATE TABLE merge_requests (
     checks TEXT NOT NULL DEFAULT '[]',
     summary TEXT NOT NULL DEFAULT '',
     reason TEXT,
+    approved_at TEXT,
     created_at TEXT NOT NULL,
     merged_at TEXT
 );
@@ -129,6 +130,7 @@ CREATE TABLE events (
     entity_id TEXT,
     data TEXT NOT NULL DEFAULT '{}'
 );
+CREATE INDEX events_kind ON events(kind, id);
 CREATE TABLE leases (
     name TEXT PRIMARY KEY,
     holder_pid INTEGER NOT NULL,
@@ -720,6 +722,7 @@ class Store:
             checks=[CheckRun.model_validate(c) for c in json.loads(row["checks"])],
             summary=row["summary"],
             reason=row["reason"],
+            approved_at=_time(row["approved_at"]),
             created_at=_time(row["created_at"]),
             merged_at=_time(row["merged_at"]),
         )
@@ -768,7 +771,15 @@ class Store:
         checks: Sequence[CheckRun] | None = None,
         **fields: Any,
     ) -> MergeRequest:
-        allowed = {"status", "candidate_commit", "merged_commit", "summary", "reason", "merged_at"}
+        allowed = {
+            "status",
+            "candidate_commit",
+            "merged_commit",
+            "summary",
+            "reason",
+            "merged_at",
+            "approved_at",
+        }
         if not set(fields) <= allowed:
             raise InvalidInputError(
                 f"cannot update merge request fields {sorted(set(fields) - allowed)}"
@@ -829,6 +840,16 @@ class Store:
         """Changes whenever another connection commits: a cheap "did anything change?" probe."""
         with self._lock:
             return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def last_event(self, kind: str) -> Event | None:
+        """The newest event of one kind (e.g. the latest forecast)."""
+        with self._read() as db:
+            row = db.execute(
+                "SELECT id FROM events WHERE kind = ? ORDER BY id DESC LIMIT 1", (kind,)
+            ).fetchone()
+        if row is None:
+            return None
+        return self.events_since(row["id"] - 1, limit=1)[0]
 
     def last_event_id(self) -> int:
         with self._lock:

@@ -1,0 +1,1 @@
+"""The orchestrator: dispatcher (daemon), worker runs with handoff and recovery, the steward."""

@@ -1,0 +1,337 @@
+"""The dispatcher: one per repository, event-driven, filling agent slots with ready tasks.
+
+It wakes when something happens, never on a timer: a worker run ends, the steward lands a merge,
+or the store changes under it (the CLI or the editor created a task: seen through SQLite's
+``data_version``, see :mod:`stoneforge.store_watch`). The only timers are the lease heartbeat and
+the backoff before a crashed task is retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+from anyio import to_thread
+
+from stoneforge.agents import AgentProvider, ClaudeCodeProvider
+from stoneforge.config import StoneforgeConfig
+from stoneforge.errors import LeaseHeldError
+from stoneforge.git.merge import enable_shared_rerere
+from stoneforge.git.repo import resolve_target_branch
+from stoneforge.models import Event, MergeStatus, TaskStatus, utcnow
+from stoneforge.orchestrator.recovery import recover_orphans
+from stoneforge.orchestrator.steward import Steward
+from stoneforge.orchestrator.worker import RunResult, SlotState, WorkerRun
+from stoneforge.store import Store
+from stoneforge.store_watch import StoreWatcher
+
+log = logging.getLogger("stoneforge.orchestrator")
+
+LEASE_NAME = "orchestrator"
+LEASE_TTL_S = 20.0
+HEARTBEAT_S = 5.0
+RECENT_EVENTS = 12
+
+
+@dataclass
+class OrchestratorView:
+    """A snapshot for the live view and the editor: slots, queue, recent events."""
+
+    max_concurrent: int
+    slots: list[SlotState]
+    queued: int
+    handoff_at_tokens: int
+    recent: list[str] = field(default_factory=list)
+    merging: str | None = None
+
+
+class Orchestrator:
+    """Dispatches ready tasks to worker runs (and, with a steward, lands their work)."""
+
+    def __init__(
+        self,
+        root: Path,
+        config: StoneforgeConfig,
+        store: Store,
+        *,
+        provider: AgentProvider | None = None,
+        max_concurrent: int | None = None,
+        until_idle: bool = False,
+        agent_env: dict[str, str] | None = None,
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.root = root
+        self.config = config
+        self.store = store
+        self.provider = provider or ClaudeCodeProvider(cli_path=config.agents.worker.cliPath)
+        self.max_concurrent = max_concurrent or config.orchestrator.maxConcurrent
+        self.until_idle = until_idle
+        self.agent_env = dict(agent_env or {})
+        self.on_change = on_change
+        #: Called with each line added to the recent events (a plain-text log for non-terminals).
+        self.on_note: Callable[[str], None] | None = None
+        self.target = ""
+        self.runs: dict[str, WorkerRun] = {}
+        self.recent: deque[str] = deque(maxlen=RECENT_EVENTS)
+        self.steward: Steward | None = None  # made in run(), once the target is known
+        self._lease_token = uuid.uuid4().hex
+        self._not_before: dict[str, float] = {}
+        self._wake = asyncio.Event()
+        self._stop_requested = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._watcher: StoreWatcher | None = None
+        self.started = asyncio.Event()
+
+    # -- public control ------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Ask the dispatcher to look again (safe from the loop thread only)."""
+        self._wake.set()
+
+    def wake_threadsafe(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    def request_stop(self) -> None:
+        """Graceful stop: sessions end, their work is kept, tasks go back to the queue."""
+        self._stop_requested = True
+        self.wake()
+
+    def view(self) -> OrchestratorView:
+        queued = len([t for t in self.store.ready_task_ids() if t not in self.runs])
+        return OrchestratorView(
+            max_concurrent=self.max_concurrent,
+            slots=[run.slot for run in self.runs.values()],
+            queued=queued,
+            handoff_at_tokens=self.config.orchestrator.handoffAtTokens,
+            recent=list(self.recent),
+            merging=getattr(self.steward, "current", None),
+        )
+
+    def note(self, text: str) -> None:
+        line = f"{utcnow():%H:%M:%S} {text}"
+        self.recent.append(line)
+        if self.on_note is not None:
+            self.on_note(line)
+        self.on_change()
+
+    # -- the run -------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run until stopped (or, with ``until_idle``, until nothing is left to do)."""
+        self._loop = asyncio.get_running_loop()
+        self.store.acquire_lease(LEASE_NAME, self._lease_token, LEASE_TTL_S)
+        try:
+            self.target = await to_thread.run_sync(
+                lambda: resolve_target_branch(self.root, self.config.merge.targetBranch)
+            )
+            await to_thread.run_sync(lambda: enable_shared_rerere(self.root))
+            self.steward = Steward(
+                root=self.root,
+                config=self.config,
+                store=self.store,
+                provider=self.provider,
+                target=self.target,
+                agent_env=self.agent_env,
+                note=self.note,
+                on_landed=self.wake,
+            )
+            for line in await to_thread.run_sync(lambda: recover_orphans(self.store)):
+                self.note(line)
+            self._watcher = StoreWatcher(self.store.path, self._on_store_events).start()
+            self.note(f"orchestrator started (pid {os.getpid()}, {self.max_concurrent} slots)")
+            self.started.set()
+            async with anyio.create_task_group() as group:
+                group.start_soon(self._heartbeat)
+                if self.steward is not None:
+                    group.start_soon(self.steward.run)
+                await self._dispatch_loop(group)
+                group.cancel_scope.cancel()
+        finally:
+            if self._watcher is not None:
+                self._watcher.stop()
+            self.store.release_lease(LEASE_NAME, self._lease_token)
+            self.note("orchestrator stopped")
+
+    async def _dispatch_loop(self, group: anyio.abc.TaskGroup) -> None:
+        while not self._stop_requested:
+            self._wake.clear()
+            self._dispatch(group)
+            if self.until_idle and await to_thread.run_sync(self.is_idle):
+                self.note("idle: nothing open, in progress or in review")
+                break
+            timeout = self._next_retry_in()
+            with anyio.move_on_after(timeout if timeout is not None else float("inf")):
+                await self._wake.wait()
+        # Graceful stop: tell every run to stop and wait until each has saved its work.
+        for run in list(self.runs.values()):
+            await run.stop("shutdown")
+        while self.runs:
+            self._wake.clear()
+            await self._wake.wait()
+        if self.steward is not None:
+            await self.steward.stop()
+
+    def _dispatch(self, group: anyio.abc.TaskGroup) -> None:
+        free = self.max_concurrent - len(self.runs)
+        if free <= 0:
+            return
+        now = time.monotonic()
+        for task_id in self.store.ready_task_ids():
+            if free <= 0:
+                break
+            if task_id in self.runs or self._not_before.get(task_id, 0) > now:
+                continue
+            if self._start(group, task_id):
+                free -= 1
+
+    def _start(self, group: anyio.abc.TaskGroup, task_id: str) -> bool:
+        try:
+            task = self.store.get_task(task_id)
+            task = self.store.update_task(
+                task_id,
+                status=TaskStatus.IN_PROGRESS,
+                attempts=task.attempts + 1,
+                expect=[TaskStatus.OPEN],
+                kind="task.dispatched",
+            )
+        except Exception as exc:  # someone else changed it first: look again next round
+            log.info("not dispatching %s: %s", task_id, exc)
+            return False
+        slot = SlotState(task_id=task.id, title=task.title)
+        run = WorkerRun(
+            root=self.root,
+            config=self.config,
+            store=self.store,
+            provider=self.provider,
+            task=task,
+            target=self.target,
+            agent_env=self.agent_env,
+            slot=slot,
+            on_change=self.on_change,
+            on_commit=self._on_worker_commit,
+        )
+        self.runs[task.id] = run
+        self._not_before.pop(task.id, None)
+        self.note(f"{task.id} dispatched (attempt {task.attempts}): {task.title}")
+        group.start_soon(self._run_worker, run)
+        return True
+
+    async def _run_worker(self, run: WorkerRun) -> None:
+        task_id = run.task.id
+        result: RunResult | None = None
+        try:
+            result = await run.run()
+        except Exception as exc:  # a bug in a run must not take the dispatcher down
+            log.exception("worker run for %s failed", task_id)
+            result = run._fail_attempt(f"internal error: {type(exc).__name__}: {exc}", retry=True)
+        finally:
+            self.runs.pop(task_id, None)
+            if result is not None:
+                self._after_run(result)
+            self.wake()
+            if self.steward is not None:
+                self.steward.wake()
+
+    def _on_worker_commit(self) -> None:
+        # A new commit may change the conflict forecast: the steward recomputes it.
+        if self.steward is not None:
+            self.steward.wake()
+
+    def _after_run(self, result: RunResult) -> None:
+        if result.retry:
+            task = self.store.get_task(result.task_id)
+            delay = self.config.orchestrator.retryBackoffS * 2 ** max(task.attempts - 1, 0)
+            self._not_before[result.task_id] = time.monotonic() + delay
+            self.note(f"{result.task_id} requeued (retry in {delay:.0f}s): {result.reason[:120]}")
+        elif result.status == TaskStatus.REVIEW:
+            self.note(f"{result.task_id} completed; merge request opened")
+        elif result.status == TaskStatus.FAILED:
+            self.note(f"{result.task_id} failed: {result.reason[:120]}")
+
+    def _next_retry_in(self) -> float | None:
+        if not self._not_before:
+            return None
+        return max(min(self._not_before.values()) - time.monotonic(), 0.0) + 0.01
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await anyio.sleep(HEARTBEAT_S)
+            if not self.store.heartbeat_lease(LEASE_NAME, self._lease_token):
+                log.error("the orchestrator lease was taken over; stopping")
+                self.request_stop()
+                return
+
+    def _on_store_events(self, events: list[Event]) -> None:
+        """From the watcher thread: wake up for new work; stop runs of cancelled tasks."""
+        for event in events:
+            if event.kind == "task.cancelled" and event.entity_id in self.runs:
+                run = self.runs[event.entity_id]
+                if self._loop is not None:
+                    asyncio.run_coroutine_threadsafe(run.stop("cancelled"), self._loop)
+        self.wake_threadsafe()
+        if self.steward is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(self.steward.wake)
+
+    # -- idleness ------------------------------------------------------------------------------
+
+    def is_idle(self) -> bool:
+        """Nothing open that can still run, nothing in progress, nothing in review.
+
+        An open task blocked (transitively) by a failed or cancelled task counts as done, as does
+        one in a draft plan, and a merge request waiting for a human's approval.
+        """
+        if self.runs:
+            return False
+        graph = self.store.graph()
+        waiting_for_human = {
+            mr.task_id for mr in self.store.list_merge_requests(MergeStatus.AWAITING_APPROVAL)
+        }
+        dead_ends: dict[str, bool] = {}
+
+        def stuck(task_id: str, seen: frozenset[str] = frozenset()) -> bool:
+            if task_id in dead_ends:
+                return dead_ends[task_id]
+            node = graph.nodes.get(task_id)
+            result = node is None or node.status in (TaskStatus.FAILED, TaskStatus.CANCELLED)
+            if not result and node is not None and node.status != TaskStatus.MERGED:
+                result = any(
+                    stuck(dep, seen | {task_id})
+                    for dep in graph.depends_on.get(task_id, ())
+                    if dep not in seen
+                )
+            dead_ends[task_id] = result
+            return result
+
+        for task_id, node in graph.nodes.items():
+            if node.status == TaskStatus.IN_PROGRESS:
+                return False
+            if node.status == TaskStatus.REVIEW and task_id not in waiting_for_human:
+                return False
+            if node.status == TaskStatus.OPEN and node.plan_active and not stuck(task_id):
+                return False
+        return True
+
+
+def lease_holder_message(store: Store) -> str | None:
+    holder = store.lease_holder(LEASE_NAME)
+    if holder is None:
+        return None
+    return f"an orchestrator is running (pid {holder['pid']} on {holder['host']})"
+
+
+__all__ = [
+    "LEASE_NAME",
+    "LeaseHeldError",
+    "Orchestrator",
+    "OrchestratorView",
+    "lease_holder_message",
+]

@@ -1,0 +1,497 @@
+"""One worker run: a task's attempt, from worktree to merge request, across context handoffs.
+
+The rules that matter:
+- A session that ends successfully with commits on its branch completes the task, whether or not
+  the agent called `complete_task`; work it left uncommitted is committed for it.
+- When a turn's context reaches ``handoffAtTokens`` the agent is asked for a handoff; its work is
+  committed, the session ends as ``handed_off`` and a fresh session continues on the same branch.
+- A session that crashes, hangs or fails keeps nothing in limbo: its uncommitted work goes to a
+  recovery ref, the worktree returns to the last commit, and the task goes back to the queue
+  (or to ``failed`` after ``maxAttempts``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from anyio import to_thread
+
+from stoneforge.agents import (
+    AgentProvider,
+    AgentSession,
+    AssistantTurn,
+    HandoffNote,
+    Role,
+    SessionStarted,
+    StoneforgeTools,
+    ToolResult,
+    build_spec,
+    default_config_dir,
+    run_session,
+)
+from stoneforge.agents.accounting import TokenStats
+from stoneforge.agents.events import AgentEvent
+from stoneforge.config import StoneforgeConfig
+from stoneforge.git.repo import run_git
+from stoneforge.git.slug import task_branch, worktree_path
+from stoneforge.git.snapshot import commit_all, save_snapshot
+from stoneforge.git.worktrees import ensure_worktree
+from stoneforge.models import (
+    Handoff,
+    SessionRole,
+    SessionStatus,
+    Task,
+    TaskStatus,
+    utcnow,
+)
+from stoneforge.orchestrator.prompts import HANDOFF_REQUEST, worker_prompt
+from stoneforge.store import Store
+
+log = logging.getLogger("stoneforge.worker")
+
+#: Turns an agent gets to answer a handoff request before the session is ended anyway.
+HANDOFF_GRACE_TURNS = 3
+#: Sessions per attempt at most: a runaway handoff loop must end somewhere.
+MAX_SESSIONS_PER_ATTEMPT = 20
+
+
+@dataclass
+class SlotState:
+    """What the live view shows of one running agent."""
+
+    task_id: str
+    title: str
+    role: str = "worker"
+    state: str = "starting"
+    session_id: str | None = None
+    context_tokens: int = 0
+    cost_usd: float = 0.0
+    started_at: datetime = field(default_factory=utcnow)
+
+
+@dataclass
+class RunResult:
+    """How the attempt ended, for the dispatcher (retry timing, wake-ups)."""
+
+    task_id: str
+    status: TaskStatus
+    reason: str = ""
+    retry: bool = False
+
+
+@dataclass
+class _HandoffWatch:
+    """Per-session handoff bookkeeping, updated from the event stream."""
+
+    threshold: int
+    requested: bool = False
+    turns_since_request: int = 0
+    note: HandoffNote | None = None
+    handoff_tool_ids: set[str] = field(default_factory=set)
+    stop_now: bool = False
+
+
+class WorkerRun:
+    """Runs one attempt of one task; create one per dispatch."""
+
+    def __init__(
+        self,
+        *,
+        root: Path,
+        config: StoneforgeConfig,
+        store: Store,
+        provider: AgentProvider,
+        task: Task,
+        target: str,
+        agent_env: dict[str, str],
+        slot: SlotState,
+        on_change: Callable[[], None] = lambda: None,
+        on_commit: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.root = root
+        self.config = config
+        self.store = store
+        self.provider = provider
+        self.task = task
+        self.target = target
+        self.agent_env = agent_env
+        self.slot = slot
+        self.on_change = on_change
+        self.on_commit = on_commit
+        self._commit_tool_ids: set[str] = set()
+        self.live: AgentSession | None = None
+        self.stopping = False
+        self.stop_reason = ""
+        self.summary: str | None = None
+        self.last_text = ""
+
+    # -- control -------------------------------------------------------------------------------
+
+    async def stop(self, reason: str = "shutdown") -> None:
+        """End the run early: at shutdown (the task is requeued) or because it was cancelled.
+
+        Either way the session ends and its work is committed on the branch, never dropped.
+        """
+        self.stopping = True
+        self.stop_reason = reason
+        if self.live is not None:
+            await self.live.stop(f"stoneforge: {reason}")
+
+    # -- the attempt ---------------------------------------------------------------------------
+
+    async def run(self) -> RunResult:
+        task = self.task
+        worktree_dir = self._worktree_dir()
+        branch = task.branch or task_branch(task.id, task.title)
+        path = (
+            Path(task.worktree)
+            if task.worktree
+            else worktree_path(worktree_dir, task.id, task.title)
+        )
+        self.slot.state = "preparing worktree"
+        try:
+            wt = await to_thread.run_sync(
+                lambda: ensure_worktree(self.root, path, branch, start_point=self.target)
+            )
+        except Exception as exc:
+            return self._fail_attempt(f"could not prepare worktree {path}: {exc}", retry=True)
+        self.worktree = wt.path
+        self.branch = branch
+        base = await to_thread.run_sync(self._merge_base)
+        self.store.update_task(task.id, branch=branch, worktree=str(wt.path))
+        handoff = self._latest_handoff()
+        note = task.note
+        for _ in range(MAX_SESSIONS_PER_ATTEMPT):
+            outcome, watch, session_id = await self._run_session(handoff, note)
+            note = None  # said once
+            if self.stopping:
+                return await self._stopped(session_id)
+            if watch.requested and (watch.note is not None or watch.stop_now):
+                handoff = await self._hand_off(session_id, watch.note, base)
+                continue
+            if outcome.status == "completed":
+                return await self._completed(session_id, base)
+            return await self._crashed(session_id, outcome.status, outcome.error or "ended badly")
+        return self._fail_attempt(
+            f"more than {MAX_SESSIONS_PER_ATTEMPT} sessions in one attempt", retry=False
+        )
+
+    # -- one session ---------------------------------------------------------------------------
+
+    async def _run_session(
+        self, handoff: Handoff | None, note: str | None
+    ) -> tuple[Any, _HandoffWatch, str]:
+        session = self.store.start_session(self.task.id, SessionRole.WORKER)
+        self.slot.session_id = session.id
+        self.slot.state = "running"
+        self.slot.context_tokens = 0
+        self.on_change()
+        watch = _HandoffWatch(threshold=self.config.orchestrator.handoffAtTokens)
+        tools = StoneforgeTools(
+            on_complete=self._on_complete, on_handoff=lambda n: self._on_handoff(watch, n)
+        )
+        worker = self.config.agents.worker
+        spec = build_spec(
+            Role.WORKER,
+            cwd=self.worktree,
+            prompt=self._prompt(handoff, note),
+            config_dir=default_config_dir(self.root, session.id),
+            repo_root=self.root,
+            target_branch=self.target,
+            model=worker.model,
+            mcp=tools,
+            env=self.agent_env,
+            max_turns=worker.maxTurns,
+            idle_timeout_s=worker.idleTimeoutS,
+        )
+
+        async def on_start(live: AgentSession) -> None:
+            self.live = live
+            if self.stopping:
+                await live.stop("the orchestrator is stopping")
+
+        async def on_event(event: AgentEvent) -> None:
+            await self._watch_event(session.id, watch, event)
+
+        def on_update(stats: TokenStats) -> None:
+            self.slot.context_tokens = stats.context_tokens
+            self.slot.cost_usd = stats.cost_usd or self.slot.cost_usd
+            self.store.update_session(
+                session.id,
+                context_tokens=stats.context_tokens,
+                input_tokens=stats.total_input_tokens,
+                output_tokens=stats.output_tokens,
+                cost_usd=stats.cost_usd or 0.0,
+            )
+            self.on_change()
+
+        outcome = await run_session(
+            self.provider, spec, on_update=on_update, on_event=on_event, on_start=on_start
+        )
+        self.live = None
+        if outcome.last_text:
+            self.last_text = outcome.last_text
+        self.store.update_session(
+            session.id,
+            pid=outcome.pid,
+            provider_session_id=outcome.provider_session_id,
+        )
+        return outcome, watch, session.id
+
+    async def _watch_event(self, session_id: str, watch: _HandoffWatch, event: AgentEvent) -> None:
+        if isinstance(event, SessionStarted):
+            self.store.update_session(
+                session_id, pid=event.pid, provider_session_id=event.provider_session_id
+            )
+            return
+        if isinstance(event, AssistantTurn):
+            for use in event.tool_uses:
+                if use.name.endswith("__handoff"):
+                    watch.handoff_tool_ids.add(use.id)
+                elif use.name == "Bash" and "commit" in str(use.input.get("command", "")):
+                    self._commit_tool_ids.add(use.id)
+            if watch.requested:
+                watch.turns_since_request += 1
+                if watch.turns_since_request > HANDOFF_GRACE_TURNS and watch.note is None:
+                    watch.stop_now = True  # it will not hand off: end it and write one ourselves
+            elif event.context_tokens >= watch.threshold:
+                watch.requested = True
+                self.slot.state = "handing off"
+                self.on_change()
+                self.store.record_event(
+                    "session.handoff_requested",
+                    "session",
+                    session_id,
+                    {"taskId": self.task.id, "contextTokens": event.context_tokens},
+                )
+                if self.live is not None:
+                    await self.live.send(HANDOFF_REQUEST)
+        elif isinstance(event, ToolResult) and event.tool_use_id in watch.handoff_tool_ids:
+            watch.stop_now = True  # the handoff is recorded: nothing more to do in this session
+        elif isinstance(event, ToolResult) and event.tool_use_id in self._commit_tool_ids:
+            self.on_commit()
+        if watch.stop_now and self.live is not None:
+            await self.live.stop("handoff")
+
+    async def _on_complete(self, summary: str) -> None:
+        self.summary = summary
+        self.store.record_event(
+            "task.complete_reported", "task", self.task.id, {"summary": summary[:500]}
+        )
+
+    async def _on_handoff(self, watch: _HandoffWatch, note: HandoffNote) -> None:
+        watch.note = note
+        watch.requested = True
+
+    def _prompt(self, handoff: Handoff | None, note: str | None) -> str:
+        plan = None
+        plan_titles: list[str] = []
+        if self.task.plan_id:
+            plan = self.store.get_plan(self.task.plan_id)
+            plan_titles = [
+                f"{t.id} {t.title} ({t.status.value})"
+                for t in self.store.list_tasks(plan_id=plan.id)
+                if t.id != self.task.id
+            ][:30]
+        warnings = self._forecast_warnings()
+        return worker_prompt(
+            self.task,
+            branch=self.branch,
+            target=self.target,
+            plan=plan,
+            plan_titles=plan_titles,
+            handoff=handoff,
+            note=note,
+            warnings=warnings,
+        )
+
+    def _forecast_warnings(self) -> list[str]:
+        """Predicted conflicts involving this task, from the latest recorded forecast."""
+        event = self.store.last_event("forecast.updated")
+        if event is None:
+            return []
+        found = []
+        for pair in event.data.get("conflicts", []):
+            if self.task.id in (pair.get("ours"), pair.get("theirs")):
+                other = pair["theirs"] if pair.get("ours") == self.task.id else pair["ours"]
+                files = ", ".join(pair.get("paths", []))
+                found.append(f"your branch and {other} both change {files}")
+        return found
+
+    # -- endings -------------------------------------------------------------------------------
+
+    def _worktree_dir(self) -> Path:
+        configured = Path(self.config.orchestrator.worktreeDir)
+        return configured if configured.is_absolute() else self.root / configured
+
+    def _merge_base(self) -> str:
+        head = run_git(["rev-parse", "HEAD"], self.worktree).stdout.strip()
+        proc = run_git(["merge-base", self.target, head], self.root, check=False)
+        return proc.stdout.strip() or head
+
+    def _latest_handoff(self) -> Handoff | None:
+        handoffs = self.store.list_handoffs(self.task.id)
+        return handoffs[-1] if handoffs else None
+
+    async def _commit_leftovers(self, message: str) -> str | None:
+        return await to_thread.run_sync(lambda: commit_all(self.worktree, message))
+
+    async def _hand_off(self, session_id: str, note: HandoffNote | None, base: str) -> Handoff:
+        await self._commit_leftovers(
+            f"stoneforge: work of session {session_id} at its context handoff"
+        )
+        head = await to_thread.run_sync(
+            lambda: run_git(["rev-parse", "HEAD"], self.worktree).stdout.strip()
+        )
+        if note is not None:
+            handoff = Handoff(
+                task_id=self.task.id,
+                session_id=session_id,
+                done=note.done,
+                remaining=note.remaining,
+                files_touched=note.files_touched,
+                decisions=note.decisions,
+                failing_tests=note.failing_tests,
+                next_step=note.next_step,
+                commit=head,
+                source="agent",
+                created_at=utcnow(),
+            )
+        else:
+            handoff = await to_thread.run_sync(lambda: self._facts_handoff(session_id, base, head))
+        stored = self.store.add_handoff(handoff)
+        self.store.update_session(session_id, status=SessionStatus.HANDED_OFF, ended_at=utcnow())
+        self.slot.state = "handed off"
+        self.on_change()
+        return stored
+
+    def _facts_handoff(self, session_id: str, base: str, head: str) -> Handoff:
+        """A handoff written from facts when the agent gave none."""
+        commits = run_git(["log", "--format=%h %s", f"{base}..{head}"], self.worktree).stdout
+        files = run_git(["diff", "--name-only", base, head], self.worktree).stdout.split()
+        stat = run_git(["diff", "--stat", base, head], self.worktree).stdout.strip()
+        last = self.last_text.strip()[-1500:]
+        return Handoff(
+            task_id=self.task.id,
+            session_id=session_id,
+            done=("Commits so far:\n" + commits.strip()) if commits.strip() else "No commits yet.",
+            remaining="Not stated: the session gave no handoff. Read the diff and continue.",
+            files_touched=files,
+            decisions=[],
+            failing_tests=[],
+            next_step=(f"The last message was: {last}" if last else "Review the diff so far.")
+            + (f"\n\nDiffstat:\n{stat}" if stat else ""),
+            commit=head,
+            source="orchestrator",
+            created_at=utcnow(),
+        )
+
+    async def _completed(self, session_id: str, base: str) -> RunResult:
+        leftover = await self._commit_leftovers(
+            f"stoneforge: commit work session {session_id} left uncommitted"
+        )
+        count = await to_thread.run_sync(
+            lambda: int(
+                run_git(["rev-list", "--count", f"{base}..HEAD"], self.worktree).stdout.strip()
+            )
+        )
+        if count == 0:
+            self.store.update_session(
+                session_id,
+                status=SessionStatus.COMPLETED,
+                ended_at=utcnow(),
+                error="the session ended without any commit",
+            )
+            return self._fail_attempt("the session ended without any commit", retry=True)
+        self.store.update_session(session_id, status=SessionStatus.COMPLETED, ended_at=utcnow())
+        summary = self.summary or self.last_text or f"Work on {self.task.title}"
+        details = await to_thread.run_sync(lambda: self._change_summary(base, summary))
+        self.store.create_merge_request(self.task.id, self.branch, details)
+        self.store.update_task(
+            self.task.id,
+            status=TaskStatus.REVIEW,
+            note=None,
+            kind="task.completed",
+        )
+        self.slot.state = "completed"
+        log.info(
+            "task %s completed (%s commits%s)",
+            self.task.id,
+            count,
+            ", leftovers committed" if leftover else "",
+        )
+        return RunResult(self.task.id, TaskStatus.REVIEW)
+
+    def _change_summary(self, base: str, summary: str) -> str:
+        commits = run_git(["log", "--format=- %h %s", f"{base}..HEAD"], self.worktree).stdout
+        stat = run_git(["diff", "--stat", base, "HEAD"], self.worktree).stdout
+        return f"{summary.strip()}\n\nCommits:\n{commits.strip()}\n\nDiffstat:\n{stat.rstrip()}"
+
+    async def _stopped(self, session_id: str) -> RunResult:
+        commit = await self._commit_leftovers(
+            f"stoneforge: work in progress of session {session_id}, saved at {self.stop_reason}"
+        )
+        saved = f"; its work is saved as commit {commit[:12]}" if commit else ""
+        self.store.update_session(
+            session_id,
+            status=SessionStatus.FAILED,
+            ended_at=utcnow(),
+            error=f"stopped ({self.stop_reason})" + saved,
+        )
+        if self.stop_reason == "cancelled":
+            return RunResult(self.task.id, TaskStatus.CANCELLED, "cancelled")
+        # A shutdown is not the task's fault: the attempt does not count.
+        self.store.update_task(
+            self.task.id,
+            status=TaskStatus.OPEN,
+            attempts=max(self.task.attempts - 1, 0),
+            note="The previous session was stopped when the orchestrator shut down"
+            + saved
+            + ". Continue from the branch as it is.",
+            expect=[TaskStatus.IN_PROGRESS],
+            kind="task.requeued",
+        )
+        return RunResult(self.task.id, TaskStatus.OPEN, "stopped")
+
+    async def _crashed(self, session_id: str, status: str, error: str) -> RunResult:
+        snapshot = None
+        try:
+            snapshot = await to_thread.run_sync(
+                lambda: save_snapshot(self.worktree, self.task.id, restore=True)
+            )
+        except Exception as exc:  # never let a failed snapshot hide the crash itself
+            log.exception("could not snapshot %s", self.worktree)
+            error += f" (and saving its uncommitted work failed: {exc})"
+        session_status = SessionStatus.CRASHED if status == "crashed" else SessionStatus.FAILED
+        self.store.update_session(session_id, status=session_status, ended_at=utcnow(), error=error)
+        reason = f"session {session_id} {status}: {error}"
+        if snapshot is not None:
+            reason += (
+                f". Its uncommitted work ({len(snapshot.files)} files) is saved at "
+                f"{snapshot.ref}; see it with `git show --stat {snapshot.ref}` and bring it back "
+                f"with `git checkout {snapshot.ref} -- <paths>` or "
+                f"`git cherry-pick --no-commit {snapshot.ref}`"
+            )
+        return self._fail_attempt(reason, retry=True)
+
+    def _fail_attempt(self, reason: str, *, retry: bool) -> RunResult:
+        """Record a failed attempt: back to the queue, or `failed` after maxAttempts."""
+        task = self.store.get_task(self.task.id)
+        history = [line for line in (task.note or "").splitlines() if line.startswith("attempt ")]
+        history.append(f"attempt {task.attempts}: {reason}")
+        exhausted = task.attempts >= self.config.orchestrator.maxAttempts or not retry
+        self.slot.state = "failed" if exhausted else "requeued"
+        if exhausted:
+            self.store.update_task(
+                task.id, status=TaskStatus.FAILED, note="\n".join(history), kind="task.failed"
+            )
+            return RunResult(task.id, TaskStatus.FAILED, reason)
+        self.store.update_task(
+            task.id, status=TaskStatus.OPEN, note="\n".join(history), kind="task.requeued"
+        )
+        return RunResult(task.id, TaskStatus.OPEN, reason, retry=True)

@@ -1,0 +1,69 @@
+"""Notice changes other processes make to the store, without polling the state.
+
+A thread with its own connection probes SQLite's ``data_version`` (a counter that moves only when
+another connection commits; it reads no table) and, when it moves, hands the new rows of the
+event log to a callback. The language server (to tell the editor) and the orchestrator (to wake
+the dispatcher when the CLI adds a task) both use it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from stoneforge.models import Event
+from stoneforge.store import Store
+
+log = logging.getLogger("stoneforge.store_watch")
+
+PROBE_INTERVAL_S = 0.1
+DEBOUNCE_S = 0.05
+
+
+class StoreWatcher:
+    def __init__(
+        self,
+        db_path: Path,
+        on_events: Callable[[list[Event]], None],
+        *,
+        debounce_s: float = DEBOUNCE_S,
+        name: str = "stoneforge-store-watch",
+    ) -> None:
+        self.on_events = on_events
+        self.debounce_s = debounce_s
+        # Its own connection: data_version moves for commits of every *other* connection,
+        # and this one never writes.
+        self.store = Store(db_path, actor="watcher")
+        self.last_id = self.store.last_event_id()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> StoreWatcher:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout=2)
+
+    def _run(self) -> None:
+        version = self.store.data_version()
+        while not self._stop.wait(PROBE_INTERVAL_S):
+            try:
+                current = self.store.data_version()
+                if current == version:
+                    continue
+                version = current
+                if self.debounce_s:
+                    self._stop.wait(self.debounce_s)  # let a burst of writes finish
+                events = self.store.events_since(self.last_id, limit=5000)
+                if not events:
+                    continue
+                self.last_id = events[-1].id
+                self.on_events(events)
+            except Exception:  # keep watching whatever one round did
+                log.exception("store watcher round failed")
+        self.store.close()
