@@ -42,7 +42,7 @@ def run_serve(
         out, err = proc.communicate()
         raise AssertionError(
             f"sf serve did not finish in {timeout}s\nstdout:\n{out}\nstderr:\n{err}"
-        )
+        ) from None
     return proc.returncode, out, err
 
 
