@@ -17,7 +17,7 @@ from rich.text import Text
 
 from stoneforge import render
 from stoneforge.errors import StoneforgeError
-from stoneforge.models import TaskStatus, WireModel
+from stoneforge.models import MergeStatus, TaskStatus, WireModel
 from stoneforge.service import Service
 
 app = typer.Typer(
@@ -32,7 +32,11 @@ task_app = typer.Typer(help="Tasks: units of work, one agent branch each.", no_a
 dep_app = typer.Typer(help="Dependencies between tasks.", no_args_is_help=True)
 app.add_typer(plan_app, name="plan")
 app.add_typer(task_app, name="task")
+merge_app = typer.Typer(
+    help="The merge queue: merge requests of finished tasks.", no_args_is_help=True
+)
 app.add_typer(dep_app, name="dep")
+app.add_typer(merge_app, name="merge")
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -249,6 +253,68 @@ def dep_add(
             _print_json(task)
         else:
             out.print(f"{task.id} now depends on {', '.join(task.depends_on)}")
+
+
+# -- merge queue ---------------------------------------------------------------------------------
+
+
+@merge_app.command("list")
+def merge_list(
+    status_filter: Annotated[
+        MergeStatus | None, typer.Option("--status", help="Only merge requests with this status.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Merge requests, oldest first."""
+    with _open() as service:
+        mrs = service.list_merge_requests(status_filter)
+        if as_json:
+            _print_json(mrs)
+        else:
+            out.print(render.merge_requests_table(mrs))
+
+
+@merge_app.command("approve")
+def merge_approve(
+    mr_id: Annotated[str, typer.Argument(help="Merge request id.")], as_json: JsonFlag = False
+) -> None:
+    """Land a merge request that passed its checks and waits for approval."""
+    with _open() as service:
+        mr = service.approve_merge(mr_id)
+        if as_json:
+            _print_json(mr)
+        elif mr.status == MergeStatus.MERGED:
+            out.print(f"{mr.id} merged at {mr.merged_commit}")
+        else:
+            out.print(f"{mr.id} approved: {mr.reason}")
+
+
+@merge_app.command("reject")
+def merge_reject(
+    mr_id: Annotated[str, typer.Argument(help="Merge request id.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why; the worker reads it.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Refuse a merge request; the task goes back to a worker with the reason."""
+    with _open() as service:
+        mr = service.reject_merge(mr_id, reason)
+        if as_json:
+            _print_json(mr)
+        else:
+            out.print(f"{mr.id} rejected; task {mr.task_id} is back in the queue")
+
+
+@app.command()
+def forecast(as_json: JsonFlag = False) -> None:
+    """Predicted conflicts among the active task branches and the target."""
+    from stoneforge.git.forecast import format_forecast
+
+    with _open() as service:
+        result = service.forecast()
+        if as_json:
+            _print_json(result.to_json())
+        else:
+            out.print(format_forecast(result), markup=False)
 
 
 # -- orchestration -------------------------------------------------------------------------------

@@ -14,9 +14,17 @@ from typing import Any
 import git
 
 from stoneforge.config import CONFIG_RELPATH, DEFAULT_CONFIG_YAML, StoneforgeConfig, load_config
-from stoneforge.errors import NotARepositoryError, NotFoundError, NotInitializedError
+from stoneforge.errors import (
+    InvalidInputError,
+    InvalidTransitionError,
+    NotARepositoryError,
+    NotFoundError,
+    NotInitializedError,
+)
+from stoneforge.git.errors import CheckoutDirty, TargetMoved
 from stoneforge.git.forecast import Forecast, forecast
-from stoneforge.git.repo import resolve_target_branch, run_git
+from stoneforge.git.merge import land
+from stoneforge.git.repo import resolve_commit, resolve_target_branch, run_git
 from stoneforge.models import (
     Handoff,
     MergeRequest,
@@ -26,8 +34,10 @@ from stoneforge.models import (
     StatusSummary,
     Task,
     TaskStatus,
+    utcnow,
 )
 from stoneforge.orchestrator.daemon import LEASE_NAME, Orchestrator
+from stoneforge.orchestrator.landing import record_landed
 from stoneforge.store import Store
 
 STATE_DIR = ".stoneforge"
@@ -252,6 +262,69 @@ class Service:
 
     def get_merge_request(self, mr_id: str) -> MergeRequest:
         return self.store.get_merge_request(mr_id)
+
+    def approve_merge(self, mr_id: str) -> MergeRequest:
+        """Land a checked merge request that waits for approval.
+
+        If the target has not moved since its candidate was checked, the candidate lands now
+        (compare-and-swap). Otherwise it is marked approved and goes back to the queue: the
+        steward rebuilds it on the new tip, checks it again, and lands it without asking twice.
+        """
+        mr = self.store.get_merge_request(mr_id)
+        if mr.status != MergeStatus.AWAITING_APPROVAL:
+            raise InvalidTransitionError(
+                f"merge request {mr_id} is {mr.status.value}; only one awaiting_approval can be "
+                "approved"
+            )
+        target = self.target_branch()
+        tip = resolve_commit(self.root, target)
+        candidate = mr.candidate_commit
+        if candidate and run_git(["rev-parse", f"{candidate}^1"], self.root).stdout.strip() == tip:
+            try:
+                land(
+                    self.root,
+                    target,
+                    candidate,
+                    tip,
+                    message=f"stoneforge: land {mr.id} (approved)",
+                )
+            except (TargetMoved, CheckoutDirty) as exc:
+                return self.store.update_merge_request(
+                    mr.id,
+                    status=MergeStatus.PENDING,
+                    approved_at=utcnow(),
+                    reason=f"approved; not landed yet: {exc}",
+                    expect=[MergeStatus.AWAITING_APPROVAL],
+                )
+            self.store.update_merge_request(mr.id, approved_at=utcnow())
+            record_landed(self.store, self.root, self.config, target, [(mr, candidate)], mr.checks)
+            return self.store.get_merge_request(mr.id)
+        return self.store.update_merge_request(
+            mr.id,
+            status=MergeStatus.PENDING,
+            approved_at=utcnow(),
+            reason=f"approved; {target} moved since the check, so it is rebuilt and checked again",
+            expect=[MergeStatus.AWAITING_APPROVAL],
+        )
+
+    def reject_merge(self, mr_id: str, reason: str) -> MergeRequest:
+        """Refuse a merge request; its task goes back to a worker with the reason."""
+        reason = reason.strip()
+        if not reason:
+            raise InvalidInputError("a rejection needs a reason (--reason) for the worker")
+        mr = self.store.update_merge_request(
+            mr_id,
+            status=MergeStatus.REJECTED,
+            reason=reason,
+            expect=[MergeStatus.PENDING, MergeStatus.AWAITING_APPROVAL, MergeStatus.TEST_FAILED],
+        )
+        self.store.update_task(
+            mr.task_id,
+            status=TaskStatus.OPEN,
+            note=f"Your merge request {mr.id} was rejected by a reviewer: {reason}",
+            kind="task.rejected",
+        )
+        return mr
 
     # -- orchestration -------------------------------------------------------------------------
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from stoneforge.errors import StoneforgeError
 
-class GitLayerError(Exception):
+
+class GitLayerError(StoneforgeError):
     """Base class of every error raised by `stoneforge.git`."""
 
 
