@@ -115,8 +115,9 @@ async def test_each_stoneforge_tool_is_called_and_recorded(
         questions.append(question)
         return "Use SQLite."
 
-    tools = StoneforgeTools(on_complete=completed.append, on_handoff=handoffs.append,
-                            on_ask_director=ask)  # fmt: skip
+    tools = StoneforgeTools(
+        on_complete=completed.append, on_handoff=handoffs.append, on_ask_director=ask
+    )
     fake_model.add_script(
         [
             Step.mcp("ask_director", question="Which database?"),
@@ -139,9 +140,15 @@ async def test_each_stoneforge_tool_is_called_and_recorded(
     assert questions == ["Which database?"]
     assert completed == ["Added the schema"]
     assert handoffs == [
-        HandoffNote(done="Schema drafted", remaining="Migrations", filesTouched=["db.py"],
-                    decisions=["SQLite"], failingTests=[], nextStep="Write the migration")
-    ]  # fmt: skip
+        HandoffNote(
+            done="Schema drafted",
+            remaining="Migrations",
+            filesTouched=["db.py"],
+            decisions=["SQLite"],
+            failingTests=[],
+            nextStep="Write the migration",
+        )
+    ]
     assert [c.tool for c in tools.calls] == ["ask_director", "handoff", "complete_task"]
     # The director's answer went back to the model as the tool result.
     answer = fake_model.main_requests()[1].tool_results()[0]
@@ -231,8 +238,9 @@ async def test_director_is_read_only(
     assert not (repo / "x").exists() and outcome.status == "completed"
 
 
-@pytest.mark.parametrize(("status", "outcome_status", "retryable"),
-                         [(529, "crashed", True), (401, "failed", False)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("status", "outcome_status", "retryable"), [(529, "crashed", True), (401, "failed", False)]
+)
 async def test_api_error_is_classified_with_its_status(
     fake_model: FakeModel,
     claude_provider: ClaudeCodeProvider,
@@ -350,9 +358,11 @@ async def test_send_queues_a_message_the_agent_takes_in(
             await sessions[0].send("HANDOFF-NOW: please call the handoff tool.")
 
     outcome = await run_session(
-        claude_provider, agent_spec("worker", repo, mcp=tools), on_start=sessions.append,
+        claude_provider,
+        agent_spec("worker", repo, mcp=tools),
+        on_start=sessions.append,
         on_event=on_event,
-    )  # fmt: skip
+    )
     assert outcome.status == "completed", outcome
     assert [c.tool for c in tools.calls] == ["handoff"]
     assert outcome.last_text == "Handed off."

@@ -144,16 +144,23 @@ def _turn(i: int, usage: TokenUsage) -> AssistantTurn:
 
 def test_accountant_keeps_latest_context_and_totals() -> None:
     acc = TokenAccountant()
-    assert acc.observe(_turn(1, TokenUsage(input_tokens=10, output_tokens=5,
-                                           cache_read_input_tokens=100)))  # fmt: skip
-    assert acc.observe(_turn(2, TokenUsage(input_tokens=20, output_tokens=7,
-                                           cache_creation_input_tokens=30)))  # fmt: skip
+    assert acc.observe(
+        _turn(1, TokenUsage(input_tokens=10, output_tokens=5, cache_read_input_tokens=100))
+    )
+    assert acc.observe(
+        _turn(2, TokenUsage(input_tokens=20, output_tokens=7, cache_creation_input_tokens=30))
+    )
     stats = acc.stats
     assert stats.context_tokens == 50 and stats.turns == 2
     assert (stats.input_tokens, stats.output_tokens) == (30, 12)
     assert stats.total_input_tokens == 160
-    result = Result(provider_session_id="s", is_error=False, subtype="success",
-                    total_cost_usd=0.25, usage=TokenUsage(input_tokens=40, output_tokens=12))  # fmt: skip
+    result = Result(
+        provider_session_id="s",
+        is_error=False,
+        subtype="success",
+        total_cost_usd=0.25,
+        usage=TokenUsage(input_tokens=40, output_tokens=12),
+    )
     assert acc.observe(result)
     assert acc.stats.cost_usd == 0.25 and acc.stats.input_tokens == 40
     assert acc.stats.context_tokens == 50  # a result does not change the context size
@@ -161,8 +168,12 @@ def test_accountant_keeps_latest_context_and_totals() -> None:
 
 
 def test_events_round_trip_as_json() -> None:
-    turn = AssistantTurn(message_id="m", text="hi", tool_uses=[ToolUse(id="t", name="Bash")],
-                         usage=TokenUsage(input_tokens=3))  # fmt: skip
+    turn = AssistantTurn(
+        message_id="m",
+        text="hi",
+        tool_uses=[ToolUse(id="t", name="Bash")],
+        usage=TokenUsage(input_tokens=3),
+    )
     data = AGENT_EVENT_ADAPTER.dump_python(turn, mode="json")
     assert data["event"] == "assistant_turn"
     assert AGENT_EVENT_ADAPTER.validate_python(data) == turn
@@ -238,8 +249,15 @@ def test_role_specs_carry_tools_and_permissions(tmp_path: Path) -> None:
 async def test_stoneforge_tools_record_and_call_back() -> None:
     notes: list[HandoffNote] = []
     tools = StoneforgeTools(on_handoff=notes.append)
-    reply = await tools.handoff({"done": "a", "remaining": "b", "nextStep": "c",
-                                 "filesTouched": "- x.py\n- y.py", "decisions": ["d"]})  # fmt: skip
+    reply = await tools.handoff(
+        {
+            "done": "a",
+            "remaining": "b",
+            "nextStep": "c",
+            "filesTouched": "- x.py\n- y.py",
+            "decisions": ["d"],
+        }
+    )
     assert not reply["is_error"]
     assert notes[0].files_touched == ["x.py", "y.py"] and notes[0].decisions == ["d"]
     answer = await tools.ask_director({"question": "q"})
@@ -272,3 +290,17 @@ async def test_missing_cli_is_a_startup_failure(tmp_path: Path) -> None:
     assert outcome.status == "failed"
     assert outcome.failure is not None and outcome.failure.kind == FailureKind.STARTUP
     assert not outcome.failure.retryable and "no-claude" in outcome.failure.message
+
+
+def test_session_redacts_secrets_inherited_from_our_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stoneforge.agents import ClaudeCodeProvider
+
+    monkeypatch.setenv("SOME_SERVICE_TOKEN", "inherited-token-value-123")
+    spec = build_spec(
+        "worker", cwd=tmp_path, prompt="p", config_dir=tmp_path / "c", api_key="spec-key-value-456"
+    )
+    session = ClaudeCodeProvider().open(spec)
+    redact = session._redactor.text
+    assert redact("a inherited-token-value-123 b spec-key-value-456") == "a [REDACTED] b [REDACTED]"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import signal
 import uuid
 from collections import deque
@@ -149,9 +150,10 @@ class ClaudeCodeSession:
         self.spec = spec
         self._cli_path = cli_path
         self._partial = partial
-        self._redactor = Redactor(
-            [s for s in (spec.api_key, *secret_values(spec.env)) if s is not None]
-        )
+        # The CLI inherits our environment too (a key exported in the user's shell), so
+        # every secret-looking value there is redacted as well as the spec's own.
+        inherited = secret_values({**os.environ, **spec.env})
+        self._redactor = Redactor([s for s in (spec.api_key, *inherited) if s is not None])
         self._client: ClaudeSDKClient | None = None
         self._pid: int | None = None
         self._process: Any = None

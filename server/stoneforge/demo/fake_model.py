@@ -334,7 +334,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
         self.wfile.flush()
 
-    def _wait_forever(self, record: RecordedRequest) -> None:
+    def _wait_forever(self) -> None:
         """Hold the connection open until the endpoint stops (scripted hang)."""
         self.model.stopping.wait()
         self.close_connection = True
@@ -392,7 +392,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         if step.hang:
-            self._wait_forever(record)
+            self._wait_forever()
             return
         if step.error_status is not None:
             payload = api.error_body(
@@ -421,7 +421,7 @@ class _Handler(BaseHTTPRequestHandler):
             for data in api.stream_block(index, block):
                 self._chunk(data)
             if step.stall_mid_stream:
-                self._wait_forever(record)
+                self._wait_forever()
                 return
         for data in api.stream_tail(message):
             self._chunk(data)
