@@ -80,6 +80,17 @@ async def test_api_key_never_reaches_events_or_logs(
             assert path.suffix == ".jsonl" and "projects" in path.parts, path
 
 
+def _after_both_started(model: FakeModel, step: Step) -> Callable[[RecordedRequest], Step]:
+    """Hold each session's first answer until both sessions have asked (a barrier in the
+    endpoint's handler threads), so the two are provably in flight at once."""
+
+    def wait(request: RecordedRequest) -> Step:
+        model.wait_for(lambda m: len({r.script for r in m.main_requests()}) == 2, timeout=30)
+        return step
+
+    return wait
+
+
 async def test_two_sessions_run_in_parallel_in_their_own_worktrees(
     git: Git,
     fake_model: FakeModel,
@@ -96,7 +107,7 @@ async def test_two_sessions_run_in_parallel_in_their_own_worktrees(
         worktrees.append(path)
         fake_model.add_script(
             [
-                Step.write(str(path / f"{name}.txt"), f"{name}\n", delay_s=1.0),
+                _after_both_started(fake_model, Step.write(str(path / f"{name}.txt"), name)),
                 Step.bash(f"git add {name}.txt && git commit -q -m 'work {name}'"),
                 Step.say(f"{name} done"),
             ],
