@@ -25,7 +25,7 @@ from stoneforge.agents import (
     load_role_prompt,
 )
 from stoneforge.agents.bash_policy import simple_commands
-from stoneforge.agents.claude_code import classify_result
+from stoneforge.agents.claude_messages import classify_result
 from stoneforge.agents.doctor import check_cli, check_credentials, run_checks
 from stoneforge.agents.secrets import secret_values
 

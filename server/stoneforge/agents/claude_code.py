@@ -1,10 +1,9 @@
 """Claude Code as an agent provider, on `claude-agent-sdk` (``ClaudeSDKClient``).
 
-One session = one CLI process in the task's working directory, driven over stream-json.
-The SDK's messages are translated into :mod:`~stoneforge.agents.events`: the CLI emits
-one ``AssistantMessage`` per content block, so blocks are assembled into one
-:class:`AssistantTurn` per model message, with the final usage taken from the partial
-stream's ``message_delta`` (the block messages only carry ``message_start``'s usage).
+One session = one CLI process in the task's working directory, driven over stream-json:
+start it with the role's options, guard Bash with the policy hook, stream its messages
+(translated by :mod:`~stoneforge.agents.claude_messages`) under an idle timeout, and end
+it by result, stop, kill or crash.
 """
 
 from __future__ import annotations
@@ -23,33 +22,21 @@ from typing import Any
 
 import anyio
 from claude_agent_sdk import (
-    AssistantMessage,
     ClaudeAgentOptions,
     ClaudeSDKClient,
     HookMatcher,
-    ResultMessage,
-    StreamEvent,
-    SystemMessage,
-    TextBlock,
-    ToolResultBlock,
-    ToolUseBlock,
-    UserMessage,
 )
 
+from stoneforge.agents.claude_messages import MessageTranslator, classify_result
 from stoneforge.agents.env import session_env
 from stoneforge.agents.events import (
     AgentEvent,
-    AssistantTurn,
     Failure,
     FailureKind,
     PermissionDenial,
     PermissionDenied,
     Result,
-    SessionStarted,
     Stopped,
-    TokenUsage,
-    ToolResult,
-    ToolUse,
 )
 from stoneforge.agents.mcp_tools import SERVER_NAME
 from stoneforge.agents.process import kill_tree
@@ -69,80 +56,6 @@ def _process_of(client: ClaudeSDKClient) -> Any:
     return getattr(getattr(client, "_transport", None), "_process", None)
 
 
-def _block_text(content: Any) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    parts = [str(b.get("text", "")) for b in content if isinstance(b, dict) and "text" in b]
-    return "\n".join(parts)
-
-
-class _TurnAssembler:
-    """Collects the per-block messages and stream usage of one model message."""
-
-    def __init__(self) -> None:
-        self._reset()
-
-    def _reset(self) -> None:
-        self.message_id: str | None = None
-        self._texts: list[str] = []
-        self._tools: list[ToolUse] = []
-        self._usage: dict[str, Any] = {}
-
-    def start(self, message_id: str, usage: dict[str, Any] | None) -> AssistantTurn | None:
-        done = self.flush() if self.message_id != message_id else None
-        self.message_id = message_id
-        self._usage.update({k: v for k, v in (usage or {}).items() if v is not None})
-        return done
-
-    def update_usage(self, usage: dict[str, Any] | None) -> None:
-        self._usage.update({k: v for k, v in (usage or {}).items() if v is not None})
-
-    def add(self, msg: AssistantMessage, redactor: Redactor) -> AssistantTurn | None:
-        message_id = msg.message_id or msg.uuid or ""
-        done = self.flush() if self.message_id not in (None, message_id) else None
-        if self.message_id is None:
-            self.message_id = message_id
-            self.update_usage(msg.usage)
-        for block in msg.content:
-            if isinstance(block, TextBlock):
-                self._texts.append(redactor.text(block.text))
-            elif isinstance(block, ToolUseBlock):
-                self._tools.append(
-                    ToolUse(id=block.id, name=block.name, input=redactor.obj(block.input))
-                )
-        return done
-
-    def flush(self) -> AssistantTurn | None:
-        if self.message_id is None:
-            return None
-        turn = AssistantTurn(
-            message_id=self.message_id,
-            text="\n".join(t for t in self._texts if t),
-            tool_uses=self._tools,
-            usage=TokenUsage.from_api(self._usage),
-        )
-        self._reset()
-        return turn
-
-
-def classify_result(result: Result) -> Failure | None:
-    """The failure an error result stands for, or None for a successful run."""
-    if not result.is_error:
-        return None
-    message = "; ".join(result.errors) or result.text or result.subtype
-    if result.subtype == "error_max_turns" or result.terminal_reason == "max_turns":
-        return Failure(kind=FailureKind.MAX_TURNS, message=message, retryable=True)
-    status = result.api_error_status
-    if status is not None or result.terminal_reason == "api_error":
-        retryable = status is None or status in _RETRYABLE_STATUS or status >= 500
-        return Failure(
-            kind=FailureKind.API_ERROR, message=message, status=status, retryable=retryable
-        )
-    return Failure(kind=FailureKind.ERROR, message=message, retryable=True)
-
-
 class ClaudeCodeSession:
     """A live Claude Code process; see :class:`~stoneforge.agents.provider.AgentSession`."""
 
@@ -157,21 +70,18 @@ class ClaudeCodeSession:
         self._client: ClaudeSDKClient | None = None
         self._pid: int | None = None
         self._process: Any = None
-        self._session_id: str | None = spec.resume
         self._startup_failure: Failure | None = None
         self._live: deque[AgentEvent] = deque()
-        self._denied_ids: set[str] = set()
         self._stderr: deque[str] = deque(maxlen=40)
         self._pending_prompts: set[str] = set()
-        self._pending_tools: set[str] = set()
         self._stop_reason: str | None = None
-        self._turns = _TurnAssembler()
+        self._messages = MessageTranslator(self._redactor, spec.resume)
 
     # -- AgentSession --------------------------------------------------------------------
 
     @property
     def provider_session_id(self) -> str | None:
-        return self._session_id
+        return self._messages.session_id
 
     @property
     def pid(self) -> int | None:
@@ -268,6 +178,7 @@ class ClaudeCodeSession:
             self._process = _process_of(self._client)
             pid = getattr(self._process, "pid", None)
             self._pid = pid if isinstance(pid, int) else None
+            self._messages.pid = self._pid
             await self.send(self.spec.prompt)
         except Exception as exc:  # any startup problem becomes a Failure event
             await anyio.sleep(0.05)  # let the stderr reader catch the CLI's last words
@@ -313,7 +224,7 @@ class ClaudeCodeSession:
             reason=reason,
         )
         if tool_use_id:
-            self._denied_ids.add(tool_use_id)
+            self._messages.denied_ids.add(tool_use_id)
         log.info("denied %s for agent in %s: %s", tool_name, self.spec.cwd, reason)
         self._live.append(PermissionDenied(denial=denial))
 
@@ -349,7 +260,11 @@ class ClaudeCodeSession:
             return
         messages = self._client.receive_messages().__aiter__()
         while True:
-            timeout = self.spec.tool_timeout_s if self._pending_tools else self.spec.idle_timeout_s
+            timeout = (
+                self.spec.tool_timeout_s
+                if self._messages.pending_tools
+                else self.spec.idle_timeout_s
+            )
             message: Any = None
             error: BaseException | None = None
             ended = False
@@ -371,17 +286,31 @@ class ClaudeCodeSession:
                     yield event
                 return
             finished = False
-            for event in self._translate(message):
+            for event in self._messages.translate(message):
                 yield event
-                finished = finished or isinstance(event, Result | Failure)
+                if isinstance(event, Result):
+                    finished = True
+                    for after in self._after_result(event):
+                        yield after
             while self._live:
                 yield self._live.popleft()
             if finished and not self._pending_prompts:
                 return
 
+    def _after_result(self, result: Result) -> Iterator[AgentEvent]:
+        """Settle the prompts a result answered; a stop or an error ends the run."""
+        answered = self._messages.answered
+        # Without prompt ids (older CLIs) a result answers everything sent so far.
+        self._pending_prompts -= answered if answered else set(self._pending_prompts)
+        if self._stop_reason is not None:
+            self._pending_prompts.clear()
+            yield Stopped(reason=self._stop_reason)
+        elif (failure := classify_result(result)) is not None:
+            self._pending_prompts.clear()
+            yield failure
+
     def _end_hung(self, timeout: float) -> Iterator[AgentEvent]:
-        if (turn := self._turns.flush()) is not None:
-            yield turn
+        yield from self._messages.flush()
         if self._stop_reason is not None:
             yield Stopped(reason=self._stop_reason)
             return
@@ -396,8 +325,7 @@ class ClaudeCodeSession:
         )
 
     def _end_without_result(self, error: BaseException | None) -> Iterator[AgentEvent]:
-        if (turn := self._turns.flush()) is not None:
-            yield turn
+        yield from self._messages.flush()
         if self._stop_reason is not None:
             yield Stopped(reason=self._stop_reason)
             return
@@ -411,120 +339,6 @@ class ClaudeCodeSession:
             exit_code=exit_code if isinstance(exit_code, int) else None,
             retryable=True,
         )
-
-    def _translate(self, message: Any) -> Iterator[AgentEvent]:
-        if isinstance(message, StreamEvent):
-            yield from self._on_stream_event(message)
-        elif isinstance(message, AssistantMessage):
-            # Sub-agent turns are not this context; synthetic ones are the CLI's own
-            # error notes with zero usage, which would reset the context size.
-            main = message.parent_tool_use_id is None and message.model != "<synthetic>"
-            if main and (turn := self._turns.add(message, self._redactor)) is not None:
-                yield from self._emit_turn(turn)
-        elif isinstance(message, UserMessage):
-            yield from self._emit_pending_turn()
-            yield from self._on_user_message(message)
-        elif isinstance(message, ResultMessage):
-            yield from self._emit_pending_turn()
-            yield from self._on_result(message)
-        elif isinstance(message, SystemMessage):
-            yield from self._on_system(message)
-
-    def _emit_turn(self, turn: AssistantTurn) -> Iterator[AgentEvent]:
-        self._pending_tools.update(t.id for t in turn.tool_uses)
-        yield turn
-
-    def _emit_pending_turn(self) -> Iterator[AgentEvent]:
-        if (turn := self._turns.flush()) is not None:
-            yield from self._emit_turn(turn)
-
-    def _on_stream_event(self, message: StreamEvent) -> Iterator[AgentEvent]:
-        if message.parent_tool_use_id is not None:
-            return
-        event = message.event
-        kind = event.get("type")
-        if kind == "message_start":
-            body = event.get("message") or {}
-            if (turn := self._turns.start(str(body.get("id", "")), body.get("usage"))) is not None:
-                yield from self._emit_turn(turn)
-        elif kind == "message_delta":
-            self._turns.update_usage(event.get("usage"))
-        elif kind == "message_stop":
-            yield from self._emit_pending_turn()
-
-    def _on_user_message(self, message: UserMessage) -> Iterator[AgentEvent]:
-        if message.parent_tool_use_id is not None or isinstance(message.content, str):
-            return
-        for block in message.content:
-            if isinstance(block, ToolResultBlock):
-                self._pending_tools.discard(block.tool_use_id)
-                text = self._redactor.text(_block_text(block.content))
-                yield ToolResult(
-                    tool_use_id=block.tool_use_id,
-                    is_error=bool(block.is_error),
-                    content=text[:_MAX_TOOL_RESULT_CHARS],
-                )
-
-    def _on_system(self, message: SystemMessage) -> Iterator[AgentEvent]:
-        data = message.data
-        if message.subtype == "init":
-            self._session_id = str(data.get("session_id") or self._session_id or "")
-            yield SessionStarted(
-                provider_session_id=self._session_id,
-                pid=self._pid,
-                model=data.get("model"),
-                cwd=data.get("cwd"),
-                tools=list(data.get("tools") or []),
-            )
-        elif message.subtype == "permission_denied":
-            tool_use_id = data.get("tool_use_id")
-            if tool_use_id not in self._denied_ids:
-                self._denied_ids.add(str(tool_use_id))
-                yield PermissionDenied(
-                    denial=PermissionDenial(
-                        tool_name=str(data.get("tool_name", "")),
-                        tool_use_id=tool_use_id,
-                        reason=self._redactor.text(str(data.get("message", ""))),
-                    )
-                )
-
-    def _on_result(self, message: ResultMessage) -> Iterator[AgentEvent]:
-        self._session_id = message.session_id or self._session_id
-        answered = {u for u in (message.user_message_uuids or []) if u}
-        if message.user_message_uuid:
-            answered.add(message.user_message_uuid)
-        # Without ids (older CLIs) a result is taken to answer everything sent so far.
-        self._pending_prompts -= answered if answered else set(self._pending_prompts)
-        denials = [
-            PermissionDenial(
-                tool_name=str(d.get("tool_name", "")),
-                tool_use_id=d.get("tool_use_id"),
-                tool_input=self._redactor.obj(d.get("tool_input") or {}),
-            )
-            for d in (message.permission_denials or [])
-            if isinstance(d, dict)
-        ]
-        result = Result(
-            provider_session_id=message.session_id,
-            is_error=message.is_error,
-            subtype=message.subtype,
-            num_turns=message.num_turns,
-            total_cost_usd=message.total_cost_usd,
-            usage=TokenUsage.from_api(message.usage),
-            text=self._redactor.text(message.result) if message.result else None,
-            permission_denials=denials,
-            api_error_status=message.api_error_status,
-            terminal_reason=message.terminal_reason,
-            errors=[self._redactor.text(e) for e in message.errors or []],
-            duration_ms=message.duration_ms,
-        )
-        yield result
-        if self._stop_reason is not None:
-            self._pending_prompts.clear()
-            yield Stopped(reason=self._stop_reason)
-        elif (failure := classify_result(result)) is not None:
-            self._pending_prompts.clear()  # an error ends the run
-            yield failure
 
 
 class ClaudeCodeProvider:
