@@ -1,5 +1,6 @@
-// Every `stoneforge.*` command. Commands invoked on a tree row get that row's TreeNode; from the
-// command palette they ask which task or merge request with a quick pick.
+// Every `stoneforge.ui.*` command. Commands invoked on a tree row get that row's TreeNode; from the
+// command palette they ask which task or merge request with a quick pick. (The `ui.` keeps them
+// apart from the server's own `stoneforge.<method>` commands, which the language client registers.)
 import * as vscode from "vscode";
 import type { DiffProvider } from "./docs";
 import { docUri } from "./docs";
@@ -53,7 +54,7 @@ export function registerCommands(server: StoneforgeServer, views: Views, diffs: 
   }
 
   return [
-    command("stoneforge.createTask", async (arg) => {
+    command("stoneforge.ui.createTask", async (arg) => {
       const planId = argId(arg, "plan");
       const params = await askNewTask(await api.listTasks(), planId);
       if (!params) return;
@@ -62,7 +63,7 @@ export function registerCommands(server: StoneforgeServer, views: Views, diffs: 
       return task;
     }),
 
-    command("stoneforge.createPlan", async () => {
+    command("stoneforge.ui.createPlan", async () => {
       const params = await askNewPlan();
       if (!params) return;
       const plan = await api.createPlan(params);
@@ -70,24 +71,24 @@ export function registerCommands(server: StoneforgeServer, views: Views, diffs: 
       return plan;
     }),
 
-    command("stoneforge.activatePlan", async (arg) => {
+    command("stoneforge.ui.activatePlan", async (arg) => {
       const planId = argId(arg, "plan");
       if (!planId) return;
       await api.activatePlan(planId);
     }),
 
-    command("stoneforge.start", async () => {
+    command("stoneforge.ui.start", async () => {
       const max = vscode.workspace.getConfiguration("stoneforge").get<number | null>("maxConcurrent");
       await api.serve(max ?? undefined);
       void vscode.window.setStatusBarMessage("$(play) Stoneforge orchestration started", 3000);
     }),
 
-    command("stoneforge.stop", async () => {
+    command("stoneforge.ui.stop", async () => {
       await api.stop();
       void vscode.window.setStatusBarMessage("$(debug-stop) Stoneforge orchestration stopped", 3000);
     }),
 
-    command("stoneforge.approveMerge", async (arg) => {
+    command("stoneforge.ui.approveMerge", async (arg) => {
       const mr = await chooseMr(arg, "Approve which merge request?", ["awaiting_approval"]);
       if (!mr) return;
       const result = await vscode.window.withProgress(
@@ -99,7 +100,7 @@ export function registerCommands(server: StoneforgeServer, views: Views, diffs: 
       return result;
     }),
 
-    command("stoneforge.rejectMerge", async (arg) => {
+    command("stoneforge.ui.rejectMerge", async (arg) => {
       const mr = await chooseMr(arg, "Reject which merge request?", ["awaiting_approval", "conflict", "test_failed"]);
       if (!mr) return;
       const reason = await vscode.window.showInputBox({
@@ -114,7 +115,7 @@ export function registerCommands(server: StoneforgeServer, views: Views, diffs: 
       return result;
     }),
 
-    command("stoneforge.showDiff", async (arg) => {
+    command("stoneforge.ui.showDiff", async (arg) => {
       const mr = await chooseMr(arg, "Show the diff of which merge request?");
       if (!mr) return;
       const diff = await diffs.diff(mr.id);
@@ -138,25 +139,25 @@ export function registerCommands(server: StoneforgeServer, views: Views, diffs: 
       }
     }),
 
-    command("stoneforge.showChecks", async (arg) => {
+    command("stoneforge.ui.showChecks", async (arg) => {
       const mrId = typeof arg === "string" ? arg : argId(arg, "mr") ?? (await chooseMr(undefined, "Show the checks of which merge request?"))?.id;
       if (!mrId) return;
       const doc = await vscode.workspace.openTextDocument(docUri({ kind: "checks", mrId }));
       await vscode.window.showTextDocument(doc, { preview: true });
     }),
 
-    command("stoneforge.openHandoff", async (taskId, key) => {
+    command("stoneforge.ui.openHandoff", async (taskId, key) => {
       if (typeof taskId !== "string" || typeof key !== "string") return;
       const doc = await vscode.workspace.openTextDocument(docUri({ kind: "handoff", taskId, handoffKey: key }));
       await vscode.window.showTextDocument(doc, { preview: true });
     }),
 
-    command("stoneforge.showForecast", async () => {
+    command("stoneforge.ui.showForecast", async () => {
       const doc = await vscode.workspace.openTextDocument(docUri({ kind: "forecast" }));
       await vscode.window.showTextDocument(doc, { preview: true });
     }),
 
-    command("stoneforge.openWorktree", async (arg) => {
+    command("stoneforge.ui.openWorktree", async (arg) => {
       const task = await chooseTask(arg, "Open the worktree of which task?", (t) => !!t.worktree);
       if (!task) return;
       if (!task.worktree) {
@@ -166,22 +167,22 @@ export function registerCommands(server: StoneforgeServer, views: Views, diffs: 
       await vscode.commands.executeCommand("vscode.openFolder", vscode.Uri.file(task.worktree), { forceNewWindow: true });
     }),
 
-    command("stoneforge.cancelTask", async (arg) => {
+    command("stoneforge.ui.cancelTask", async (arg) => {
       const task = await chooseTask(arg, "Cancel which task?", (t) => ["open", "in_progress", "review", "failed"].includes(t.status));
       if (task) await api.cancelTask(task.id);
     }),
 
-    command("stoneforge.retryTask", async (arg) => {
+    command("stoneforge.ui.retryTask", async (arg) => {
       const task = await chooseTask(arg, "Retry which task?", (t) => ["failed", "cancelled"].includes(t.status));
       if (task) await api.retryTask(task.id);
     }),
 
-    command("stoneforge.refresh", () => views.refreshAll()),
+    command("stoneforge.ui.refresh", () => views.refreshAll()),
 
-    command("stoneforge.focus", async () => vscode.commands.executeCommand("workbench.view.extension.stoneforge")),
+    command("stoneforge.ui.focus", async () => vscode.commands.executeCommand("workbench.view.extension.stoneforge")),
 
-    command("stoneforge.showLog", async () => server.output.show()),
+    command("stoneforge.ui.showLog", async () => server.output.show()),
 
-    command("stoneforge.restartServer", () => server.restart()),
+    command("stoneforge.ui.restartServer", () => server.restart()),
   ];
 }

@@ -9,7 +9,7 @@ export class StatusBar implements vscode.Disposable {
 
   constructor() {
     this.item.name = "Stoneforge";
-    this.item.command = "stoneforge.focus";
+    this.item.command = "stoneforge.ui.focus";
     this.showState("starting");
     this.item.show();
   }

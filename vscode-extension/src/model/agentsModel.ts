@@ -11,7 +11,7 @@ export function agentsTree(status: Status, handoffAt: number, now: Date): TreeNo
       elsewhere
         ? messageNode("elsewhere", `Orchestrator runs elsewhere (pid ${elsewhere.pid} on ${elsewhere.host})`, { id: "remote" })
         : messageNode("stopped", "Orchestration is stopped — click to start", { id: "debug-pause" }, {
-            command: "stoneforge.start",
+            command: "stoneforge.ui.start",
             title: "Start Orchestration",
             arguments: [],
           }),

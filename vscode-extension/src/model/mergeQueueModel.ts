@@ -72,7 +72,7 @@ function checkNode(mrId: string, c: CheckRun, index: number): TreeNode {
     icon: checkIcon(c.exitCode, c.flaky),
     contextValue: "check",
     collapsible: "none",
-    command: { command: "stoneforge.showChecks", title: "Show Checks", arguments: [mrId] },
+    command: { command: "stoneforge.ui.showChecks", title: "Show Checks", arguments: [mrId] },
     ref: { kind: "check", mrId, index },
     children: [],
   };

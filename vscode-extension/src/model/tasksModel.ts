@@ -68,7 +68,9 @@ export function taskNode(task: Task, ctx: Ctx): TreeNode {
   const blocked = task.blocked || waitingOn.length > 0;
   const statusText = blocked && waitingOn.length ? `blocked by ${waitingOn.join(", ")}` : humanize(task.status);
   const agent = agentState(task, ctx.handoffAt);
-  const mr = task.mergeRequest ? `MR ${humanize(task.mergeRequest.status)}` : undefined;
+  // A merged task's merged MR says nothing new; any other MR state is worth a glance.
+  const mrStatus = task.mergeRequest?.status;
+  const mr = mrStatus && !(mrStatus === "merged" && task.status === "merged") ? `MR ${humanize(mrStatus)}` : undefined;
   const description = [task.id, priorityLabel(task), statusText, agent, mr].filter(Boolean).join(" · ");
 
   const flags = ["task", `task-${task.status}`];
@@ -150,7 +152,7 @@ export function handoffNode(taskId: string, h: Handoff, index: number): TreeNode
     icon: { id: "note" },
     contextValue: "handoff",
     collapsible: "none",
-    command: { command: "stoneforge.openHandoff", title: "Open Handoff", arguments: [taskId, key] },
+    command: { command: "stoneforge.ui.openHandoff", title: "Open Handoff", arguments: [taskId, key] },
     ref: { kind: "handoff", taskId, id: key },
     children: [],
   };

@@ -200,7 +200,7 @@ describe("protocol: one seeded repository", () => {
     const view = statusBarView(s);
     assert.match(view.text, /^\$\(hubot\) stopped {2}\$\(list-ordered\) \d+ {2}\$\(git-merge\) 1$/);
     assert.equal(view.attention, true);
-    assert.equal(agentsTree(s, 140_000, new Date())[0]!.command?.command, "stoneforge.start");
+    assert.equal(agentsTree(s, 140_000, new Date())[0]!.command?.command, "stoneforge.ui.start");
   });
 
   test("forecast: the target and the predicted pairs; the forecast document renders it", async () => {

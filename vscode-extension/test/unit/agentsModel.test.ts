@@ -18,7 +18,7 @@ test("while serving: one row per busy agent, then the idle slots", () => {
 
 test("stopped: a row that starts orchestration", () => {
   const [row] = agentsTree(status({ serving: false }), 140_000, NOW);
-  assert.equal(row!.command!.command, "stoneforge.start");
+  assert.equal(row!.command!.command, "stoneforge.ui.start");
 });
 
 test("an orchestrator elsewhere is named, and its agents still listed", () => {

@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { test } from "node:test";
+import { Methods } from "../../src/protocol";
 import { extensionRoot } from "../fixtures";
 
 const root = extensionRoot();
@@ -19,8 +20,15 @@ function sources(dir: string): string[] {
 
 test("every registered command is declared and every declared command is registered", () => {
   const code = sources(path.join(root, "src")).map((f) => fs.readFileSync(f, "utf8")).join("\n");
-  const registered = new Set([...code.matchAll(/command\("(stoneforge\.[A-Za-z]+)"/g)].map((m) => m[1]!));
+  const registered = new Set([...code.matchAll(/command\("(stoneforge\.ui\.[A-Za-z]+)"/g)].map((m) => m[1]!));
   assert.deepEqual([...registered].sort(), [...declared].sort());
+});
+
+test("UI commands never take a server command's id", () => {
+  // The language client registers the server's `stoneforge.<method>` executeCommand commands
+  // (docs/protocol.md) as VS Code commands; an extension command of the same id fails to register.
+  for (const method of Object.keys(Methods)) assert.ok(!declared.has(`stoneforge.${method}`), method);
+  for (const id of declared) assert.match(id, /^stoneforge\.ui\./);
 });
 
 test("menus only use declared commands and the declared views", () => {

@@ -78,7 +78,7 @@ test("sessions and handoffs are children in the order they happened", () => {
   assert.equal(s1!.label, "worker s1");
   assert.equal(s1!.description, "handed off · 141k / 140k tokens (101%) · $0.42");
   assert.equal(h1!.description, "next: Write the error path");
-  assert.deepEqual(h1!.command, { command: "stoneforge.openHandoff", title: "Open Handoff", arguments: ["t1", "h1"] });
+  assert.deepEqual(h1!.command, { command: "stoneforge.ui.openHandoff", title: "Open Handoff", arguments: ["t1", "h1"] });
 });
 
 test("context flags drive the row's menu: worktree, cancel, retry", () => {
@@ -96,4 +96,6 @@ test("a merge request and a note show up on the task", () => {
   assert.equal(row!.description, "t1 · P3 · review · MR awaiting approval");
   assert.match(row!.tooltip!, /merge request: mr1 \(awaiting approval\)/);
   assert.match(row!.tooltip!, /_checks failed once_/);
+  const done = task({ id: "t2", status: "merged", mergeRequest: { id: "mr2", taskId: "t2", status: "merged" } as never });
+  assert.equal(tasksTree(tree([], [done]))[0]!.description, "t2 · P3 · merged");
 });
