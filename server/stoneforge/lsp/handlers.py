@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from stoneforge.errors import InvalidTransitionError
 from stoneforge.lsp import params as p
 from stoneforge.models import Task
 from stoneforge.service import Service
@@ -118,6 +119,30 @@ def forecast(ctx: Context, params: p.NoParams) -> dict[str, Any]:
     return ctx.service.forecast_json()
 
 
+def approve_merge(ctx: Context, params: p.IdParams) -> dict[str, Any]:
+    return ctx.service.approve_merge(params.id).wire()
+
+
+def reject_merge(ctx: Context, params: p.RejectMergeParams) -> dict[str, Any]:
+    return ctx.service.reject_merge(params.id, params.reason).wire()
+
+
+def _orchestration(ctx: Context) -> Orchestration:
+    if ctx.orchestration is None:
+        raise InvalidTransitionError("this server cannot run an orchestrator")
+    return ctx.orchestration
+
+
+async def serve(ctx: Context, params: p.ServeParams) -> dict[str, Any]:
+    await _orchestration(ctx).start(params.max_concurrent)
+    return {"serving": True}
+
+
+async def stop(ctx: Context, params: p.NoParams) -> dict[str, Any]:
+    await _orchestration(ctx).stop()
+    return {"serving": False}
+
+
 METHODS: dict[str, Method] = {
     "createTask": Method(p.CreateTaskParams, create_task),
     "createPlan": Method(p.CreatePlanParams, create_plan),
@@ -131,4 +156,8 @@ METHODS: dict[str, Method] = {
     "mergeDiff": Method(p.IdParams, merge_diff),
     "status": Method(p.NoParams, status),
     "forecast": Method(p.NoParams, forecast),
+    "approveMerge": Method(p.IdParams, approve_merge),
+    "rejectMerge": Method(p.RejectMergeParams, reject_merge),
+    "serve": Method(p.ServeParams, serve, blocking=False),
+    "stop": Method(p.NoParams, stop, blocking=False),
 }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from stoneforge.lsp import conflicts
 from stoneforge.lsp.changes import ChangeWatcher
 from stoneforge.lsp.forecast_diagnostics import ForecastDiagnostics
 from stoneforge.lsp.handlers import METHODS, Context, Method
+from stoneforge.lsp.orchestration import LspOrchestration
 from stoneforge.lsp.params import describe_validation_error
 from stoneforge.redact import RedactingFilter
 from stoneforge.service import Service
@@ -99,7 +101,7 @@ class StoneforgeServer(LanguageServer):
             return
         if created:
             log.info("initialised %s: %s", service.root, ", ".join(created))
-        self.context = Context(service=service)
+        self.context = Context(service=service, orchestration=LspOrchestration(self, service))
         self.forecasts = ForecastDiagnostics(service)
 
     def require_context(self) -> Context:
@@ -129,8 +131,6 @@ class StoneforgeServer(LanguageServer):
 
 
 def _pid() -> int:
-    import os
-
     return os.getpid()
 
 
@@ -139,8 +139,7 @@ def uri_to_path(uri: str) -> Path:
     return Path(unquote(parsed.path))
 
 
-def _call(server: StoneforgeServer, name: str, method: Method, raw: Any) -> Any:
-    """Validate params, run the handler, and turn every failure into a readable JSON-RPC error."""
+def _validate(name: str, method: Method, raw: Any) -> Any:
     full = PREFIX + name
     if raw is None:
         raw = {}
@@ -149,22 +148,52 @@ def _call(server: StoneforgeServer, name: str, method: Method, raw: Any) -> Any:
             f"invalid params for {full}: expected an object, got {type(raw).__name__}"
         )
     try:
-        params = method.params.model_validate(raw)
+        return method.params.model_validate(raw)
     except ValidationError as exc:
         raise JsonRpcInvalidParams(describe_validation_error(full, exc)) from None
+
+
+def _as_jsonrpc_error(name: str, exc: Exception) -> JsonRpcException:
+    """Every failure becomes a readable JSON-RPC error; the server survives any request."""
+    if isinstance(exc, StoneforgeError):
+        return JsonRpcInvalidParams(str(exc))
+    if isinstance(exc, JsonRpcException):
+        return exc
+    log.error("%s%s failed", PREFIX, name, exc_info=exc)
+    return JsonRpcException(f"{PREFIX}{name} failed: {type(exc).__name__}: {exc}")
+
+
+def _call(server: StoneforgeServer, name: str, method: Method, raw: Any) -> Any:
+    params = _validate(name, method, raw)
     context = server.require_context()
     try:
         return method.handler(context, params)
-    except StoneforgeError as exc:
-        raise JsonRpcInvalidParams(str(exc)) from None
-    except JsonRpcException:
-        raise
-    except Exception as exc:  # the server survives any request; the client gets the reason
-        log.exception("%s failed", full)
-        raise JsonRpcException(f"{full} failed: {type(exc).__name__}: {exc}") from None
+    except Exception as exc:
+        raise _as_jsonrpc_error(name, exc) from None
+
+
+async def _call_async(server: StoneforgeServer, name: str, method: Method, raw: Any) -> Any:
+    params = _validate(name, method, raw)
+    context = server.require_context()
+    try:
+        return await method.handler(context, params)
+    except Exception as exc:
+        raise _as_jsonrpc_error(name, exc) from None
 
 
 def _register(server: StoneforgeServer, name: str, method: Method) -> None:
+    if not method.blocking:
+        # Coroutines run on the server's loop (the orchestrator lives there).
+        @server.feature(PREFIX + name)
+        async def async_request(params: Any) -> Any:
+            return await _call_async(server, name, method, params)
+
+        @server.command(COMMAND_PREFIX + name)
+        async def async_command(*args: Any) -> Any:
+            return await _call_async(server, name, method, args[0] if args else {})
+
+        return
+
     @server.feature(PREFIX + name)
     @server.thread()
     def request(params: Any) -> Any:
@@ -203,7 +232,10 @@ def build_server() -> StoneforgeServer:
         server.watcher.start()
 
     @server.feature(types.SHUTDOWN)
-    def on_shutdown(params: Any) -> None:
+    async def on_shutdown(params: Any) -> None:
+        # A running orchestrator stops gracefully: sessions end and their work is saved.
+        if server.context is not None and server.context.orchestration is not None:
+            await server.context.orchestration.stop()
         if server.watcher is not None:
             server.watcher.stop()
 

@@ -78,6 +78,8 @@ class Orchestrator:
         self.on_change = on_change
         #: Called with each line added to the recent events (a plain-text log for non-terminals).
         self.on_note: Callable[[str], None] | None = None
+        #: Called when the merge request(s) the steward checks change (None: none).
+        self.on_merging: Callable[[str | None], None] = lambda current: None
         self.target = ""
         self.runs: dict[str, WorkerRun] = {}
         self.recent: deque[str] = deque(maxlen=RECENT_EVENTS)
@@ -144,6 +146,7 @@ class Orchestrator:
                 note=self.note,
                 on_landed=self.wake,
             )
+            self.steward.on_current = self.on_merging
             for line in await to_thread.run_sync(lambda: recover_orphans(self.store)):
                 self.note(line)
             self._watcher = StoreWatcher(self.store.path, self._on_store_events).start()
