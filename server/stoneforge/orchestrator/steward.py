@@ -84,12 +84,25 @@ class Steward:
         self.agent_env = agent_env
         self.note = note
         self.on_landed = on_landed
-        self.current: str | None = None
+        self._current: str | None = None
+        #: Told whenever the merge request(s) being checked change (None: nothing is checked).
+        self.on_current: Callable[[str | None], None] = lambda current: None
         #: Check runs made (each command of `merge.checks` on one commit counts once).
         self.check_runs = 0
         self._wake = anyio.Event()
         self._stopped = False
         self._retry_in: float | None = None
+
+    @property
+    def current(self) -> str | None:
+        """The merge request(s) being checked right now, for the live view and progress."""
+        return self._current
+
+    @current.setter
+    def current(self, value: str | None) -> None:
+        if value != self._current:
+            self._current = value
+            self.on_current(value)
 
     # -- control -------------------------------------------------------------------------------
 
