@@ -6,11 +6,12 @@ real git; only the model is scripted.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from conftest import SfRunner, git
-from serve_helpers import commit_steps, run_serve
+from serve_helpers import FAKE_KEY, commit_steps, run_serve
 from stoneforge.demo import FakeModel, Step
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -76,3 +77,29 @@ def test_uncommitted_work_is_committed_and_no_commit_is_a_failed_attempt(
     failed = task_json(sf, idle)
     assert failed["status"] == "failed"
     assert "without any commit" in failed["note"]
+
+
+def test_api_key_never_reaches_the_store_or_the_output(
+    initialised: Path, sf: SfRunner, fake_model: FakeModel
+) -> None:
+    configure(initialised)
+    task_id = sf("task", "create", "--title", "Secret-safe").stdout.strip()
+    fake_model.add_script(
+        [
+            Step.bash(
+                'echo "key is $ANTHROPIC_API_KEY" > leak.txt && git add -A && git commit -q -m leak'
+            ),
+            Step.say(f"I will not repeat {FAKE_KEY}."),
+        ],
+        marker=f"Stoneforge task {task_id}:",
+    )
+    code, out, err = run_serve(initialised, fake_model)
+    assert code == 0, err
+    # The model saw the key as its credential (it is the API key) ...
+    assert fake_model.requests
+    # ... but nothing we wrote keeps it: not the db (with its WAL), not our output.
+    assert FAKE_KEY not in out and FAKE_KEY not in err
+    for path in (initialised / ".stoneforge").glob("state.db*"):
+        assert FAKE_KEY.encode() not in path.read_bytes(), path
+    task = task_json(sf, task_id)
+    assert FAKE_KEY not in json.dumps(task)

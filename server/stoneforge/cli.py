@@ -341,6 +341,24 @@ def serve(
         serve_foreground(service, max_concurrent=max_concurrent, until_idle=until_idle)
 
 
+@app.command()
+def doctor(as_json: JsonFlag = False) -> None:
+    """Check what stoneforge needs: git >= 2.38, the Claude Code CLI, credentials, the repo."""
+    from stoneforge.doctor import run_doctor
+
+    results = run_doctor()
+    if as_json:
+        _print_json([r.model_dump() for r in results])
+    else:
+        for result in results:
+            mark = Text("ok  ", style="green") if result.ok else Text("FAIL", style="bold red")
+            out.print(Text.assemble(mark, " ", (result.name, "bold"), f"  {result.detail}"))
+            if result.hint and not result.ok:
+                out.print(Text(f"      fix: {result.hint}", style="yellow"))
+    if not all(r.ok for r in results):
+        raise typer.Exit(1)
+
+
 # -- editor ------------------------------------------------------------------------------------
 
 
