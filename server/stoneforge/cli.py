@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -356,6 +357,22 @@ def doctor(as_json: JsonFlag = False) -> None:
             if result.hint and not result.ok:
                 out.print(Text(f"      fix: {result.hint}", style="yellow"))
     if not all(r.ok for r in results):
+        raise typer.Exit(1)
+
+
+@app.command()
+def demo(
+    directory: Annotated[
+        Path | None,
+        typer.Option("--dir", help="Where to create the demo project (default: a temp dir)."),
+    ] = None,
+    keep: Annotated[bool, typer.Option("--keep", help="Keep the demo project afterwards.")] = False,
+) -> None:
+    """The whole product, offline: a throwaway project, five tasks, agents, the merge queue."""
+    from stoneforge.demo.run import run_demo
+
+    result = run_demo(directory, keep=keep)
+    if not result.ok:
         raise typer.Exit(1)
 
 

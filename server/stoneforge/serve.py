@@ -25,11 +25,18 @@ def _configure_logging(console: Console) -> None:
 
 
 def serve_foreground(
-    service: Service, *, max_concurrent: int | None = None, until_idle: bool = False
+    service: Service,
+    *,
+    max_concurrent: int | None = None,
+    until_idle: bool = False,
+    agent_env: dict[str, str] | None = None,
+    console: Console | None = None,
 ) -> None:
-    console = Console(highlight=False)
+    console = console or Console(highlight=False)
     _configure_logging(console)
-    orchestrator = service.orchestrator(max_concurrent=max_concurrent, until_idle=until_idle)
+    orchestrator = service.orchestrator(
+        max_concurrent=max_concurrent, until_idle=until_idle, agent_env=agent_env
+    )
     interactive = console.is_terminal
     if not interactive:  # a pipe or CI: each event as a plain line instead of a live table
         orchestrator.on_note = console.print

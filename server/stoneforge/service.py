@@ -334,8 +334,13 @@ class Service:
         max_concurrent: int | None = None,
         until_idle: bool = False,
         on_change: Callable[[], None] = lambda: None,
+        agent_env: dict[str, str] | None = None,
     ) -> Orchestrator:
-        """An orchestrator for this repository; ``await orchestrator.run()`` to start it."""
+        """An orchestrator for this repository; ``await orchestrator.run()`` to start it.
+
+        ``agent_env`` is added to every agent process's environment (and only theirs): the
+        demo points the agents at its scripted endpoint this way.
+        """
         return Orchestrator(
             self.root,
             self.config,
@@ -343,6 +348,7 @@ class Service:
             max_concurrent=max_concurrent,
             until_idle=until_idle,
             on_change=on_change,
+            agent_env=agent_env,
         )
 
     # -- status --------------------------------------------------------------------------------
