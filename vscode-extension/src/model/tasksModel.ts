@@ -107,13 +107,30 @@ function taskTooltip(task: Task, statusText: string, agent: string | undefined):
   return lines.join("\n");
 }
 
-/** Sessions and handoffs of a task, oldest first, so the rows read as the task's history. */
+interface HistoryRow {
+  at: number;
+  node: TreeNode;
+  /** For a handoff: the session that wrote it. */
+  from?: string | null;
+  session?: string;
+}
+
+/**
+ * Sessions and handoffs of a task, oldest first, so the rows read as the task's history. Times
+ * are kept to the millisecond, so a handoff and the next session can tie: a handoff then goes
+ * after the session that wrote it and before any other.
+ */
 function taskChildren(task: Task, handoffAt: number): TreeNode[] {
-  const rows: Array<{ at: string; node: TreeNode }> = [
-    ...task.sessions.map((s) => ({ at: s.startedAt, node: sessionNode(s, handoffAt) })),
-    ...task.handoffs.map((h, i) => ({ at: h.createdAt, node: handoffNode(task.id, h, i) })),
+  const rows: HistoryRow[] = [
+    ...task.sessions.map((s) => ({ at: Date.parse(s.startedAt), node: sessionNode(s, handoffAt), session: s.id })),
+    ...task.handoffs.map((h, i) => ({ at: Date.parse(h.createdAt), node: handoffNode(task.id, h, i), from: h.sessionId })),
   ];
-  return rows.sort((a, b) => Date.parse(a.at) - Date.parse(b.at)).map((r) => r.node);
+  const tie = (a: HistoryRow, b: HistoryRow): number => {
+    if (a.session !== undefined && b.from !== undefined) return a.session === b.from ? -1 : 1;
+    if (a.from !== undefined && b.session !== undefined) return a.from === b.session ? 1 : -1;
+    return 0;
+  };
+  return rows.sort((a, b) => a.at - b.at || tie(a, b)).map((r) => r.node);
 }
 
 export function sessionNode(s: Session, handoffAt: number): TreeNode {

@@ -11,7 +11,7 @@ import { type Browser, type BrowserServer, type Locator, type Page, chromium } f
 import { extensionRoot } from "../fixtures";
 import { CodeServer, codeServerDir } from "../support/codeServer";
 import { alive, stopTree } from "../support/processes";
-import { type Seeded, git, isolatedEnv, seedWorkspace, sfPath, tempDir } from "../support/workspace";
+import { type Seeded, git, isolatedEnv, removeTempDirs, seedWorkspace, sfPath, tempDir } from "../support/workspace";
 
 const CHROMIUM = process.env.STONEFORGE_CHROMIUM ?? "/usr/bin/chromium";
 const OUT = process.env.STONEFORGE_TEST_OUTPUT ?? path.join(extensionRoot(), "test-output");
@@ -25,6 +25,8 @@ describe("e2e: the extension in code-server", { timeout: 5 * 60_000 }, () => {
   let chromiumServer: BrowserServer | undefined;
   let browser: Browser | undefined;
   let page: Page;
+  /** The step that failed, if any. */
+  let failed: string | undefined;
 
   before(async () => {
     fs.mkdirSync(OUT, { recursive: true });
@@ -71,10 +73,10 @@ describe("e2e: the extension in code-server", { timeout: 5 * 60_000 }, () => {
     pids.push(...((await server?.stop()) ?? []));
     const left = pids.filter(alive);
     assert.deepEqual(left, [], "every process started by the test is gone");
+    if (!failed) removeTempDirs(); // after a failure the workspace and user-data dir stay, to look into
   });
 
   /** Steps depend on each other: after a failure the rest are skipped, with a screenshot of the moment. */
-  let failed: string | undefined;
   const step = (name: string, body: (t: TestContext) => Promise<void>) =>
     test(name, async (t) => {
       if (failed) return t.skip(`after the failure of "${failed}"`);

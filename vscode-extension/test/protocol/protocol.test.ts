@@ -16,7 +16,7 @@ import { mergeQueueTree } from "../../src/model/mergeQueueModel";
 import { statusBarView } from "../../src/model/statusBarModel";
 import { tasksTree } from "../../src/model/tasksModel";
 import { LspSession } from "../support/lspConnection";
-import { type Seeded, git, seedWorkspace, sfPath, tempDir } from "../support/workspace";
+import { type Seeded, git, removeTempDirs, seedWorkspace, sfPath, tempDir } from "../support/workspace";
 
 const INVALID_PARAMS = -32602;
 const METHOD_NOT_FOUND = -32601;
@@ -58,6 +58,9 @@ function assertMrShape(mr: MergeRequest): void {
   }
   assert.ok(Array.isArray(mr.checks));
 }
+
+// Every suite stops its server in a finally/after; the repositories go once all have run.
+after(() => removeTempDirs());
 
 describe("protocol: one seeded repository", () => {
   let ws: Seeded;

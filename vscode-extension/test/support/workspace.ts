@@ -45,8 +45,17 @@ export function isolatedEnv(): NodeJS.ProcessEnv {
   };
 }
 
+const made: string[] = [];
+
 export function tempDir(prefix: string): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  made.push(dir);
+  return dir;
+}
+
+/** Remove the temp dirs this process made (callers keep them after a failure, to look into). */
+export function removeTempDirs(): void {
+  for (const dir of made.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
 }
 
 export function seedWorkspace(dir: string): Seeded {

@@ -81,6 +81,16 @@ test("sessions and handoffs are children in the order they happened", () => {
   assert.deepEqual(h1!.command, { command: "stoneforge.ui.openHandoff", title: "Open Handoff", arguments: ["t1", "h1"] });
 });
 
+test("a handoff at the same millisecond as the next session sits between its session and that one", () => {
+  const at = "2026-11-27T20:05:00.000Z";
+  const t = task({
+    id: "t1",
+    sessions: [session({ id: "s1", startedAt: at }), session({ id: "s2", startedAt: at })],
+    handoffs: [handoff({ id: "h1", sessionId: "s1", createdAt: at })],
+  });
+  assert.deepEqual(tasksTree(tree([], [t]))[0]!.children.map((c) => c.id), ["session:s1", "handoff:t1:h1", "session:s2"]);
+});
+
 test("context flags drive the row's menu: worktree, cancel, retry", () => {
   const flags = (over: Parameters<typeof task>[0]) => tasksTree(tree([], [task(over)]))[0]!.contextValue.split(" ");
   assert.ok(flags({ id: "t1", worktree: "/w" }).includes("has-worktree"));
