@@ -1,16 +1,22 @@
 """The steward: a merge queue that checks the exact commit that lands.
 
 For the head of the queue it builds the candidate (the merge of the current target tip and the
-branch, or a stack of several branches for a batch), runs the checks in its own worktree on that
-exact commit, and lands it with a compare-and-swap of the target ref. The target never holds a
-commit whose checks did not pass. A failed batch is bisected: the halves are checked on their own
-and whatever passes lands. A branch that conflicts goes up a ladder: git's merge, the shared
-rerere cache, then a steward agent session; if all fail, a fix task is created.
+branch, or for a batch one commit on the target tip that brings in a stack of several branches),
+runs the checks in its own worktree on that exact commit, and lands it with a compare-and-swap of
+the target ref. The target never holds a commit whose checks did not pass, and every commit on its
+first-parent line is one that was checked: a batch lands as a single commit whose second parent is
+the stack of its tasks' merges. A failed batch is bisected: the halves are checked on their own and
+whatever passes lands. A branch that conflicts goes up a ladder: git's merge, the shared rerere
+cache, then a steward agent session; if all fail, a fix task is created.
+
+Landing order: blockers before their dependents (a dependent's merge request waits while a
+blocker that can still land has not), then effective priority, then age.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,13 +27,21 @@ from anyio import to_thread
 
 from stoneforge.agents import AgentProvider, Role, build_spec, default_config_dir, run_session
 from stoneforge.config import StoneforgeConfig
+from stoneforge.errors import InvalidTransitionError, NotFoundError
 from stoneforge.git.conflicts import find_conflict_hunks
 from stoneforge.git.errors import CheckoutDirty, TargetMoved
 from stoneforge.git.forecast import forecast
-from stoneforge.git.merge import StackItem, abort_merge, build_stack, land, merge_in_worktree
-from stoneforge.git.repo import resolve_commit, run_git
+from stoneforge.git.merge import (
+    StackItem,
+    StackResult,
+    abort_merge,
+    build_stack,
+    land,
+    merge_in_worktree,
+)
+from stoneforge.git.repo import identity_env, resolve_commit, run_git
 from stoneforge.git.snapshot import commit_all
-from stoneforge.git.worktrees import checkout_detached
+from stoneforge.git.worktrees import checkout_detached, dirty_files, list_worktrees
 from stoneforge.models import (
     CheckRun,
     MergeRequest,
@@ -38,7 +52,7 @@ from stoneforge.models import (
     TaskStatus,
     utcnow,
 )
-from stoneforge.orchestrator.checks import passed, run_checks
+from stoneforge.orchestrator.checks import Verdict, judge, run_checks
 from stoneforge.orchestrator.landing import record_landed
 from stoneforge.store import Store
 
@@ -48,7 +62,11 @@ STEWARD_WORKTREE = "_steward"
 #: When the user's checkout of the target is dirty, look again after this long.
 DIRTY_CHECKOUT_RETRY_S = 5.0
 
-Outcome = Literal["landed", "failed", "requeued"]
+Outcome = Literal["landed", "failed", "requeued", "awaiting"]
+
+#: A blocker in one of these states may still land, so its dependents' merge requests wait.
+_ALIVE = (TaskStatus.OPEN, TaskStatus.IN_PROGRESS, TaskStatus.REVIEW)
+_TASK_IN_MESSAGE = re.compile(r"Merge task (t\d+):")
 
 
 @dataclass
@@ -84,25 +102,13 @@ class Steward:
         self.agent_env = agent_env
         self.note = note
         self.on_landed = on_landed
-        self._current: str | None = None
-        #: Told whenever the merge request(s) being checked change (None: nothing is checked).
-        self.on_current: Callable[[str | None], None] = lambda current: None
+        self.current: str | None = None
         #: Check runs made (each command of `merge.checks` on one commit counts once).
         self.check_runs = 0
         self._wake = anyio.Event()
         self._stopped = False
         self._retry_in: float | None = None
-
-    @property
-    def current(self) -> str | None:
-        """The merge request(s) being checked right now, for the live view and progress."""
-        return self._current
-
-    @current.setter
-    def current(self, value: str | None) -> None:
-        if value != self._current:
-            self._current = value
-            self.on_current(value)
+        self._said: set[str] = set()  # notes said once per condition (held MRs, dirty checkout)
 
     # -- control -------------------------------------------------------------------------------
 
@@ -122,22 +128,50 @@ class Steward:
             except Exception:
                 log.exception("steward round failed")
                 progressed = False
-            if progressed:
+            if progressed and self._retry_in is None:
                 continue
             timeout = self._retry_in if self._retry_in is not None else float("inf")
             with anyio.move_on_after(timeout):
                 await self._wake.wait()
 
-    # -- one round -----------------------------------------------------------------------------
+    # -- the queue -----------------------------------------------------------------------------
 
     def queue(self) -> list[Entry]:
-        """Pending merge requests: blockers before dependents, then effective priority, age."""
+        """Pending merge requests that may land now: blockers first, then priority, then age.
+
+        A merge request whose task is no longer in review is dropped (cancelled or failed: the
+        MR is rejected; still in progress: the worker is finishing, so it waits). One whose
+        branch is gone is rejected and its task sent back. A dependent waits while one of its
+        blockers can still land and is not ahead of it in this queue.
+        """
         pending = self.store.list_merge_requests(MergeStatus.PENDING)
         if not pending:
             return []
+        branches = self._branch_names()
+        entries: list[Entry] = []
+        for mr in pending:
+            task = self.store.get_task(mr.task_id)
+            if task.status == TaskStatus.IN_PROGRESS:
+                continue  # the worker opens the MR just before it moves the task to review
+            if task.status in (TaskStatus.CANCELLED, TaskStatus.FAILED):
+                self.store.update_merge_request(
+                    mr.id,
+                    status=MergeStatus.REJECTED,
+                    reason=f"not merged: its task {task.id} is {task.status.value}",
+                    expect=[MergeStatus.PENDING],
+                )
+                self.note(f"{mr.id} dropped: task {task.id} is {task.status.value}")
+                continue
+            if task.status != TaskStatus.REVIEW:
+                continue
+            if mr.branch not in branches:
+                self._branch_gone(Entry(mr, task))
+                continue
+            entries.append(Entry(mr, task))
+        if not entries:
+            return []
         graph = self.store.graph()
         effective = graph.effective_priorities()
-        entries = [Entry(mr, self.store.get_task(mr.task_id)) for mr in pending]
         ids = {e.task.id for e in entries}
 
         def depth(task_id: str, seen: frozenset[str] = frozenset()) -> int:
@@ -145,28 +179,77 @@ class Steward:
             return 1 + max((depth(d, seen | {task_id}) for d in deps), default=0)
 
         entries.sort(key=lambda e: (depth(e.task.id), effective.get(e.task.id, 3), e.mr.created_at))
-        return entries
+        ready: list[Entry] = []
+        ahead: set[str] = set()
+        for entry in entries:
+            waiting = self._blockers_waiting(entry.task.id, ahead)
+            if waiting:
+                key = f"held {entry.mr.id} {','.join(waiting)}"
+                if key not in self._said:
+                    self._said.add(key)
+                    self.note(
+                        f"{entry.mr.id} ({entry.task.id}) waits for its blocker(s) "
+                        f"{', '.join(waiting)} to land first"
+                    )
+                continue
+            ready.append(entry)
+            ahead.add(entry.task.id)
+        return ready
+
+    def _blockers_waiting(self, task_id: str, ahead: set[str]) -> list[str]:
+        """Blockers of ``task_id`` that may still land and are not merged or in ``ahead``."""
+        waiting = []
+        for dep in self.store.graph().depends_on.get(task_id, ()):
+            if dep in ahead:
+                continue
+            if self.store.get_task(dep).status in _ALIVE:
+                waiting.append(dep)
+        return waiting
 
     async def round(self) -> bool:
-        """Process the head of the queue; False when there was nothing to do."""
+        """Process the head of the queue; False when there was nothing to do (or it must wait)."""
+        self._recover_testing()
         await self._forecast()
         queue = self.queue()
         if not queue:
             return False
-        steward = self.config.agents.steward
-        if not steward.autoMerge:
-            head = queue[0]
-            await self._one_for_approval(head)
+        auto = self.config.agents.steward.autoMerge
+        will_land = auto or queue[0].mr.approved_at is not None
+        blocked = await to_thread.run_sync(self._checkout_blocked) if will_land else []
+        if blocked:
+            # Landing would fail: do not spend check runs until the user's checkout is clean.
+            self._retry_in = DIRTY_CHECKOUT_RETRY_S
+            key = "dirty " + ",".join(blocked)
+            if key not in self._said:
+                self._said.add(key)
+                self.note(
+                    f"waiting to land: {self.target} is checked out with uncommitted changes "
+                    f"({', '.join(blocked[:5])}); commit or stash them"
+                )
+            return False
+        self._said = {k for k in self._said if not k.startswith("dirty ")}
+        if not auto:
+            await self._one_for_approval(queue[0])
             return True
         batch = queue[: self.config.merge.batchSize]
         await self._land_batch(batch)
         return True
 
+    def _recover_testing(self) -> None:
+        """MRs left `testing` by a round that died (or an orchestrator that did) go back."""
+        for mr in self.store.list_merge_requests(MergeStatus.TESTING):
+            self.store.update_merge_request(
+                mr.id,
+                status=MergeStatus.PENDING,
+                reason="its check was interrupted; checking it again",
+                expect=[MergeStatus.TESTING],
+            )
+
+    # -- landing -------------------------------------------------------------------------------
+
     async def _land_batch(self, batch: list[Entry]) -> None:
         base = await self._tip()
-        stack = await to_thread.run_sync(
-            lambda: build_stack(self.root, base, [e.item for e in batch])
-        )
+        stack = await self._stack(base, batch)
         conflicted_ids = {c.task_id for c in stack.conflicted}
         clean = [e for e in batch if e.task.id not in conflicted_ids]
         if clean:
@@ -175,36 +258,50 @@ class Steward:
         for entry in batch:
             if entry.task.id in conflicted_ids:
                 self.current = entry.mr.id
+                if not await self._blockers_landed(entry):
+                    continue  # its blocker did not land: it waits in the queue
                 await self._ladder(entry)
         self.current = None
+
+    async def _blockers_landed(self, entry: Entry, ahead: Sequence[Entry] = ()) -> bool:
+        return not self._blockers_waiting(entry.task.id, {e.task.id for e in ahead})
 
     async def _bisect(self, entries: list[Entry], base: str, *, known_failed: bool) -> None:
         """Check ``entries`` stacked on ``base``; land on success, split on failure.
 
-        ``known_failed``: this exact stack is known to fail (the whole batch failed and the half
-        before it landed unchanged), so a group of two or more is split without a run.
+        ``known_failed``: this exact stack is known to fail (the whole group failed and the half
+        before it landed unchanged, so this half on the new tip is the same tree), so a group of
+        two or more is split without a run. A single merge request is always checked itself.
         """
+        # A dependent lands only with or after its blockers: one whose blocker failed in an
+        # earlier half stays queued (and waits for the blocker's next attempt).
+        kept: list[Entry] = []
+        for entry in entries:
+            if await self._blockers_landed(entry, kept):
+                kept.append(entry)
+            else:
+                known_failed = False
+        entries = kept
         if not entries:
             return
         if known_failed and len(entries) > 1:
             outcome: Outcome = "failed"
         else:
-            stack = await to_thread.run_sync(
-                lambda: build_stack(self.root, base, [e.item for e in entries])
-            )
+            stack = await self._stack(base, entries)
             if stack.conflicted:  # a new base can make a clean branch conflict: requeue those
                 bad = {c.task_id for c in stack.conflicted}
                 for entry in entries:
                     if entry.task.id in bad:
-                        self._requeue(entry, "conflicts after an earlier merge; rebuilding")
+                        self._requeue(entry, f"conflicts after an earlier merge into {self.target}")
                 entries = [e for e in entries if e.task.id not in bad]
                 if not entries:
                     return
-                stack = await to_thread.run_sync(
-                    lambda: build_stack(self.root, base, [e.item for e in entries])
-                )
-            commits = {c.task_id: c.commit or stack.commit for c in stack.merged}
-            outcome = await self._check_and_land(entries, base, stack.commit, commits)
+                stack = await self._stack(base, entries)
+            if stack.commit == stack.base:  # every branch is already in the target
+                await self._record(entries, stack.base, [])
+                return
+            candidate = await self._candidate(base, stack, entries)
+            outcome = await self._check_and_land(entries, base, candidate)
         if outcome != "failed":
             return
         if len(entries) == 1:
@@ -219,41 +316,94 @@ class Steward:
         )
         await self._bisect(right, new_base, known_failed=left_landed)
 
-    async def _check_and_land(
-        self, entries: list[Entry], base: str, commit: str, commits: dict[str, str]
-    ) -> Outcome:
+    async def _stack(self, base: str, entries: Sequence[Entry]) -> StackResult:
+        items = [e.item for e in entries]
+        return await to_thread.run_sync(lambda: build_stack(self.root, base, items))
+
+    async def _candidate(self, base: str, stack: StackResult, entries: Sequence[Entry]) -> str:
+        """The commit to check and land: one task's merge, or one commit for a batch.
+
+        A stack is a chain of merge commits; landing it as is would put every intermediate
+        merge on the target's first-parent line, unchecked (a task whose test needs another
+        task's code would leave a red commit there). So a batch lands as one merge of the
+        stack's top onto ``base``: same tree, first parent ``base``, the per-task merges behind
+        its second parent.
+        """
+        if len(entries) == 1:
+            return stack.commit
+        subject = "; ".join(f"Merge task {e.task.id}: {e.task.title}" for e in entries)
+        body = "Checked and landed together by the merge queue.\n\n" + "\n".join(
+            f"- {e.task.id}: {e.mr.branch} ({e.mr.id})" for e in entries
+        )
+
+        def commit() -> str:
+            return run_git(
+                ["commit-tree", f"{stack.commit}^{{tree}}", "-p", base, "-p", stack.commit],
+                self.root,
+                input=f"{subject}\n\n{body}\n",
+                env=identity_env(self.root),
+            ).stdout.strip()
+
+        return await to_thread.run_sync(commit)
+
+    async def _check_and_land(self, entries: list[Entry], base: str, commit: str) -> Outcome:
+        """Check ``commit`` (built on ``base``) and land it, or hold it for approval."""
+        taken: list[Entry] = []
         for entry in entries:
-            self.store.update_merge_request(
-                entry.mr.id, status=MergeStatus.TESTING, candidate_commit=commits[entry.task.id]
-            )
-        runs = await self._checks(commit)
-        if not passed(runs) and len(entries) == 1:
-            retry = await self._checks(commit)  # a failure counts only if it repeats
-            if passed(retry):
-                retry[-1].flaky = True
-                runs = [*runs, *retry]
-                self.note(f"{entries[0].mr.id}: a check failed once and passed on retry (flaky)")
-            else:
-                runs = [*runs, *retry]
-        if not passed(runs):
+            try:
+                self.store.update_merge_request(
+                    entry.mr.id,
+                    status=MergeStatus.TESTING,
+                    candidate_commit=commit,
+                    expect=[MergeStatus.PENDING],
+                )
+            except InvalidTransitionError:  # rejected by a human meanwhile
+                for other in taken:
+                    self._requeue(other, f"{entry.mr.id} left the batch; rebuilding")
+                return "requeued"
+            taken.append(entry)
+        verdict = await self._verify(commit, retry=len(entries) == 1)
+        if not verdict.ok:
             if len(entries) == 1:
-                self._test_failed(entries[0], runs)
+                self._test_failed(entries[0], verdict.runs)
             else:
                 for entry in entries:
                     self.store.update_merge_request(
-                        entry.mr.id, status=MergeStatus.PENDING, checks=runs
+                        entry.mr.id, status=MergeStatus.PENDING, checks=verdict.runs
                     )
             return "failed"
-        return await self._land(entries, base, commit, commits, runs)
+        if verdict.flaky:
+            self.note(
+                f"{', '.join(e.mr.id for e in entries)}: `{verdict.flaky[0]}` failed once and "
+                "passed on the retry (recorded as flaky)"
+            )
+        if not self.config.agents.steward.autoMerge:
+            entry = entries[0]
+            if self.store.get_merge_request(entry.mr.id).approved_at is None:
+                self.store.update_merge_request(
+                    entry.mr.id,
+                    status=MergeStatus.AWAITING_APPROVAL,
+                    checks=verdict.runs,
+                    reason=None,
+                )
+                self.note(f"{entry.mr.id} passed its checks and waits for approval")
+                return "awaiting"
+        return await self._land(entries, base, commit, verdict.runs)
+
+    async def _verify(self, commit: str, *, retry: bool) -> Verdict:
+        first = await self._checks(commit)
+        if not retry or judge(first).ok:
+            return judge(first)
+        return judge(first, await self._checks(commit))  # a failure counts only if it repeats
 
     async def _land(
-        self,
-        entries: list[Entry],
-        base: str,
-        commit: str,
-        commits: dict[str, str],
-        runs: list[CheckRun],
+        self, entries: list[Entry], base: str, commit: str, runs: list[CheckRun]
     ) -> Outcome:
+        gone = [e for e in entries if self.store.get_task(e.task.id).status != TaskStatus.REVIEW]
+        if gone:  # cancelled while its check ran: never land it
+            for entry in entries:
+                self._requeue(entry, "a task of this batch left review while it was checked")
+            return "requeued"
         try:
             await to_thread.run_sync(
                 lambda: land(
@@ -274,13 +424,16 @@ class Steward:
             self._retry_in = DIRTY_CHECKOUT_RETRY_S
             self.note(f"not landing: {exc}")
             return "requeued"
-        landed = [(entry.mr, commits[entry.task.id]) for entry in entries]
+        await self._record(entries, commit, runs)
+        return "landed"
+
+    async def _record(self, entries: list[Entry], commit: str, runs: list[CheckRun]) -> None:
+        landed = [(entry.mr, commit) for entry in entries]
         await to_thread.run_sync(
             lambda: record_landed(self.store, self.root, self.config, self.target, landed, runs)
         )
         self.note(f"landed {', '.join(e.mr.id for e in entries)} on {self.target} at {commit[:10]}")
         self.on_landed()
-        return "landed"
 
     async def _checks(self, commit: str) -> list[CheckRun]:
         steward = self.config.agents.steward
@@ -300,7 +453,8 @@ class Steward:
 
     def _test_failed(self, entry: Entry, runs: list[CheckRun]) -> None:
         failing = next((r for r in runs if r.exit_code != 0), runs[-1])
-        reason = f"check `{failing.command}` failed (exit {failing.exit_code})"
+        code = "timed out" if failing.exit_code is None else f"exit {failing.exit_code}"
+        reason = f"check `{failing.command}` failed ({code}), also on a retry"
         self.store.update_merge_request(
             entry.mr.id, status=MergeStatus.TEST_FAILED, checks=runs, reason=reason
         )
@@ -314,51 +468,50 @@ class Steward:
     def _send_back(self, task: Task, note: str) -> None:
         """Return the task to a worker, or fail it when its attempts are used up."""
         task = self.store.get_task(task.id)
-        if task.attempts >= self.config.orchestrator.maxAttempts:
-            self.store.update_task(task.id, status=TaskStatus.FAILED, note=note, kind="task.failed")
-        else:
-            self.store.update_task(task.id, status=TaskStatus.OPEN, note=note, kind="task.requeued")
+        exhausted = task.attempts >= self.config.orchestrator.maxAttempts
+        try:
+            self.store.update_task(
+                task.id,
+                status=TaskStatus.FAILED if exhausted else TaskStatus.OPEN,
+                note=note,
+                kind="task.failed" if exhausted else "task.requeued",
+                expect=[TaskStatus.REVIEW],
+            )
+        except InvalidTransitionError:  # cancelled meanwhile: leave it so
+            return
         self.on_landed()  # the dispatcher should look again
+
+    def _branch_gone(self, entry: Entry) -> None:
+        reason = f"its branch {entry.mr.branch} no longer exists"
+        self.store.update_merge_request(
+            entry.mr.id, status=MergeStatus.REJECTED, reason=reason, expect=[MergeStatus.PENDING]
+        )
+        self.note(f"{entry.mr.id} ({entry.task.id}) dropped: {reason}")
+        self._send_back(
+            entry.task,
+            f"Your merge request {entry.mr.id} could not be merged: {reason}. Redo the work "
+            "on your branch.",
+        )
 
     # -- approval (autoMerge: false) -----------------------------------------------------------
 
     async def _one_for_approval(self, entry: Entry) -> None:
+        """Check one MR on the current tip: it then waits for a human, or lands if approved."""
         self.current = entry.mr.id
         base = await self._tip()
-        stack = await to_thread.run_sync(lambda: build_stack(self.root, base, [entry.item]))
+        stack = await self._stack(base, [entry])
         if stack.conflicted:
             await self._ladder(entry)
-            self.current = None
-            return
-        commit = stack.commit
-        if entry.mr.approved_at is not None:
-            await self._check_and_land([entry], base, commit, {entry.task.id: commit})
+        elif stack.commit == base:
+            await self._record([entry], base, [])
         else:
-            self.store.update_merge_request(
-                entry.mr.id, status=MergeStatus.TESTING, candidate_commit=commit
-            )
-            runs = await self._checks(commit)
-            if not passed(runs):
-                retry = await self._checks(commit)
-                runs = [*runs, *retry]
-                if passed(retry):
-                    retry[-1].flaky = True
-            if passed(runs):
-                self.store.update_merge_request(
-                    entry.mr.id,
-                    status=MergeStatus.AWAITING_APPROVAL,
-                    checks=runs,
-                    reason=None,
-                )
-                self.note(f"{entry.mr.id} passed its checks and waits for approval")
-            else:
-                self._test_failed(entry, runs)
+            await self._check_and_land([entry], base, stack.commit)
         self.current = None
 
     # -- the conflict ladder -------------------------------------------------------------------
 
     async def _ladder(self, entry: Entry) -> None:
-        """git's merge failed: try the rerere cache, then a steward agent, then give up."""
+        """git's merge-tree failed: git merge with the rerere cache, then an agent, or give up."""
         base = await self._tip()
         path = self._worktree_path()
         await to_thread.run_sync(lambda: checkout_detached(self.root, path, base))
@@ -368,22 +521,24 @@ class Steward:
             )
         )
         commit = result.commit
-        how = "rerere" if commit else ""
+        how = "the rerere cache" if result.resolved_by_rerere else "git's merge"
         if commit is None:
             self.note(
                 f"{entry.mr.id}: conflict in {', '.join(result.conflicted)}; a steward agent "
                 "resolves it"
             )
-            commit = await self._agent_resolve(entry, path, result.conflicted)
+            commit = await self._agent_resolve(entry, path, base, result.conflicted)
             how = "the steward agent"
         if commit is None:
             await to_thread.run_sync(lambda: abort_merge(path))
-            self._give_up(entry, result.conflicted)
+            await self._give_up(entry, result.conflicted)
             return
-        self.note(f"{entry.mr.id}: conflict resolved by {how}; checking the result")
-        await self._check_and_land([entry], base, commit, {entry.task.id: commit})
+        self.note(f"{entry.mr.id}: merged by {how}; checking the result")
+        await self._check_and_land([entry], base, commit)
 
-    async def _agent_resolve(self, entry: Entry, path: Path, files: list[str]) -> str | None:
+    async def _agent_resolve(
+        self, entry: Entry, path: Path, base: str, files: list[str]
+    ) -> str | None:
         session = self.store.start_session(entry.task.id, SessionRole.STEWARD)
         theirs = self.store.get_task(entry.task.id)
         prompt = (
@@ -418,7 +573,17 @@ class Steward:
                 cost_usd=stats.cost_usd or 0.0,  # type: ignore[attr-defined]
             )
 
-        outcome = await run_session(self.provider, spec, on_update=on_update)
+        try:
+            outcome = await run_session(self.provider, spec, on_update=on_update)
+        except Exception as exc:  # the agent could not even start: the ladder's last rung fails
+            log.exception("steward agent session for %s failed", entry.mr.id)
+            self.store.update_session(
+                session.id,
+                status=SessionStatus.FAILED,
+                ended_at=utcnow(),
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            return None
         status = SessionStatus.COMPLETED if outcome.status == "completed" else SessionStatus.FAILED
         self.store.update_session(
             session.id,
@@ -434,7 +599,22 @@ class Steward:
                 self.note(f"{entry.mr.id}: conflict markers remain in {', '.join(remaining)}")
             return None
         message = f"Merge task {entry.task.id}: {entry.task.title} (conflicts resolved by steward)"
-        return await to_thread.run_sync(lambda: commit_all(path, message))
+        return await to_thread.run_sync(lambda: self._conclude(path, base, entry, message))
+
+    def _conclude(self, path: Path, base: str, entry: Entry, message: str) -> str | None:
+        """Commit the agent's resolution as the merge commit (first parent ``base``)."""
+        commit = commit_all(path, message)
+        head = run_git(["rev-parse", "HEAD"], path).stdout.strip()
+        if commit is None and head != base:
+            commit = head  # the agent committed the merge itself
+        if commit is None:
+            return None
+        parents = run_git(["rev-list", "--parents", "-n", "1", commit], path).stdout.split()[1:]
+        tip = resolve_commit(self.root, entry.mr.branch)
+        if parents != [base, tip]:
+            log.warning("steward merge %s has parents %s, not [%s, %s]", commit, parents, base, tip)
+            return None
+        return commit
 
     @staticmethod
     def _markers_left(path: Path, files: Sequence[str]) -> list[str]:
@@ -447,15 +627,23 @@ class Steward:
                     left.append(name)
         return left
 
-    def _give_up(self, entry: Entry, files: list[str]) -> None:
+    async def _give_up(self, entry: Entry, files: list[str]) -> None:
         files_text = ", ".join(files) or "several files"
-        reason = f"conflicts with {self.target} in {files_text} that could not be resolved"
+        others = await to_thread.run_sync(lambda: self._landed_tasks_touching(entry, files))
+        with_whom = (
+            "the work of "
+            + ", ".join(f"task {t.id} ('{t.title}', branch `{t.branch}`)" for t in others)
+            + f" already on `{self.target}`"
+            if others
+            else f"`{self.target}`"
+        )
+        reason = f"conflicts with {with_whom} in {files_text} that could not be resolved"
         self.store.update_merge_request(entry.mr.id, status=MergeStatus.CONFLICT, reason=reason)
         fix = self.store.create_task(
             f"Resolve merge conflict: {entry.task.title}",
             description=(
                 f"The branch `{entry.mr.branch}` of task {entry.task.id} ('{entry.task.title}') "
-                f"conflicts with `{self.target}` in {files_text}, and the merge queue could not "
+                f"conflicts with {with_whom} in {files_text}, and the merge queue could not "
                 "resolve it. Bring that task's change onto the current "
                 f"`{self.target}`: read it with `git diff {self.target}...{entry.mr.branch}`, "
                 "re-apply it on your branch, and keep the work already on "
@@ -466,11 +654,39 @@ class Steward:
         self.store.update_task(
             entry.task.id,
             status=TaskStatus.FAILED,
-            note=f"merge conflict with {self.target} in {files_text}; fix task {fix.id} created",
+            note=f"merge conflict with {with_whom} in {files_text}; fix task {fix.id} created",
             kind="task.failed",
         )
         self.note(f"{entry.mr.id}: unresolvable conflict; fix task {fix.id} created")
         self.on_landed()
+
+    def _landed_tasks_touching(self, entry: Entry, files: Sequence[str]) -> list[Task]:
+        """Tasks merged into the target since ``entry``'s branch forked that changed ``files``.
+
+        Each task's own merge commit ("Merge task <id>: ...", on the first-parent line or, for a
+        batch, behind it) is compared with its first parent.
+        """
+        fork = run_git(["merge-base", self.target, entry.mr.branch], self.root, check=False)
+        if fork.returncode != 0 or not files:
+            return []
+        merges = run_git(
+            ["log", "--merges", "--format=%H%x00%s", f"{fork.stdout.strip()}..{self.target}"],
+            self.root,
+        ).stdout
+        found: list[Task] = []
+        for line in merges.splitlines():
+            sha, _, subject = line.partition("\0")
+            ids = _TASK_IN_MESSAGE.findall(subject)
+            if len(ids) != 1 or ids[0] == entry.task.id or any(t.id == ids[0] for t in found):
+                continue  # a batch commit names several tasks: its per-task merges are behind it
+            changed = run_git(["diff", "--name-only", f"{sha}^1", sha, "--", *files], self.root)
+            if not changed.stdout.strip():
+                continue
+            try:
+                found.append(self.store.get_task(ids[0]))
+            except NotFoundError:  # a message naming a task of another store
+                continue
+        return found
 
     # -- early detection -----------------------------------------------------------------------
 
@@ -509,6 +725,18 @@ class Steward:
 
     async def _tip(self) -> str:
         return await to_thread.run_sync(lambda: resolve_commit(self.root, self.target))
+
+    def _branch_names(self) -> set[str]:
+        out = run_git(["for-each-ref", "--format=%(refname:short)", "refs/heads/"], self.root)
+        return set(out.stdout.split())
+
+    def _checkout_blocked(self) -> list[str]:
+        """Tracked changes in a worktree that has the target checked out (landing would fail)."""
+        blocked: list[str] = []
+        for wt in list_worktrees(self.root):
+            if wt.branch == self.target and wt.path.is_dir():
+                blocked += dirty_files(wt.path, untracked=False)
+        return blocked
 
 
 def first_parent(root: Path, commit: str) -> str:
