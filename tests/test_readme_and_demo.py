@@ -128,3 +128,21 @@ def test_the_readme_tour_commands_work_as_written(repo: Path) -> None:
             assert proc.stdout.strip() == expected.group(1), command
         ran += 1
     assert ran >= 9
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_demo_through_the_language_server(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "stoneforge", "demo", "--lsp", "--dir", str(tmp_path), "--keep"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**env, **GIT_ENV},
+        timeout=560,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert "stoneforge/createTask -> t5 Greet in Spanish" in proc.stdout
+    assert "$/progress" in proc.stdout and "agents busy" in proc.stdout
+    assert "5/5 tasks merged" in proc.stdout and "checks on the final main: pass" in proc.stdout

@@ -367,11 +367,20 @@ def demo(
         typer.Option("--dir", help="Where to create the demo project (default: a temp dir)."),
     ] = None,
     keep: Annotated[bool, typer.Option("--keep", help="Keep the demo project afterwards.")] = False,
+    through_lsp: Annotated[
+        bool,
+        typer.Option("--lsp", help="Drive it through the language server, as the editor does."),
+    ] = False,
 ) -> None:
     """The whole product, offline: a throwaway project, five tasks, agents, the merge queue."""
-    from stoneforge.demo.run import run_demo
+    if through_lsp:
+        from stoneforge.demo.lsp_run import run_demo_lsp
 
-    result = run_demo(directory, keep=keep)
+        result = run_demo_lsp(directory, keep=keep)
+    else:
+        from stoneforge.demo.run import run_demo
+
+        result = run_demo(directory, keep=keep)
     if not result.ok:
         raise typer.Exit(1)
 
