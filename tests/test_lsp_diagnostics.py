@@ -111,3 +111,61 @@ async def test_diagnostics_appear_on_open_and_clear_after_an_edit(repo: Path) ->
         )
         await asyncio.wait_for(waiting, 10)
         assert list(client.diagnostics[uri]) == []
+
+
+async def test_forecast_conflicts_warn_on_the_users_open_file(repo: Path) -> None:
+    from conftest import git
+    from stoneforge.store import Store
+
+    (repo / "calc.py").write_text("def add(a, b):\n    return a + b\n\n\nVERSION = 1\n")
+    git(repo, "add", "calc.py")
+    git(repo, "commit", "-q", "-m", "calc")
+    # An agent's branch changes the add() body ...
+    git(repo, "checkout", "-q", "-b", "sf/t1-use-sum")
+    (repo / "calc.py").write_text("def add(a, b):\n    return sum([a, b])\n\n\nVERSION = 1\n")
+    git(repo, "commit", "-q", "-am", "use sum")
+    git(repo, "checkout", "-q", "main")
+    # ... and so does main.
+    (repo / "calc.py").write_text("def add(a, b):\n    return b + a\n\n\nVERSION = 1\n")
+    git(repo, "commit", "-q", "-am", "commute")
+    from stoneforge.service import Service
+
+    service, _ = Service.init(repo)
+    with service:
+        task = service.create_task("Use sum in add")
+        service.store.update_task(task.id, status="in_progress", branch="sf/t1-use-sum")
+    uri = (repo / "calc.py").as_uri()
+    text = (repo / "calc.py").read_text()
+    async with lsp_session(repo) as client:
+        for _ in range(100):
+            waiting = client.wait_for_notification(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+            client.text_document_did_open(
+                types.DidOpenTextDocumentParams(
+                    text_document=types.TextDocumentItem(
+                        uri=uri, language_id="python", version=1, text=text
+                    )
+                )
+            )
+            await asyncio.wait_for(waiting, 10)
+            if client.diagnostics.get(uri):
+                break
+            client.text_document_did_close(
+                types.DidCloseTextDocumentParams(
+                    text_document=types.TextDocumentIdentifier(uri=uri)
+                )
+            )
+            await asyncio.sleep(0.1)
+        [warning] = client.diagnostics[uri]
+        assert warning.severity == types.DiagnosticSeverity.Warning
+        assert warning.source == "stoneforge"
+        assert "task t1 (Use sum in add)" in warning.message and "conflict" in warning.message
+        assert warning.range.start.line <= 1 <= warning.range.end.line  # the `return` line
+        assert warning.range.end.line < 4  # not the untouched VERSION line
+        # Resolved (the task is cancelled: its branch is no longer active): the warning clears.
+        with Store(repo / ".stoneforge" / "state.db") as store:
+            store.cancel_task(task.id)
+        for _ in range(100):
+            if not client.diagnostics.get(uri):
+                break
+            await asyncio.sleep(0.1)
+        assert list(client.diagnostics[uri]) == []

@@ -21,8 +21,8 @@ if TYPE_CHECKING:
 
 CHANGED = "stoneforge/changed"
 DEBOUNCE_S = 0.1
-# Events that change what a forecast would say.
-FORECAST_KINDS = {"task.updated", "mr.created", "mr.updated", "forecast.updated", "worker.commit"}
+# Changes of these entities can change what a forecast would say (a branch starts, lands, ends).
+FORECAST_ENTITIES = {"task", "merge_request", "forecast"}
 
 
 def summarize(events: list[Event]) -> list[dict[str, Any]]:
@@ -80,6 +80,6 @@ class ChangeWatcher:
                 self.server.window_show_message,
                 types.ShowMessageParams(type=kind, message=text),
             )
-        if self.server.forecasts is not None and any(e.kind in FORECAST_KINDS for e in events):
+        if self.server.forecasts is not None and any(e.entity in FORECAST_ENTITIES for e in events):
             self.server.forecasts.refresh()
             self.loop.call_soon_threadsafe(self.server.republish_all)

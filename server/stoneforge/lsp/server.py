@@ -230,6 +230,16 @@ def build_server() -> StoneforgeServer:
             return
         server.watcher = ChangeWatcher(server, server.context.service)
         server.watcher.start()
+        forecasts = server.forecasts
+        if forecasts is not None:
+            # The first forecast, off the loop; later ones follow store changes.
+            loop = asyncio.get_event_loop()
+
+            def first_forecast() -> None:
+                forecasts.refresh()
+                loop.call_soon_threadsafe(server.republish_all)
+
+            server.thread_pool.submit(first_forecast)
 
     @server.feature(types.SHUTDOWN)
     async def on_shutdown(params: Any) -> None:
