@@ -23,17 +23,25 @@ export function toTreeItem(node: TreeNode): vscode.TreeItem {
   return item;
 }
 
+/** Returned by a loader to leave a view as it is. */
+export const KEEP = Symbol("keep");
+
 export class NodeTreeProvider implements vscode.TreeDataProvider<TreeNode>, vscode.Disposable {
   private roots: TreeNode[] = [];
   private readonly emitter = new vscode.EventEmitter<void>();
   private readonly reload: Coalescer;
   readonly onDidChangeTreeData = this.emitter.event;
 
-  /** `load` returns undefined when there is nothing to ask (server down): the view then shows its welcome text. */
-  constructor(load: () => Promise<TreeNode[] | undefined>) {
+  /**
+   * `load` returns the rows, or KEEP to leave the current ones (the server is restarting: keeping
+   * them keeps the user's expanded rows too). An empty list shows the view's welcome text.
+   */
+  constructor(load: () => Promise<TreeNode[] | typeof KEEP>) {
     this.reload = new Coalescer(async () => {
       try {
-        this.roots = (await load()) ?? [];
+        const rows = await load();
+        if (rows === KEEP) return;
+        this.roots = rows;
       } catch (e) {
         this.roots = [messageNode("error", `Could not load: ${errorText(e)}`, { id: "error", color: "errorForeground" })];
       }

@@ -3,36 +3,46 @@ import * as vscode from "vscode";
 import { agentsTree } from "../model/agentsModel";
 import { mergeQueueTree } from "../model/mergeQueueModel";
 import { tasksTree } from "../model/tasksModel";
+import type { TreeNode } from "../model/treeNode";
 import type { StoneforgeServer } from "../server";
-import { NodeTreeProvider } from "./nodeTree";
+import { KEEP, NodeTreeProvider } from "./nodeTree";
 
 export class Views implements vscode.Disposable {
   readonly tasks: NodeTreeProvider;
   readonly mergeQueue: NodeTreeProvider;
   readonly agents: NodeTreeProvider;
-  /** Last threshold seen in taskTree; the Agents view shows context use against it. */
+  /** Last threshold seen in taskTree, for a server whose status lacks it. */
   private handoffAt = 140_000;
   private readonly disposables: vscode.Disposable[] = [];
 
   constructor(server: StoneforgeServer) {
     const api = server.api;
-    const up = () => server.state === "running";
-    this.tasks = new NodeTreeProvider(async () => {
-      if (!up()) return undefined;
-      const tree = await api.taskTree();
-      this.handoffAt = tree.handoffAtTokens;
-      return tasksTree(tree);
-    });
-    this.mergeQueue = new NodeTreeProvider(async () => {
-      if (!up()) return undefined;
-      const [mrs, tasks] = await Promise.all([api.mergeRequests(), api.listTasks()]);
-      return mergeQueueTree(mrs, tasks);
-    });
-    this.agents = new NodeTreeProvider(async () => {
-      if (!up()) return undefined;
-      const status = await api.status();
-      return agentsTree(status, status.handoffAtTokens ?? this.handoffAt, new Date());
-    });
+    // While the server restarts the views keep their rows (and so the user's expanded rows);
+    // once it has failed they empty, which shows the welcome text with the log and restart links.
+    const whenUp =
+      (load: () => Promise<TreeNode[]>) =>
+      async (): Promise<TreeNode[] | typeof KEEP> =>
+        server.state === "starting" ? KEEP : server.state === "failed" ? [] : load();
+
+    this.tasks = new NodeTreeProvider(
+      whenUp(async () => {
+        const tree = await api.taskTree();
+        this.handoffAt = tree.handoffAtTokens;
+        return tasksTree(tree);
+      }),
+    );
+    this.mergeQueue = new NodeTreeProvider(
+      whenUp(async () => {
+        const [mrs, tasks] = await Promise.all([api.mergeRequests(), api.listTasks()]);
+        return mergeQueueTree(mrs, tasks);
+      }),
+    );
+    this.agents = new NodeTreeProvider(
+      whenUp(async () => {
+        const status = await api.status();
+        return agentsTree(status, status.handoffAtTokens ?? this.handoffAt, new Date());
+      }),
+    );
     this.disposables.push(
       this.tasks,
       this.mergeQueue,
@@ -44,8 +54,7 @@ export class Views implements vscode.Disposable {
   }
 
   async refreshAll(): Promise<void> {
-    await this.tasks.refresh(); // first: it updates the threshold the Agents view uses
-    await Promise.all([this.mergeQueue.refresh(), this.agents.refresh()]);
+    await Promise.all([this.tasks.refresh(), this.mergeQueue.refresh(), this.agents.refresh()]);
   }
 
   dispose(): void {

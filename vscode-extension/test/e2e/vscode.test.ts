@@ -10,7 +10,7 @@ import { after, before, describe, type TestContext, test } from "node:test";
 import { type Browser, type BrowserServer, type Locator, type Page, chromium } from "playwright-core";
 import { extensionRoot } from "../fixtures";
 import { CodeServer, codeServerDir } from "../support/codeServer";
-import { alive, stopTree } from "../support/processes";
+import { alive, descendants, stopTree } from "../support/processes";
 import { type Seeded, git, isolatedEnv, removeTempDirs, seedWorkspace, sfPath, tempDir } from "../support/workspace";
 
 const CHROMIUM = process.env.STONEFORGE_CHROMIUM ?? "/usr/bin/chromium";
@@ -103,14 +103,16 @@ describe("e2e: the extension in code-server", { timeout: 5 * 60_000 }, () => {
     await page.keyboard.press("Enter");
   }
 
-  step("the Stoneforge container shows the seeded plan and tasks", async () => {
-    await page.locator('.activitybar [aria-label^="Stoneforge"]').first().click();
+  step("the status-bar item opens the Stoneforge views, which show the seeded plan and tasks", async () => {
+    // The item reads "<robot> stopped <list> 0 <merge> 1" once the server answered `status`.
+    const item = page.locator(".statusbar-item").filter({ hasText: /stopped/ }).first();
+    await item.waitFor({ timeout: LONG });
+    await item.click();
     const tasks = pane("Tasks");
     await row(tasks, /Sprint 14/).waitFor({ timeout: LONG });
     await row(tasks, /Add a parser/).waitFor();
-    await row(tasks, /Use the parser/).waitFor();
+    await row(tasks, /Use the parser.*blocked by t1/).waitFor();
     await row(pane("Agents"), /Orchestration is stopped/).waitFor();
-    await page.locator(".statusbar-item").filter({ hasText: /stopped/ }).first().waitFor();
   });
 
   step("Stoneforge: Create Task from the command palette shows the new task in the Tasks view", async () => {
@@ -172,9 +174,29 @@ describe("e2e: the extension in code-server", { timeout: 5 * 60_000 }, () => {
     }
   });
 
+  step("after the server crashes it is restarted, and the views follow the store again", async () => {
+    const lspPids = () =>
+      descendants(server!.proc.pid!).filter((pid) => {
+        try {
+          return /\blsp\0--stdio\b/.test(fs.readFileSync(`/proc/${pid}/cmdline`, "utf8"));
+        } catch {
+          return false;
+        }
+      });
+    const [before] = lspPids();
+    assert.ok(before, "sf lsp runs under code-server");
+    process.kill(before, "SIGKILL");
+    // A change made elsewhere (the CLI) reaches the view only through the restarted server.
+    execFileSync(sfPath(), ["task", "create", "--title", "Made in a terminal"], { cwd: ws.root });
+    await row(pane("Tasks"), /Made in a terminal/).waitFor({ timeout: LONG });
+    const after = lspPids();
+    assert.equal(after.length, 1);
+    assert.notEqual(after[0], before);
+  });
+
   step("screenshot of the Tasks view", async () => {
     await page.keyboard.press("Escape");
-    await page.locator(".notifications-toasts .codicon-notifications-clear").click().catch(() => {});
+    await runCommand("Notifications: Clear All Notifications");
     const tasks = pane("Tasks");
     await row(tasks, new RegExp(NEW_TASK)).waitFor();
     // Widen the side bar so the rows' descriptions are readable in the picture.
