@@ -1,7 +1,7 @@
 """Prepare a repository for the VS Code extension's protocol and end-to-end tests.
 
-Usage: ``python tests/e2e/seed_workspace.py DIR`` (with the venv's python). Prints a JSON object
-with the ids it created.
+Usage: ``python tests/e2e/seed_workspace.py DIR [--forecast-conflict]`` (with the venv's python).
+Prints a JSON object with the ids it created.
 
 The state is what a user sees after a worker finished one task and the merge queue checked it:
 a plan with a task in review whose branch really exists, its sessions (one handed off), the
@@ -31,6 +31,7 @@ from stoneforge.models import (
 from stoneforge.service import Service
 
 BRANCH = "sf/t1-add-a-parser"
+RIVAL_BRANCH = "sf/t3-parse-with-a-regex"
 
 CALC = """\
 def add(a, b):
@@ -89,13 +90,34 @@ def make_repo(root: Path) -> None:
     git(root, "checkout", "-q", "main")
 
 
+CALC_ON_RIVAL = """\
+import re
+
+
+def add(a, b):
+    return a + b
+
+
+def parse(text):
+    a, b = re.fullmatch(r"\\s*(\\d+)\\s*\\+\\s*(\\d+)\\s*", text).groups()
+    return int(a), int(b)
+"""
+
+
+def make_rival_branch(root: Path) -> None:
+    git(root, "checkout", "-q", "-b", RIVAL_BRANCH, "main")
+    (root / "calc.py").write_text(CALC_ON_RIVAL)
+    git(root, "commit", "-q", "-am", "calc: parse with a regex")
+    git(root, "checkout", "-q", "main")
+
+
 def candidate_commit(root: Path) -> str:
     """The merge of the branch into main, built the way the steward builds it."""
     tree = git(root, "merge-tree", "--write-tree", "main", BRANCH)
     return git(root, "commit-tree", tree, "-p", "main", "-p", BRANCH, "-m", f"Merge {BRANCH} (t1)")
 
 
-def seed(root: Path) -> dict[str, str]:
+def seed(root: Path, forecast_conflict: bool = False) -> dict[str, str]:
     make_repo(root)
     service, _ = Service.init(root, actor="e2e-seed")
     config = root / ".stoneforge" / "config.yaml"
@@ -107,7 +129,8 @@ def seed(root: Path) -> dict[str, str]:
     )
     with service:
         store = service.store
-        plan = service.create_plan("Sprint 14", "Teach calc to parse sums")
+        # Straight to the store: with a goal, Service.create_plan would run a director session.
+        plan = store.create_plan("Sprint 14", "Teach calc to parse sums")
         service.activate_plan(plan.id)
         task = service.create_task(
             "Add a parser", description="Parse 'a + b'", plan_id=plan.id, priority=2
@@ -164,6 +187,12 @@ def seed(root: Path) -> dict[str, str]:
             ],
         )
 
+        rival = None
+        if forecast_conflict:
+            make_rival_branch(root)
+            rival = service.create_task("Parse with a regex", plan_id=plan.id)
+            store.update_task(rival.id, status=TaskStatus.REVIEW, branch=RIVAL_BRANCH)
+
     # Untracked, so it never lands anywhere; the server flags its markers once it is opened.
     (root / "greet.py").write_text(CONFLICTED)
     return {
@@ -176,13 +205,17 @@ def seed(root: Path) -> dict[str, str]:
         "mrId": mr.id,
         "branch": BRANCH,
         "conflictFile": "greet.py",
+        "rivalTaskId": rival.id if rival else "",
     }
 
 
 def main() -> None:
-    if len(sys.argv) != 2:
-        sys.exit("usage: seed_workspace.py DIR")
-    print(json.dumps(seed(Path(sys.argv[1]).resolve())))
+    args = sys.argv[1:]
+    conflict = "--forecast-conflict" in args
+    paths = [a for a in args if a != "--forecast-conflict"]
+    if len(paths) != 1:
+        sys.exit("usage: seed_workspace.py DIR [--forecast-conflict]")
+    print(json.dumps(seed(Path(paths[0]).resolve(), forecast_conflict=conflict)))
 
 
 if __name__ == "__main__":

@@ -66,15 +66,29 @@ export function registerCommands(server: StoneforgeServer, views: Views, diffs: 
     command("stoneforge.ui.createPlan", async () => {
       const params = await askNewPlan();
       if (!params) return;
-      const plan = await api.createPlan(params);
+      // With a goal the server runs a director session before it answers: that takes a while.
+      const plan = params.goal
+        ? await vscode.window.withProgress(
+            { location: vscode.ProgressLocation.Notification, title: `Plan “${params.title}”: a director agent is turning the goal into tasks…` },
+            () => api.createPlan(params),
+          )
+        : await api.createPlan(params);
       void vscode.window.showInformationMessage(`Created plan ${plan.id} (${plan.status}): ${plan.title}`);
       return plan;
     }),
 
     command("stoneforge.ui.activatePlan", async (arg) => {
-      const planId = argId(arg, "plan");
+      const drafts = (await api.taskTree()).plans.filter((p) => p.status === "draft");
+      const planId =
+        argId(arg, "plan") ??
+        (await pickOne(
+          "Activate which plan?",
+          drafts.map((p) => ({ label: p.title, description: `${p.id} · ${p.tasks.length} tasks`, value: p.id })),
+          "No draft plan to activate.",
+        ));
       if (!planId) return;
-      await api.activatePlan(planId);
+      const plan = await api.activatePlan(planId);
+      void vscode.window.setStatusBarMessage(`$(play-circle) Plan ${plan.id} is active: its tasks can be dispatched`, 3000);
     }),
 
     command("stoneforge.ui.start", async () => {

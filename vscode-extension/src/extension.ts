@@ -73,7 +73,8 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   });
   if (interpreterWatch) context.subscriptions.push(interpreterWatch);
 
-  await server.start();
+  // Not awaited: activation finishes at once; the views fill in when the server is up.
+  void server.start();
 }
 
 export async function deactivate(): Promise<void> {

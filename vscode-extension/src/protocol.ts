@@ -141,15 +141,37 @@ export interface MergeDiff {
   files: DiffFile[];
 }
 
+/** 1-based line range. */
+export interface LineRange {
+  start: number;
+  count: number;
+}
+
+export interface ForecastFile {
+  path: string;
+  kinds: string[];
+  binary: boolean;
+  hunks: Array<{ merged: LineRange; ours: LineRange; theirs: LineRange }>;
+}
+
 export interface ForecastPair {
-  left: string;
-  right: string;
-  files: Array<{ path: string; lines: Array<[number, number]> }>;
+  /** Task ids, or the target branch's name for the target. For a pair with the target, `ours` is it. */
+  ours: string;
+  theirs: string;
+  oursCommit: string;
+  theirsCommit: string;
+  conflict: boolean;
+  error: string | null;
+  files: ForecastFile[];
 }
 
 export interface Forecast {
   target: string;
+  targetCommit: string;
+  branches: Array<{ label: string; ref: string; commit: string }>;
   pairs: ForecastPair[];
+  errors: Record<string, string>;
+  durationS: number;
 }
 
 export interface ChangedParams {

@@ -107,7 +107,7 @@ export class StoneforgeServer implements vscode.Disposable {
     try {
       await client.start();
     } catch (e) {
-      if (this.client === client) await this.fail(this.command, errorText(e));
+      if (this.client === client) this.fail(this.command, errorText(e));
     }
   }
 
@@ -122,22 +122,24 @@ export class StoneforgeServer implements vscode.Disposable {
       this.setState("starting");
       return { action: CloseAction.Restart, handled: true };
     }
-    void this.fail(this.command, "it exited 5 times within 3 minutes");
+    this.fail(this.command, "it exited 5 times within 3 minutes");
     return { action: CloseAction.DoNotRestart, handled: true };
   }
 
-  private async fail(cmd: ServerCommand | undefined, reason: string): Promise<void> {
+  /** Mark the server failed and tell the user why and how to fix it (without waiting for them). */
+  private fail(cmd: ServerCommand | undefined, reason: string): void {
     this.setState("failed");
     const message = cannotStartMessage(cmd, reason);
     this.output.appendLine(`[stoneforge] ${message}`);
-    const choice = await vscode.window.showErrorMessage(message, "Open Settings", "Show Log", "Retry");
-    if (choice === "Open Settings") {
-      await vscode.commands.executeCommand("workbench.action.openSettings", "stoneforge.serverCommand");
-    } else if (choice === "Show Log") {
-      this.output.show();
-    } else if (choice === "Retry") {
-      await this.restart();
-    }
+    void vscode.window.showErrorMessage(message, "Open Settings", "Show Log", "Retry").then(async (choice) => {
+      if (choice === "Open Settings") {
+        await vscode.commands.executeCommand("workbench.action.openSettings", "stoneforge.serverCommand");
+      } else if (choice === "Show Log") {
+        this.output.show();
+      } else if (choice === "Retry") {
+        await this.restart();
+      }
+    });
   }
 
   async restart(): Promise<void> {

@@ -25,9 +25,10 @@ export function cost(usd: number): string {
   return `$${usd.toFixed(2)}`;
 }
 
-/** Whole seconds as "42s", "3m 05s", "1h 02m". */
+/** "120 ms", "42s", "3m 05s", "1h 02m". */
 export function duration(seconds: number): string {
-  const s = Math.max(0, Math.round(seconds));
+  if (seconds < 1) return `${Math.max(0, Math.round(seconds * 1000))} ms`;
+  const s = Math.round(seconds);
   if (s < 60) return `${s}s`;
   if (s < 3600) return `${Math.floor(s / 60)}m ${String(s % 60).padStart(2, "0")}s`;
   return `${Math.floor(s / 3600)}h ${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`;

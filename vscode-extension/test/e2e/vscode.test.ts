@@ -151,10 +151,22 @@ describe("e2e: the extension in code-server", { timeout: 5 * 60_000 }, () => {
     await page.locator(".markers-panel").filter({ hasText: /merge conflict: ours \(HEAD\) vs theirs/ }).waitFor({ timeout: LONG });
   });
 
-  step("approve the merge request from the Merge Queue view", async (t) => {
+  step("Show Diff and Show Checks from the Merge Queue view", async () => {
     await runCommand("Stoneforge: Show Views");
     const mrRow = row(pane("Merge Queue"), /Add a parser/);
     await mrRow.waitFor({ timeout: LONG });
+    await mrRow.hover();
+    await mrRow.locator('.action-label[aria-label="Show Diff"]').click();
+    // Two files change, so the multi-file diff editor opens, titled with the MR and branch.
+    await page.locator(".tab").filter({ hasText: `mr1: ${ws.branch}` }).waitFor({ timeout: LONG });
+    await page.locator(".editor-instance").filter({ hasText: "calc.py" }).filter({ hasText: "NotImplementedError" }).first().waitFor({ timeout: LONG });
+    await mrRow.hover();
+    await mrRow.locator('.action-label[aria-label="Show Checks"]').click();
+    await page.locator(".editor-instance").filter({ hasText: "# Checks of mr1" }).filter({ hasText: "passed" }).waitFor({ timeout: LONG });
+  });
+
+  step("approve the merge request from the Merge Queue view", async (t) => {
+    const mrRow = row(pane("Merge Queue"), /Add a parser/);
     await mrRow.hover();
     await mrRow.locator('.action-label[aria-label="Approve Merge"]').click();
     const outcome = toast(/Merge request mr1: |stoneforge\/approveMerge/);
@@ -205,7 +217,6 @@ describe("e2e: the extension in code-server", { timeout: 5 * 60_000 }, () => {
     await page.mouse.down();
     await page.mouse.move(bar.x + 560, bar.y + bar.height / 2, { steps: 5 });
     await page.mouse.up();
-    await row(tasks, /Add a parser/).hover();
     const file = path.join(OUT, "tasks-view.png");
     await page.locator(".part.sidebar").screenshot({ path: file });
     await page.screenshot({ path: path.join(OUT, "workbench.png") });

@@ -67,7 +67,7 @@ describe("protocol: one seeded repository", () => {
   let lsp: LspSession;
 
   before(async () => {
-    ws = seedWorkspace(path.join(tempDir("sf-proto-"), "repo"));
+    ws = seedWorkspace(path.join(tempDir("sf-proto-"), "repo"), { forecastConflict: true });
     lsp = await LspSession.start(sfPath(), ws.root);
   });
   after(async () => {
@@ -127,7 +127,7 @@ describe("protocol: one seeded repository", () => {
   });
 
   test("createPlan (draft and active) and activatePlan", async () => {
-    const draft = await lsp.api.createPlan({ title: "Later", goal: "Someday" });
+    const draft = await lsp.api.createPlan({ title: "Later" });
     assert.equal(draft.status, "draft");
     assert.deepEqual(Object.keys(draft).sort(), ["createdAt", "goal", "id", "status", "taskIds", "title"]);
     const active = await lsp.api.activatePlan(draft.id);
@@ -136,12 +136,19 @@ describe("protocol: one seeded repository", () => {
     assert.equal(now.status, "active");
   });
 
+  test("createPlan with a goal runs a director; with no model reachable it is refused, saying why", async () => {
+    const before = (await lsp.api.taskTree()).plans.length;
+    const err = await rejection(lsp.api.createPlan({ title: "Parse products", goal: "Teach calc to parse a * b" }));
+    assert.match(err.message, /director/);
+    assert.equal((await lsp.api.taskTree()).plans.length, before, "no plan was created");
+  });
+
   test("listTasks: all, by plan and by status", async () => {
     const all = await lsp.api.listTasks();
     assert.ok(all.length >= 2);
     all.forEach(assertTaskShape);
-    assert.deepEqual((await lsp.api.listTasks({ planId: ws.planId })).map((t) => t.id), [ws.taskId, ws.blockedTaskId]);
-    assert.deepEqual((await lsp.api.listTasks({ status: "review" })).map((t) => t.id), [ws.taskId]);
+    assert.deepEqual((await lsp.api.listTasks({ planId: ws.planId })).map((t) => t.id), [ws.taskId, ws.blockedTaskId, ws.rivalTaskId]);
+    assert.deepEqual((await lsp.api.listTasks({ status: "review" })).map((t) => t.id), [ws.taskId, ws.rivalTaskId]);
   });
 
   test("cancelTask and retryTask", async () => {
@@ -206,11 +213,20 @@ describe("protocol: one seeded repository", () => {
     assert.equal(agentsTree(s, 140_000, new Date())[0]!.command?.command, "stoneforge.ui.start");
   });
 
-  test("forecast: the target and the predicted pairs; the forecast document renders it", async () => {
+  test("forecast: the two review branches conflict in calc.py; the forecast document renders it", async () => {
     const f = await lsp.api.forecast();
     assert.equal(f.target, "main");
-    assert.ok(Array.isArray(f.pairs));
-    assert.match(forecastMarkdown(f, new Map()), /^# Conflict forecast against `main`/);
+    assert.deepEqual(f.branches.map((b) => b.label).sort(), [ws.taskId, ws.rivalTaskId]);
+    const conflicts = f.pairs.filter((p) => p.conflict);
+    assert.equal(conflicts.length, 1);
+    const pair = conflicts[0]!;
+    assert.deepEqual([pair.ours, pair.theirs].sort(), [ws.taskId, ws.rivalTaskId]);
+    const file = pair.files[0]!;
+    assert.equal(file.path, "calc.py");
+    assert.ok(file.hunks.length > 0 && typeof file.hunks[0]!.ours.start === "number" && typeof file.hunks[0]!.theirs.count === "number");
+    const md = forecastMarkdown(f, new Map([[ws.taskId, "Add a parser"]]));
+    assert.match(md, /One pair would conflict when merged/);
+    assert.match(md, /- `calc\.py` \(content\)/);
   });
 
   test("conflict markers: one stoneforge diagnostic per block and Keep ours/theirs/both actions", async () => {

@@ -16,6 +16,7 @@ export interface Seeded {
   mrId: string;
   branch: string;
   conflictFile: string;
+  rivalTaskId: string;
 }
 
 export const repoRoot = (): string => path.dirname(extensionRoot());
@@ -58,9 +59,11 @@ export function removeTempDirs(): void {
   for (const dir of made.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
 }
 
-export function seedWorkspace(dir: string): Seeded {
+/** With `forecastConflict`, a third task in review has a branch conflicting with the first's. */
+export function seedWorkspace(dir: string, opts: { forecastConflict?: boolean } = {}): Seeded {
   const script = path.join(repoRoot(), "tests", "e2e", "seed_workspace.py");
-  const out = execFileSync(venvPython(), [script, dir], { encoding: "utf8", env: isolatedEnv() });
+  const args = [script, dir, ...(opts.forecastConflict ? ["--forecast-conflict"] : [])];
+  const out = execFileSync(venvPython(), args, { encoding: "utf8", env: isolatedEnv() });
   return JSON.parse(out) as Seeded;
 }
 

@@ -43,11 +43,35 @@ test("checks document shows each command with its output", () => {
 });
 
 test("forecast lists the conflicting pairs with files and line ranges", () => {
+  const range = (start: number, count: number) => ({ start, count });
   const md = forecastMarkdown(
-    { target: "main", pairs: [{ left: "t1", right: "t2", files: [{ path: "calc.py", lines: [[3, 7], [9, 9]] }] }] },
+    {
+      target: "main",
+      targetCommit: "c0",
+      branches: [{ label: "t1", ref: "sf/t1", commit: "c1" }, { label: "t3", ref: "sf/t3", commit: "c3" }],
+      pairs: [
+        { ours: "main", theirs: "t1", oursCommit: "c0", theirsCommit: "c1", conflict: false, error: null, files: [] },
+        {
+          ours: "t1",
+          theirs: "t3",
+          oursCommit: "c1",
+          theirsCommit: "c3",
+          conflict: true,
+          error: null,
+          files: [{ path: "calc.py", kinds: ["content"], binary: false, hunks: [{ merged: range(9, 8), ours: range(6, 3), theirs: range(9, 1) }] }],
+        },
+      ],
+      errors: { t4: "no such branch" },
+      durationS: 0.01,
+    },
     new Map([["t1", "Add a parser"]]),
   );
-  assert.match(md, /## t1 \(Add a parser\) ↔ t2/);
-  assert.match(md, /- `calc\.py`, lines 3–7, 9/);
-  assert.match(forecastMarkdown({ target: "main", pairs: [] }, new Map()), /No conflicts predicted/);
+  assert.match(md, /_2 active branches, 2 pairs checked with `git merge-tree`_/);
+  assert.match(md, /One pair would conflict/);
+  assert.match(md, /## t1 \(Add a parser\) ↔ `t3`/);
+  assert.match(md, /- `calc\.py` \(content\)\n  - t1 lines 6–8, t3 line 9/);
+  assert.doesNotMatch(md, /`main` ↔/);
+  assert.match(md, /## Could not forecast\n\n- t4: no such branch/);
+  const none = forecastMarkdown({ target: "main", targetCommit: "c0", branches: [], pairs: [], errors: {}, durationS: 0 }, new Map());
+  assert.match(none, /No conflicts predicted/);
 });

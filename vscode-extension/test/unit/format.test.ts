@@ -22,6 +22,7 @@ test("cost never rounds a cheap session to zero", () => {
 });
 
 test("durations and times read like a person writes them", () => {
+  assert.equal(duration(0.012), "12 ms");
   assert.equal(duration(42), "42s");
   assert.equal(duration(185), "3m 05s");
   assert.equal(duration(3720), "1h 02m");
