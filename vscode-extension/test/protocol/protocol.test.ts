@@ -257,39 +257,40 @@ describe("protocol: one seeded repository", () => {
   });
 });
 
-describe("protocol: rejecting a merge request", () => {
-  test("rejectMerge sends the task back with the reason", async (t) => {
-    const ws = seedWorkspace(path.join(tempDir("sf-proto-reject-"), "repo"));
-    const lsp = await LspSession.start(sfPath(), ws.root);
-    try {
-      const mr = await implemented(t, Methods.rejectMerge, () => lsp.api.rejectMerge(ws.mrId, "needs a test for bad input"));
-      if (!mr) return;
-      assertMrShape(mr);
-      assert.equal(mr.status, "rejected");
-      assert.equal(mr.reason, "needs a test for bad input");
-    } finally {
-      await lsp.close();
-    }
-  });
-});
+// A second repository (starting Python costs seconds, so one for both): serve and stop first,
+// while nothing is ready, so no agent is dispatched; then reject, which makes the task ready again.
+describe("protocol: orchestration and rejection", () => {
+  let ws: Seeded;
+  let lsp: LspSession;
 
-describe("protocol: starting and stopping the orchestrator", () => {
+  before(async () => {
+    ws = seedWorkspace(path.join(tempDir("sf-proto-2-"), "repo"));
+    lsp = await LspSession.start(sfPath(), ws.root);
+  });
+  after(async () => {
+    await lsp?.close();
+  });
+
   test("serve, status says serving, stop", async (t) => {
-    // A repository with nothing ready, so no agent is dispatched while it serves.
-    const ws = seedWorkspace(path.join(tempDir("sf-proto-serve-"), "repo"));
-    const lsp = await LspSession.start(sfPath(), ws.root);
-    try {
-      const started = await implemented(t, Methods.serve, () => lsp.api.serve(2));
-      if (!started) return;
-      assert.deepEqual(started, { serving: true });
-      const s = await lsp.api.status();
-      assert.equal(s.serving, true);
-      assert.equal(s.maxConcurrent, 2);
-      assert.equal(s.orchestrator?.pid !== undefined, true);
-      assert.deepEqual(await lsp.api.stop(), { serving: false });
-      assert.equal((await lsp.api.status()).serving, false);
-    } finally {
-      await lsp.close();
-    }
+    const started = await implemented(t, Methods.serve, () => lsp.api.serve(2));
+    if (!started) return;
+    assert.deepEqual(started, { serving: true });
+    const s = await lsp.api.status();
+    assert.equal(s.serving, true);
+    assert.equal(s.maxConcurrent, 2);
+    assert.equal(typeof s.orchestrator?.pid, "number");
+    assert.deepEqual(await lsp.api.stop(), { serving: false });
+    assert.equal((await lsp.api.status()).serving, false);
+  });
+
+  test("rejectMerge sends the task back with the reason", async (t) => {
+    const mr = await implemented(t, Methods.rejectMerge, () => lsp.api.rejectMerge(ws.mrId, "needs a test for bad input"));
+    if (!mr) return;
+    assertMrShape(mr);
+    assert.equal(mr.status, "rejected");
+    assert.equal(mr.reason, "needs a test for bad input");
+    const task = (await lsp.api.listTasks()).find((x) => x.id === ws.taskId)!;
+    assert.equal(task.status, "open", "back in the queue for a worker");
+    assert.match(task.note ?? "", /needs a test for bad input/);
   });
 });
