@@ -204,6 +204,9 @@ describe("e2e: the extension in code-server", { timeout: 5 * 60_000 }, () => {
     const after = lspPids();
     assert.equal(after.length, 1);
     assert.notEqual(after[0], before);
+    // And the new server's stoneforge/changed notifications reach the views.
+    execFileSync(sfPath(), ["task", "create", "--title", "Made after the restart"], { cwd: ws.root });
+    await row(pane("Tasks"), /Made after the restart/).waitFor({ timeout: LONG });
   });
 
   step("screenshot of the Tasks view", async () => {
