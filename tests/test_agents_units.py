@@ -236,7 +236,8 @@ def test_role_specs_carry_tools_and_permissions(tmp_path: Path) -> None:
     director = build_spec(Role.DIRECTOR, cwd=tmp_path, prompt="p", config_dir=tmp_path / "c")
     assert set(director.tools or ()) == {"Read", "Glob", "Grep"} and director.bash_policy is None
     assert director.mcp is not None and director.mcp.tool_names == [
-        "mcp__stoneforge__complete_task"
+        "mcp__stoneforge__complete_task",
+        "mcp__stoneforge__propose_plan",
     ]
     resumed = worker.resumed("abc", "go on")
     assert (resumed.resume, resumed.prompt, resumed.config_dir) == (

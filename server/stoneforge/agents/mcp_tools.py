@@ -1,9 +1,10 @@
 """The in-process `stoneforge` MCP server: how agents talk to the orchestrator.
 
 Tools: ``complete_task(summary)``, ``handoff(done, remaining, filesTouched, decisions,
-failingTests, nextStep)`` and ``ask_director(question)``. Each call is recorded on the
-:class:`StoneforgeTools` instance and handed to the caller's callback (sync or async).
-The completion rule never depends on these calls; they only add information.
+failingTests, nextStep)`` and ``ask_director(question)``; and, for the director only,
+``propose_plan(tasks)``. Each call is recorded on the :class:`StoneforgeTools` instance and
+handed to the caller's callback (sync or async). The completion rule never depends on
+these calls; they only add information.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ SERVER_NAME = "stoneforge"
 COMPLETE_TASK = "complete_task"
 HANDOFF = "handoff"
 ASK_DIRECTOR = "ask_director"
+PROPOSE_PLAN = "propose_plan"
+#: The tools a StoneforgeTools offers by default (propose_plan is the director's, opt-in).
 ALL_TOOLS = (COMPLETE_TASK, HANDOFF, ASK_DIRECTOR)
 DEFAULT_DIRECTOR_ANSWER = (
     "No director is available right now. Make the most reasonable assumption, state it in "
@@ -70,6 +73,51 @@ _HANDOFF_SCHEMA: dict[str, Any] = {
 }
 
 
+# Deliberately loose: the SDK validates arguments against this schema before our handler
+# sees them, and a schema error would reach the model as a bare "Input validation error"
+# that names one problem. The director's own validation reports every problem at once.
+_PROPOSE_PLAN_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "tasks": {
+            "type": ["array", "string"],
+            "description": "Every task of the plan, in the order you would do them.",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "key": {
+                        "type": ["string", "integer"],
+                        "description": "Short unique name of the task, used in dependsOn.",
+                    },
+                    "title": {"type": "string", "description": "What to do, in one line."},
+                    "description": {
+                        "type": "string",
+                        "description": "Enough to act on alone, with acceptance criteria.",
+                    },
+                    "priority": {
+                        "type": ["integer", "string"],
+                        "description": "1 (most urgent) to 5.",
+                    },
+                    "dependsOn": {
+                        **_STR_LIST,
+                        "description": "Keys of the tasks that must be merged first.",
+                    },
+                },
+            },
+        },
+    },
+}
+
+
+@dataclass(frozen=True)
+class ToolReply:
+    """What a callback answers to the model: the tool result's text, and whether it is an
+    error the model should act on."""
+
+    text: str
+    is_error: bool = False
+
+
 def _as_list(value: Any) -> list[str]:
     # Models sometimes send one string where a list is asked for; accept both.
     if value is None:
@@ -97,6 +145,8 @@ class StoneforgeTools:
     on_complete: Callable[[str], MaybeAwaitable[None]] | None = None
     on_handoff: Callable[[HandoffNote], MaybeAwaitable[None]] | None = None
     on_ask_director: Callable[[str], MaybeAwaitable[str]] | None = None
+    #: Validates a proposed plan (the tool's raw arguments) and says what was wrong, if anything.
+    on_propose_plan: Callable[[dict[str, Any]], MaybeAwaitable[ToolReply]] | None = None
     enabled: tuple[str, ...] = ALL_TOOLS
     calls: list[ToolCallRecord] = field(default_factory=list)
 
@@ -139,6 +189,13 @@ class StoneforgeTools:
         answer = await _call(self.on_ask_director, question)
         return _text(answer or DEFAULT_DIRECTOR_ANSWER)
 
+    async def propose_plan(self, args: dict[str, Any]) -> dict[str, Any]:
+        self._record(PROPOSE_PLAN, args)
+        if self.on_propose_plan is None:
+            return _text("Recorded.")
+        reply = await _call(self.on_propose_plan, dict(args))
+        return _text(reply.text, error=reply.is_error)
+
     def _tools(self) -> Iterable[SdkMcpTool[Any]]:
         specs = {
             COMPLETE_TASK: (
@@ -157,6 +214,14 @@ class StoneforgeTools:
                 "Ask the director (who planned the work) a question and get an answer.",
                 {"question": str},
                 self.ask_director,
+            ),
+            PROPOSE_PLAN: (
+                "Propose the plan for the goal: every task with a unique key, a one-line "
+                "title, a description with acceptance criteria, a priority from 1 (most "
+                "urgent) to 5, and dependsOn (keys of tasks that must be merged first). "
+                "The reply says whether the plan was accepted or what to fix.",
+                _PROPOSE_PLAN_SCHEMA,
+                self.propose_plan,
             ),
         }
         for name in self.enabled:

@@ -15,7 +15,13 @@ from pathlib import Path
 from string import Template
 
 from stoneforge.agents.bash_policy import BashPolicy
-from stoneforge.agents.mcp_tools import ASK_DIRECTOR, COMPLETE_TASK, HANDOFF, StoneforgeTools
+from stoneforge.agents.mcp_tools import (
+    ASK_DIRECTOR,
+    COMPLETE_TASK,
+    HANDOFF,
+    PROPOSE_PLAN,
+    StoneforgeTools,
+)
 from stoneforge.agents.provider import SessionSpec
 
 PROMPT_OVERRIDE_DIR = Path(".stoneforge") / "prompts"
@@ -48,7 +54,7 @@ PROFILES: dict[Role, RoleProfile] = {
         Role.WORKER, _EDIT_TOOLS, (COMPLETE_TASK, HANDOFF, ASK_DIRECTOR), True
     ),
     Role.STEWARD: RoleProfile(Role.STEWARD, _EDIT_TOOLS, (COMPLETE_TASK, ASK_DIRECTOR), True),
-    Role.DIRECTOR: RoleProfile(Role.DIRECTOR, _READ_TOOLS, (COMPLETE_TASK,), False),
+    Role.DIRECTOR: RoleProfile(Role.DIRECTOR, _READ_TOOLS, (COMPLETE_TASK, PROPOSE_PLAN), False),
 }
 
 
