@@ -137,6 +137,19 @@ class MergeRequest(WireModel):
     merged_at: datetime | None = None
 
 
+class TaskQuestion(WireModel):
+    """A worker's `ask_director` question and the director's answer (the tool's result)."""
+
+    question: str
+    answer: str
+    #: The director session that answered (None when no director could be run).
+    session_id: str | None = None
+    #: Why the director could not answer, when the answer is the fallback text.
+    error: str | None = None
+    asked_at: datetime | None = None
+    answered_at: datetime
+
+
 class Task(WireModel):
     id: str
     title: str
@@ -157,6 +170,8 @@ class Task(WireModel):
     sessions: list[AgentSession] = Field(default_factory=list)
     handoffs: list[Handoff] = Field(default_factory=list)
     merge_request: MergeRequest | None = None
+    #: Questions the task's workers asked the director, with the answers, oldest first.
+    questions: list[TaskQuestion] = Field(default_factory=list)
 
 
 class Event(WireModel):

@@ -14,6 +14,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from stoneforge.models import (
     SessionRole,
     SessionStatus,
     Task,
+    TaskQuestion,
     TaskStatus,
     utcnow,
 )
@@ -148,6 +150,98 @@ _TASK_COLUMNS = (
     "seq, id, title, description, plan_id, priority, status, branch, worktree, attempts, note, "
     "created_at, updated_at"
 )
+
+
+#: Event kinds whose rows carry state read back by the store (not just history).
+QUESTION_EVENT = "task.question"
+DIRECTOR_SESSION_EVENT = "director.session"
+
+
+@dataclass(frozen=True)
+class PlannedTask:
+    """One task of a plan created in one go; ``depends_on`` names other tasks by ``key``."""
+
+    key: str
+    title: str
+    description: str = ""
+    priority: int = 3
+    depends_on: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DirectorSessionRef:
+    """Where a plan's persistent director conversation lives, to resume it.
+
+    The provider resumes a conversation from its transcript, which lives in ``config_dir``
+    under a project directory named after ``cwd``: both must be the same on every resume.
+    """
+
+    plan_id: str | None
+    session_id: str | None
+    provider_session_id: str
+    config_dir: str
+    cwd: str
+
+
+def planned_task_problems(tasks: Sequence[PlannedTask]) -> list[str]:
+    """Why these tasks cannot make a plan (empty when they can): empty titles, priorities
+    outside 1-5, and everything :func:`dependency_problems` finds."""
+    problems: list[str] = []
+    for index, task in enumerate(tasks, 1):
+        name = f"task {task.key!r}" if task.key else f"task #{index}"
+        if not task.title.strip():
+            problems.append(f"{name}: the title is empty")
+        if not 1 <= task.priority <= 5:
+            problems.append(f"{name}: priority must be 1 (most urgent) to 5, got {task.priority}")
+    return problems + dependency_problems(tasks)
+
+
+def dependency_problems(tasks: Sequence[PlannedTask]) -> list[str]:
+    """Empty or duplicate keys, dependencies on unknown keys or on the task itself, cycles."""
+    problems: list[str] = []
+    keys = {task.key for task in tasks}
+    seen: set[str] = set()
+    for index, task in enumerate(tasks, 1):
+        name = f"task {task.key!r}"
+        if not task.key.strip():
+            problems.append(f"task #{index} has an empty key")
+        elif task.key in seen:
+            problems.append(f"{name}: the key is used by more than one task")
+        seen.add(task.key)
+        for dep in task.depends_on:
+            if dep == task.key:
+                problems.append(f"{name} depends on itself")
+            elif dep not in keys:
+                problems.append(f"{name} depends on unknown key {dep!r}")
+    return problems + dependency_cycles(tasks)
+
+
+def dependency_cycles(tasks: Sequence[PlannedTask]) -> list[str]:
+    """Each dependency cycle among ``tasks`` once, as ``a -> b -> a`` (a depends on b...)."""
+    keys = {task.key for task in tasks}
+    nodes = [Node(id=key, priority=3, status=TaskStatus.OPEN, created_at="") for key in keys]
+    edges = {
+        (task.key, dep)
+        for task in tasks
+        for dep in task.depends_on
+        if dep in keys and dep != task.key
+    }
+    graph = DependencyGraph(nodes, sorted(edges))
+    found: list[str] = []
+    covered: set[frozenset[str]] = set()
+    for task in tasks:
+        for dep in task.depends_on:
+            if (task.key, dep) not in edges:
+                continue
+            back = graph.path(dep, task.key)
+            if back is None:
+                continue
+            members = frozenset(back)
+            if members in covered:
+                continue
+            covered.add(members)
+            found.append("dependency cycle: " + " -> ".join([task.key, *back]))
+    return found
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -279,6 +373,110 @@ class Store:
             )
             self._event(db, "plan.created", "plan", plan_id, {"title": title})
         return self.get_plan(plan_id)
+
+    def create_plan_with_tasks(
+        self, title: str, goal: str | None, tasks: Sequence[PlannedTask]
+    ) -> Plan:
+        """A draft plan with its tasks and their dependencies, all or nothing.
+
+        Tasks get ids in the given order; their ``depends_on`` keys become dependency edges.
+        Invalid input (see :func:`planned_task_problems`) raises before anything is written.
+        """
+        title = title.strip()
+        if not title:
+            raise InvalidInputError("plan title must not be empty")
+        problems = planned_task_problems(tasks)
+        if problems:
+            raise InvalidInputError("the plan's tasks are invalid: " + "; ".join(problems))
+        now = _iso(utcnow())
+        with self._write() as db:
+            seq, plan_id = self._next_id(db, "plans", "p")
+            db.execute(
+                "INSERT INTO plans (seq, id, title, goal, status, created_at) VALUES (?,?,?,?,?,?)",
+                (seq, plan_id, title, goal, PlanStatus.DRAFT.value, now),
+            )
+            self._event(db, "plan.created", "plan", plan_id, {"title": title, "tasks": len(tasks)})
+            ids: dict[str, str] = {}
+            for task in tasks:
+                task_seq, task_id = self._next_id(db, "tasks", "t")
+                ids[task.key] = task_id
+                db.execute(
+                    f"INSERT INTO tasks ({_TASK_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        task_seq,
+                        task_id,
+                        task.title.strip(),
+                        task.description,
+                        plan_id,
+                        task.priority,
+                        TaskStatus.OPEN.value,
+                        None,
+                        None,
+                        0,
+                        None,
+                        now,
+                        now,
+                    ),
+                )
+            for task in tasks:
+                depends_on = [ids[dep] for dep in dict.fromkeys(task.depends_on)]
+                for dep in depends_on:
+                    db.execute(
+                        "INSERT INTO deps (task_id, depends_on) VALUES (?, ?)", (ids[task.key], dep)
+                    )
+                self._event(
+                    db,
+                    "task.created",
+                    "task",
+                    ids[task.key],
+                    {"title": task.title.strip(), "planId": plan_id, "dependsOn": depends_on},
+                )
+        return self.get_plan(plan_id)
+
+    def set_director_session(
+        self,
+        plan_id: str | None,
+        *,
+        session_id: str | None,
+        provider_session_id: str,
+        config_dir: Path | str,
+        cwd: Path | str,
+    ) -> DirectorSessionRef:
+        """Remember the conversation a plan's director continues (``None``: tasks of no plan)."""
+        data = {
+            "sessionId": session_id,
+            "providerSessionId": provider_session_id,
+            "configDir": str(config_dir),
+            "cwd": str(cwd),
+        }
+        with self._write() as db:
+            if (
+                plan_id is not None
+                and not db.execute("SELECT 1 FROM plans WHERE id = ?", (plan_id,)).fetchone()
+            ):
+                raise NotFoundError(f"no plan with id {plan_id!r}")
+            self._event(db, DIRECTOR_SESSION_EVENT, "plan", plan_id, data)
+        return DirectorSessionRef(
+            plan_id, session_id, provider_session_id, str(config_dir), str(cwd)
+        )
+
+    def director_session(self, plan_id: str | None) -> DirectorSessionRef | None:
+        """The conversation the plan's director continues, if it has one."""
+        with self._read() as db:
+            row = db.execute(
+                "SELECT data FROM events WHERE kind = ? AND entity_id IS ? ORDER BY id DESC LIMIT 1",
+                (DIRECTOR_SESSION_EVENT, plan_id),
+            ).fetchone()
+        if row is None:
+            return None
+        data = json.loads(row["data"])
+        return DirectorSessionRef(
+            plan_id,
+            data.get("sessionId"),
+            data["providerSessionId"],
+            data["configDir"],
+            data["cwd"],
+        )
 
     def _plan_from_row(self, row: sqlite3.Row, task_ids: list[str]) -> Plan:
         return Plan(
@@ -453,6 +651,23 @@ class Store:
         merge_requests: dict[str, MergeRequest] = {}
         for row in db.execute(f"SELECT * FROM merge_requests {scope} ORDER BY seq", params):
             merge_requests[row["task_id"]] = self._mr_from_row(row)  # the latest wins
+        questions: dict[str, list[TaskQuestion]] = {}
+        event_scope = f"AND entity_id IN ({marks})" if few else ""
+        for row in db.execute(
+            f"SELECT entity_id, at, data FROM events WHERE kind = ? {event_scope} ORDER BY id",
+            (QUESTION_EVENT, *params),
+        ):
+            data = json.loads(row["data"])
+            questions.setdefault(row["entity_id"], []).append(
+                TaskQuestion(
+                    question=data.get("question", ""),
+                    answer=data.get("answer", ""),
+                    session_id=data.get("sessionId"),
+                    error=data.get("error"),
+                    asked_at=_time(data.get("askedAt")),
+                    answered_at=_time(row["at"]),
+                )
+            )
         return [
             Task(
                 id=row["id"],
@@ -473,6 +688,7 @@ class Store:
                 sessions=sessions.get(row["id"], []),
                 handoffs=handoffs.get(row["id"], []),
                 merge_request=merge_requests.get(row["id"]),
+                questions=questions.get(row["id"], []),
             )
             for row in rows
         ]
@@ -546,6 +762,35 @@ class Store:
             expect=[TaskStatus.FAILED, TaskStatus.CANCELLED],
             kind="task.retried",
         )
+
+    def record_question(
+        self,
+        task_id: str,
+        question: str,
+        answer: str,
+        *,
+        session_id: str | None = None,
+        error: str | None = None,
+        asked_at: datetime | None = None,
+    ) -> TaskQuestion:
+        """Store a worker's question to the director and the answer it got, on the task."""
+        with self._write() as db:
+            if not db.execute("SELECT 1 FROM tasks WHERE id = ?", (task_id,)).fetchone():
+                raise NotFoundError(f"no task with id {task_id!r}")
+            self._event(
+                db,
+                QUESTION_EVENT,
+                "task",
+                task_id,
+                {
+                    "question": question,
+                    "answer": answer,
+                    "sessionId": session_id,
+                    "error": error,
+                    "askedAt": _iso(asked_at),
+                },
+            )
+        return self.get_task(task_id).questions[-1]
 
     # -- sessions ------------------------------------------------------------------------------
 
