@@ -95,6 +95,19 @@ def task_detail(task: Task) -> Group:
                 handoff.next_step,
             )
         )
+    for question in task.questions:
+        asked = question.answered_at.isoformat(timespec="seconds")
+        by = f" (director session {question.session_id})" if question.session_id else ""
+        parts.append(
+            Text.assemble(
+                ("question ", "bold"),
+                f"{asked}{by}\n",
+                ("  Q: ", "bold"),
+                f"{question.question}\n",
+                ("  A: ", "bold"),
+                question.answer,
+            )
+        )
     if task.merge_request:
         mr = task.merge_request
         parts.append(Text.assemble(("merge request ", "bold"), f"{mr.id} {mr.status.value}"))
@@ -102,38 +115,50 @@ def task_detail(task: Task) -> Group:
 
 
 def plan_tree(plan: Plan, tasks: list[Task]) -> Tree:
-    """A plan as a tree: tasks without in-plan dependencies at the top, dependents below them."""
+    """A plan as a dependency tree: tasks that wait on no task of the plan at the top, each
+    other task under the first task of the plan it waits on. Every other dependency is named
+    on the task's line ("after ..."), so the tree shows every edge."""
     tree = Tree(Text.assemble((plan.id, "bold"), f"  {plan.title}  ", (plan.status.value, "cyan")))
     if plan.goal:
         tree.add(Text(f"goal: {plan.goal}", style="italic"))
+    if not tasks:
+        tree.add(Text("no tasks yet", style="dim"))
+        return tree
     by_id = {task.id: task for task in tasks}
     children: dict[str, list[Task]] = {}
     roots: list[Task] = []
     for task in tasks:
         parents = [dep for dep in task.depends_on if dep in by_id]
         if parents:
-            # Shown under its first blocker; the others are named on the line.
             children.setdefault(parents[0], []).append(task)
         else:
             roots.append(task)
 
-    def label(task: Task) -> Text:
+    def label(task: Task, shown_under: str | None) -> Text:
         text = Text.assemble(
             (task.id, "bold"), "  ", task_status_text(task), f"  p{task.priority}  "
         )
         text.append(task.title)
-        if len(task.depends_on) > 1:
-            text.append(f"  (also after {', '.join(task.depends_on[1:])})", style="dim")
+        others = [dep for dep in task.depends_on if dep != shown_under]
+        if others:
+            word = "also after" if shown_under else "after"
+            text.append(f"  ({word} {', '.join(others)})", style="dim")
         return text
 
-    def add(node: Tree, task: Task, seen: set[str]) -> None:
-        branch = node.add(label(task))
+    placed: set[str] = set()
+
+    def add(node: Tree, task: Task, parent: str | None) -> None:
+        placed.add(task.id)
+        branch = node.add(label(task, parent))
         for child in children.get(task.id, []):
-            if child.id not in seen:
-                add(branch, child, seen | {child.id})
+            if child.id not in placed:
+                add(branch, child, task.id)
 
     for root in roots:
-        add(tree, root, {root.id})
+        add(tree, root, None)
+    for task in tasks:  # only on a dependency cycle, which the store refuses
+        if task.id not in placed:
+            add(tree, task, None)
     return tree
 
 
