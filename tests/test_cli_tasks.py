@@ -80,13 +80,14 @@ def test_human_list_and_show(initialised: Path, sf: SfRunner) -> None:
 
 
 def test_plan_lifecycle_and_tree(initialised: Path, sf: SfRunner) -> None:
-    plan_id = sf("plan", "create", "--title", "Sprint", "--goal", "ship it").stdout.strip()
+    # (A goal runs the director agent: see test_director.py.)
+    plan_id = sf("plan", "create", "--title", "Sprint").stdout.strip()
     a = sf("task", "create", "--title", "Model", "--plan", plan_id).stdout.strip()
     sf("task", "create", "--title", "View", "--plan", plan_id, "--depends-on", a)
     plans = sf("plan", "list", "--json").json()
     assert plans[0]["status"] == "draft" and plans[0]["taskIds"] == ["t1", "t2"]
     tree = sf("plan", "show", plan_id).stdout
-    assert tree.index("Model") < tree.index("View") and "ship it" in tree
+    assert tree.index("Model") < tree.index("View")
     assert sf("plan", "activate", plan_id, "--json").json()["status"] == "active"
     shown = sf("plan", "show", plan_id, "--json").json()
     assert [t["title"] for t in shown["tasks"]] == ["Model", "View"]

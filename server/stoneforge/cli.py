@@ -97,17 +97,43 @@ def status(as_json: JsonFlag = False) -> None:
 def plan_create(
     title: Annotated[str, typer.Option("--title", help="The plan's name.")],
     goal: Annotated[
-        str | None, typer.Option("--goal", help="What the plan should achieve.")
+        str | None,
+        typer.Option(
+            "--goal",
+            help="What the plan should achieve; a director agent reads the code and fills the "
+            "plan with tasks.",
+        ),
     ] = None,
+    activate: Annotated[
+        bool, typer.Option("--activate", help="Activate it at once: its tasks may dispatch.")
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Create a plan (a draft until activated); prints its id."""
+    """Create a plan (a draft until activated); prints its id.
+
+    With --goal the director plans it: prints the id, or with --json the plan and its tasks.
+    """
     with _open() as service:
-        plan = service.create_plan(title, goal)
+        if not goal or not goal.strip():
+            plan = service.create_plan(title, goal, activate=activate)
+            if as_json:
+                _print_json(plan)
+            else:
+                out.print(plan.id)
+            return
+        err.print("The director is reading the code and planning the goal...", style="dim")
+        plan = service.create_plan(title, goal, activate=activate)
+        tasks = service.list_tasks(plan_id=plan.id)
         if as_json:
-            _print_json(plan)
-        else:
-            out.print(plan.id)
+            _print_json({**plan.wire(), "tasks": [task.wire() for task in tasks]})
+            return
+        out.print(plan.id)
+        follow = "" if activate else f"; `sf plan activate {plan.id}` lets them run"
+        err.print(
+            f"{plan.id} ({plan.status.value}): {len(tasks)} tasks; `sf plan show {plan.id}` "
+            f"shows them{follow}",
+            style="dim",
+        )
 
 
 @plan_app.command("list")

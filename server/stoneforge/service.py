@@ -7,10 +7,12 @@ is a method here, so both front ends behave the same.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import anyio
 import git
 
 from stoneforge.config import CONFIG_RELPATH, DEFAULT_CONFIG_YAML, StoneforgeConfig, load_config
@@ -37,6 +39,7 @@ from stoneforge.models import (
     utcnow,
 )
 from stoneforge.orchestrator.daemon import LEASE_NAME, Orchestrator
+from stoneforge.orchestrator.director import plan_from_goal
 from stoneforge.orchestrator.landing import record_landed
 from stoneforge.store import Store
 
@@ -125,8 +128,32 @@ class Service:
 
     # -- plans ---------------------------------------------------------------------------------
 
-    def create_plan(self, title: str, goal: str | None = None) -> Plan:
-        return self.store.create_plan(title, goal)
+    def create_plan(self, title: str, goal: str | None = None, *, activate: bool = False) -> Plan:
+        """A draft plan (active with ``activate``). With a goal, a director session reads the
+        code and fills it with tasks and dependencies; without one it starts empty."""
+        if goal is None or not goal.strip():
+            plan = self.store.create_plan(title, goal)
+        else:
+            plan = self.plan_with_director(title, goal)
+        return self.store.activate_plan(plan.id) if activate else plan
+
+    def plan_with_director(self, title: str, goal: str) -> Plan:
+        """Run the director on ``goal`` (blocking; call it from a thread without an event
+        loop): the plan and its tasks exist only if it proposed a valid plan."""
+        if not title.strip():
+            raise InvalidInputError("plan title must not be empty")
+        target = self.target_branch()
+        return anyio.run(
+            functools.partial(
+                plan_from_goal,
+                root=self.root,
+                config=self.config,
+                store=self.store,
+                title=title,
+                goal=goal,
+                target=target,
+            )
+        )
 
     def list_plans(self) -> list[Plan]:
         return self.store.list_plans()

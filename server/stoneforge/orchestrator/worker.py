@@ -49,6 +49,7 @@ from stoneforge.models import (
     TaskStatus,
     utcnow,
 )
+from stoneforge.orchestrator.director import answer_question
 from stoneforge.orchestrator.prompts import HANDOFF_REQUEST, worker_prompt
 from stoneforge.store import Store
 
@@ -193,7 +194,9 @@ class WorkerRun:
         self.on_change()
         watch = _HandoffWatch(threshold=self.config.orchestrator.handoffAtTokens)
         tools = StoneforgeTools(
-            on_complete=self._on_complete, on_handoff=lambda n: self._on_handoff(watch, n)
+            on_complete=self._on_complete,
+            on_handoff=lambda n: self._on_handoff(watch, n),
+            on_ask_director=self._ask_director,
         )
         worker = self.config.agents.worker
         spec = build_spec(
@@ -287,6 +290,25 @@ class WorkerRun:
     async def _on_handoff(self, watch: _HandoffWatch, note: HandoffNote) -> None:
         watch.note = note
         watch.requested = True
+
+    async def _ask_director(self, question: str) -> str:
+        """`ask_director`: the plan's director answers (the answer is the tool's result)."""
+        self.slot.state = "asking the director"
+        self.on_change()
+        try:
+            return await answer_question(
+                root=self.root,
+                config=self.config,
+                store=self.store,
+                task=self.task,
+                question=question,
+                target=self.target,
+                provider=self.provider,
+                agent_env=self.agent_env,
+            )
+        finally:
+            self.slot.state = "running"
+            self.on_change()
 
     def _prompt(self, handoff: Handoff | None, note: str | None) -> str:
         plan = None
