@@ -10,8 +10,9 @@
 set -euo pipefail
 
 version="${CODE_SERVER_VERSION:-4.100.3}"
+recipe=1 # bump when the steps below change, so caches made by older steps are not reused
 cache="${STONEFORGE_E2E_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/stoneforge-e2e}"
-dest="$cache/code-server-$version"
+dest="$cache/code-server-$version-r$recipe"
 
 if [[ -f "$dest/.complete" ]]; then
   echo "$dest"

@@ -3,18 +3,19 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as net from "node:net";
-import * as os from "node:os";
 import * as path from "node:path";
+import { extensionRoot } from "../fixtures";
 import { stopTree } from "./processes";
 
-export const CODE_SERVER_VERSION = "4.100.3";
-
+/**
+ * Where code-server is installed: $STONEFORGE_CODE_SERVER_DIR (scripts/extension-test sets it), else
+ * whatever scripts/install-code-server.sh prints, which installs it first unless it is cached.
+ */
 export function codeServerDir(): string {
-  const cache = process.env.STONEFORGE_E2E_CACHE ?? path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), ".cache"), "stoneforge-e2e");
-  const dir = path.join(cache, `code-server-${CODE_SERVER_VERSION}`);
-  if (!fs.existsSync(path.join(dir, ".complete"))) {
-    throw new Error(`code-server is not installed in ${dir}: run vscode-extension/scripts/install-code-server.sh`);
-  }
+  const dir =
+    process.env.STONEFORGE_CODE_SERVER_DIR ??
+    execFileSync(path.join(extensionRoot(), "scripts", "install-code-server.sh"), { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] }).trim();
+  if (!fs.existsSync(path.join(dir, ".complete"))) throw new Error(`code-server is not installed in ${dir}`);
   return dir;
 }
 
