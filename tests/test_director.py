@@ -22,7 +22,13 @@ from stoneforge.demo import FakeModel, Step
 from stoneforge.demo.recording import RecordedRequest
 from stoneforge.errors import InvalidInputError
 from stoneforge.models import SessionRole
-from stoneforge.orchestrator.director import PLAN_PROMPT_HEAD, review_proposal
+from stoneforge.orchestrator.director import (
+    PLAN_PROMPT_HEAD,
+    Director,
+    DirectorError,
+    review_proposal,
+)
+from stoneforge.service import Service
 from stoneforge.store import PlannedTask, Store
 
 GOAL = "Make the greeting configurable"
@@ -347,7 +353,60 @@ async def test_the_language_servers_create_plan_runs_the_director(
         assert [t["dependsOn"] for t in tasks["tasks"]] == [[], ["t1"], []]
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+async def test_a_director_that_cannot_be_resumed_is_replaced_by_a_fresh_one(
+    initialised: Path, fake_model: FakeModel
+) -> None:
+    fake_model.add_script([Step.say("Use tabs.")], marker="Stoneforge director: you answer")
+    gone = "0b7ad7c5-8d0e-4c3e-9a53-2d8c3f6f1e21"
+    with Service.open(initialised) as service:
+        plan = service.create_plan("By hand")  # no goal: no director yet
+        task = service.create_task("Indent", plan_id=plan.id)
+        service.store.set_director_session(
+            plan.id,
+            session_id=None,
+            provider_session_id=gone,  # its transcript is gone
+            config_dir=initialised / ".stoneforge" / "agents" / "gone",
+            cwd=initialised,
+        )
+        director = Director(
+            root=service.root,
+            config=service.config,
+            store=service.store,
+            target="main",
+            agent_env=fake_model.env(),
+        )
+        assert await director.answer(task, "Tabs or spaces?") == "Use tabs."
+        failed, fresh = service.store.list_sessions(task_id=task.id)
+        ref = service.store.director_session(plan.id)
+        [question] = service.store.get_task(task.id).questions
+    assert failed.status.value == "failed" and "No conversation found" in (failed.error or "")
+    assert fresh.status.value == "completed" and question.session_id == fresh.id
+    assert ref is not None and ref.provider_session_id == fresh.provider_session_id != gone
+    assert ref.cwd.endswith("_director") and ref.session_id == fresh.id
+
+
 # -- the pieces ----------------------------------------------------------------------------------
+
+
+def test_without_credentials_the_director_refuses_and_creates_nothing(
+    initialised: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in (
+        "ANTHROPIC_API_KEY",
+        "ANTHROPIC_AUTH_TOKEN",
+        "CLAUDE_CODE_OAUTH_TOKEN",
+        "CLAUDE_CODE_USE_BEDROCK",
+        "CLAUDE_CODE_USE_VERTEX",
+        "CLAUDE_CODE_USE_FOUNDRY",
+        "ANTHROPIC_BASE_URL",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    with Service.open(initialised) as service:
+        with pytest.raises(DirectorError, match="cannot run: no API key or base URL is set"):
+            service.create_plan("Plan", "a goal")
+        assert service.list_plans() == [] and service.store.list_sessions() == []
 
 
 def test_review_proposal_names_every_problem_at_once() -> None:

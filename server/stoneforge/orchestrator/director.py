@@ -392,8 +392,8 @@ class Director:
         credentials = check_credentials({**os.environ, **self.agent_env})
         if not credentials.ok:
             raise DirectorError(
-                f"the director cannot run: {credentials.detail} ({credentials.hint}); "
-                "no plan was created"
+                f"the director cannot run: {credentials.detail}. No plan was created; "
+                f"{credentials.hint}"
             )
         cwd = await self.checkout()
         commit = await to_thread.run_sync(lambda: resolve_commit(self.root, self.target))
