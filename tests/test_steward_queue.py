@@ -176,11 +176,29 @@ async def test_a_dirty_checkout_of_main_waits_without_spending_check_runs(tmp_pa
     for _ in range(3):
         assert await steward.round() is False
     assert steward.check_runs == 0 and status(rig, mr.id) == MergeStatus.PENDING
-    assert sum("uncommitted changes (README.md)" in n for n in rig.notes) == 1  # said once
+    assert sum("files in the way (README.md)" in n for n in rig.notes) == 1  # said once
     git(rig.root, "checkout", "README.md")
     await rig.drain()
     assert status(rig, mr.id) == MergeStatus.MERGED and steward.check_runs == 1
     assert (rig.root / "feature.txt").exists()
+    rig.close()
+
+
+async def test_an_untracked_file_in_the_way_is_not_checked_against_again(tmp_path: Path) -> None:
+    rig = StewardRig(tmp_path / "repo")
+    _, mr = rig.submit("Add notes", {"notes.txt": "from the branch\n"})
+    (rig.root / "notes.txt").write_text("the user's own notes\n")  # untracked, in the way
+    steward = rig.make_steward()
+    assert await steward.round() is True  # checked, then the landing found the file
+    assert steward.check_runs == 1 and status(rig, mr.id) == MergeStatus.PENDING
+    for _ in range(3):
+        assert await steward.round() is False  # waits: no new check run while it is there
+    assert steward.check_runs == 1
+    assert (rig.root / "notes.txt").read_text() == "the user's own notes\n"
+    (rig.root / "notes.txt").unlink()
+    await rig.drain()
+    assert status(rig, mr.id) == MergeStatus.MERGED and steward.check_runs == 2
+    assert (rig.root / "notes.txt").read_text() == "from the branch\n"
     rig.close()
 
 

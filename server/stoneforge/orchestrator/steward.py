@@ -109,6 +109,9 @@ class Steward:
         self._stopped = False
         self._retry_in: float | None = None
         self._said: set[str] = set()  # notes said once per condition (held MRs, dirty checkout)
+        #: Untracked files in the target's checkout that the last landing would have overwritten,
+        #: with the merge requests it was for: while both remain, landing them would fail again.
+        self._in_the_way: tuple[frozenset[str], list[tuple[Path, str]]] = (frozenset(), [])
 
     # -- control -------------------------------------------------------------------------------
 
@@ -223,8 +226,8 @@ class Steward:
             if key not in self._said:
                 self._said.add(key)
                 self.note(
-                    f"waiting to land: {self.target} is checked out with uncommitted changes "
-                    f"({', '.join(blocked[:5])}); commit or stash them"
+                    f"waiting to land: the checkout of {self.target} has uncommitted changes or "
+                    f"files in the way ({', '.join(blocked[:5])}); commit, stash or move them"
                 )
             return False
         self._said = {k for k in self._said if not k.startswith("dirty ")}
@@ -421,6 +424,8 @@ class Steward:
         except CheckoutDirty as exc:
             for entry in entries:
                 self._requeue(entry, str(exc))
+            ids = frozenset(e.mr.id for e in entries)
+            self._in_the_way = (ids, [(exc.worktree, name) for name in exc.files])
             self._retry_in = DIRTY_CHECKOUT_RETRY_S
             self.note(f"not landing: {exc}")
             return "requeued"
@@ -731,11 +736,19 @@ class Steward:
         return set(out.stdout.split())
 
     def _checkout_blocked(self) -> list[str]:
-        """Tracked changes in a worktree that has the target checked out (landing would fail)."""
+        """Why landing would fail now: tracked changes in a worktree that has the target checked
+        out, or the untracked files that blocked the last landing, while they and its merge
+        requests remain (checking again before they go would only spend check runs)."""
         blocked: list[str] = []
         for wt in list_worktrees(self.root):
             if wt.branch == self.target and wt.path.is_dir():
                 blocked += dirty_files(wt.path, untracked=False)
+        ids, paths = self._in_the_way
+        pending = {mr.id for mr in self.store.list_merge_requests(MergeStatus.PENDING)}
+        if ids and ids <= pending:
+            blocked += [n for wt, n in paths if (wt / n).exists() or (wt / n).is_symlink()]
+        if not blocked:
+            self._in_the_way = (frozenset(), [])
         return blocked
 
 
