@@ -131,6 +131,17 @@ async def test_a_dependent_waits_for_its_blocker(tmp_path: Path) -> None:
     rig.close()
 
 
+async def test_a_dependent_lands_when_its_blocker_can_no_longer_land(tmp_path: Path) -> None:
+    rig = StewardRig(tmp_path / "repo")
+    failed = rig.store.create_task("Failed for good")
+    rig.store.update_task(failed.id, status=TaskStatus.FAILED)
+    stuck = rig.store.create_task("Blocked behind the failed one", depends_on=(failed.id,))
+    _, mr = rig.submit("Dependent", {"dep.txt": "1\n"}, depends_on=(stuck.id,))
+    await rig.drain()
+    assert status(rig, mr.id) == MergeStatus.MERGED  # the checks, not the graph, judge it
+    rig.close()
+
+
 async def test_a_dependent_does_not_land_when_its_blocker_fails_in_the_same_batch(
     tmp_path: Path,
 ) -> None:

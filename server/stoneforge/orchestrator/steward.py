@@ -200,14 +200,31 @@ class Steward:
         return ready
 
     def _blockers_waiting(self, task_id: str, ahead: set[str]) -> list[str]:
-        """Blockers of ``task_id`` that may still land and are not merged or in ``ahead``."""
-        waiting = []
-        for dep in self.store.graph().depends_on.get(task_id, ()):
-            if dep in ahead:
-                continue
-            if self.store.get_task(dep).status in _ALIVE:
-                waiting.append(dep)
-        return waiting
+        """Blockers of ``task_id`` that may still land and are neither merged nor in ``ahead``.
+
+        A blocker may still land while it is in progress or in review, or open, dispatchable (no
+        plan or an active one) and not itself stuck behind a failed or cancelled task: the
+        dispatcher's rule for what is done, so a held MR never keeps `--until-idle` waiting.
+        """
+        graph = self.store.graph()
+        memo: dict[str, bool] = {}
+
+        def may_land(dep: str, seen: frozenset[str] = frozenset()) -> bool:
+            if dep not in memo:
+                node = graph.nodes.get(dep)
+                if node is None or node.status not in _ALIVE:
+                    memo[dep] = False
+                elif node.status != TaskStatus.OPEN:
+                    memo[dep] = True
+                else:
+                    memo[dep] = node.plan_active and all(
+                        graph.nodes[d].status == TaskStatus.MERGED or may_land(d, seen | {dep})
+                        for d in graph.depends_on.get(dep, ())
+                        if d in graph.nodes and d not in seen
+                    )
+            return memo[dep]
+
+        return [d for d in graph.depends_on.get(task_id, ()) if d not in ahead and may_land(d)]
 
     async def round(self) -> bool:
         """Process the head of the queue; False when there was nothing to do (or it must wait)."""
