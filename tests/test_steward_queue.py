@@ -293,6 +293,11 @@ async def test_an_unresolvable_conflict_makes_a_conflict_mr_and_a_fix_task(tmp_p
     assert mr2.branch in fix.description and first.branch in fix.description
     assert f"task {first.id}" in fix.description and "shared.txt" in fix.description
     assert f"fix task {fix.id}" in (rig.store.get_task(second.id).note or "")
+    # The forecast saw it coming while both were in review (for the editor and the workers).
+    forecasts = [e.data for e in rig.store.events_since(0) if e.kind == "forecast.updated"]
+    assert {"ours": first.id, "theirs": second.id, "paths": ["shared.txt"]} in forecasts[0][
+        "conflicts"
+    ]
     # The steward's worktree is left clean for the next candidate.
     worktree = rig.root / ".stoneforge" / "worktrees" / "_steward"
     assert git(worktree, "status", "--porcelain") == ""
