@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import anyio
+
 from stoneforge.agents import ClaudeCodeProvider, SessionSpec, build_spec, run_session
 from stoneforge.agents.doctor import bundled_cli_path
 from stoneforge.agents.env import session_env

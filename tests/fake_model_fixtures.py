@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from stoneforge.agents import ClaudeCodeProvider, Role, SessionSpec, build_spec
 from stoneforge.demo import FakeModel
 

@@ -10,6 +10,7 @@ import threading
 from typing import Any
 
 import pytest
+
 from stoneforge.demo import FakeModel, Step, ToolCall, Usage
 
 pytest_plugins = ["fake_model_fixtures"]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+
 from stoneforge.agents import (
     AGENT_EVENT_ADAPTER,
     AgentEvent,

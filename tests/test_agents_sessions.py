@@ -9,6 +9,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+
 from stoneforge.agents import (
     AgentEvent,
     AgentSession,

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 import pytest
+
 from stoneforge.agents import (
     AGENT_EVENT_ADAPTER,
     AssistantTurn,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from stoneforge.config import DEFAULT_CONFIG_YAML, StoneforgeConfig, load_config, parse_config
 from stoneforge.errors import ConfigError
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from conftest_git import Repo, isolate_git, lines, make_repo
 from stoneforge.git import Forecast, forecast, format_forecast, merge_tree
 

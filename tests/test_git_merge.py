@@ -6,6 +6,7 @@ import itertools
 from pathlib import Path
 
 import pytest
+
 from conftest_git import Repo, isolate_git, lines, make_repo
 from stoneforge.git import (
     CheckoutDirty,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from conftest_git import isolate_git, make_repo
 from stoneforge.git import (
     GitError,

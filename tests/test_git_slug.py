@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from stoneforge.git import UnsafePath, is_valid_ref_name, slugify, task_branch, worktree_path
 from stoneforge.git.slug import MAX_SLUG_LENGTH, check_task_id
 

@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from conftest_git import Repo, isolate_git, make_repo
 from stoneforge.git import (
     WorktreeDirty,

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from stoneforge.graph import DependencyGraph, Node, check_new_dependency
 from stoneforge.models import TaskStatus
 from stoneforge.store import Store

@@ -6,8 +6,9 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from lsp_helpers import lsp_session
 from lsprotocol import types
+
+from lsp_helpers import lsp_session
 from stoneforge.lsp.conflicts import conflict_code_actions, conflict_diagnostics
 
 CONFLICTED = """\

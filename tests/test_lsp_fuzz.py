@@ -7,9 +7,10 @@ import subprocess
 from collections.abc import Iterator
 
 import pytest
-from conftest import GIT_ENV
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from conftest import GIT_ENV
 from jsonrpc_stdio import StdioClient
 from lsp_helpers import SERVER_COMMAND
 

@@ -9,10 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import GIT_ENV
-from lsp_helpers import lsp_session, request
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
+
+from conftest import GIT_ENV
+from lsp_helpers import lsp_session, request
 
 
 async def test_task_and_plan_requests_round_trip(repo: Path) -> None:

@@ -7,9 +7,10 @@ import os
 from pathlib import Path
 
 import pytest
+from pygls.exceptions import JsonRpcException
+
 from conftest import GIT_ENV, git
 from lsp_helpers import lsp_session, request
-from pygls.exceptions import JsonRpcException
 from serve_helpers import FAKE_KEY, commit_steps
 from stoneforge.demo import FakeModel
 

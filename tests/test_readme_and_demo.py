@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from conftest import GIT_ENV
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from conftest import SfRunner, git
 from serve_helpers import FAKE_KEY, commit_steps, run_serve
 from stoneforge.demo import FakeModel, Step

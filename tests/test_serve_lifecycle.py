@@ -7,6 +7,7 @@ import signal
 from pathlib import Path
 
 import pytest
+
 from conftest import SfRunner, git
 from serve_helpers import commit_steps, run_serve, start_serve, wait_until
 from stoneforge.demo import FakeModel, Step, Usage

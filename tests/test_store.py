@@ -9,6 +9,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+
 from stoneforge.errors import LeaseHeldError
 from stoneforge.models import Handoff, SessionRole, SessionStatus, utcnow
 from stoneforge.store import SCHEMA_VERSION, Store

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import git
 
 from stoneforge.config import CONFIG_RELPATH, DEFAULT_CONFIG_YAML, StoneforgeConfig, load_config
 from stoneforge.errors import (
@@ -23,7 +22,8 @@ from stoneforge.errors import (
     NotFoundError,
     NotInitializedError,
 )
-from stoneforge.git.errors import CheckoutDirty, TargetMoved
+from stoneforge.git import repo as git_repo
+from stoneforge.git.errors import CheckoutDirty, GitLayerError, TargetMoved
 from stoneforge.git.forecast import Forecast, forecast
 from stoneforge.git.merge import land
 from stoneforge.git.repo import resolve_commit, resolve_target_branch, run_git
@@ -60,15 +60,11 @@ _STATE_GITIGNORE = """\
 def find_repo_root(start: Path) -> Path:
     """The main worktree of the repository containing ``start`` (also from a linked worktree)."""
     try:
-        repo = git.Repo(start, search_parent_directories=True)
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        return git_repo.find_repo_root(start)
+    except GitLayerError:
         raise NotARepositoryError(
             f"{start} is not inside a git repository; run `git init` first or cd into one"
         ) from None
-    if repo.bare:
-        raise NotARepositoryError(f"{start} is a bare repository; stoneforge needs a work tree")
-    # common_dir is the main repository's .git even inside a linked worktree.
-    return Path(repo.common_dir).resolve().parent
 
 
 class Service:
@@ -419,7 +415,7 @@ def _exclude_worktree_dir(root: Path, config: StoneforgeConfig) -> bool:
         return False  # outside the repository: nothing to ignore
     if relative.parts and relative.parts[0] == STATE_DIR:
         return False  # covered by .stoneforge/.gitignore
-    exclude = Path(git.Repo(root).common_dir) / "info" / "exclude"
+    exclude = git_repo.common_git_dir(root) / "info" / "exclude"
     pattern = "/" + relative.as_posix().rstrip("/") + "/"
     existing = exclude.read_text(encoding="utf-8") if exclude.exists() else ""
     if pattern in existing.splitlines():
