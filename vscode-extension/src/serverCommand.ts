@@ -101,6 +101,15 @@ export function cannotStartMessage(cmd: ServerCommand | undefined, reason: strin
     );
   }
   const line = [cmd.command, ...cmd.args].join(" ");
+  if (/ENOENT/.test(reason)) {
+    return (
+      `Stoneforge: cannot start the language server: \`${cmd.command}\` (from ${cmd.source}) does not exist. ` +
+      "Install stoneforge (`pip install stoneforge`) or set `stoneforge.serverCommand` to the path of `sf`."
+    );
+  }
+  if (/EACCES/.test(reason)) {
+    return `Stoneforge: cannot start the language server: \`${cmd.command}\` (from ${cmd.source}) is not executable. Point \`stoneforge.serverCommand\` at the \`sf\` of a Python environment with stoneforge installed.`;
+  }
   return (
     `Stoneforge: the language server \`${line}\` (from ${cmd.source}) could not start: ${reason}. ` +
     "Check that stoneforge is installed there and that this folder is a git repository set up with `sf init`, " +

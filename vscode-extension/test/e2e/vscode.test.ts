@@ -225,4 +225,28 @@ describe("e2e: the extension in code-server", { timeout: 5 * 60_000 }, () => {
     await page.screenshot({ path: path.join(OUT, "workbench.png") });
     assert.ok(fs.statSync(file).size > 1000);
   });
+
+  step("a server that cannot start says why and how to fix it; fixing the setting brings it back", async () => {
+    // A workspace setting, as a person would put in .vscode/settings.json (VS Code watches the
+    // workspace's files; code-server does not notice edits to the user settings file).
+    const settings = path.join(ws.root, ".vscode", "settings.json");
+    const setServerCommand = (value: string) => {
+      fs.mkdirSync(path.dirname(settings), { recursive: true });
+      fs.writeFileSync(settings, JSON.stringify({ "stoneforge.serverCommand": value }));
+    };
+    const missing = path.join(path.dirname(sfPath()), "no-such-sf");
+    setServerCommand(missing);
+    const message = toast(/cannot start the language server/);
+    await message.waitFor({ timeout: LONG });
+    const text = (await message.innerText()).replace(/\s+/g, " ");
+    assert.ok(text.includes(`${missing}\` (from the stoneforge.serverCommand setting) does not exist`), text);
+    assert.match(text, /set `stoneforge\.serverCommand` to the path of `sf`/);
+    for (const button of ["Open Settings", "Show Log", "Retry"]) await message.getByRole("button", { name: button }).waitFor();
+    await page.locator(".welcome-view-content").filter({ hasText: "The Stoneforge server is not running" }).first().waitFor({ timeout: LONG });
+    await page.locator(".statusbar-item").filter({ hasText: "Stoneforge" }).first().waitFor();
+    await page.screenshot({ path: path.join(OUT, "server-cannot-start.png") });
+
+    setServerCommand(sfPath());
+    await row(pane("Tasks"), new RegExp(NEW_TASK)).waitFor({ timeout: LONG });
+  });
 });

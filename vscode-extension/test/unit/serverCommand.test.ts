@@ -35,8 +35,12 @@ test("findOnPath skips empty entries", () => {
 });
 
 test("the failure message names the command and the fix", () => {
-  const msg = cannotStartMessage({ command: "/v/sf", args: ["lsp", "--stdio"], source: "`sf` on PATH" }, "spawn /v/sf ENOENT");
-  assert.match(msg, /`\/v\/sf lsp --stdio` \(from `sf` on PATH\) could not start: spawn \/v\/sf ENOENT/);
+  const cmd = { command: "/v/sf", args: ["lsp", "--stdio"], source: "`sf` on PATH" };
+  const msg = cannotStartMessage(cmd, "Connection closed");
+  assert.match(msg, /`\/v\/sf lsp --stdio` \(from `sf` on PATH\) could not start: Connection closed/);
+  assert.match(msg, /sf init/);
   assert.match(msg, /stoneforge\.serverCommand/);
+  assert.match(cannotStartMessage(cmd, "spawn /v/sf ENOENT"), /`\/v\/sf` \(from `sf` on PATH\) does not exist\. Install stoneforge/);
+  assert.match(cannotStartMessage(cmd, "spawn /v/sf EACCES"), /is not executable/);
   assert.match(cannotStartMessage(undefined, "not found"), /pip install stoneforge/);
 });
