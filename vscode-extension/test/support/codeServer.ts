@@ -53,16 +53,17 @@ export class CodeServer {
     const extensions = path.join(o.stateDir, "extensions");
     fs.mkdirSync(path.join(userData, "User"), { recursive: true });
     fs.writeFileSync(path.join(userData, "User", "settings.json"), JSON.stringify(o.settings, null, 2));
-    const common = ["--user-data-dir", userData, "--extensions-dir", extensions];
-    execFileSync(process.execPath, [entry(o.installDir), ...common, "--install-extension", o.vsix], { env: o.env, stdio: "pipe" });
-
+    // An explicit --config on every call: without it code-server writes ~/.config/code-server.
     const port = await freePort();
     const config = path.join(o.stateDir, "config.yaml");
     fs.writeFileSync(config, `bind-addr: 127.0.0.1:${port}\nauth: none\ncert: false\n`);
+    const common = ["--config", config, "--user-data-dir", userData, "--extensions-dir", extensions];
+    execFileSync(process.execPath, [entry(o.installDir), ...common, "--install-extension", o.vsix], { env: o.env, stdio: "pipe" });
+
     const log = fs.openSync(o.logFile, "w");
     const proc = spawn(
       process.execPath,
-      [entry(o.installDir), "--config", config, ...common, "--disable-telemetry", "--disable-update-check", "--disable-workspace-trust", "--disable-getting-started-override", o.workspace],
+      [entry(o.installDir), ...common, "--disable-telemetry", "--disable-update-check", "--disable-workspace-trust", "--disable-getting-started-override", o.workspace],
       { env: o.env, stdio: ["ignore", log, log] },
     );
     fs.closeSync(log);
