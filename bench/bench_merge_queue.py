@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
+
 from stoneforge.config import StoneforgeConfig
 from stoneforge.git.merge import enable_shared_rerere
 from stoneforge.models import MergeStatus, TaskStatus

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
+
 from stoneforge.agents import Result, SessionSpec, SessionStarted
 from stoneforge.config import StoneforgeConfig
 from stoneforge.git.merge import enable_shared_rerere

@@ -21,6 +21,7 @@ import anyio
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from steward_helpers import StewardRig, StubProvider, check_tree, checked_ok, first_parents, git
 from stoneforge.models import MergeStatus
 

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from conftest import SfRunner, git
 from serve_helpers import run_serve, start_serve, wait_until
 from stoneforge.demo import FakeModel, Step

@@ -102,7 +102,9 @@ class Steward:
         self.agent_env = agent_env
         self.note = note
         self.on_landed = on_landed
-        self.current: str | None = None
+        self._current: str | None = None
+        #: Told whenever the merge request(s) being checked change (None: nothing is checked).
+        self.on_current: Callable[[str | None], None] = lambda current: None
         #: Check runs made (each command of `merge.checks` on one commit counts once).
         self.check_runs = 0
         self._wake = anyio.Event()
@@ -112,6 +114,17 @@ class Steward:
         #: Untracked files in the target's checkout that the last landing would have overwritten,
         #: with the merge requests it was for: while both remain, landing them would fail again.
         self._in_the_way: tuple[frozenset[str], list[tuple[Path, str]]] = (frozenset(), [])
+
+    @property
+    def current(self) -> str | None:
+        """The merge request(s) being checked right now, for the live view and progress."""
+        return self._current
+
+    @current.setter
+    def current(self, value: str | None) -> None:
+        if value != self._current:
+            self._current = value
+            self.on_current(value)
 
     # -- control -------------------------------------------------------------------------------
 
@@ -268,20 +281,22 @@ class Steward:
     # -- landing -------------------------------------------------------------------------------
 
     async def _land_batch(self, batch: list[Entry]) -> None:
-        base = await self._tip()
-        stack = await self._stack(base, batch)
-        conflicted_ids = {c.task_id for c in stack.conflicted}
-        clean = [e for e in batch if e.task.id not in conflicted_ids]
-        if clean:
-            self.current = ", ".join(e.mr.id for e in clean)
-            await self._bisect(clean, base, known_failed=False)
-        for entry in batch:
-            if entry.task.id in conflicted_ids:
-                self.current = entry.mr.id
-                if not await self._blockers_landed(entry):
-                    continue  # its blocker did not land: it waits in the queue
-                await self._ladder(entry)
-        self.current = None
+        try:
+            base = await self._tip()
+            stack = await self._stack(base, batch)
+            conflicted_ids = {c.task_id for c in stack.conflicted}
+            clean = [e for e in batch if e.task.id not in conflicted_ids]
+            if clean:
+                self.current = ", ".join(e.mr.id for e in clean)
+                await self._bisect(clean, base, known_failed=False)
+            for entry in batch:
+                if entry.task.id in conflicted_ids:
+                    self.current = entry.mr.id
+                    if not await self._blockers_landed(entry):
+                        continue  # its blocker did not land: it waits in the queue
+                    await self._ladder(entry)
+        finally:
+            self.current = None
 
     async def _blockers_landed(self, entry: Entry, ahead: Sequence[Entry] = ()) -> bool:
         return not self._blockers_waiting(entry.task.id, {e.task.id for e in ahead})
@@ -520,15 +535,17 @@ class Steward:
     async def _one_for_approval(self, entry: Entry) -> None:
         """Check one MR on the current tip: it then waits for a human, or lands if approved."""
         self.current = entry.mr.id
-        base = await self._tip()
-        stack = await self._stack(base, [entry])
-        if stack.conflicted:
-            await self._ladder(entry)
-        elif stack.commit == base:
-            await self._record([entry], base, [])
-        else:
-            await self._check_and_land([entry], base, stack.commit)
-        self.current = None
+        try:
+            base = await self._tip()
+            stack = await self._stack(base, [entry])
+            if stack.conflicted:
+                await self._ladder(entry)
+            elif stack.commit == base:
+                await self._record([entry], base, [])
+            else:
+                await self._check_and_land([entry], base, stack.commit)
+        finally:
+            self.current = None
 
     # -- the conflict ladder -------------------------------------------------------------------
 
