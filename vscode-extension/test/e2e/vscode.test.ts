@@ -9,7 +9,7 @@ import * as path from "node:path";
 import { after, before, describe, type TestContext, test } from "node:test";
 import { type Browser, type BrowserServer, type Locator, type Page, chromium } from "playwright-core";
 import { extensionRoot } from "../fixtures";
-import { CodeServer, codeServerDir } from "../support/codeServer";
+import { CodeServer, codeServerDir, xdgDirs } from "../support/codeServer";
 import { alive, descendants, stopTree } from "../support/processes";
 import { type Seeded, git, isolatedEnv, removeTempDirs, seedWorkspace, sfPath, tempDir } from "../support/workspace";
 
@@ -58,6 +58,7 @@ describe("e2e: the extension in code-server", { timeout: 5 * 60_000 }, () => {
     chromiumServer = await chromium.launchServer({
       executablePath: CHROMIUM,
       headless: true,
+      env: { ...process.env, ...xdgDirs(state) }, // its profile leftovers (crashpad, dconf) stay in the temp dir
       args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"],
     });
     browser = await chromium.connect(chromiumServer.wsEndpoint());

@@ -21,6 +21,15 @@ export function codeServerDir(): string {
 
 const entry = (dir: string) => path.join(dir, "node_modules", "code-server", "out", "node", "entry.js");
 
+/** XDG base directories inside `dir`, so a program started with them writes nothing under $HOME. */
+export function xdgDirs(dir: string): Record<string, string> {
+  return {
+    XDG_CONFIG_HOME: path.join(dir, "xdg-config"),
+    XDG_CACHE_HOME: path.join(dir, "xdg-cache"),
+    XDG_DATA_HOME: path.join(dir, "xdg-data"),
+  };
+}
+
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
@@ -58,13 +67,15 @@ export class CodeServer {
     const config = path.join(o.stateDir, "config.yaml");
     fs.writeFileSync(config, `bind-addr: 127.0.0.1:${port}\nauth: none\ncert: false\n`);
     const common = ["--config", config, "--user-data-dir", userData, "--extensions-dir", extensions];
-    execFileSync(process.execPath, [entry(o.installDir), ...common, "--install-extension", o.vsix], { env: o.env, stdio: "pipe" });
+    // code-server also keeps logs, a heartbeat and a device id under the XDG dirs: keep those in stateDir too.
+    const env = { ...o.env, ...xdgDirs(o.stateDir) };
+    execFileSync(process.execPath, [entry(o.installDir), ...common, "--install-extension", o.vsix], { env, stdio: "pipe" });
 
     const log = fs.openSync(o.logFile, "w");
     const proc = spawn(
       process.execPath,
       [entry(o.installDir), ...common, "--disable-telemetry", "--disable-update-check", "--disable-workspace-trust", "--disable-getting-started-override", o.workspace],
-      { env: o.env, stdio: ["ignore", log, log] },
+      { env, stdio: ["ignore", log, log] },
     );
     fs.closeSync(log);
     const server = new CodeServer(proc, `http://127.0.0.1:${port}`);
