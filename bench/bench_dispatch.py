@@ -50,6 +50,7 @@ from typing import Any
 
 import anyio
 from anyio import to_thread
+
 from stoneforge import store_watch
 from stoneforge.agents import AgentProvider, AgentSession, Result, SessionSpec, SessionStarted
 from stoneforge.demo import FakeModel, Step
