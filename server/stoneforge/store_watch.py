@@ -29,10 +29,12 @@ class StoreWatcher:
         on_events: Callable[[list[Event]], None],
         *,
         debounce_s: float = DEBOUNCE_S,
+        probe_interval_s: float = PROBE_INTERVAL_S,
         name: str = "stoneforge-store-watch",
     ) -> None:
         self.on_events = on_events
         self.debounce_s = debounce_s
+        self.probe_interval_s = probe_interval_s
         # Its own connection: data_version moves for commits of every *other* connection,
         # and this one never writes.
         self.store = Store(db_path, actor="watcher")
@@ -51,7 +53,7 @@ class StoreWatcher:
 
     def _run(self) -> None:
         version = self.store.data_version()
-        while not self._stop.wait(PROBE_INTERVAL_S):
+        while not self._stop.wait(self.probe_interval_s):
             try:
                 current = self.store.data_version()
                 if current == version:

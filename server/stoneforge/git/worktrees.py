@@ -7,8 +7,11 @@ into the target branch, or when the caller forces it because the task was cancel
 
 from __future__ import annotations
 
+import functools
+import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Literal, ParamSpec, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
@@ -24,6 +27,22 @@ from stoneforge.git.repo import (
     short_branch,
 )
 from stoneforge.git.slug import task_branch, worktree_path
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+# git reads its worktree administration files without locking: a `git worktree list` running while
+# another thread's `git worktree add` is half done fails ("failed to read .../commondir"). All
+# worktree administration in this process goes through one lock.
+_ADMIN_LOCK = threading.RLock()
+
+
+def _serialized(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+    @functools.wraps(fn)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with _ADMIN_LOCK:
+            return fn(*args, **kwargs)
+
+    return wrapper
 
 
 class _Model(BaseModel):
@@ -65,6 +84,7 @@ class RemovedWorktree(_Model):
 BranchPolicy = Literal["if-merged", "force", "never"]
 
 
+@_serialized
 def list_worktrees(repo: Path | str) -> list[WorktreeInfo]:
     """All worktrees of the repository, the main worktree first."""
     out = run_git(["worktree", "list", "--porcelain", "-z"], repo).stdout
@@ -144,6 +164,7 @@ def create_task_worktree(
     )
 
 
+@_serialized
 def ensure_worktree(
     repo: Path | str, path: Path | str, branch: str, *, start_point: str
 ) -> TaskWorktree:
@@ -190,6 +211,7 @@ def ensure_worktree(
     return TaskWorktree(path=path, branch=branch, head=start, created=True, reattached=False)
 
 
+@_serialized
 def checkout_detached(
     repo: Path | str, path: Path | str, commit: str, *, discard_changes: bool = True
 ) -> Path:
@@ -265,6 +287,7 @@ def delete_branch(repo: Path | str, branch: str, *, target: str, force: bool = F
     return proc.returncode == 0
 
 
+@_serialized
 def remove_worktree(
     repo: Path | str,
     path: Path | str,

@@ -149,7 +149,10 @@ class Orchestrator:
             self.steward.on_current = self.on_merging
             for line in await to_thread.run_sync(lambda: recover_orphans(self.store)):
                 self.note(line)
-            self._watcher = StoreWatcher(self.store.path, self._on_store_events).start()
+            # Dispatch latency matters here: probe often (a PRAGMA, no table read) and don't wait.
+            self._watcher = StoreWatcher(
+                self.store.path, self._on_store_events, debounce_s=0, probe_interval_s=0.01
+            ).start()
             self.note(f"orchestrator started (pid {os.getpid()}, {self.max_concurrent} slots)")
             self.started.set()
             async with anyio.create_task_group() as group:
