@@ -153,3 +153,30 @@ def test_store_refuses_every_edge_that_closes_a_cycle(
         for task_id in ids:
             for dep in graph.depends_on[task_id]:
                 assert graph.path(dep, task_id) is None  # no edge closes a loop
+
+
+@settings(max_examples=40, deadline=None)
+@given(random_graphs())
+def test_one_task_read_agrees_with_the_whole_board(
+    tmp_path_factory, graph_data: tuple[list[Node], list[tuple[str, str]]]
+) -> None:
+    """get_task computes blocked/effective priority without loading the board: same answers."""
+    nodes, edges = graph_data
+    with Store(tmp_path_factory.mktemp("few") / "state.db") as store:
+        ids = {n.id: store.create_task(n.id, priority=n.priority).id for n in nodes}
+        for a, b in edges:
+            store.add_dependency(ids[a], ids[b])
+        for n in nodes:
+            store.update_task(ids[n.id], status=n.status)
+        board = {t.id: t for t in store.list_tasks()}
+        if len(board) <= 50:  # list_tasks of a small board takes the few-rows path too
+            graph = store.graph()
+            effective = graph.effective_priorities()
+            for task_id, task in board.items():
+                assert task.effective_priority == effective[task_id]
+                assert task.blocked == graph.is_blocked(task_id)
+        for task_id, task in board.items():
+            one = store.get_task(task_id)
+            assert one.effective_priority == task.effective_priority
+            assert one.blocked == task.blocked
+            assert one.depends_on == task.depends_on

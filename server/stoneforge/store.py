@@ -77,6 +77,7 @@ CREATE TABLE deps (
     depends_on TEXT NOT NULL REFERENCES tasks(id),
     PRIMARY KEY (task_id, depends_on)
 );
+CREATE INDEX deps_blocker ON deps(depends_on);
 CREATE TABLE sessions (
     seq INTEGER PRIMARY KEY,
     id TEXT NOT NULL UNIQUE,
@@ -543,7 +544,7 @@ class Store:
                 "SELECT seq, id, priority, status, created_at, plan_id FROM tasks"
             )
         ]
-        edges = db.execute("SELECT task_id, depends_on FROM deps").fetchall()
+        edges = db.execute("SELECT task_id, depends_on FROM deps ORDER BY rowid").fetchall()
         return DependencyGraph(nodes, [(a, b) for a, b in edges])
 
     def graph(self) -> DependencyGraph:
@@ -635,11 +636,12 @@ class Store:
         """Tasks with their computed fields, sessions, handoffs and merge request, in bulk."""
         if not rows:
             return []
-        graph = self._graph(db)
-        effective = graph.effective_priorities()
         wanted = {row["id"] for row in rows}
         few = len(wanted) <= 50
         marks = ",".join("?" * len(wanted))
+        effective, depends_on, blocked = (
+            self._graph_facts_of_few(db, rows) if few else self._graph_facts_of_all(db)
+        )
         scope = f"WHERE task_id IN ({marks})" if few else ""
         params = tuple(wanted) if few else ()
         sessions: dict[str, list[AgentSession]] = {}
@@ -676,9 +678,9 @@ class Store:
                 plan_id=row["plan_id"],
                 priority=row["priority"],
                 effective_priority=effective.get(row["id"], row["priority"]),
-                depends_on=graph.depends_on.get(row["id"], []),
+                depends_on=depends_on.get(row["id"], []),
                 status=TaskStatus(row["status"]),
-                blocked=graph.is_blocked(row["id"]),
+                blocked=row["id"] in blocked,
                 branch=row["branch"],
                 worktree=row["worktree"],
                 attempts=row["attempts"],
@@ -692,6 +694,52 @@ class Store:
             )
             for row in rows
         ]
+
+    def _graph_facts_of_all(
+        self, db: sqlite3.Connection
+    ) -> tuple[dict[str, int], dict[str, list[str]], set[str]]:
+        """Effective priority, dependencies and the blocked set, for the whole board at once."""
+        graph = self._graph(db)
+        blocked = {task_id for task_id in graph.nodes if graph.is_blocked(task_id)}
+        return graph.effective_priorities(), graph.depends_on, blocked
+
+    def _graph_facts_of_few(
+        self, db: sqlite3.Connection, rows: list[sqlite3.Row]
+    ) -> tuple[dict[str, int], dict[str, list[str]], set[str]]:
+        """The same facts for a few tasks, without loading the board (one task per write).
+
+        Same rules as :class:`~stoneforge.graph.DependencyGraph`: blocked is an open task with an
+        unmerged dependency; effective priority is the most urgent priority among the task and
+        every task that (transitively) waits on it, through unfinished tasks only.
+        """
+        ids = [row["id"] for row in rows]
+        marks = ",".join("?" * len(ids))
+        depends_on: dict[str, list[str]] = {}
+        unmerged: set[str] = set()
+        for task_id, dep, dep_status in db.execute(
+            f"SELECT d.task_id, d.depends_on, t.status FROM deps d "
+            f"JOIN tasks t ON t.id = d.depends_on WHERE d.task_id IN ({marks}) ORDER BY d.rowid",
+            ids,
+        ):
+            depends_on.setdefault(task_id, []).append(dep)
+            if dep_status != TaskStatus.MERGED.value:
+                unmerged.add(task_id)
+        blocked = {
+            row["id"]
+            for row in rows
+            if row["status"] == TaskStatus.OPEN.value and row["id"] in unmerged
+        }
+        effective: dict[str, int] = {}
+        for task_id in ids:
+            effective[task_id] = db.execute(
+                "WITH RECURSIVE waiters(id) AS ("
+                " VALUES(?)"
+                " UNION SELECT d.task_id FROM deps d JOIN waiters w ON d.depends_on = w.id"
+                " JOIN tasks t ON t.id = d.task_id WHERE t.status NOT IN (?, ?))"
+                " SELECT MIN(t.priority) FROM waiters w JOIN tasks t ON t.id = w.id",
+                (task_id, TaskStatus.MERGED.value, TaskStatus.CANCELLED.value),
+            ).fetchone()[0]
+        return effective, depends_on, blocked
 
     def get_task(self, task_id: str) -> Task:
         with self._read() as db:
