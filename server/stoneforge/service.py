@@ -124,10 +124,19 @@ class Service:
 
     # -- plans ---------------------------------------------------------------------------------
 
-    def create_plan(self, title: str, goal: str | None = None, *, activate: bool = False) -> Plan:
+    def create_plan(
+        self,
+        title: str,
+        goal: str | None = None,
+        *,
+        activate: bool = False,
+        director: bool = True,
+    ) -> Plan:
         """A draft plan (active with ``activate``). With a goal, a director session reads the
-        code and fills it with tasks and dependencies; without one it starts empty."""
-        if goal is None or not goal.strip():
+        code and fills it with tasks and dependencies; without one (or with ``director``
+        false: the caller adds the tasks itself) the goal is only stored and the plan starts
+        empty."""
+        if goal is None or not goal.strip() or not director:
             plan = self.store.create_plan(title, goal)
         else:
             plan = self.plan_with_director(title, goal)

@@ -62,7 +62,9 @@ def setup_demo(root: Path) -> tuple[Service, dict[str, str]]:
     (root / ".stoneforge" / "config.yaml").write_text(demo_config())
     service, _ = Service.init(root, actor="demo")
     plan = service.create_plan(
-        "Demo sprint", "Grow the calculator: two operations, a CLI, a greeting"
+        "Demo sprint",
+        "Grow the calculator: two operations, a CLI, a greeting",
+        director=False,  # the demo's tasks are its own
     )
     ids: dict[str, str] = {}
     for spec in DEMO_TASKS:
