@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
+
 from conftest import SfResult, SfRunner
 from lsp_helpers import lsp_session, request
-from rich.console import Console
 from serve_helpers import run_serve, serve_env
 from stoneforge import render
 from stoneforge.demo import FakeModel, Step
@@ -436,6 +437,7 @@ def test_review_proposal_names_every_problem_at_once() -> None:
     assert review_proposal({"tasks": [{"key": "x", "title": "X", "dependsOn": ["x"]}]})[1] == [
         "task 'x' depends on itself"
     ]
+    assert review_proposal({"tasks": [{"key": "x", "title": "X", "description": None}]})[1] == []
     # What models tend to send: numbers for keys, a JSON string for the list, "2" priorities.
     ok, none = review_proposal(
         {

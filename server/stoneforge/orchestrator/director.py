@@ -125,6 +125,11 @@ class ProposedTask(BaseModel):
     def _dependencies(cls, value: Any) -> Any:
         return _dependency_list(value)
 
+    @field_validator("description", mode="before")
+    @classmethod
+    def _no_description(cls, value: Any) -> Any:
+        return "" if value is None else value
+
     def planned(self) -> PlannedTask:
         return PlannedTask(
             key=self.key,
