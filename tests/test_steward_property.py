@@ -44,8 +44,8 @@ def files_for(kind: str, n: int) -> dict[str, str]:
         return {f"bad_{n}": f"{n}\n", f"side_{n}.txt": "x\n"}
     if kind == "conflict":
         return {"shared.txt": f"line 1\nline 2 from {n}\nline 3\n"}
-    name, pair = kind[:-1], kind[-1]
-    return {f"{name}_{pair}": f"{n}\n", f"{kind}_{n}.txt": "x\n"}
+    name, pair = kind[:-1], kind[-1]  # the same content in every MR of a kind: adds merge
+    return {f"{name}_{pair}": "x\n", f"{kind}_{n}.txt": "x\n"}
 
 
 async def scenario(
