@@ -53,7 +53,6 @@ FIELDS = [
     "id",
     "taskId",
     "reason",
-    "goal",
     "activate",
     "maxConcurrent",
 ]
@@ -65,7 +64,9 @@ bad_params = st.one_of(json_values, bad_objects)
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StdioClient]:
     root = tmp_path_factory.mktemp("fuzz") / "repo"
     root.mkdir()
-    env = {**os.environ, **GIT_ENV}
+    # No credentials: a createPlan that happens to be valid must never start a real director.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
+    env.update(GIT_ENV)
     subprocess.run(["git", "init", "-q", "-b", "main"], cwd=root, check=True, env=env)
     subprocess.run(
         ["git", "commit", "-q", "--allow-empty", "-m", "init"], cwd=root, check=True, env=env

@@ -35,7 +35,7 @@ def test_three_tasks_run_in_parallel_and_end_in_review(
     ids = [sf("task", "create", "--title", f"Feature {n}").stdout.strip() for n in range(3)]
     for n, task_id in enumerate(ids):
         fake_model.add_script(
-            commit_steps(f"feature_{n}.py", f"VALUE = {n}\n", f"Add feature {n}", delay_s=1.0),
+            commit_steps(f"feature_{n}.py", f"VALUE = {n}\n", f"Add feature {n}", delay_s=4.0),
             marker=f"Stoneforge task {task_id}:",
         )
     code, out, err = run_serve(initialised, fake_model, "--max-concurrent", "3")

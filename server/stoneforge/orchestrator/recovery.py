@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from pathlib import Path
 
 from stoneforge.agents import is_alive, kill_tree
@@ -29,10 +30,21 @@ def _is_agent_cli(pid: int) -> bool:
     return "claude" in cmdline
 
 
+def _same_host_owner(pid: int) -> bool:
+    """Whether ``pid`` is a stoneforge process here (not an unrelated one that reused the pid)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return True  # no /proc: trust liveness
+    return "stoneforge" in cmdline or " sf " in f" {cmdline} " or "/sf " in cmdline
+
+
 def recover_orphans(store: Store) -> list[str]:
     """End orphaned sessions, save their work, requeue their tasks; returns what was done."""
     done: list[str] = []
     for session, owner in store.orphaned_sessions():
+        if owner and owner != os.getpid() and is_alive(owner) and _same_host_owner(owner):
+            continue  # a live process owns it (say `sf plan create` running its director)
         if session.pid and is_alive(session.pid) and _is_agent_cli(session.pid):
             kill_tree(session.pid)
             done.append(f"stopped orphaned agent process {session.pid} of session {session.id}")
