@@ -257,7 +257,7 @@ class Orchestrator:
             task = self.store.get_task(result.task_id)
             delay = self.config.orchestrator.retryBackoffS * 2 ** max(task.attempts - 1, 0)
             self._not_before[result.task_id] = time.monotonic() + delay
-            self.note(f"{result.task_id} requeued (retry in {delay:.0f}s): {result.reason[:120]}")
+            self.note(f"{result.task_id} requeued (retry in {delay:.1f}s): {result.reason[:120]}")
         elif result.status == TaskStatus.REVIEW:
             self.note(f"{result.task_id} completed; merge request opened")
         elif result.status == TaskStatus.FAILED:
