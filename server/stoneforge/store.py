@@ -147,6 +147,14 @@ CREATE TABLE leases (
 #: Schema migrations, index i brings the database from version i to i + 1.
 _MIGRATIONS: list[str] = [_SCHEMA_V1]
 
+#: How error messages name the rows of each table.
+_NOUNS = {
+    "plans": "plan",
+    "tasks": "task",
+    "sessions": "session",
+    "merge_requests": "merge request",
+}
+
 _TASK_COLUMNS = (
     "seq, id, title, description, plan_id, priority, status, branch, worktree, attempts, note, "
     "created_at, updated_at"
@@ -354,6 +362,16 @@ class Store:
         )
 
     @staticmethod
+    def _require(
+        db: sqlite3.Connection, table: str, entity_id: str, columns: str = "*"
+    ) -> sqlite3.Row:
+        """The row with this id, or :class:`NotFoundError` naming what is missing."""
+        row = db.execute(f"SELECT {columns} FROM {table} WHERE id = ?", (entity_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no {_NOUNS[table]} with id {entity_id!r}")
+        return row
+
+    @staticmethod
     def _next_id(db: sqlite3.Connection, table: str, prefix: str) -> tuple[int, str]:
         # Safe under BEGIN IMMEDIATE: no other writer can take the same number.
         seq = db.execute(f"SELECT COALESCE(MAX(seq), 0) + 1 FROM {table}").fetchone()[0]
@@ -451,11 +469,8 @@ class Store:
             "cwd": str(cwd),
         }
         with self._write() as db:
-            if (
-                plan_id is not None
-                and not db.execute("SELECT 1 FROM plans WHERE id = ?", (plan_id,)).fetchone()
-            ):
-                raise NotFoundError(f"no plan with id {plan_id!r}")
+            if plan_id is not None:
+                self._require(db, "plans", plan_id, "1")
             self._event(db, DIRECTOR_SESSION_EVENT, "plan", plan_id, data)
         return DirectorSessionRef(
             plan_id, session_id, provider_session_id, str(config_dir), str(cwd)
@@ -491,9 +506,7 @@ class Store:
 
     def get_plan(self, plan_id: str) -> Plan:
         with self._read() as db:
-            row = db.execute("SELECT * FROM plans WHERE id = ?", (plan_id,)).fetchone()
-            if row is None:
-                raise NotFoundError(f"no plan with id {plan_id!r}")
+            row = self._require(db, "plans", plan_id)
             task_ids = [
                 r[0]
                 for r in db.execute(
@@ -514,9 +527,7 @@ class Store:
 
     def activate_plan(self, plan_id: str) -> Plan:
         with self._write() as db:
-            row = db.execute("SELECT status FROM plans WHERE id = ?", (plan_id,)).fetchone()
-            if row is None:
-                raise NotFoundError(f"no plan with id {plan_id!r}")
+            row = self._require(db, "plans", plan_id, "status")
             if row["status"] != PlanStatus.ACTIVE.value:
                 db.execute(
                     "UPDATE plans SET status = ? WHERE id = ?", (PlanStatus.ACTIVE.value, plan_id)
@@ -567,11 +578,8 @@ class Store:
             raise InvalidInputError(f"priority must be 1 (most urgent) to 5, got {priority}")
         now = _iso(utcnow())
         with self._write() as db:
-            if (
-                plan_id is not None
-                and not db.execute("SELECT 1 FROM plans WHERE id = ?", (plan_id,)).fetchone()
-            ):
-                raise NotFoundError(f"no plan with id {plan_id!r}")
+            if plan_id is not None:
+                self._require(db, "plans", plan_id, "1")
             unknown = [
                 dep
                 for dep in depends_on
@@ -780,9 +788,7 @@ class Store:
             raise InvalidInputError(f"cannot update task fields {sorted(set(fields) - allowed)}")
         values = {k: (v.value if isinstance(v, TaskStatus) else v) for k, v in fields.items()}
         with self._write() as db:
-            row = db.execute("SELECT status FROM tasks WHERE id = ?", (task_id,)).fetchone()
-            if row is None:
-                raise NotFoundError(f"no task with id {task_id!r}")
+            row = self._require(db, "tasks", task_id, "status")
             if expect is not None and TaskStatus(row["status"]) not in expect:
                 wanted = ", ".join(s.value for s in expect)
                 raise InvalidTransitionError(
@@ -823,8 +829,7 @@ class Store:
     ) -> TaskQuestion:
         """Store a worker's question to the director and the answer it got, on the task."""
         with self._write() as db:
-            if not db.execute("SELECT 1 FROM tasks WHERE id = ?", (task_id,)).fetchone():
-                raise NotFoundError(f"no task with id {task_id!r}")
+            self._require(db, "tasks", task_id, "1")
             self._event(
                 db,
                 QUESTION_EVENT,
@@ -881,9 +886,7 @@ class Store:
 
     def get_session(self, session_id: str) -> AgentSession:
         with self._read() as db:
-            row = db.execute("SELECT * FROM sessions WHERE id = ?", (session_id,)).fetchone()
-        if row is None:
-            raise NotFoundError(f"no session with id {session_id!r}")
+            row = self._require(db, "sessions", session_id)
         return self._session_from_row(row)
 
     def update_session(self, session_id: str, **fields: Any) -> AgentSession:
@@ -1041,9 +1044,7 @@ class Store:
 
     def get_merge_request(self, mr_id: str) -> MergeRequest:
         with self._read() as db:
-            row = db.execute("SELECT * FROM merge_requests WHERE id = ?", (mr_id,)).fetchone()
-        if row is None:
-            raise NotFoundError(f"no merge request with id {mr_id!r}")
+            row = self._require(db, "merge_requests", mr_id)
         return self._mr_from_row(row)
 
     def list_merge_requests(self, status: MergeStatus | None = None) -> list[MergeRequest]:
@@ -1089,9 +1090,7 @@ class Store:
         if checks is not None:
             values["checks"] = redact(json.dumps([c.wire() for c in checks]))
         with self._write() as db:
-            row = db.execute("SELECT status FROM merge_requests WHERE id = ?", (mr_id,)).fetchone()
-            if row is None:
-                raise NotFoundError(f"no merge request with id {mr_id!r}")
+            row = self._require(db, "merge_requests", mr_id, "status")
             if expect is not None and MergeStatus(row["status"]) not in expect:
                 wanted = ", ".join(s.value for s in expect)
                 raise InvalidTransitionError(
