@@ -55,6 +55,7 @@ from stoneforge.git.errors import GitLayerError
 from stoneforge.git.repo import resolve_commit
 from stoneforge.git.worktrees import checkout_detached
 from stoneforge.models import Plan, SessionRole, SessionStatus, Task, TaskStatus, utcnow
+from stoneforge.orchestrator.session_rows import record_token_stats
 from stoneforge.store import PlannedTask, Store, dependency_problems
 
 log = logging.getLogger("stoneforge.director")
@@ -590,13 +591,7 @@ class Director:
                 )
 
         def on_update(stats: TokenStats) -> None:
-            self.store.update_session(
-                session.id,
-                context_tokens=stats.context_tokens,
-                input_tokens=stats.total_input_tokens,
-                output_tokens=stats.output_tokens,
-                cost_usd=stats.cost_usd or 0.0,
-            )
+            record_token_stats(self.store, session.id, stats)
 
         try:
             outcome = await run_session(self.provider, spec, on_update=on_update, on_event=on_event)

@@ -26,6 +26,7 @@ import anyio
 from anyio import to_thread
 
 from stoneforge.agents import AgentProvider, Role, build_spec, default_config_dir, run_session
+from stoneforge.agents.accounting import TokenStats
 from stoneforge.config import StoneforgeConfig
 from stoneforge.errors import InvalidTransitionError, NotFoundError
 from stoneforge.git.conflicts import find_conflict_hunks
@@ -54,6 +55,7 @@ from stoneforge.models import (
 )
 from stoneforge.orchestrator.checks import Verdict, judge, run_checks
 from stoneforge.orchestrator.landing import record_landed
+from stoneforge.orchestrator.session_rows import record_token_stats
 from stoneforge.store import Store
 
 log = logging.getLogger("stoneforge.steward")
@@ -603,14 +605,8 @@ class Steward:
             idle_timeout_s=steward.idleTimeoutS,
         )
 
-        def on_update(stats: object) -> None:
-            self.store.update_session(
-                session.id,
-                context_tokens=stats.context_tokens,  # type: ignore[attr-defined]
-                input_tokens=stats.total_input_tokens,  # type: ignore[attr-defined]
-                output_tokens=stats.output_tokens,  # type: ignore[attr-defined]
-                cost_usd=stats.cost_usd or 0.0,  # type: ignore[attr-defined]
-            )
+        def on_update(stats: TokenStats) -> None:
+            record_token_stats(self.store, session.id, stats)
 
         try:
             outcome = await run_session(self.provider, spec, on_update=on_update)

@@ -51,6 +51,7 @@ from stoneforge.models import (
 )
 from stoneforge.orchestrator.director import answer_question
 from stoneforge.orchestrator.prompts import HANDOFF_REQUEST, worker_prompt
+from stoneforge.orchestrator.session_rows import record_token_stats
 from stoneforge.store import Store
 
 log = logging.getLogger("stoneforge.worker")
@@ -224,13 +225,7 @@ class WorkerRun:
         def on_update(stats: TokenStats) -> None:
             self.slot.context_tokens = stats.context_tokens
             self.slot.cost_usd = stats.cost_usd or self.slot.cost_usd
-            self.store.update_session(
-                session.id,
-                context_tokens=stats.context_tokens,
-                input_tokens=stats.total_input_tokens,
-                output_tokens=stats.output_tokens,
-                cost_usd=stats.cost_usd or 0.0,
-            )
+            record_token_stats(self.store, session.id, stats)
             self.on_change()
 
         outcome = await run_session(
