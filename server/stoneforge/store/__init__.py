@@ -1,0 +1,47 @@
+"""SQLite persistence and the append-only event log. The only package that speaks SQL.
+
+Several processes share one store (a `sf serve` in a terminal, the CLI, the language server), so:
+WAL journal, a generous busy timeout, and every write in a ``BEGIN IMMEDIATE`` transaction that
+also appends its event, so no write is lost and every change is visible in the log.
+
+One module per job: :mod:`.schema` (tables, migrations, the connection and its transactions),
+:mod:`.plans`, :mod:`.tasks` with :mod:`.task_graph`, :mod:`.sessions` (and handoffs),
+:mod:`.merge_requests`, :mod:`.events`, :mod:`.lease` and :mod:`.summary`, each a mixin over
+:class:`~.schema.StoreBase` that :class:`Store` composes; :mod:`.planning` checks the tasks of a
+plan created in one go before anything is written.
+"""
+
+from __future__ import annotations
+
+from stoneforge.store.events import EventLog
+from stoneforge.store.lease import Lease
+from stoneforge.store.merge_requests import MergeRequestRows
+from stoneforge.store.planning import (
+    PlannedTask,
+    dependency_cycles,
+    dependency_problems,
+    planned_task_problems,
+)
+from stoneforge.store.plans import DIRECTOR_SESSION_EVENT, DirectorSessionRef, PlanRows
+from stoneforge.store.schema import BUSY_TIMEOUT_MS, SCHEMA_VERSION, StoreBase, default_actor
+from stoneforge.store.sessions import SessionRows
+from stoneforge.store.summary import Summary
+from stoneforge.store.tasks import QUESTION_EVENT, TaskRows
+
+__all__ = [
+    "BUSY_TIMEOUT_MS",
+    "DIRECTOR_SESSION_EVENT",
+    "QUESTION_EVENT",
+    "SCHEMA_VERSION",
+    "DirectorSessionRef",
+    "PlannedTask",
+    "Store",
+    "default_actor",
+    "dependency_cycles",
+    "dependency_problems",
+    "planned_task_problems",
+]
+
+
+class Store(PlanRows, TaskRows, SessionRows, MergeRequestRows, EventLog, Lease, Summary, StoreBase):
+    """One connection to `.stoneforge/state.db`; safe to share between threads."""

@@ -1,0 +1,118 @@
+"""Merge request rows: the steward's queue and what happened to each request."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from stoneforge.errors import InvalidInputError, InvalidTransitionError
+from stoneforge.models import CheckRun, MergeRequest, MergeStatus, utcnow
+from stoneforge.redact import redact
+from stoneforge.store.schema import StoreBase, _iso, _time
+
+
+def _mr_from_row(row: sqlite3.Row) -> MergeRequest:
+    return MergeRequest(
+        id=row["id"],
+        task_id=row["task_id"],
+        status=MergeStatus(row["status"]),
+        branch=row["branch"],
+        candidate_commit=row["candidate_commit"],
+        merged_commit=row["merged_commit"],
+        checks=[CheckRun.model_validate(c) for c in json.loads(row["checks"])],
+        summary=row["summary"],
+        reason=row["reason"],
+        approved_at=_time(row["approved_at"]),
+        created_at=_time(row["created_at"]),
+        merged_at=_time(row["merged_at"]),
+    )
+
+
+class MergeRequestRows(StoreBase):
+    def create_merge_request(self, task_id: str, branch: str, summary: str) -> MergeRequest:
+        with self._write() as db:
+            seq, mr_id = self._next_id(db, "merge_requests", "mr")
+            db.execute(
+                "INSERT INTO merge_requests (seq, id, task_id, status, branch, summary, created_at)"
+                " VALUES (?,?,?,?,?,?,?)",
+                (
+                    seq,
+                    mr_id,
+                    task_id,
+                    MergeStatus.PENDING.value,
+                    branch,
+                    redact(summary),
+                    _iso(utcnow()),
+                ),
+            )
+            self._event(db, "mr.created", "merge_request", mr_id, {"taskId": task_id})
+        return self.get_merge_request(mr_id)
+
+    def get_merge_request(self, mr_id: str) -> MergeRequest:
+        with self._read() as db:
+            row = self._require(db, "merge_requests", mr_id)
+        return _mr_from_row(row)
+
+    def list_merge_requests(self, status: MergeStatus | None = None) -> list[MergeRequest]:
+        with self._read() as db:
+            if status is None:
+                rows = db.execute("SELECT * FROM merge_requests ORDER BY seq").fetchall()
+            else:
+                rows = db.execute(
+                    "SELECT * FROM merge_requests WHERE status = ? ORDER BY seq", (status.value,)
+                ).fetchall()
+        return [_mr_from_row(row) for row in rows]
+
+    def update_merge_request(
+        self,
+        mr_id: str,
+        *,
+        expect: Sequence[MergeStatus] | None = None,
+        checks: Sequence[CheckRun] | None = None,
+        **fields: Any,
+    ) -> MergeRequest:
+        allowed = {
+            "status",
+            "candidate_commit",
+            "merged_commit",
+            "summary",
+            "reason",
+            "merged_at",
+            "approved_at",
+        }
+        if not set(fields) <= allowed:
+            raise InvalidInputError(
+                f"cannot update merge request fields {sorted(set(fields) - allowed)}"
+            )
+        values: dict[str, Any] = {}
+        for key, value in fields.items():
+            if isinstance(value, MergeStatus):
+                value = value.value
+            elif isinstance(value, datetime):
+                value = _iso(value)
+            elif isinstance(value, str) and key in {"summary", "reason"}:
+                value = redact(value)
+            values[key] = value
+        if checks is not None:
+            values["checks"] = redact(json.dumps([c.wire() for c in checks]))
+        with self._write() as db:
+            row = self._require(db, "merge_requests", mr_id, "status")
+            if expect is not None and MergeStatus(row["status"]) not in expect:
+                wanted = ", ".join(s.value for s in expect)
+                raise InvalidTransitionError(
+                    f"merge request {mr_id} is {row['status']}; this needs it to be {wanted}"
+                )
+            if values:
+                assignments = ", ".join(f"{column} = ?" for column in values)
+                db.execute(
+                    f"UPDATE merge_requests SET {assignments} WHERE id = ?",
+                    (*values.values(), mr_id),
+                )
+            event_data = {k: v for k, v in values.items() if k != "checks"}
+            self._event(
+                db, "mr.updated", "merge_request", mr_id, {"from": row["status"], **event_data}
+            )
+        return self.get_merge_request(mr_id)

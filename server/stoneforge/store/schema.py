@@ -1,0 +1,248 @@
+"""The schema, its migrations and the connection plumbing every part of the store shares."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Self
+
+from stoneforge.errors import InvalidInputError, NotFoundError
+from stoneforge.models import utcnow
+from stoneforge.redact import redact
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 30_000
+
+_SCHEMA_V1 = """
+CREATE TABLE plans (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    title TEXT NOT NULL,
+    goal TEXT,
+    status TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE tasks (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    title TEXT NOT NULL,
+    description TEXT NOT NULL DEFAULT '',
+    plan_id TEXT REFERENCES plans(id),
+    priority INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    branch TEXT,
+    worktree TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    note TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX tasks_status ON tasks(status);
+CREATE TABLE deps (
+    task_id TEXT NOT NULL REFERENCES tasks(id),
+    depends_on TEXT NOT NULL REFERENCES tasks(id),
+    PRIMARY KEY (task_id, depends_on)
+);
+CREATE INDEX deps_blocker ON deps(depends_on);
+CREATE TABLE sessions (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    task_id TEXT REFERENCES tasks(id),
+    role TEXT NOT NULL,
+    status TEXT NOT NULL,
+    pid INTEGER,
+    owner_pid INTEGER,
+    provider_session_id TEXT,
+    context_tokens INTEGER NOT NULL DEFAULT 0,
+    input_tokens INTEGER NOT NULL DEFAULT 0,
+    output_tokens INTEGER NOT NULL DEFAULT 0,
+    cost_usd REAL NOT NULL DEFAULT 0,
+    started_at TEXT NOT NULL,
+    ended_at TEXT,
+    error TEXT
+);
+CREATE INDEX sessions_task ON sessions(task_id);
+CREATE INDEX sessions_status ON sessions(status);
+CREATE TABLE handoffs (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    task_id TEXT NOT NULL REFERENCES tasks(id),
+    session_id TEXT,
+    body TEXT NOT NULL,
+    commit_sha TEXT,
+    source TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX handoffs_task ON handoffs(task_id);
+CREATE TABLE merge_requests (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    task_id TEXT NOT NULL REFERENCES tasks(id),
+    status TEXT NOT NULL,
+    branch TEXT NOT NULL,
+    candidate_commit TEXT,
+    merged_commit TEXT,
+    checks TEXT NOT NULL DEFAULT '[]',
+    summary TEXT NOT NULL DEFAULT '',
+    reason TEXT,
+    approved_at TEXT,
+    created_at TEXT NOT NULL,
+    merged_at TEXT
+);
+CREATE INDEX merge_requests_task ON merge_requests(task_id);
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    entity TEXT NOT NULL,
+    entity_id TEXT,
+    data TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX events_kind ON events(kind, id);
+CREATE TABLE leases (
+    name TEXT PRIMARY KEY,
+    holder_pid INTEGER NOT NULL,
+    holder_host TEXT NOT NULL,
+    token TEXT NOT NULL,
+    acquired_at TEXT NOT NULL,
+    heartbeat_at TEXT NOT NULL
+);
+"""
+
+#: Schema migrations, index i brings the database from version i to i + 1.
+_MIGRATIONS: list[str] = [_SCHEMA_V1]
+
+#: How error messages name the rows of each table.
+_NOUNS = {
+    "plans": "plan",
+    "tasks": "task",
+    "sessions": "session",
+    "merge_requests": "merge request",
+}
+
+_TASK_COLUMNS = (
+    "seq, id, title, description, plan_id, priority, status, branch, worktree, attempts, note, "
+    "created_at, updated_at"
+)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    # Fixed width, so text order is time order.
+    return None if moment is None else moment.isoformat(timespec="milliseconds")
+
+
+def _time(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def default_actor() -> str:
+    return f"pid:{os.getpid()}"
+
+
+class StoreBase:
+    """One connection to `.stoneforge/state.db`; safe to share between threads."""
+
+    def __init__(self, path: Path, actor: str | None = None) -> None:
+        self.path = path
+        self.actor = actor or default_actor()
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(
+            str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+        )
+        self._conn.row_factory = sqlite3.Row
+        self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        self._conn.execute("PRAGMA journal_mode = WAL")
+        self._conn.execute("PRAGMA synchronous = NORMAL")
+        self._conn.execute("PRAGMA foreign_keys = ON")
+        self._migrate()
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction that takes the database write lock up front (no upgrade races)."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            else:
+                self._conn.execute("COMMIT")
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """A consistent snapshot across several SELECTs."""
+        with self._lock:
+            self._conn.execute("BEGIN")
+            try:
+                yield self._conn
+            finally:
+                self._conn.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        with self._write() as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise InvalidInputError(
+                    f"{self.path}: schema version {version} is newer than this stoneforge "
+                    f"understands ({SCHEMA_VERSION}); upgrade stoneforge"
+                )
+            for step in range(version, SCHEMA_VERSION):
+                for statement in _MIGRATIONS[step].split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+            if version != SCHEMA_VERSION:
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def schema_version(self) -> int:
+        with self._lock:
+            return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def _event(
+        self,
+        db: sqlite3.Connection,
+        kind: str,
+        entity: str,
+        entity_id: str | None,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        payload = redact(json.dumps(data or {}, default=str))
+        db.execute(
+            "INSERT INTO events (at, actor, kind, entity, entity_id, data) VALUES (?,?,?,?,?,?)",
+            (_iso(utcnow()), self.actor, kind, entity, entity_id, payload),
+        )
+
+    @staticmethod
+    def _require(
+        db: sqlite3.Connection, table: str, entity_id: str, columns: str = "*"
+    ) -> sqlite3.Row:
+        """The row with this id, or :class:`NotFoundError` naming what is missing."""
+        row = db.execute(f"SELECT {columns} FROM {table} WHERE id = ?", (entity_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no {_NOUNS[table]} with id {entity_id!r}")
+        return row
+
+    @staticmethod
+    def _next_id(db: sqlite3.Connection, table: str, prefix: str) -> tuple[int, str]:
+        # Safe under BEGIN IMMEDIATE: no other writer can take the same number.
+        seq = db.execute(f"SELECT COALESCE(MAX(seq), 0) + 1 FROM {table}").fetchone()[0]
+        return seq, f"{prefix}{seq}"

@@ -1,0 +1,82 @@
+"""The dependency graph read from the tables, and its facts for a few tasks via recursive SQL."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from stoneforge.graph import DependencyGraph, Node
+from stoneforge.models import PlanStatus, TaskStatus
+from stoneforge.store.schema import StoreBase
+
+
+class TaskGraph(StoreBase):
+    def _graph(self, db: sqlite3.Connection) -> DependencyGraph:
+        active = {
+            r[0]
+            for r in db.execute("SELECT id FROM plans WHERE status = ?", (PlanStatus.ACTIVE.value,))
+        }
+        nodes = [
+            Node(
+                id=task_id,
+                priority=priority,
+                status=TaskStatus(status),
+                created_at=created_at,
+                seq=seq,
+                plan_active=plan_id is None or plan_id in active,
+            )
+            for seq, task_id, priority, status, created_at, plan_id in db.execute(
+                "SELECT seq, id, priority, status, created_at, plan_id FROM tasks"
+            )
+        ]
+        edges = db.execute("SELECT task_id, depends_on FROM deps ORDER BY rowid").fetchall()
+        return DependencyGraph(nodes, [(a, b) for a, b in edges])
+
+    def graph(self) -> DependencyGraph:
+        with self._read() as db:
+            return self._graph(db)
+
+    def _graph_facts_of_all(
+        self, db: sqlite3.Connection
+    ) -> tuple[dict[str, int], dict[str, list[str]], set[str]]:
+        """Effective priority, dependencies and the blocked set, for the whole board at once."""
+        graph = self._graph(db)
+        blocked = {task_id for task_id in graph.nodes if graph.is_blocked(task_id)}
+        return graph.effective_priorities(), graph.depends_on, blocked
+
+    def _graph_facts_of_few(
+        self, db: sqlite3.Connection, rows: list[sqlite3.Row]
+    ) -> tuple[dict[str, int], dict[str, list[str]], set[str]]:
+        """The same facts for a few tasks, without loading the board (one task per write).
+
+        Same rules as :class:`~stoneforge.graph.DependencyGraph`: blocked is an open task with an
+        unmerged dependency; effective priority is the most urgent priority among the task and
+        every task that (transitively) waits on it, through unfinished tasks only.
+        """
+        ids = [row["id"] for row in rows]
+        marks = ",".join("?" * len(ids))
+        depends_on: dict[str, list[str]] = {}
+        unmerged: set[str] = set()
+        for task_id, dep, dep_status in db.execute(
+            f"SELECT d.task_id, d.depends_on, t.status FROM deps d "
+            f"JOIN tasks t ON t.id = d.depends_on WHERE d.task_id IN ({marks}) ORDER BY d.rowid",
+            ids,
+        ):
+            depends_on.setdefault(task_id, []).append(dep)
+            if dep_status != TaskStatus.MERGED.value:
+                unmerged.add(task_id)
+        blocked = {
+            row["id"]
+            for row in rows
+            if row["status"] == TaskStatus.OPEN.value and row["id"] in unmerged
+        }
+        effective: dict[str, int] = {}
+        for task_id in ids:
+            effective[task_id] = db.execute(
+                "WITH RECURSIVE waiters(id) AS ("
+                " VALUES(?)"
+                " UNION SELECT d.task_id FROM deps d JOIN waiters w ON d.depends_on = w.id"
+                " JOIN tasks t ON t.id = d.task_id WHERE t.status NOT IN (?, ?))"
+                " SELECT MIN(t.priority) FROM waiters w JOIN tasks t ON t.id = w.id",
+                (task_id, TaskStatus.MERGED.value, TaskStatus.CANCELLED.value),
+            ).fetchone()[0]
+        return effective, depends_on, blocked

@@ -1,0 +1,267 @@
+"""Task rows and dependencies, assembled into tasks with their sessions, handoffs and questions."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from stoneforge.errors import InvalidInputError, InvalidTransitionError, NotFoundError
+from stoneforge.graph import check_new_dependency
+from stoneforge.models import (
+    AgentSession,
+    Handoff,
+    MergeRequest,
+    Task,
+    TaskQuestion,
+    TaskStatus,
+    utcnow,
+)
+from stoneforge.store.merge_requests import _mr_from_row
+from stoneforge.store.schema import _TASK_COLUMNS, _iso, _time
+from stoneforge.store.sessions import _handoff_from_row, _session_from_row
+from stoneforge.store.task_graph import TaskGraph
+
+#: Event kinds whose rows carry state read back by the store (not just history).
+QUESTION_EVENT = "task.question"
+
+
+class TaskRows(TaskGraph):
+    def create_task(
+        self,
+        title: str,
+        *,
+        description: str = "",
+        plan_id: str | None = None,
+        priority: int = 3,
+        depends_on: Sequence[str] = (),
+    ) -> Task:
+        title = title.strip()
+        if not title:
+            raise InvalidInputError("task title must not be empty")
+        if not 1 <= priority <= 5:
+            raise InvalidInputError(f"priority must be 1 (most urgent) to 5, got {priority}")
+        now = _iso(utcnow())
+        with self._write() as db:
+            if plan_id is not None:
+                self._require(db, "plans", plan_id, "1")
+            unknown = [
+                dep
+                for dep in depends_on
+                if not db.execute("SELECT 1 FROM tasks WHERE id = ?", (dep,)).fetchone()
+            ]
+            if unknown:
+                raise NotFoundError(
+                    f"unknown dependency id(s) for new task {title!r}: {', '.join(unknown)}"
+                )
+            seq, task_id = self._next_id(db, "tasks", "t")
+            db.execute(
+                f"INSERT INTO tasks ({_TASK_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    seq,
+                    task_id,
+                    title,
+                    description,
+                    plan_id,
+                    priority,
+                    TaskStatus.OPEN.value,
+                    None,
+                    None,
+                    0,
+                    None,
+                    now,
+                    now,
+                ),
+            )
+            for dep in dict.fromkeys(depends_on):
+                db.execute("INSERT INTO deps (task_id, depends_on) VALUES (?, ?)", (task_id, dep))
+            self._event(
+                db,
+                "task.created",
+                "task",
+                task_id,
+                {"title": title, "planId": plan_id, "dependsOn": list(depends_on)},
+            )
+        return self.get_task(task_id)
+
+    def add_dependency(self, blocked: str, blocker: str) -> Task:
+        with self._write() as db:
+            graph = self._graph(db)
+            titles = dict(db.execute("SELECT id, title FROM tasks").fetchall())
+            problem = check_new_dependency(graph, blocked, blocker, titles)
+            if problem is not None:
+                error = NotFoundError if problem.startswith("unknown") else InvalidInputError
+                raise error(problem)
+            db.execute(
+                "INSERT OR IGNORE INTO deps (task_id, depends_on) VALUES (?, ?)", (blocked, blocker)
+            )
+            self._event(db, "dep.added", "task", blocked, {"dependsOn": blocker})
+        return self.get_task(blocked)
+
+    def _task_rows(
+        self, db: sqlite3.Connection, where: str = "", params: Sequence[Any] = ()
+    ) -> list[sqlite3.Row]:
+        return db.execute(
+            f"SELECT {_TASK_COLUMNS} FROM tasks {where} ORDER BY seq", params
+        ).fetchall()
+
+    def _assemble(self, db: sqlite3.Connection, rows: list[sqlite3.Row]) -> list[Task]:
+        """Tasks with their computed fields, sessions, handoffs and merge request, in bulk."""
+        if not rows:
+            return []
+        wanted = {row["id"] for row in rows}
+        few = len(wanted) <= 50
+        marks = ",".join("?" * len(wanted))
+        effective, depends_on, blocked = (
+            self._graph_facts_of_few(db, rows) if few else self._graph_facts_of_all(db)
+        )
+        scope = f"WHERE task_id IN ({marks})" if few else ""
+        params = tuple(wanted) if few else ()
+        sessions: dict[str, list[AgentSession]] = {}
+        for row in db.execute(f"SELECT * FROM sessions {scope} ORDER BY seq", params):
+            sessions.setdefault(row["task_id"], []).append(_session_from_row(row))
+        handoffs: dict[str, list[Handoff]] = {}
+        for row in db.execute(f"SELECT * FROM handoffs {scope} ORDER BY seq", params):
+            handoffs.setdefault(row["task_id"], []).append(_handoff_from_row(row))
+        merge_requests: dict[str, MergeRequest] = {}
+        for row in db.execute(f"SELECT * FROM merge_requests {scope} ORDER BY seq", params):
+            merge_requests[row["task_id"]] = _mr_from_row(row)  # the latest wins
+        questions: dict[str, list[TaskQuestion]] = {}
+        event_scope = f"AND entity_id IN ({marks})" if few else ""
+        for row in db.execute(
+            f"SELECT entity_id, at, data FROM events WHERE kind = ? {event_scope} ORDER BY id",
+            (QUESTION_EVENT, *params),
+        ):
+            data = json.loads(row["data"])
+            questions.setdefault(row["entity_id"], []).append(
+                TaskQuestion(
+                    question=data.get("question", ""),
+                    answer=data.get("answer", ""),
+                    session_id=data.get("sessionId"),
+                    error=data.get("error"),
+                    asked_at=_time(data.get("askedAt")),
+                    answered_at=_time(row["at"]),
+                )
+            )
+        return [
+            Task(
+                id=row["id"],
+                title=row["title"],
+                description=row["description"],
+                plan_id=row["plan_id"],
+                priority=row["priority"],
+                effective_priority=effective.get(row["id"], row["priority"]),
+                depends_on=depends_on.get(row["id"], []),
+                status=TaskStatus(row["status"]),
+                blocked=row["id"] in blocked,
+                branch=row["branch"],
+                worktree=row["worktree"],
+                attempts=row["attempts"],
+                created_at=_time(row["created_at"]),
+                updated_at=_time(row["updated_at"]),
+                note=row["note"],
+                sessions=sessions.get(row["id"], []),
+                handoffs=handoffs.get(row["id"], []),
+                merge_request=merge_requests.get(row["id"]),
+                questions=questions.get(row["id"], []),
+            )
+            for row in rows
+        ]
+
+    def get_task(self, task_id: str) -> Task:
+        with self._read() as db:
+            rows = self._task_rows(db, "WHERE id = ?", (task_id,))
+            if not rows:
+                raise NotFoundError(f"no task with id {task_id!r}")
+            return self._assemble(db, rows)[0]
+
+    def list_tasks(
+        self, *, plan_id: str | None = None, status: TaskStatus | None = None
+    ) -> list[Task]:
+        clauses, params = [], []
+        if plan_id is not None:
+            clauses.append("plan_id = ?")
+            params.append(plan_id)
+        if status is not None:
+            clauses.append("status = ?")
+            params.append(status.value)
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        with self._read() as db:
+            return self._assemble(db, self._task_rows(db, where, params))
+
+    def ready_task_ids(self) -> list[str]:
+        """Open, unblocked tasks of active plans (or none), most urgent first, then oldest."""
+        return self.graph().ready()
+
+    def update_task(
+        self,
+        task_id: str,
+        *,
+        expect: Sequence[TaskStatus] | None = None,
+        kind: str = "task.updated",
+        **fields: Any,
+    ) -> Task:
+        """Change task columns; with ``expect``, only when the task is in one of those statuses."""
+        allowed = {"status", "branch", "worktree", "attempts", "note", "priority", "title"}
+        if not set(fields) <= allowed:
+            raise InvalidInputError(f"cannot update task fields {sorted(set(fields) - allowed)}")
+        values = {k: (v.value if isinstance(v, TaskStatus) else v) for k, v in fields.items()}
+        with self._write() as db:
+            row = self._require(db, "tasks", task_id, "status")
+            if expect is not None and TaskStatus(row["status"]) not in expect:
+                wanted = ", ".join(s.value for s in expect)
+                raise InvalidTransitionError(
+                    f"task {task_id} is {row['status']}; this needs it to be {wanted}"
+                )
+            values["updated_at"] = _iso(utcnow())
+            assignments = ", ".join(f"{column} = ?" for column in values)
+            db.execute(f"UPDATE tasks SET {assignments} WHERE id = ?", (*values.values(), task_id))
+            self._event(db, kind, "task", task_id, {"from": row["status"], **values})
+        return self.get_task(task_id)
+
+    def cancel_task(self, task_id: str) -> Task:
+        return self.update_task(
+            task_id,
+            status=TaskStatus.CANCELLED,
+            expect=[TaskStatus.OPEN, TaskStatus.IN_PROGRESS, TaskStatus.REVIEW, TaskStatus.FAILED],
+            kind="task.cancelled",
+        )
+
+    def retry_task(self, task_id: str) -> Task:
+        return self.update_task(
+            task_id,
+            status=TaskStatus.OPEN,
+            attempts=0,
+            expect=[TaskStatus.FAILED, TaskStatus.CANCELLED],
+            kind="task.retried",
+        )
+
+    def record_question(
+        self,
+        task_id: str,
+        question: str,
+        answer: str,
+        *,
+        session_id: str | None = None,
+        error: str | None = None,
+        asked_at: datetime | None = None,
+    ) -> TaskQuestion:
+        """Store a worker's question to the director and the answer it got, on the task."""
+        with self._write() as db:
+            self._require(db, "tasks", task_id, "1")
+            self._event(
+                db,
+                QUESTION_EVENT,
+                "task",
+                task_id,
+                {
+                    "question": question,
+                    "answer": answer,
+                    "sessionId": session_id,
+                    "error": error,
+                    "askedAt": _iso(asked_at),
+                },
+            )
+        return self.get_task(task_id).questions[-1]
