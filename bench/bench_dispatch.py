@@ -54,6 +54,7 @@ from anyio import to_thread
 from stoneforge import store_watch
 from stoneforge.agents import AgentProvider, AgentSession, Result, SessionSpec, SessionStarted
 from stoneforge.demo import FakeModel, Step
+from stoneforge.lifecycle import TaskEvent
 from stoneforge.models import TaskStatus
 from stoneforge.orchestrator import daemon
 from stoneforge.orchestrator.daemon import Orchestrator
@@ -124,7 +125,11 @@ def record_commits(store: Store, clock: Clock, on_merged: Callable[[str], None] 
     the same thread, so the entry of that ``get_task`` is the commit, to a few microseconds.
     The wrappers sit on this one instance only (the bench's own instrumentation)."""
     local = threading.local()
-    create_task, update_task, get_task = store.create_task, store.update_task, store.get_task
+    create_task, transition_task, get_task = (
+        store.create_task,
+        store.transition_task,
+        store.get_task,
+    )
     anything = object()
 
     def get_task_recorded(task_id: str) -> Any:
@@ -140,14 +145,13 @@ def record_commits(store: Store, clock: Clock, on_merged: Callable[[str], None] 
         clock.mark(clock.created, task.id, local.moment)
         return task
 
-    def update_task_recorded(task_id: str, **kwargs: Any) -> Any:
-        status = kwargs.get("status")
-        watched = status in (TaskStatus.MERGED, TaskStatus.IN_PROGRESS)
+    def transition_task_recorded(task_id: str, event: TaskEvent, **kwargs: Any) -> Any:
+        watched = event in (TaskEvent.LAND, TaskEvent.DISPATCH)
         local.pending, local.moment = (task_id if watched else None), None
-        task = update_task(task_id, **kwargs)
-        if status == TaskStatus.IN_PROGRESS and local.moment is not None:
+        task = transition_task(task_id, event, **kwargs)
+        if event == TaskEvent.DISPATCH and local.moment is not None:
             clock.mark(clock.dispatched, task_id, local.moment)
-        if status == TaskStatus.MERGED and local.moment is not None:
+        if event == TaskEvent.LAND and local.moment is not None:
             clock.mark(clock.merged, task_id, local.moment)
             if on_merged is not None:
                 on_merged(task_id)
@@ -155,7 +159,7 @@ def record_commits(store: Store, clock: Clock, on_merged: Callable[[str], None] 
 
     store.get_task = get_task_recorded  # type: ignore[method-assign]
     store.create_task = create_task_recorded  # type: ignore[method-assign]
-    store.update_task = update_task_recorded  # type: ignore[method-assign]
+    store.transition_task = transition_task_recorded  # type: ignore[method-assign]
 
 
 def record_wakeups(orchestrator: Orchestrator, clock: Clock) -> None:

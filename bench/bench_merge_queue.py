@@ -37,7 +37,7 @@ import anyio
 
 from stoneforge.config import StoneforgeConfig
 from stoneforge.git.merge import enable_shared_rerere
-from stoneforge.models import MergeStatus, TaskStatus
+from stoneforge.models import MergeStatus
 from stoneforge.orchestrator.steward import Steward
 from stoneforge.store import Store
 
@@ -126,9 +126,10 @@ def make_repo(root: Path, bad: int | None) -> Store:
         task = store.create_task(f"Module {n}")
         branch = f"sf/{task.id}-module-{n}"
         git(root, "update-ref", f"refs/heads/{branch}", commit)
-        store.update_task(task.id, status=TaskStatus.IN_PROGRESS, attempts=1, branch=branch)
-        store.update_task(task.id, status=TaskStatus.REVIEW)
-        store.create_merge_request(task.id, branch, f"Add module {n}")
+        attempt = store.dispatch_task(task.id).dispatches
+        store.complete_task(
+            task.id, attempt=attempt, branch=branch, head_commit=commit, summary=f"Add module {n}"
+        )
     return store
 
 

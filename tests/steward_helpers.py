@@ -22,7 +22,7 @@ import anyio
 from stoneforge.agents import Result, SessionSpec, SessionStarted
 from stoneforge.config import StoneforgeConfig
 from stoneforge.git.merge import enable_shared_rerere
-from stoneforge.models import MergeRequest, Task, TaskStatus
+from stoneforge.models import MergeRequest, Task
 from stoneforge.orchestrator.steward import Steward
 from stoneforge.store import Store
 
@@ -275,20 +275,26 @@ class StewardRig:
             part = dict(items[n::commits])
             head = commit_files(self.root, head, part, f"{title} ({n + 1})", self.index)
         git(self.root, "update-ref", f"refs/heads/{branch}", head)
-        self.store.update_task(task.id, status=TaskStatus.IN_PROGRESS, attempts=1, branch=branch)
-        self.store.update_task(task.id, status=TaskStatus.REVIEW)
-        mr = self.store.create_merge_request(task.id, branch, f"{title}\n\nCommits: {commits}")
+        mr = self.complete(task.id, branch, head, commits)
         return self.store.get_task(task.id), mr
+
+    def complete(self, task_id: str, branch: str, head: str, commits: int = 1) -> MergeRequest:
+        """Dispatch the task and complete the attempt as a worker would (an MR for ``head``)."""
+        attempt = self.store.dispatch_task(task_id).dispatches
+        return self.store.complete_task(
+            task_id,
+            attempt=attempt,
+            branch=branch,
+            head_commit=head,
+            summary=f"{self.store.get_task(task_id).title}\n\nCommits: {commits}",
+        )
 
     def resubmit(self, task: Task, files: Mapping[str, str | None]) -> MergeRequest:
         """The task's next attempt: one more commit on its branch and a new merge request."""
         assert task.branch is not None
         head = commit_files(self.root, self.tip(task.branch), files, "Fix", self.index)
         git(self.root, "update-ref", f"refs/heads/{task.branch}", head)
-        attempts = self.store.get_task(task.id).attempts + 1
-        self.store.update_task(task.id, status=TaskStatus.IN_PROGRESS, attempts=attempts)
-        self.store.update_task(task.id, status=TaskStatus.REVIEW)
-        return self.store.create_merge_request(task.id, task.branch, f"{task.title} (again)")
+        return self.complete(task.id, task.branch, head)
 
     async def drain(self, limit: int = 200) -> int:
         """Run rounds until the steward has nothing to do; returns the number of rounds."""

@@ -134,7 +134,8 @@ async def test_forecast_conflicts_warn_on_the_users_open_file(repo: Path) -> Non
     service, _ = Service.init(repo)
     with service:
         task = service.create_task("Use sum in add")
-        service.store.update_task(task.id, status="in_progress", branch="sf/t1-use-sum")
+        service.store.dispatch_task(task.id)
+        service.store.update_task(task.id, branch="sf/t1-use-sum")
     uri = (repo / "calc.py").as_uri()
     text = (repo / "calc.py").read_text()
     async with lsp_session(repo) as client:

@@ -20,6 +20,7 @@ from steward_helpers import (
     first_parents,
     git,
 )
+from stoneforge.lifecycle import MrEvent, TaskEvent
 from stoneforge.models import MergeStatus, TaskStatus
 from stoneforge.orchestrator.checks import run_check
 
@@ -120,7 +121,7 @@ async def test_a_dependent_waits_for_its_blocker(tmp_path: Path) -> None:
     assert any(f"waits for its blocker(s) {blocker.id}" in n for n in rig.notes)
     # The blocker's work arrives (the rig opens a new task for it; make that the blocker).
     later, block_mr = rig.submit("Blocker work", {"block.txt": "1\n"}, priority=5)
-    rig.store.update_task(blocker.id, status=TaskStatus.CANCELLED)
+    rig.store.cancel_task(blocker.id)
     rig.store.add_dependency(dependent.id, later.id)
     await rig.drain()
     order = [git(rig.root, "log", "-1", "--format=%s", c) for c in first_parents(rig.root)]
@@ -135,7 +136,8 @@ async def test_a_dependent_waits_for_its_blocker(tmp_path: Path) -> None:
 async def test_a_dependent_lands_when_its_blocker_can_no_longer_land(tmp_path: Path) -> None:
     rig = StewardRig(tmp_path / "repo")
     failed = rig.store.create_task("Failed for good")
-    rig.store.update_task(failed.id, status=TaskStatus.FAILED)
+    rig.store.dispatch_task(failed.id)
+    rig.store.transition_task(failed.id, TaskEvent.FAIL)
     stuck = rig.store.create_task("Blocked behind the failed one", depends_on=(failed.id,))
     _, mr = rig.submit("Dependent", {"dep.txt": "1\n"}, depends_on=(stuck.id,))
     await rig.drain()
@@ -322,7 +324,7 @@ async def test_a_resolved_conflict_waits_for_approval_when_auto_merge_is_off(
 async def test_an_interrupted_check_is_run_again(tmp_path: Path) -> None:
     rig = StewardRig(tmp_path / "repo")
     _, mr = rig.submit("Feature", {"feature.txt": "1\n"})
-    rig.store.update_merge_request(mr.id, status=MergeStatus.TESTING)  # a round that died
+    rig.store.transition_merge_request(mr.id, MrEvent.CHECK)  # a round that died
     await rig.drain()
     assert status(rig, mr.id) == MergeStatus.MERGED
     rig.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -20,7 +21,7 @@ def test_every_change_lands_in_the_event_log(tmp_path: Path) -> None:
         plan = store.create_plan("P")
         task = store.create_task("T", plan_id=plan.id)
         store.activate_plan(plan.id)
-        store.update_task(task.id, status="in_progress")
+        store.dispatch_task(task.id)
         events = store.events_since(0)
         assert store.schema_version() == SCHEMA_VERSION
     kinds = [(e.kind, e.entity_id) for e in events]
@@ -28,7 +29,7 @@ def test_every_change_lands_in_the_event_log(tmp_path: Path) -> None:
         ("plan.created", plan.id),
         ("task.created", task.id),
         ("plan.activated", plan.id),
-        ("task.updated", task.id),
+        ("task.dispatched", task.id),
     ]
     assert all(e.actor == "test" and e.at.tzinfo is not None for e in events)
 
@@ -55,7 +56,13 @@ def test_lease_refuses_a_live_holder_and_takes_over_a_dead_one(tmp_path: Path) -
         store.acquire_lease("orchestrator", "first", ttl_s=30)
         with pytest.raises(LeaseHeldError, match=f"pid {os.getpid()}"):
             store.acquire_lease("orchestrator", "second", ttl_s=30)
-        # A stale heartbeat means the holder died: the lease is taken over.
+        # On this host a live holder keeps the lease whatever its heartbeat says (a suspended
+        # laptop must not end up with two orchestrators) ...
+        with pytest.raises(LeaseHeldError):
+            store.acquire_lease("orchestrator", "second", ttl_s=0)
+        # ... while for a holder on another host, a stale heartbeat means it died: taken over.
+        with sqlite3.connect(db) as raw:
+            raw.execute("UPDATE leases SET holder_host = 'another-host'")
         store.acquire_lease("orchestrator", "third", ttl_s=0)
         assert not store.heartbeat_lease("orchestrator", "first")
         assert store.heartbeat_lease("orchestrator", "third")

@@ -33,3 +33,11 @@ class InvalidTransitionError(StoneforgeError):
 
 class LeaseHeldError(StoneforgeError):
     """Another orchestrator already dispatches for this repository."""
+
+
+class StaleAttemptError(InvalidTransitionError):
+    """A write on behalf of a task attempt that is no longer the task's current one."""
+
+
+class LeaseLostError(InvalidTransitionError):
+    """A fenced side effect by a process that no longer holds the orchestrator lease."""

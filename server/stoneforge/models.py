@@ -135,6 +135,10 @@ class MergeRequest(WireModel):
     approved_at: datetime | None = None
     created_at: datetime
     merged_at: datetime | None = None
+    #: The task attempt (its ``dispatches`` then) that made this MR: only that attempt lands.
+    attempt: int | None = None
+    #: The task branch's tip when the MR was made: the task's own recorded commits.
+    head_commit: str | None = None
 
 
 class TaskQuestion(WireModel):
@@ -163,6 +167,8 @@ class Task(WireModel):
     branch: str | None = None
     worktree: str | None = None
     attempts: int = 0
+    #: How often the task was dispatched, ever (never reset): names the current attempt.
+    dispatches: int = 0
     created_at: datetime
     updated_at: datetime | None = None
     #: Why the last attempt ended badly, or the note the next worker should read.

@@ -25,8 +25,8 @@ from stoneforge.errors import (
 from stoneforge.git import repo as git_repo
 from stoneforge.git.errors import CheckoutDirty, GitLayerError, TargetMoved
 from stoneforge.git.forecast import Forecast, forecast
-from stoneforge.git.merge import land
 from stoneforge.git.repo import resolve_commit, resolve_target_branch, run_git
+from stoneforge.lifecycle import MrEvent, TaskEvent
 from stoneforge.models import (
     Handoff,
     MergeRequest,
@@ -40,7 +40,7 @@ from stoneforge.models import (
 )
 from stoneforge.orchestrator.daemon import LEASE_NAME, Orchestrator
 from stoneforge.orchestrator.director import plan_from_goal
-from stoneforge.orchestrator.landing import record_landed
+from stoneforge.orchestrator.landing import land_merge_requests
 from stoneforge.store import Store
 
 STATE_DIR = ".stoneforge"
@@ -308,35 +308,44 @@ class Service:
                 f"merge request {mr_id} is {mr.status.value}; only one awaiting_approval can be "
                 "approved"
             )
+        task = self.store.get_task(mr.task_id)
+        if task.status != TaskStatus.REVIEW or (
+            mr.attempt is not None and mr.attempt != task.dispatches
+        ):
+            raise InvalidTransitionError(
+                f"merge request {mr_id} was made by an earlier attempt of task {task.id}, which "
+                f"is {task.status.value} now; it cannot be approved (reject it instead)"
+            )
         target = self.target_branch()
         tip = resolve_commit(self.root, target)
         candidate = mr.candidate_commit
         if candidate and run_git(["rev-parse", f"{candidate}^1"], self.root).stdout.strip() == tip:
             try:
-                land(
+                land_merge_requests(
+                    self.store,
                     self.root,
+                    self.config,
                     target,
-                    candidate,
-                    tip,
+                    [mr],
+                    candidate=candidate,
+                    base=tip,
+                    checks=mr.checks,
+                    fence=None,  # a person's decision, not the orchestrator's
                     message=f"stoneforge: land {mr.id} (approved)",
                 )
             except (TargetMoved, CheckoutDirty) as exc:
-                return self.store.update_merge_request(
+                return self.store.transition_merge_request(
                     mr.id,
-                    status=MergeStatus.PENDING,
+                    MrEvent.REQUEUE,
                     approved_at=utcnow(),
                     reason=f"approved; not landed yet: {exc}",
-                    expect=[MergeStatus.AWAITING_APPROVAL],
                 )
-            self.store.update_merge_request(mr.id, approved_at=utcnow())
-            record_landed(self.store, self.root, self.config, target, [(mr, candidate)], mr.checks)
-            return self.store.get_merge_request(mr.id)
-        return self.store.update_merge_request(
+            return self.store.update_merge_request(mr.id, approved_at=utcnow())
+        return self.store.transition_merge_request(
             mr.id,
-            status=MergeStatus.PENDING,
+            MrEvent.REQUEUE,
             approved_at=utcnow(),
             reason=f"approved; {target} moved since the check, so it is rebuilt and checked again",
-            expect=[MergeStatus.AWAITING_APPROVAL],
         )
 
     def reject_merge(self, mr_id: str, reason: str) -> MergeRequest:
@@ -344,18 +353,19 @@ class Service:
         reason = reason.strip()
         if not reason:
             raise InvalidInputError("a rejection needs a reason (--reason) for the worker")
-        mr = self.store.update_merge_request(
-            mr_id,
-            status=MergeStatus.REJECTED,
-            reason=reason,
-            expect=[MergeStatus.PENDING, MergeStatus.AWAITING_APPROVAL, MergeStatus.TEST_FAILED],
-        )
-        self.store.update_task(
-            mr.task_id,
-            status=TaskStatus.OPEN,
-            note=f"Your merge request {mr.id} was rejected by a reviewer: {reason}",
-            kind="task.rejected",
-        )
+        with self.store.transaction():
+            mr = self.store.transition_merge_request(mr_id, MrEvent.REJECT, reason=reason)
+            task = self.store.get_task(mr.task_id)
+            # Only the attempt that made this MR goes back; a task cancelled, failed or already
+            # re-dispatched since stays as it is.
+            if task.status == TaskStatus.REVIEW and mr.attempt in (None, task.dispatches):
+                self.store.transition_task(
+                    mr.task_id,
+                    TaskEvent.SEND_BACK,
+                    attempt=mr.attempt,
+                    note=f"Your merge request {mr.id} was rejected by a reviewer: {reason}",
+                    kind="task.rejected",
+                )
         return mr
 
     # -- orchestration -------------------------------------------------------------------------

@@ -19,13 +19,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from stoneforge.lifecycle import MrEvent, TaskEvent
 from stoneforge.models import (
     CheckRun,
     Handoff,
-    MergeStatus,
     SessionRole,
     SessionStatus,
-    TaskStatus,
     utcnow,
 )
 from stoneforge.service import Service
@@ -136,7 +135,8 @@ def seed(root: Path, forecast_conflict: bool = False) -> dict[str, str]:
             "Add a parser", description="Parse 'a + b'", plan_id=plan.id, priority=2
         )
         blocked = service.create_task("Use the parser", plan_id=plan.id, depends_on=[task.id])
-        store.update_task(task.id, status=TaskStatus.IN_PROGRESS, branch=BRANCH)
+        attempt = store.dispatch_task(task.id).dispatches
+        store.update_task(task.id, branch=BRANCH)
 
         first = store.start_session(task.id, SessionRole.WORKER)
         store.update_session(
@@ -173,12 +173,17 @@ def seed(root: Path, forecast_conflict: bool = False) -> dict[str, str]:
             cost_usd=0.11,
             ended_at=utcnow(),
         )
-        store.update_task(task.id, status=TaskStatus.REVIEW)
-
-        mr = store.create_merge_request(task.id, BRANCH, "calc: parse a + b (1 commit, 2 files)")
-        store.update_merge_request(
+        mr = store.complete_task(
+            task.id,
+            attempt=attempt,
+            branch=BRANCH,
+            head_commit=git(root, "rev-parse", BRANCH),
+            summary="calc: parse a + b (1 commit, 2 files)",
+        )
+        store.transition_merge_request(mr.id, MrEvent.CHECK)
+        store.transition_merge_request(
             mr.id,
-            status=MergeStatus.AWAITING_APPROVAL,
+            MrEvent.AWAIT_APPROVAL,
             candidate_commit=candidate_commit(root),
             checks=[
                 CheckRun(
@@ -191,7 +196,8 @@ def seed(root: Path, forecast_conflict: bool = False) -> dict[str, str]:
         if forecast_conflict:
             make_rival_branch(root)
             rival = service.create_task("Parse with a regex", plan_id=plan.id)
-            store.update_task(rival.id, status=TaskStatus.REVIEW, branch=RIVAL_BRANCH)
+            store.dispatch_task(rival.id)
+            store.transition_task(rival.id, TaskEvent.COMPLETE, branch=RIVAL_BRANCH)
 
     # Untracked, so it never lands anywhere; the server flags its markers once it is opened.
     (root / "greet.py").write_text(CONFLICTED)

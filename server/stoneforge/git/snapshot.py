@@ -227,3 +227,21 @@ def commit_all(worktree: Path | str, message: str, *, run_hooks: bool = False) -
         env=identity_env(root),
     )
     return run_git(["rev-parse", "HEAD"], root).stdout.strip()
+
+
+def save_head(worktree: Path | str, task_id: str | int) -> SnapshotRef:
+    """Keep the worktree's HEAD commit alive under a new recovery ref (e.g. before the worktree is
+    put back on its task branch, so commits made on another branch or a detached HEAD survive)."""
+    tid = check_task_id(task_id)
+    root = worktree_root(worktree)
+    head = _rev(root, "HEAD")
+    if head is None:
+        raise GitLayerError(f"cannot save HEAD of {root}: it has no commit yet")
+    ref, number = _create_next_ref(root, tid, head)
+    return SnapshotRef(ref=ref, commit=head, task_id=tid, number=number)
+
+
+def checked_out_branch(worktree: Path | str) -> str | None:
+    """The branch checked out in ``worktree`` (short name), or None for a detached HEAD."""
+    proc = run_git(["symbolic-ref", "-q", "--short", "HEAD"], worktree, check=False)
+    return proc.stdout.strip() or None

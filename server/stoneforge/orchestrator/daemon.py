@@ -23,14 +23,14 @@ from anyio import to_thread
 
 from stoneforge.agents import AgentProvider, ClaudeCodeProvider
 from stoneforge.config import StoneforgeConfig
-from stoneforge.errors import LeaseHeldError
+from stoneforge.errors import LeaseHeldError, LeaseLostError
 from stoneforge.git.merge import enable_shared_rerere
 from stoneforge.git.repo import resolve_target_branch
 from stoneforge.models import Event, MergeStatus, TaskStatus, utcnow
 from stoneforge.orchestrator.recovery import recover_orphans
 from stoneforge.orchestrator.steward import Steward
 from stoneforge.orchestrator.worker import RunResult, SlotState, WorkerRun
-from stoneforge.store import Store
+from stoneforge.store import Fence, Store
 from stoneforge.store_watch import StoreWatcher
 
 log = logging.getLogger("stoneforge.orchestrator")
@@ -85,6 +85,8 @@ class Orchestrator:
         self.recent: deque[str] = deque(maxlen=RECENT_EVENTS)
         self.steward: Steward | None = None  # made in run(), once the target is known
         self._lease_token = uuid.uuid4().hex
+        #: Proof of holding the lease, given to every run and the steward (set in run()).
+        self.fence: Fence | None = None
         self._not_before: dict[str, float] = {}
         self._wake = asyncio.Event()
         self._stop_requested = False
@@ -130,7 +132,7 @@ class Orchestrator:
     async def run(self) -> None:
         """Run until stopped (or, with ``until_idle``, until nothing is left to do)."""
         self._loop = asyncio.get_running_loop()
-        self.store.acquire_lease(LEASE_NAME, self._lease_token, LEASE_TTL_S)
+        self.fence = self.store.acquire_lease(LEASE_NAME, self._lease_token, LEASE_TTL_S)
         try:
             self.target = await to_thread.run_sync(
                 lambda: resolve_target_branch(self.root, self.config.merge.targetBranch)
@@ -145,9 +147,10 @@ class Orchestrator:
                 agent_env=self.agent_env,
                 note=self.note,
                 on_landed=self.wake,
+                fence=self.fence,
             )
             self.steward.on_current = self.on_merging
-            for line in await to_thread.run_sync(lambda: recover_orphans(self.store)):
+            for line in await to_thread.run_sync(lambda: recover_orphans(self.store, self.fence)):
                 self.note(line)
             # Dispatch latency matters here: probe often (a PRAGMA, no table read) and don't wait.
             self._watcher = StoreWatcher(
@@ -201,14 +204,10 @@ class Orchestrator:
 
     def _start(self, group: anyio.abc.TaskGroup, task_id: str) -> bool:
         try:
-            task = self.store.get_task(task_id)
-            task = self.store.update_task(
-                task_id,
-                status=TaskStatus.IN_PROGRESS,
-                attempts=task.attempts + 1,
-                expect=[TaskStatus.OPEN],
-                kind="task.dispatched",
-            )
+            task = self.store.dispatch_task(task_id, fence=self.fence)
+        except LeaseLostError:
+            self._lease_lost()
+            return False
         except Exception as exc:  # someone else changed it first: look again next round
             log.info("not dispatching %s: %s", task_id, exc)
             return False
@@ -224,6 +223,7 @@ class Orchestrator:
             slot=slot,
             on_change=self.on_change,
             on_commit=self._on_worker_commit,
+            fence=self.fence,
         )
         self.runs[task.id] = run
         self._not_before.pop(task.id, None)
@@ -236,6 +236,8 @@ class Orchestrator:
         result: RunResult | None = None
         try:
             result = await run.run()
+        except LeaseLostError:
+            self._lease_lost()
         except Exception as exc:  # a bug in a run must not take the dispatcher down
             log.exception("worker run for %s failed", task_id)
             result = run._fail_attempt(f"internal error: {type(exc).__name__}: {exc}", retry=True)
@@ -272,9 +274,16 @@ class Orchestrator:
         while True:
             await anyio.sleep(HEARTBEAT_S)
             if not self.store.heartbeat_lease(LEASE_NAME, self._lease_token):
-                log.error("the orchestrator lease was taken over; stopping")
-                self.request_stop()
+                self._lease_lost()
                 return
+
+    def _lease_lost(self) -> None:
+        """Another orchestrator took over: stop. Our fenced writes already fail, so nothing we
+        still do lands, marks merged, removes a checkout or kills a session."""
+        if not self._stop_requested:
+            log.error("the orchestrator lease was taken over; stopping")
+            self.note("the orchestrator lease was taken over by another process; stopping")
+        self.request_stop()
 
     def _on_store_events(self, events: list[Event]) -> None:
         """From the watcher thread: wake up for new work; stop runs of cancelled tasks."""

@@ -1,7 +1,11 @@
-"""What happens once a candidate commit has landed on the target: records and clean-up.
+"""The one landing path: re-validate, move the target, record, clean up.
 
-Shared by the steward (automatic landing) and the service (a human's `sf merge approve`), so a
-merge reads the same in the store whoever landed it.
+Used by the steward (automatic landing) and the service (a human's `sf merge approve`), so a merge
+is checked and recorded the same way whoever lands it. The state checks, the compare-and-swap of
+the target ref and the records happen inside one store transaction that also proves the lease
+(the fence): a process that lost the lease, a task cancelled or re-dispatched since its merge
+request was made, or a merge request no longer in a landable state fails before the ref moves,
+and a ref that fails to move (target moved, dirty checkout) records nothing.
 """
 
 from __future__ import annotations
@@ -12,37 +16,71 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from stoneforge.config import StoneforgeConfig
+from stoneforge.git.merge import land
 from stoneforge.git.snapshot import save_snapshot
 from stoneforge.git.worktrees import remove_worktree
-from stoneforge.models import CheckRun, MergeRequest, MergeStatus, TaskStatus, utcnow
-from stoneforge.store import Store
+from stoneforge.lifecycle import MrEvent, TaskEvent
+from stoneforge.models import CheckRun, MergeRequest, utcnow
+from stoneforge.store import Fence, Store
 
 log = logging.getLogger("stoneforge.landing")
 
 
-def record_landed(
+def land_merge_requests(
     store: Store,
     root: Path,
     config: StoneforgeConfig,
     target: str,
-    landed: Sequence[tuple[MergeRequest, str]],
+    mrs: Sequence[MergeRequest],
+    *,
+    candidate: str,
+    base: str,
     checks: Sequence[CheckRun],
+    fence: Fence | None,
+    message: str,
 ) -> None:
-    """Mark merge requests and their tasks merged; remove worktrees and branches if configured."""
+    """Land ``candidate`` (checked, first parent ``base``) for ``mrs``, or raise and change nothing.
+
+    Raises :class:`~stoneforge.errors.InvalidTransitionError` (a merge request or task is no
+    longer landable, a stale attempt, the lease is lost), or the git layer's ``TargetMoved`` /
+    ``CheckoutDirty``; in every case the target and the store are as they were.
+    """
+    with store.transaction(fence=fence):
+        record_merged(store, mrs, commit=candidate, checks=checks)
+        land(root, target, candidate, base, message=message)
+    remove_merged_worktrees(store, root, config, target, mrs, fence=fence)
+
+
+def record_merged(
+    store: Store, mrs: Sequence[MergeRequest], *, commit: str, checks: Sequence[CheckRun]
+) -> None:
+    """Mark ``mrs`` and their tasks merged at ``commit`` (each transition checked)."""
     now = utcnow()
-    for mr, commit in landed:
-        store.update_merge_request(
-            mr.id,
-            status=MergeStatus.MERGED,
-            merged_commit=commit,
-            merged_at=now,
-            checks=list(checks),
-        )
-        store.update_task(mr.task_id, status=TaskStatus.MERGED, note=None, kind="task.merged")
-        if config.merge.deleteMergedBranches:
-            task = store.get_task(mr.task_id)
-            if task.worktree:
-                _remove(root, Path(task.worktree), task.id, target)
+    with store.transaction():
+        for mr in mrs:
+            store.transition_merge_request(
+                mr.id, MrEvent.LAND, merged_commit=commit, merged_at=now, checks=list(checks)
+            )
+            store.transition_task(mr.task_id, TaskEvent.LAND, attempt=mr.attempt, note=None)
+
+
+def remove_merged_worktrees(
+    store: Store,
+    root: Path,
+    config: StoneforgeConfig,
+    target: str,
+    mrs: Sequence[MergeRequest],
+    *,
+    fence: Fence | None,
+) -> None:
+    """Remove the merged tasks' worktrees and branches (``deleteMergedBranches``), if we may."""
+    if not config.merge.deleteMergedBranches:
+        return
+    for mr in mrs:
+        store.verify_fence(fence)  # a process that lost the lease removes nothing
+        task = store.get_task(mr.task_id)
+        if task.worktree:
+            _remove(root, Path(task.worktree), task.id, target)
 
 
 def _remove(root: Path, worktree: Path, task_id: str, target: str) -> None:

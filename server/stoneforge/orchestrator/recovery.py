@@ -1,9 +1,12 @@
 """Start-up recovery: sessions a dead orchestrator left `running` are ended and their work saved.
 
 The orchestrator holds the repository's lease when this runs, so any session still marked running
-belongs to a process that is gone. Its CLI may still be alive (an orphan): it is stopped. Its
-worktree's uncommitted work goes to a recovery ref, and its task goes back to the queue with a
-note naming that ref.
+belongs to a process that is gone, unless its owner is alive (a director of a concurrent `sf plan
+create`, or this very process: the language server runs directors and the orchestrator side by
+side). An orphan's CLI may still be alive: it is found by its recorded pid and by its session's
+CLAUDE_CONFIG_DIR (a CLI whose pid was not stored yet), and stopped. Its worktree's uncommitted
+work goes to a recovery ref, and its task goes back to the queue with a note naming that ref and
+its attempt given back: an orchestrator's crash is not the task's failure.
 """
 
 from __future__ import annotations
@@ -14,9 +17,12 @@ import os
 from pathlib import Path
 
 from stoneforge.agents import is_alive, kill_tree
+from stoneforge.agents.env import default_config_dir
+from stoneforge.errors import InvalidTransitionError, LeaseLostError
 from stoneforge.git.snapshot import save_snapshot
+from stoneforge.lifecycle import TaskEvent
 from stoneforge.models import SessionStatus, TaskStatus, utcnow
-from stoneforge.store import Store
+from stoneforge.store import Fence, Store
 
 log = logging.getLogger("stoneforge.recovery")
 
@@ -39,15 +45,33 @@ def _same_host_owner(pid: int) -> bool:
     return "stoneforge" in cmdline or " sf " in f" {cmdline} " or "/sf " in cmdline
 
 
-def recover_orphans(store: Store) -> list[str]:
+def processes_of_session(root: Path, session_id: str) -> list[int]:
+    """Live processes whose CLAUDE_CONFIG_DIR is this session's own directory."""
+    marker = f"CLAUDE_CONFIG_DIR={default_config_dir(root, session_id)}".encode()
+    found = []
+    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            if marker in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+    return found
+
+
+def recover_orphans(store: Store, fence: Fence | None = None) -> list[str]:
     """End orphaned sessions, save their work, requeue their tasks; returns what was done."""
     done: list[str] = []
+    root = store.path.parent.parent  # <repo>/.stoneforge/state.db
     for session, owner in store.orphaned_sessions():
-        if owner and owner != os.getpid() and is_alive(owner) and _same_host_owner(owner):
+        if owner and is_alive(owner) and (owner == os.getpid() or _same_host_owner(owner)):
             continue  # a live process owns it (say `sf plan create` running its director)
-        if session.pid and is_alive(session.pid) and _is_agent_cli(session.pid):
-            kill_tree(session.pid)
-            done.append(f"stopped orphaned agent process {session.pid} of session {session.id}")
+        store.verify_fence(fence)  # only the lease holder kills and requeues
+        pids = {session.pid} if session.pid else set()
+        pids |= set(processes_of_session(root, session.id))
+        for pid in sorted(pids):
+            if is_alive(pid) and _is_agent_cli(pid):
+                kill_tree(pid)
+                done.append(f"stopped orphaned agent process {pid} of session {session.id}")
         saved = ""
         task = store.get_task(session.task_id) if session.task_id else None
         if task is not None and task.worktree and Path(task.worktree).is_dir():
@@ -65,9 +89,10 @@ def recover_orphans(store: Store) -> list[str]:
         )
         done.append(f"session {session.id} marked crashed{saved}")
         if task is not None and task.status == TaskStatus.IN_PROGRESS:
-            store.update_task(
+            _requeue(
+                store,
                 task.id,
-                status=TaskStatus.OPEN,
+                fence,
                 note=(
                     f"The previous orchestrator died during session {session.id}{saved}. "
                     "Committed work on the branch is intact; continue from it."
@@ -78,19 +103,30 @@ def recover_orphans(store: Store) -> list[str]:
                         else ""
                     )
                 ),
-                kind="task.recovered",
             )
     # A task marked in progress with no running session (the orchestrator died in between).
     running = {s.task_id for s in store.list_sessions(status=SessionStatus.RUNNING)}
     for task in store.list_tasks(status=TaskStatus.IN_PROGRESS):
         if task.id not in running:
-            store.update_task(
-                task.id,
-                status=TaskStatus.OPEN,
-                attempts=max(task.attempts - 1, 0),
-                kind="task.recovered",
-            )
+            _requeue(store, task.id, fence, note=task.note)
             done.append(f"task {task.id} requeued")
     for line in done:
         log.info("recovery: %s", line)
     return done
+
+
+def _requeue(store: Store, task_id: str, fence: Fence | None, *, note: str | None) -> None:
+    """Back to the queue with its attempt given back; a task that moved on meanwhile is left."""
+    try:
+        store.transition_task(
+            task_id,
+            TaskEvent.REQUEUE,
+            fence=fence,
+            give_back_attempt=True,
+            note=note,
+            kind="task.recovered",
+        )
+    except LeaseLostError:
+        raise
+    except InvalidTransitionError as exc:
+        log.info("recovery: %s not requeued: %s", task_id, exc)

@@ -28,7 +28,7 @@ from anyio import to_thread
 from stoneforge.agents import AgentProvider, Role, build_spec, default_config_dir, run_session
 from stoneforge.agents.accounting import TokenStats
 from stoneforge.config import StoneforgeConfig
-from stoneforge.errors import InvalidTransitionError, NotFoundError
+from stoneforge.errors import InvalidTransitionError, LeaseLostError, NotFoundError
 from stoneforge.git.conflicts import find_conflict_hunks
 from stoneforge.git.errors import CheckoutDirty, TargetMoved
 from stoneforge.git.forecast import forecast
@@ -37,12 +37,13 @@ from stoneforge.git.merge import (
     StackResult,
     abort_merge,
     build_stack,
-    land,
+    is_ancestor,
     merge_in_worktree,
 )
 from stoneforge.git.repo import identity_env, resolve_commit, run_git
 from stoneforge.git.snapshot import commit_all
 from stoneforge.git.worktrees import checkout_detached, dirty_files, list_worktrees
+from stoneforge.lifecycle import MrEvent, TaskEvent
 from stoneforge.models import (
     CheckRun,
     MergeRequest,
@@ -54,9 +55,13 @@ from stoneforge.models import (
     utcnow,
 )
 from stoneforge.orchestrator.checks import Verdict, judge, run_checks
-from stoneforge.orchestrator.landing import record_landed
+from stoneforge.orchestrator.landing import (
+    land_merge_requests,
+    record_merged,
+    remove_merged_worktrees,
+)
 from stoneforge.orchestrator.session_rows import record_token_stats
-from stoneforge.store import Store
+from stoneforge.store import Fence, Store
 
 log = logging.getLogger("stoneforge.steward")
 
@@ -95,8 +100,11 @@ class Steward:
         agent_env: dict[str, str],
         note: Callable[[str], None],
         on_landed: Callable[[], None],
+        fence: Fence | None = None,
     ) -> None:
         self.root = root
+        #: The orchestrator's lease: every state write and landing proves it still holds it.
+        self.fence = fence
         self.config = config
         self.store = store
         self.provider = provider
@@ -143,6 +151,12 @@ class Steward:
             self._retry_in = None
             try:
                 progressed = await self.round()
+            except LeaseLostError as exc:
+                # Another orchestrator holds the lease now: this steward must not act again.
+                log.error("steward stopping: %s", exc)
+                self.note(f"steward stopped: {exc}")
+                self._stopped = True
+                return
             except Exception:
                 log.exception("steward round failed")
                 progressed = False
@@ -171,14 +185,11 @@ class Steward:
             task = self.store.get_task(mr.task_id)
             if task.status == TaskStatus.IN_PROGRESS:
                 continue  # the worker opens the MR just before it moves the task to review
-            if task.status in (TaskStatus.CANCELLED, TaskStatus.FAILED):
-                self.store.update_merge_request(
-                    mr.id,
-                    status=MergeStatus.REJECTED,
-                    reason=f"not merged: its task {task.id} is {task.status.value}",
-                    expect=[MergeStatus.PENDING],
-                )
-                self.note(f"{mr.id} dropped: task {task.id} is {task.status.value}")
+            if task.status in (TaskStatus.CANCELLED, TaskStatus.FAILED, TaskStatus.MERGED):
+                self._reject(mr, f"not merged: its task {task.id} is {task.status.value}")
+                continue
+            if mr.attempt is not None and mr.attempt != task.dispatches:
+                self._reject(mr, f"superseded: task {task.id} was dispatched again since")
                 continue
             if task.status != TaskStatus.REVIEW:
                 continue
@@ -271,13 +282,27 @@ class Steward:
         return True
 
     def _recover_testing(self) -> None:
-        """MRs left `testing` by a round that died (or an orchestrator that did) go back."""
+        """MRs left `testing` by a round that died (or an orchestrator that did) go back.
+
+        Only the lease holder gets here (the writes are fenced), so an MR still `testing` is
+        nobody's: the steward that was checking it is gone. If that steward died between moving
+        the target and recording it, its candidate is on the target: it is recorded as merged
+        with the checks it had passed (saved on the MR before landing).
+        """
         for mr in self.store.list_merge_requests(MergeStatus.TESTING):
-            self.store.update_merge_request(
-                mr.id,
-                status=MergeStatus.PENDING,
-                reason="its check was interrupted; checking it again",
-                expect=[MergeStatus.TESTING],
+            if mr.candidate_commit and is_ancestor(self.root, mr.candidate_commit, self.target):
+                try:
+                    with self.store.transaction(fence=self.fence):
+                        record_merged(
+                            self.store, [mr], commit=mr.candidate_commit, checks=mr.checks
+                        )
+                except InvalidTransitionError as exc:
+                    log.warning("could not record the landing of %s: %s", mr.id, exc)
+                    continue
+                self.note(f"{mr.id} had landed at {mr.candidate_commit[:10]} before a crash")
+                continue
+            self._transition_mr(
+                mr.id, MrEvent.REQUEUE, reason="its check was interrupted; checking it again"
             )
 
     # -- landing -------------------------------------------------------------------------------
@@ -335,7 +360,7 @@ class Steward:
                     return
                 stack = await self._stack(base, entries)
             if stack.commit == stack.base:  # every branch is already in the target
-                await self._record(entries, stack.base, [])
+                await self._already_on_target(entries)
                 return
             candidate = await self._candidate(base, stack, entries)
             outcome = await self._check_and_land(entries, base, candidate)
@@ -388,11 +413,8 @@ class Steward:
         taken: list[Entry] = []
         for entry in entries:
             try:
-                self.store.update_merge_request(
-                    entry.mr.id,
-                    status=MergeStatus.TESTING,
-                    candidate_commit=commit,
-                    expect=[MergeStatus.PENDING],
+                self.store.transition_merge_request(
+                    entry.mr.id, MrEvent.CHECK, candidate_commit=commit, fence=self.fence
                 )
             except InvalidTransitionError:  # rejected by a human meanwhile
                 for other in taken:
@@ -405,9 +427,7 @@ class Steward:
                 self._test_failed(entries[0], verdict.runs)
             else:
                 for entry in entries:
-                    self.store.update_merge_request(
-                        entry.mr.id, status=MergeStatus.PENDING, checks=verdict.runs
-                    )
+                    self._transition_mr(entry.mr.id, MrEvent.REQUEUE, checks=verdict.runs)
             return "failed"
         if verdict.flaky:
             self.note(
@@ -417,11 +437,8 @@ class Steward:
         if not self.config.agents.steward.autoMerge:
             entry = entries[0]
             if self.store.get_merge_request(entry.mr.id).approved_at is None:
-                self.store.update_merge_request(
-                    entry.mr.id,
-                    status=MergeStatus.AWAITING_APPROVAL,
-                    checks=verdict.runs,
-                    reason=None,
+                self._transition_mr(
+                    entry.mr.id, MrEvent.AWAIT_APPROVAL, checks=verdict.runs, reason=None
                 )
                 self.note(f"{entry.mr.id} passed its checks and waits for approval")
                 return "awaiting"
@@ -436,21 +453,32 @@ class Steward:
     async def _land(
         self, entries: list[Entry], base: str, commit: str, runs: list[CheckRun]
     ) -> Outcome:
-        gone = [e for e in entries if self.store.get_task(e.task.id).status != TaskStatus.REVIEW]
-        if gone:  # cancelled while its check ran: never land it
-            for entry in entries:
-                self._requeue(entry, "a task of this batch left review while it was checked")
-            return "requeued"
+        # The checks passed: keep them on the MRs, so a crash right after the ref moves is
+        # recorded on restart with the right commit and its checks.
+        for entry in entries:
+            self.store.update_merge_request(entry.mr.id, checks=runs)
+        mrs = [self.store.get_merge_request(e.mr.id) for e in entries]
         try:
             await to_thread.run_sync(
-                lambda: land(
+                lambda: land_merge_requests(
+                    self.store,
                     self.root,
+                    self.config,
                     self.target,
-                    commit,
-                    base,
+                    mrs,
+                    candidate=commit,
+                    base=base,
+                    checks=runs,
+                    fence=self.fence,
                     message=f"stoneforge: land {', '.join(e.mr.id for e in entries)}",
                 )
             )
+        except LeaseLostError:
+            raise  # a steward that lost the lease does nothing more
+        except InvalidTransitionError as exc:  # cancelled or re-dispatched while it was checked
+            for entry in entries:
+                self._requeue(entry, f"not landed: {exc}")
+            return "requeued"
         except TargetMoved as exc:
             for entry in entries:
                 self._requeue(entry, f"the target moved while checking ({exc}); rebuilding")
@@ -463,15 +491,45 @@ class Steward:
             self._retry_in = DIRTY_CHECKOUT_RETRY_S
             self.note(f"not landing: {exc}")
             return "requeued"
-        await self._record(entries, commit, runs)
+        self.note(f"landed {', '.join(e.mr.id for e in entries)} on {self.target} at {commit[:10]}")
+        self.on_landed()
         return "landed"
 
-    async def _record(self, entries: list[Entry], commit: str, runs: list[CheckRun]) -> None:
-        landed = [(entry.mr, commit) for entry in entries]
-        await to_thread.run_sync(
-            lambda: record_landed(self.store, self.root, self.config, self.target, landed, runs)
-        )
-        self.note(f"landed {', '.join(e.mr.id for e in entries)} on {self.target} at {commit[:10]}")
+    async def _already_on_target(self, entries: list[Entry]) -> None:
+        """Branches that bring nothing new: merged only if the task's own commits are on the
+        target; otherwise (an empty or rewound branch) the MR is refused and the task goes back."""
+        tip = await self._tip()
+        for entry in entries:
+            head = entry.mr.head_commit
+            on_target = head is not None and await to_thread.run_sync(
+                lambda head=head: is_ancestor(self.root, head, self.target)
+            )
+            if not on_target:
+                reason = (
+                    f"its branch {entry.mr.branch} holds nothing that {self.target} lacks, and "
+                    "the commits recorded for the task are not on it"
+                )
+                self._reject(entry.mr, reason)
+                self._send_back(
+                    entry,
+                    f"Your merge request {entry.mr.id} was not merged: {reason}. Commit your "
+                    f"work on {entry.mr.branch}.",
+                )
+                continue
+            try:
+                with self.store.transaction(fence=self.fence):
+                    record_merged(self.store, [entry.mr], commit=tip, checks=[])
+            except LeaseLostError:
+                raise
+            except InvalidTransitionError as exc:
+                log.info("%s not recorded as merged: %s", entry.mr.id, exc)
+                continue
+            await to_thread.run_sync(
+                lambda entry=entry: remove_merged_worktrees(
+                    self.store, self.root, self.config, self.target, [entry.mr], fence=self.fence
+                )
+            )
+            self.note(f"{entry.mr.id}: its commits were already on {self.target}")
         self.on_landed()
 
     async def _checks(self, commit: str) -> list[CheckRun]:
@@ -488,46 +546,61 @@ class Steward:
         return runs
 
     def _requeue(self, entry: Entry, reason: str) -> None:
-        self.store.update_merge_request(entry.mr.id, status=MergeStatus.PENDING, reason=reason)
+        self._transition_mr(entry.mr.id, MrEvent.REQUEUE, reason=reason)
+
+    def _transition_mr(self, mr_id: str, event: MrEvent, **fields: object) -> bool:
+        """A fenced MR transition; False (logged) when the MR moved on meanwhile."""
+        try:
+            self.store.transition_merge_request(mr_id, event, fence=self.fence, **fields)
+        except LeaseLostError:
+            raise
+        except InvalidTransitionError as exc:
+            log.info("%s: %s", mr_id, exc)
+            return False
+        return True
+
+    def _reject(self, mr: MergeRequest, reason: str) -> None:
+        if self._transition_mr(mr.id, MrEvent.REJECT, reason=reason):
+            self.note(f"{mr.id} dropped: {reason}")
 
     def _test_failed(self, entry: Entry, runs: list[CheckRun]) -> None:
         failing = next((r for r in runs if r.exit_code != 0), runs[-1])
         code = "timed out" if failing.exit_code is None else f"exit {failing.exit_code}"
         reason = f"check `{failing.command}` failed ({code}), also on a retry"
-        self.store.update_merge_request(
-            entry.mr.id, status=MergeStatus.TEST_FAILED, checks=runs, reason=reason
-        )
+        if not self._transition_mr(entry.mr.id, MrEvent.FAIL_CHECKS, checks=runs, reason=reason):
+            return
         self.note(f"{entry.mr.id} ({entry.task.id}) failed its checks: {reason}")
         note = (
             f"The merge queue checked the merge of your branch with {self.target} and "
             f"{reason}. Fix it on your branch. Output:\n{failing.output_tail[-2500:]}"
         )
-        self._send_back(entry.task, note)
+        self._send_back(entry, note)
 
-    def _send_back(self, task: Task, note: str) -> None:
-        """Return the task to a worker, or fail it when its attempts are used up."""
-        task = self.store.get_task(task.id)
-        exhausted = task.attempts >= self.config.orchestrator.maxAttempts
+    def _send_back(self, entry: Entry, note: str, *, fail: bool = False) -> None:
+        """Return the MR's task to a worker, or fail it when its attempts are used up.
+
+        Only the attempt that made the MR is sent back: a task cancelled or re-dispatched since
+        is left as it is.
+        """
+        task = self.store.get_task(entry.task.id)
+        exhausted = fail or task.attempts >= self.config.orchestrator.maxAttempts
+        event = TaskEvent.FAIL if exhausted else TaskEvent.SEND_BACK
         try:
-            self.store.update_task(
-                task.id,
-                status=TaskStatus.FAILED if exhausted else TaskStatus.OPEN,
-                note=note,
-                kind="task.failed" if exhausted else "task.requeued",
-                expect=[TaskStatus.REVIEW],
+            self.store.transition_task(
+                task.id, event, attempt=entry.mr.attempt, fence=self.fence, note=note
             )
-        except InvalidTransitionError:  # cancelled meanwhile: leave it so
+        except LeaseLostError:
+            raise
+        except InvalidTransitionError as exc:  # cancelled meanwhile: leave it so
+            log.info("%s not sent back: %s", task.id, exc)
             return
         self.on_landed()  # the dispatcher should look again
 
     def _branch_gone(self, entry: Entry) -> None:
         reason = f"its branch {entry.mr.branch} no longer exists"
-        self.store.update_merge_request(
-            entry.mr.id, status=MergeStatus.REJECTED, reason=reason, expect=[MergeStatus.PENDING]
-        )
-        self.note(f"{entry.mr.id} ({entry.task.id}) dropped: {reason}")
+        self._reject(entry.mr, reason)
         self._send_back(
-            entry.task,
+            entry,
             f"Your merge request {entry.mr.id} could not be merged: {reason}. Redo the work "
             "on your branch.",
         )
@@ -543,7 +616,7 @@ class Steward:
             if stack.conflicted:
                 await self._ladder(entry)
             elif stack.commit == base:
-                await self._record([entry], base, [])
+                await self._already_on_target([entry])
             else:
                 await self._check_and_land([entry], base, stack.commit)
         finally:
@@ -673,7 +746,8 @@ class Steward:
             else f"`{self.target}`"
         )
         reason = f"conflicts with {with_whom} in {files_text} that could not be resolved"
-        self.store.update_merge_request(entry.mr.id, status=MergeStatus.CONFLICT, reason=reason)
+        if not self._transition_mr(entry.mr.id, MrEvent.CONFLICT, reason=reason):
+            return
         fix = self.store.create_task(
             f"Resolve merge conflict: {entry.task.title}",
             description=(
@@ -686,14 +760,12 @@ class Steward:
             ),
             priority=1,
         )
-        self.store.update_task(
-            entry.task.id,
-            status=TaskStatus.FAILED,
-            note=f"merge conflict with {with_whom} in {files_text}; fix task {fix.id} created",
-            kind="task.failed",
+        self._send_back(
+            entry,
+            f"merge conflict with {with_whom} in {files_text}; fix task {fix.id} created",
+            fail=True,
         )
         self.note(f"{entry.mr.id}: unresolvable conflict; fix task {fix.id} created")
-        self.on_landed()
 
     def _landed_tasks_touching(self, entry: Entry, files: Sequence[str]) -> list[Task]:
         """Tasks merged into the target since ``entry``'s branch forked that changed ``files``.

@@ -37,10 +37,12 @@ from stoneforge.agents import (
 from stoneforge.agents.accounting import TokenStats
 from stoneforge.agents.events import AgentEvent
 from stoneforge.config import StoneforgeConfig
+from stoneforge.errors import InvalidTransitionError, LeaseLostError
 from stoneforge.git.repo import run_git
 from stoneforge.git.slug import task_branch, worktree_path
-from stoneforge.git.snapshot import commit_all, save_snapshot
+from stoneforge.git.snapshot import checked_out_branch, commit_all, save_head, save_snapshot
 from stoneforge.git.worktrees import ensure_worktree
+from stoneforge.lifecycle import TaskEvent
 from stoneforge.models import (
     Handoff,
     SessionRole,
@@ -52,7 +54,7 @@ from stoneforge.models import (
 from stoneforge.orchestrator.director import answer_question
 from stoneforge.orchestrator.prompts import HANDOFF_REQUEST, worker_prompt
 from stoneforge.orchestrator.session_rows import record_token_stats
-from stoneforge.store import Store
+from stoneforge.store import Fence, Store
 
 log = logging.getLogger("stoneforge.worker")
 
@@ -114,6 +116,7 @@ class WorkerRun:
         slot: SlotState,
         on_change: Callable[[], None] = lambda: None,
         on_commit: Callable[[], None] = lambda: None,
+        fence: Fence | None = None,
     ) -> None:
         self.root = root
         self.config = config
@@ -125,6 +128,10 @@ class WorkerRun:
         self.slot = slot
         self.on_change = on_change
         self.on_commit = on_commit
+        #: The orchestrator's lease: every state write of this run proves it still holds it.
+        self.fence = fence
+        #: Which attempt this run is: writes for an attempt that is no longer current are refused.
+        self.attempt = task.dispatches
         self._commit_tool_ids: set[str] = set()
         self.live: AgentSession | None = None
         self.stopping = False
@@ -216,6 +223,8 @@ class WorkerRun:
 
         async def on_start(live: AgentSession) -> None:
             self.live = live
+            if live.pid:  # recorded at spawn, so recovery finds the CLI even if we die now
+                self.store.update_session(session.id, pid=live.pid)
             if self.stopping:
                 await live.stop("the orchestrator is stopping")
 
@@ -409,32 +418,44 @@ class WorkerRun:
         )
 
     async def _completed(self, session_id: str, base: str) -> RunResult:
+        """A session ended well: the task is complete when its branch holds work to land.
+
+        The rule: the task branch is checked out in the worktree and holds commits the target
+        lacks. Anything else (the agent switched to a branch of its own, detached HEAD, nothing
+        committed) is a failed attempt whose work is kept in a recovery ref, never a merge.
+        """
         leftover = await self._commit_leftovers(
             f"stoneforge: commit work session {session_id} left uncommitted"
         )
-        count = await to_thread.run_sync(
-            lambda: int(
-                run_git(["rev-list", "--count", f"{base}..HEAD"], self.worktree).stdout.strip()
-            )
-        )
+        wrong_branch = await to_thread.run_sync(self._restore_task_branch)
+        if wrong_branch is not None:
+            self._end_session(session_id, SessionStatus.FAILED, wrong_branch)
+            return self._fail_attempt(wrong_branch, retry=True)
+        count, head = await to_thread.run_sync(self._branch_progress)
         if count == 0:
-            self.store.update_session(
-                session_id,
-                status=SessionStatus.COMPLETED,
-                ended_at=utcnow(),
-                error="the session ended without any commit",
+            reason = (
+                f"the session ended without any commit on {self.branch} that {self.target} lacks"
             )
-            return self._fail_attempt("the session ended without any commit", retry=True)
-        self.store.update_session(session_id, status=SessionStatus.COMPLETED, ended_at=utcnow())
+            self._end_session(session_id, SessionStatus.COMPLETED, reason)
+            return self._fail_attempt(reason, retry=True)
+        self._end_session(session_id, SessionStatus.COMPLETED, None)
         summary = self.summary or self.last_text or f"Work on {self.task.title}"
         details = await to_thread.run_sync(lambda: self._change_summary(base, summary))
-        self.store.create_merge_request(self.task.id, self.branch, details)
-        self.store.update_task(
-            self.task.id,
-            status=TaskStatus.REVIEW,
-            note=None,
-            kind="task.completed",
-        )
+        try:
+            self.store.complete_task(
+                self.task.id,
+                attempt=self.attempt,
+                branch=self.branch,
+                head_commit=head,
+                summary=details,
+                fence=self.fence,
+            )
+        except LeaseLostError:
+            raise  # the dispatcher stops: this process must not act for the task any more
+        except InvalidTransitionError as exc:  # cancelled (or taken over) meanwhile: not ours
+            log.info("task %s not completed: %s", self.task.id, exc)
+            self.slot.state = "cancelled"
+            return RunResult(self.task.id, TaskStatus.CANCELLED, str(exc))
         self.slot.state = "completed"
         log.info(
             "task %s completed (%s commits%s)",
@@ -443,6 +464,29 @@ class WorkerRun:
             ", leftovers committed" if leftover else "",
         )
         return RunResult(self.task.id, TaskStatus.REVIEW)
+
+    def _end_session(self, session_id: str, status: SessionStatus, error: str | None) -> None:
+        self.store.update_session(session_id, status=status, ended_at=utcnow(), error=error)
+
+    def _restore_task_branch(self) -> str | None:
+        """Put the worktree back on the task branch if the agent left it; say why it is a failure."""
+        current = checked_out_branch(self.worktree)
+        if current == self.branch:
+            return None
+        saved = save_head(self.worktree, self.task.id)
+        run_git(["checkout", "--quiet", "--force", self.branch], self.worktree)
+        where = f"branch {current}" if current else "a detached HEAD"
+        return (
+            f"the session left its work on {where} instead of the task branch {self.branch}; "
+            f"those commits are kept at {saved.ref} (`git log {saved.ref}`), and the next attempt "
+            f"must commit on {self.branch}"
+        )
+
+    def _branch_progress(self) -> tuple[int, str]:
+        """Commits on the task branch that the target lacks, and the branch tip."""
+        head = run_git(["rev-parse", self.branch], self.worktree).stdout.strip()
+        ahead = run_git(["rev-list", "--count", f"{self.target}..{head}"], self.worktree)
+        return int(ahead.stdout.strip()), head
 
     def _change_summary(self, base: str, summary: str) -> str:
         commits = run_git(["log", "--format=- %h %s", f"{base}..HEAD"], self.worktree).stdout
@@ -463,16 +507,21 @@ class WorkerRun:
         if self.stop_reason == "cancelled":
             return RunResult(self.task.id, TaskStatus.CANCELLED, "cancelled")
         # A shutdown is not the task's fault: the attempt does not count.
-        self.store.update_task(
-            self.task.id,
-            status=TaskStatus.OPEN,
-            attempts=max(self.task.attempts - 1, 0),
-            note="The previous session was stopped when the orchestrator shut down"
-            + saved
-            + ". Continue from the branch as it is.",
-            expect=[TaskStatus.IN_PROGRESS],
-            kind="task.requeued",
-        )
+        try:
+            self.store.transition_task(
+                self.task.id,
+                TaskEvent.REQUEUE,
+                attempt=self.attempt,
+                fence=self.fence,
+                give_back_attempt=True,
+                note="The previous session was stopped when the orchestrator shut down"
+                + saved
+                + ". Continue from the branch as it is.",
+            )
+        except LeaseLostError:
+            raise  # the dispatcher stops: this process must not act for the task any more
+        except InvalidTransitionError as exc:  # cancelled meanwhile, or the lease is gone
+            log.info("task %s not requeued: %s", self.task.id, exc)
         return RunResult(self.task.id, TaskStatus.OPEN, "stopped")
 
     async def _crashed(self, session_id: str, status: str, error: str) -> RunResult:
@@ -497,18 +546,27 @@ class WorkerRun:
         return self._fail_attempt(reason, retry=True)
 
     def _fail_attempt(self, reason: str, *, retry: bool) -> RunResult:
-        """Record a failed attempt: back to the queue, or `failed` after maxAttempts."""
+        """Record a failed attempt: back to the queue, or `failed` after maxAttempts.
+
+        Only this attempt's own task is touched: after a cancel (or a retry that started a newer
+        attempt) the write is refused and the run simply ends.
+        """
         task = self.store.get_task(self.task.id)
         history = [line for line in (task.note or "").splitlines() if line.startswith("attempt ")]
         history.append(f"attempt {task.attempts}: {reason}")
         exhausted = task.attempts >= self.config.orchestrator.maxAttempts or not retry
+        event = TaskEvent.FAIL if exhausted else TaskEvent.REQUEUE
+        try:
+            self.store.transition_task(
+                task.id, event, attempt=self.attempt, fence=self.fence, note="\n".join(history)
+            )
+        except LeaseLostError:
+            raise  # the dispatcher stops: this process must not act for the task any more
+        except InvalidTransitionError as exc:
+            log.info("task %s: attempt not recorded: %s", task.id, exc)
+            self.slot.state = "cancelled"
+            return RunResult(task.id, TaskStatus.CANCELLED, str(exc))
         self.slot.state = "failed" if exhausted else "requeued"
         if exhausted:
-            self.store.update_task(
-                task.id, status=TaskStatus.FAILED, note="\n".join(history), kind="task.failed"
-            )
             return RunResult(task.id, TaskStatus.FAILED, reason)
-        self.store.update_task(
-            task.id, status=TaskStatus.OPEN, note="\n".join(history), kind="task.requeued"
-        )
         return RunResult(task.id, TaskStatus.OPEN, reason, retry=True)

@@ -6,7 +6,8 @@ also appends its event, so no write is lost and every change is visible in the l
 
 One module per job: :mod:`.schema` (tables, migrations, the connection and its transactions),
 :mod:`.plans`, :mod:`.tasks` with :mod:`.task_graph`, :mod:`.sessions` (and handoffs),
-:mod:`.merge_requests`, :mod:`.events`, :mod:`.lease` and :mod:`.summary`, each a mixin over
+:mod:`.merge_requests`, :mod:`.transitions` (every status change, checked against
+:mod:`stoneforge.lifecycle`), :mod:`.events`, :mod:`.lease` and :mod:`.summary`, each a mixin over
 :class:`~.schema.StoreBase` that :class:`Store` composes; :mod:`.planning` checks the tasks of a
 plan created in one go before anything is written.
 """
@@ -14,7 +15,7 @@ plan created in one go before anything is written.
 from __future__ import annotations
 
 from stoneforge.store.events import EventLog
-from stoneforge.store.lease import Lease
+from stoneforge.store.lease import Fence, Lease
 from stoneforge.store.merge_requests import MergeRequestRows
 from stoneforge.store.planning import (
     PlannedTask,
@@ -27,6 +28,7 @@ from stoneforge.store.schema import BUSY_TIMEOUT_MS, SCHEMA_VERSION, StoreBase, 
 from stoneforge.store.sessions import SessionRows
 from stoneforge.store.summary import Summary
 from stoneforge.store.tasks import QUESTION_EVENT, TaskRows
+from stoneforge.store.transitions import Transitions
 
 __all__ = [
     "BUSY_TIMEOUT_MS",
@@ -34,6 +36,7 @@ __all__ = [
     "QUESTION_EVENT",
     "SCHEMA_VERSION",
     "DirectorSessionRef",
+    "Fence",
     "PlannedTask",
     "Store",
     "default_actor",
@@ -43,5 +46,15 @@ __all__ = [
 ]
 
 
-class Store(PlanRows, TaskRows, SessionRows, MergeRequestRows, EventLog, Lease, Summary, StoreBase):
+class Store(
+    Transitions,
+    PlanRows,
+    TaskRows,
+    SessionRows,
+    MergeRequestRows,
+    EventLog,
+    Lease,
+    Summary,
+    StoreBase,
+):
     """One connection to `.stoneforge/state.db`; safe to share between threads."""

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from stoneforge.errors import InvalidInputError, InvalidTransitionError
+from stoneforge.errors import InvalidInputError
 from stoneforge.models import CheckRun, MergeRequest, MergeStatus, utcnow
 from stoneforge.redact import redact
 from stoneforge.store.schema import StoreBase, _iso, _time
@@ -28,16 +28,26 @@ def _mr_from_row(row: sqlite3.Row) -> MergeRequest:
         approved_at=_time(row["approved_at"]),
         created_at=_time(row["created_at"]),
         merged_at=_time(row["merged_at"]),
+        attempt=row["attempt"],
+        head_commit=row["head_commit"],
     )
 
 
 class MergeRequestRows(StoreBase):
-    def create_merge_request(self, task_id: str, branch: str, summary: str) -> MergeRequest:
+    def create_merge_request(
+        self,
+        task_id: str,
+        branch: str,
+        summary: str,
+        *,
+        attempt: int | None = None,
+        head_commit: str | None = None,
+    ) -> MergeRequest:
         with self._write() as db:
             seq, mr_id = self._next_id(db, "merge_requests", "mr")
             db.execute(
-                "INSERT INTO merge_requests (seq, id, task_id, status, branch, summary, created_at)"
-                " VALUES (?,?,?,?,?,?,?)",
+                "INSERT INTO merge_requests (seq, id, task_id, status, branch, summary, created_at,"
+                " attempt, head_commit) VALUES (?,?,?,?,?,?,?,?,?)",
                 (
                     seq,
                     mr_id,
@@ -46,6 +56,8 @@ class MergeRequestRows(StoreBase):
                     branch,
                     redact(summary),
                     _iso(utcnow()),
+                    attempt,
+                    head_commit,
                 ),
             )
             self._event(db, "mr.created", "merge_request", mr_id, {"taskId": task_id})
@@ -67,15 +79,24 @@ class MergeRequestRows(StoreBase):
         return [_mr_from_row(row) for row in rows]
 
     def update_merge_request(
-        self,
-        mr_id: str,
-        *,
-        expect: Sequence[MergeStatus] | None = None,
-        checks: Sequence[CheckRun] | None = None,
-        **fields: Any,
+        self, mr_id: str, *, checks: Sequence[CheckRun] | None = None, **fields: Any
     ) -> MergeRequest:
+        """Change merge request columns other than its status (see `transition_merge_request`)."""
+        with self._write() as db:
+            row = self._require(db, "merge_requests", mr_id, "status")
+            self._set_mr_columns(db, mr_id, fields, checks, {"from": row["status"]})
+        return self.get_merge_request(mr_id)
+
+    def _set_mr_columns(
+        self,
+        db: sqlite3.Connection,
+        mr_id: str,
+        fields: dict[str, Any],
+        checks: Sequence[CheckRun] | None,
+        data: dict[str, Any],
+        status: MergeStatus | None = None,
+    ) -> None:
         allowed = {
-            "status",
             "candidate_commit",
             "merged_commit",
             "summary",
@@ -85,7 +106,7 @@ class MergeRequestRows(StoreBase):
         }
         if not set(fields) <= allowed:
             raise InvalidInputError(
-                f"cannot update merge request fields {sorted(set(fields) - allowed)}"
+                f"cannot update merge request fields {sorted(set(fields) - allowed)} directly"
             )
         values: dict[str, Any] = {}
         for key, value in fields.items():
@@ -96,23 +117,14 @@ class MergeRequestRows(StoreBase):
             elif isinstance(value, str) and key in {"summary", "reason"}:
                 value = redact(value)
             values[key] = value
+        if status is not None:
+            values["status"] = status.value
         if checks is not None:
             values["checks"] = redact(json.dumps([c.wire() for c in checks]))
-        with self._write() as db:
-            row = self._require(db, "merge_requests", mr_id, "status")
-            if expect is not None and MergeStatus(row["status"]) not in expect:
-                wanted = ", ".join(s.value for s in expect)
-                raise InvalidTransitionError(
-                    f"merge request {mr_id} is {row['status']}; this needs it to be {wanted}"
-                )
-            if values:
-                assignments = ", ".join(f"{column} = ?" for column in values)
-                db.execute(
-                    f"UPDATE merge_requests SET {assignments} WHERE id = ?",
-                    (*values.values(), mr_id),
-                )
-            event_data = {k: v for k, v in values.items() if k != "checks"}
-            self._event(
-                db, "mr.updated", "merge_request", mr_id, {"from": row["status"], **event_data}
+        if values:
+            assignments = ", ".join(f"{column} = ?" for column in values)
+            db.execute(
+                f"UPDATE merge_requests SET {assignments} WHERE id = ?", (*values.values(), mr_id)
             )
-        return self.get_merge_request(mr_id)
+        event_data = {k: v for k, v in values.items() if k != "checks"}
+        self._event(db, "mr.updated", "merge_request", mr_id, {**data, **event_data})

@@ -74,7 +74,7 @@ class PlanRows(StoreBase):
                 task_seq, task_id = self._next_id(db, "tasks", "t")
                 ids[task.key] = task_id
                 db.execute(
-                    f"INSERT INTO tasks ({_TASK_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    f"INSERT INTO tasks ({_TASK_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (
                         task_seq,
                         task_id,
@@ -89,6 +89,7 @@ class PlanRows(StoreBase):
                         None,
                         now,
                         now,
+                        0,
                     ),
                 )
             for task in tasks:

@@ -16,7 +16,7 @@ from stoneforge.errors import InvalidInputError, NotFoundError
 from stoneforge.models import utcnow
 from stoneforge.redact import redact
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 30_000
 
 _SCHEMA_V1 = """
@@ -116,8 +116,23 @@ CREATE TABLE leases (
 );
 """
 
+# Version 2: attempts are named (a task's `dispatches` never goes back, each MR records the
+# attempt that made it and the branch tip it was made for), and the lease carries a fencing
+# epoch that grows with every acquisition (kept in lease_epochs across releases).
+_SCHEMA_V2 = """
+ALTER TABLE tasks ADD COLUMN dispatches INTEGER NOT NULL DEFAULT 0;
+UPDATE tasks SET dispatches = attempts;
+ALTER TABLE merge_requests ADD COLUMN attempt INTEGER;
+ALTER TABLE merge_requests ADD COLUMN head_commit TEXT;
+ALTER TABLE leases ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE lease_epochs (
+    name TEXT PRIMARY KEY,
+    epoch INTEGER NOT NULL
+);
+"""
+
 #: Schema migrations, index i brings the database from version i to i + 1.
-_MIGRATIONS: list[str] = [_SCHEMA_V1]
+_MIGRATIONS: list[str] = [_SCHEMA_V1, _SCHEMA_V2]
 
 #: How error messages name the rows of each table.
 _NOUNS = {
@@ -129,7 +144,7 @@ _NOUNS = {
 
 _TASK_COLUMNS = (
     "seq, id, title, description, plan_id, priority, status, branch, worktree, attempts, note, "
-    "created_at, updated_at"
+    "created_at, updated_at, dispatches"
 )
 
 
@@ -153,6 +168,7 @@ class StoreBase:
         self.path = path
         self.actor = actor or default_actor()
         self._lock = threading.RLock()
+        self._depth = 0  # nesting of write transactions (only the thread holding _lock reads it)
         self._conn = sqlite3.connect(
             str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
         )
@@ -177,21 +193,38 @@ class StoreBase:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction that takes the database write lock up front (no upgrade races)."""
+        """A write transaction that takes the database write lock up front (no upgrade races).
+
+        Nested inside another (see :meth:`transaction`), it joins the outer one: everything
+        commits or rolls back together.
+        """
         with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield self._conn
+                finally:
+                    self._depth -= 1
+                return
             self._conn.execute("BEGIN IMMEDIATE")
+            self._depth = 1
             try:
                 yield self._conn
             except BaseException:
+                self._depth = 0
                 self._conn.execute("ROLLBACK")
                 raise
             else:
+                self._depth = 0
                 self._conn.execute("COMMIT")
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
-        """A consistent snapshot across several SELECTs."""
+        """A consistent snapshot across several SELECTs (inside a write: that write's view)."""
         with self._lock:
+            if self._depth:
+                yield self._conn
+                return
             self._conn.execute("BEGIN")
             try:
                 yield self._conn

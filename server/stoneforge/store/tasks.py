@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from stoneforge.errors import InvalidInputError, InvalidTransitionError, NotFoundError
+from stoneforge.errors import InvalidInputError, NotFoundError
 from stoneforge.graph import check_new_dependency
 from stoneforge.models import (
     AgentSession,
@@ -58,7 +58,7 @@ class TaskRows(TaskGraph):
                 )
             seq, task_id = self._next_id(db, "tasks", "t")
             db.execute(
-                f"INSERT INTO tasks ({_TASK_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO tasks ({_TASK_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     seq,
                     task_id,
@@ -73,6 +73,7 @@ class TaskRows(TaskGraph):
                     None,
                     now,
                     now,
+                    0,
                 ),
             )
             for dep in dict.fromkeys(depends_on):
@@ -159,6 +160,7 @@ class TaskRows(TaskGraph):
                 branch=row["branch"],
                 worktree=row["worktree"],
                 attempts=row["attempts"],
+                dispatches=row["dispatches"],
                 created_at=_time(row["created_at"]),
                 updated_at=_time(row["updated_at"]),
                 note=row["note"],
@@ -195,48 +197,31 @@ class TaskRows(TaskGraph):
         """Open, unblocked tasks of active plans (or none), most urgent first, then oldest."""
         return self.graph().ready()
 
-    def update_task(
-        self,
-        task_id: str,
-        *,
-        expect: Sequence[TaskStatus] | None = None,
-        kind: str = "task.updated",
-        **fields: Any,
-    ) -> Task:
-        """Change task columns; with ``expect``, only when the task is in one of those statuses."""
-        allowed = {"status", "branch", "worktree", "attempts", "note", "priority", "title"}
+    def update_task(self, task_id: str, *, kind: str = "task.updated", **fields: Any) -> Task:
+        """Change task columns other than its status (that moves only by `transition_task`)."""
+        allowed = {"branch", "worktree", "note", "priority", "title"}
         if not set(fields) <= allowed:
-            raise InvalidInputError(f"cannot update task fields {sorted(set(fields) - allowed)}")
-        values = {k: (v.value if isinstance(v, TaskStatus) else v) for k, v in fields.items()}
+            raise InvalidInputError(
+                f"cannot update task fields {sorted(set(fields) - allowed)} directly"
+                + ("; a status changes only by a transition" if "status" in fields else "")
+            )
         with self._write() as db:
             row = self._require(db, "tasks", task_id, "status")
-            if expect is not None and TaskStatus(row["status"]) not in expect:
-                wanted = ", ".join(s.value for s in expect)
-                raise InvalidTransitionError(
-                    f"task {task_id} is {row['status']}; this needs it to be {wanted}"
-                )
-            values["updated_at"] = _iso(utcnow())
-            assignments = ", ".join(f"{column} = ?" for column in values)
-            db.execute(f"UPDATE tasks SET {assignments} WHERE id = ?", (*values.values(), task_id))
-            self._event(db, kind, "task", task_id, {"from": row["status"], **values})
+            self._set_task_columns(db, task_id, dict(fields), kind, {"from": row["status"]})
         return self.get_task(task_id)
 
-    def cancel_task(self, task_id: str) -> Task:
-        return self.update_task(
-            task_id,
-            status=TaskStatus.CANCELLED,
-            expect=[TaskStatus.OPEN, TaskStatus.IN_PROGRESS, TaskStatus.REVIEW, TaskStatus.FAILED],
-            kind="task.cancelled",
-        )
-
-    def retry_task(self, task_id: str) -> Task:
-        return self.update_task(
-            task_id,
-            status=TaskStatus.OPEN,
-            attempts=0,
-            expect=[TaskStatus.FAILED, TaskStatus.CANCELLED],
-            kind="task.retried",
-        )
+    def _set_task_columns(
+        self,
+        db: sqlite3.Connection,
+        task_id: str,
+        values: dict[str, Any],
+        kind: str,
+        data: dict[str, Any],
+    ) -> None:
+        values["updated_at"] = _iso(utcnow())
+        assignments = ", ".join(f"{column} = ?" for column in values)
+        db.execute(f"UPDATE tasks SET {assignments} WHERE id = ?", (*values.values(), task_id))
+        self._event(db, kind, "task", task_id, {**data, **values})
 
     def record_question(
         self,
