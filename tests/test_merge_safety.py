@@ -180,13 +180,13 @@ async def test_a_cancel_while_the_worker_completes_is_final(
 
 
 async def test_a_cancel_while_a_check_runs_keeps_the_work_off_main(tmp_path: Path) -> None:
-    rig = StewardRig(tmp_path / "repo", checks=["sleep 1"])
+    rig = StewardRig(tmp_path / "repo", checks=["sleep 2"])
     task, mr = rig.submit("Feature", {"feature.txt": "1\n"})
     before = rig.tip()
     steward = rig.make_steward()
     async with anyio.create_task_group() as group:
         group.start_soon(steward.round)
-        await anyio.sleep(0.5)
+        await until_testing(rig, mr.id)
         rig.store.cancel_task(task.id)
     assert rig.tip() == before
     assert rig.store.get_task(task.id).status == TaskStatus.CANCELLED
@@ -223,6 +223,13 @@ async def test_approving_the_mr_of_a_cancelled_and_retried_task_is_refused(tmp_p
 # -- 2. fencing: a steward that lost the lease lands nothing ----------------------------------
 
 
+async def until_testing(rig: StewardRig, mr_id: str) -> None:
+    """Wait (bounded) until the steward has started checking ``mr_id``."""
+    with anyio.fail_after(30):
+        while rig.store.get_merge_request(mr_id).status != MergeStatus.TESTING:
+            await anyio.sleep(0.02)
+
+
 def _pretend_holder_died(store_path: Path) -> None:
     """The lease's holder looks dead (as after a crash) so that another process may take over."""
     with sqlite3.connect(store_path) as db:
@@ -232,7 +239,7 @@ def _pretend_holder_died(store_path: Path) -> None:
 async def test_a_steward_that_lost_the_lease_during_its_check_lands_nothing(
     tmp_path: Path,
 ) -> None:
-    rig = StewardRig(tmp_path / "repo", checks=["sleep 1"])
+    rig = StewardRig(tmp_path / "repo", checks=["sleep 2"])
     _, mr = rig.submit("Feature", {"feature.txt": "1\n"})
     before = rig.tip()
     old_fence = rig.store.acquire_lease("orchestrator", "old", ttl_s=20)
@@ -257,7 +264,7 @@ async def test_a_steward_that_lost_the_lease_during_its_check_lands_nothing(
 
     async with anyio.create_task_group() as group:
         group.start_soon(old_round)
-        await anyio.sleep(0.4)  # the old steward is checking its candidate
+        await until_testing(rig, mr.id)  # the old steward is checking its candidate
         _pretend_holder_died(rig.store.path)
         new_fence = rig.store.acquire_lease("orchestrator", "new", ttl_s=20)
         assert new_fence.epoch > old_fence.epoch

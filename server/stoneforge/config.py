@@ -61,6 +61,10 @@ class MergeConfig(_Section):
     checkTimeoutS: float = Field(default=900.0, gt=0)
     batchSize: int = Field(default=4, ge=1, le=64)
     deleteMergedBranches: bool = True
+    #: The remote that holds the target (e.g. `origin`); None: the local branch is the target.
+    remote: str | None = None
+    #: Push each task branch to `remote` as it progresses (and delete it there once merged).
+    pushBranches: bool = False
 
 
 class StoneforgeConfig(_Section):

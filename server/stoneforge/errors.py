@@ -39,5 +39,9 @@ class StaleAttemptError(InvalidTransitionError):
     """A write on behalf of a task attempt that is no longer the task's current one."""
 
 
-class LeaseLostError(InvalidTransitionError):
-    """A fenced side effect by a process that no longer holds the orchestrator lease."""
+class LeaseLostError(StoneforgeError):
+    """A fenced side effect by a process that no longer holds the orchestrator lease.
+
+    Deliberately not an :class:`InvalidTransitionError`: code that shrugs off a lost race
+    ("cancelled meanwhile") must never shrug off a lost lease by accident.
+    """

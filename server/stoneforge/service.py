@@ -25,7 +25,9 @@ from stoneforge.errors import (
 from stoneforge.git import repo as git_repo
 from stoneforge.git.errors import CheckoutDirty, GitLayerError, TargetMoved
 from stoneforge.git.forecast import Forecast, forecast
-from stoneforge.git.repo import resolve_commit, resolve_target_branch, run_git
+from stoneforge.git.remote import PushRefused
+from stoneforge.git.repo import resolve_target_branch, run_git
+from stoneforge.git.target import TargetBranch
 from stoneforge.lifecycle import MrEvent, TaskEvent
 from stoneforge.models import (
     Handoff,
@@ -316,8 +318,8 @@ class Service:
                 f"merge request {mr_id} was made by an earlier attempt of task {task.id}, which "
                 f"is {task.status.value} now; it cannot be approved (reject it instead)"
             )
-        target = self.target_branch()
-        tip = resolve_commit(self.root, target)
+        target = TargetBranch(self.root, self.target_branch(), self.config.merge.remote)
+        tip = target.tip()
         candidate = mr.candidate_commit
         if candidate and run_git(["rev-parse", f"{candidate}^1"], self.root).stdout.strip() == tip:
             try:
@@ -333,7 +335,7 @@ class Service:
                     fence=None,  # a person's decision, not the orchestrator's
                     message=f"stoneforge: land {mr.id} (approved)",
                 )
-            except (TargetMoved, CheckoutDirty) as exc:
+            except (TargetMoved, CheckoutDirty, PushRefused) as exc:
                 return self.store.transition_merge_request(
                     mr.id,
                     MrEvent.REQUEUE,
@@ -345,7 +347,9 @@ class Service:
             mr.id,
             MrEvent.REQUEUE,
             approved_at=utcnow(),
-            reason=f"approved; {target} moved since the check, so it is rebuilt and checked again",
+            reason=(
+                f"approved; {target.name} moved since the check, so it is rebuilt and checked again"
+            ),
         )
 
     def reject_merge(self, mr_id: str, reason: str) -> MergeRequest:

@@ -16,8 +16,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from stoneforge.config import StoneforgeConfig
-from stoneforge.git.merge import land
+from stoneforge.git.remote import delete_remote_branch
 from stoneforge.git.snapshot import save_snapshot
+from stoneforge.git.target import TargetBranch
 from stoneforge.git.worktrees import remove_worktree
 from stoneforge.lifecycle import MrEvent, TaskEvent
 from stoneforge.models import CheckRun, MergeRequest, utcnow
@@ -30,7 +31,7 @@ def land_merge_requests(
     store: Store,
     root: Path,
     config: StoneforgeConfig,
-    target: str,
+    target: TargetBranch,
     mrs: Sequence[MergeRequest],
     *,
     candidate: str,
@@ -43,11 +44,11 @@ def land_merge_requests(
 
     Raises :class:`~stoneforge.errors.InvalidTransitionError` (a merge request or task is no
     longer landable, a stale attempt, the lease is lost), or the git layer's ``TargetMoved`` /
-    ``CheckoutDirty``; in every case the target and the store are as they were.
+    ``CheckoutDirty`` / ``PushRefused``; in every case the target and the store are as they were.
     """
     with store.transaction(fence=fence):
         record_merged(store, mrs, commit=candidate, checks=checks)
-        land(root, target, candidate, base, message=message)
+        target.move(candidate, base, message=message)
     remove_merged_worktrees(store, root, config, target, mrs, fence=fence)
 
 
@@ -68,19 +69,24 @@ def remove_merged_worktrees(
     store: Store,
     root: Path,
     config: StoneforgeConfig,
-    target: str,
+    target: TargetBranch,
     mrs: Sequence[MergeRequest],
     *,
     fence: Fence | None,
 ) -> None:
-    """Remove the merged tasks' worktrees and branches (``deleteMergedBranches``), if we may."""
+    """Remove the merged tasks' worktrees and branches (``deleteMergedBranches``), if we may.
+
+    With ``pushBranches``, the branch goes from the remote too.
+    """
     if not config.merge.deleteMergedBranches:
         return
     for mr in mrs:
         store.verify_fence(fence)  # a process that lost the lease removes nothing
         task = store.get_task(mr.task_id)
         if task.worktree:
-            _remove(root, Path(task.worktree), task.id, target)
+            _remove(root, Path(task.worktree), task.id, target.ref)
+        if target.remote and config.merge.pushBranches:
+            delete_remote_branch(root, target.remote, mr.branch)
 
 
 def _remove(root: Path, worktree: Path, task_id: str, target: str) -> None:

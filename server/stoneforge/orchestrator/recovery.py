@@ -18,7 +18,7 @@ from pathlib import Path
 
 from stoneforge.agents import is_alive, kill_tree
 from stoneforge.agents.env import default_config_dir
-from stoneforge.errors import InvalidTransitionError, LeaseLostError
+from stoneforge.errors import InvalidTransitionError
 from stoneforge.git.snapshot import save_snapshot
 from stoneforge.lifecycle import TaskEvent
 from stoneforge.models import SessionStatus, TaskStatus, utcnow
@@ -126,7 +126,5 @@ def _requeue(store: Store, task_id: str, fence: Fence | None, *, note: str | Non
             note=note,
             kind="task.recovered",
         )
-    except LeaseLostError:
-        raise
     except InvalidTransitionError as exc:
         log.info("recovery: %s not requeued: %s", task_id, exc)

@@ -40,8 +40,10 @@ from stoneforge.git.merge import (
     is_ancestor,
     merge_in_worktree,
 )
+from stoneforge.git.remote import PushRefused
 from stoneforge.git.repo import identity_env, resolve_commit, run_git
 from stoneforge.git.snapshot import commit_all
+from stoneforge.git.target import TargetBranch
 from stoneforge.git.worktrees import checkout_detached, dirty_files, list_worktrees
 from stoneforge.lifecycle import MrEvent, TaskEvent
 from stoneforge.models import (
@@ -109,6 +111,8 @@ class Steward:
         self.store = store
         self.provider = provider
         self.target = target
+        #: Where candidates are built and landed: the local branch, or it on `merge.remote`.
+        self.landing_target = TargetBranch(root, target, config.merge.remote)
         self.agent_env = agent_env
         self.note = note
         self.on_landed = on_landed
@@ -290,7 +294,9 @@ class Steward:
         with the checks it had passed (saved on the MR before landing).
         """
         for mr in self.store.list_merge_requests(MergeStatus.TESTING):
-            if mr.candidate_commit and is_ancestor(self.root, mr.candidate_commit, self.target):
+            if mr.candidate_commit and is_ancestor(
+                self.root, mr.candidate_commit, self.landing_target.ref
+            ):
                 try:
                     with self.store.transaction(fence=self.fence):
                         record_merged(
@@ -464,7 +470,7 @@ class Steward:
                     self.store,
                     self.root,
                     self.config,
-                    self.target,
+                    self.landing_target,
                     mrs,
                     candidate=commit,
                     base=base,
@@ -473,8 +479,6 @@ class Steward:
                     message=f"stoneforge: land {', '.join(e.mr.id for e in entries)}",
                 )
             )
-        except LeaseLostError:
-            raise  # a steward that lost the lease does nothing more
         except InvalidTransitionError as exc:  # cancelled or re-dispatched while it was checked
             for entry in entries:
                 self._requeue(entry, f"not landed: {exc}")
@@ -491,6 +495,19 @@ class Steward:
             self._retry_in = DIRTY_CHECKOUT_RETRY_S
             self.note(f"not landing: {exc}")
             return "requeued"
+        except PushRefused as exc:
+            # Not the task's fault and not ours to retry: a person has to look (a hook, rights).
+            reason = f"not landed: {exc}"
+            for entry in entries:
+                self._transition_mr(entry.mr.id, MrEvent.FAIL_CHECKS, reason=reason)
+                self._send_back(
+                    entry,
+                    f"{reason}. The work is on branch {entry.mr.branch}; retry the task once "
+                    "the remote accepts it.",
+                    fail=True,
+                )
+            self.note(f"{', '.join(e.mr.id for e in entries)} {reason}")
+            return "failed"
         self.note(f"landed {', '.join(e.mr.id for e in entries)} on {self.target} at {commit[:10]}")
         self.on_landed()
         return "landed"
@@ -502,7 +519,7 @@ class Steward:
         for entry in entries:
             head = entry.mr.head_commit
             on_target = head is not None and await to_thread.run_sync(
-                lambda head=head: is_ancestor(self.root, head, self.target)
+                lambda head=head: is_ancestor(self.root, head, self.landing_target.ref)
             )
             if not on_target:
                 reason = (
@@ -519,14 +536,17 @@ class Steward:
             try:
                 with self.store.transaction(fence=self.fence):
                     record_merged(self.store, [entry.mr], commit=tip, checks=[])
-            except LeaseLostError:
-                raise
             except InvalidTransitionError as exc:
                 log.info("%s not recorded as merged: %s", entry.mr.id, exc)
                 continue
             await to_thread.run_sync(
                 lambda entry=entry: remove_merged_worktrees(
-                    self.store, self.root, self.config, self.target, [entry.mr], fence=self.fence
+                    self.store,
+                    self.root,
+                    self.config,
+                    self.landing_target,
+                    [entry.mr],
+                    fence=self.fence,
                 )
             )
             self.note(f"{entry.mr.id}: its commits were already on {self.target}")
@@ -552,8 +572,6 @@ class Steward:
         """A fenced MR transition; False (logged) when the MR moved on meanwhile."""
         try:
             self.store.transition_merge_request(mr_id, event, fence=self.fence, **fields)
-        except LeaseLostError:
-            raise
         except InvalidTransitionError as exc:
             log.info("%s: %s", mr_id, exc)
             return False
@@ -589,8 +607,6 @@ class Steward:
             self.store.transition_task(
                 task.id, event, attempt=entry.mr.attempt, fence=self.fence, note=note
             )
-        except LeaseLostError:
-            raise
         except InvalidTransitionError as exc:  # cancelled meanwhile: leave it so
             log.info("%s not sent back: %s", task.id, exc)
             return
@@ -773,11 +789,12 @@ class Steward:
         Each task's own merge commit ("Merge task <id>: ...", on the first-parent line or, for a
         batch, behind it) is compared with its first parent.
         """
-        fork = run_git(["merge-base", self.target, entry.mr.branch], self.root, check=False)
+        target = self.landing_target.ref
+        fork = run_git(["merge-base", target, entry.mr.branch], self.root, check=False)
         if fork.returncode != 0 or not files:
             return []
         merges = run_git(
-            ["log", "--merges", "--format=%H%x00%s", f"{fork.stdout.strip()}..{self.target}"],
+            ["log", "--merges", "--format=%H%x00%s", f"{fork.stdout.strip()}..{target}"],
             self.root,
         ).stdout
         found: list[Task] = []
@@ -807,7 +824,9 @@ class Steward:
         if not branches:
             return
         try:
-            result = await to_thread.run_sync(lambda: forecast(self.root, self.target, branches))
+            result = await to_thread.run_sync(
+                lambda: forecast(self.root, self.landing_target.ref, branches)
+            )
         except Exception:
             log.exception("forecast failed")
             return
@@ -831,7 +850,7 @@ class Steward:
         return base / STEWARD_WORKTREE
 
     async def _tip(self) -> str:
-        return await to_thread.run_sync(lambda: resolve_commit(self.root, self.target))
+        return await to_thread.run_sync(self.landing_target.tip)
 
     def _branch_names(self) -> set[str]:
         out = run_git(["for-each-ref", "--format=%(refname:short)", "refs/heads/"], self.root)

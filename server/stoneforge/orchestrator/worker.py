@@ -37,7 +37,9 @@ from stoneforge.agents import (
 from stoneforge.agents.accounting import TokenStats
 from stoneforge.agents.events import AgentEvent
 from stoneforge.config import StoneforgeConfig
-from stoneforge.errors import InvalidTransitionError, LeaseLostError
+from stoneforge.errors import InvalidTransitionError
+from stoneforge.git.errors import GitLayerError
+from stoneforge.git.remote import push_branch
 from stoneforge.git.repo import run_git
 from stoneforge.git.slug import task_branch, worktree_path
 from stoneforge.git.snapshot import checked_out_branch, commit_all, save_head, save_snapshot
@@ -365,7 +367,23 @@ class WorkerRun:
         return handoffs[-1] if handoffs else None
 
     async def _commit_leftovers(self, message: str) -> str | None:
-        return await to_thread.run_sync(lambda: commit_all(self.worktree, message))
+        commit = await to_thread.run_sync(lambda: commit_all(self.worktree, message))
+        await self._publish()
+        return commit
+
+    async def _publish(self) -> None:
+        """With `merge.pushBranches`, put the task branch on the remote (people can look at it,
+        and the work survives the loss of this machine). A failed push is noted, not fatal."""
+        remote = self.config.merge.remote
+        if not (remote and self.config.merge.pushBranches):
+            return
+        try:
+            await to_thread.run_sync(lambda: push_branch(self.root, remote, self.branch))
+        except GitLayerError as exc:
+            log.warning("could not push %s to %s: %s", self.branch, remote, exc)
+            self.store.record_event(
+                "task.push_failed", "task", self.task.id, {"remote": remote, "error": str(exc)}
+            )
 
     async def _hand_off(self, session_id: str, note: HandoffNote | None, base: str) -> Handoff:
         await self._commit_leftovers(
@@ -450,8 +468,6 @@ class WorkerRun:
                 summary=details,
                 fence=self.fence,
             )
-        except LeaseLostError:
-            raise  # the dispatcher stops: this process must not act for the task any more
         except InvalidTransitionError as exc:  # cancelled (or taken over) meanwhile: not ours
             log.info("task %s not completed: %s", self.task.id, exc)
             self.slot.state = "cancelled"
@@ -518,8 +534,6 @@ class WorkerRun:
                 + saved
                 + ". Continue from the branch as it is.",
             )
-        except LeaseLostError:
-            raise  # the dispatcher stops: this process must not act for the task any more
         except InvalidTransitionError as exc:  # cancelled meanwhile, or the lease is gone
             log.info("task %s not requeued: %s", self.task.id, exc)
         return RunResult(self.task.id, TaskStatus.OPEN, "stopped")
@@ -560,8 +574,6 @@ class WorkerRun:
             self.store.transition_task(
                 task.id, event, attempt=self.attempt, fence=self.fence, note="\n".join(history)
             )
-        except LeaseLostError:
-            raise  # the dispatcher stops: this process must not act for the task any more
         except InvalidTransitionError as exc:
             log.info("task %s: attempt not recorded: %s", task.id, exc)
             self.slot.state = "cancelled"
