@@ -180,7 +180,9 @@ def plan_activate(
 @task_app.command("create")
 def task_create(
     title: Annotated[str, typer.Option("--title", help="What to do, in a line.")],
-    plan: Annotated[str | None, typer.Option("--plan", help="Plan id to add it to.")] = None,
+    plan: Annotated[
+        str | None, typer.Option("--plan", help="Plan (id or exact title) to add it to.")
+    ] = None,
     description: Annotated[
         str, typer.Option("--description", help="Details and acceptance criteria.")
     ] = "",
@@ -190,6 +192,12 @@ def task_create(
     depends_on: Annotated[
         list[str] | None,
         typer.Option("--depends-on", help="Id of a task that must be merged first (repeatable)."),
+    ] = None,
+    branch: Annotated[
+        str | None,
+        typer.Option(
+            "--branch", help="Continue this existing local or remote branch instead of a new one."
+        ),
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -201,6 +209,7 @@ def task_create(
             plan_id=plan,
             priority=priority,
             depends_on=depends_on or [],
+            branch=branch,
         )
         if as_json:
             _print_json(task)

@@ -25,7 +25,7 @@ from stoneforge.errors import (
 from stoneforge.git import repo as git_repo
 from stoneforge.git.errors import CheckoutDirty, GitLayerError, TargetMoved
 from stoneforge.git.forecast import Forecast, forecast
-from stoneforge.git.remote import PushRefused
+from stoneforge.git.remote import PushRefused, adopt_branch
 from stoneforge.git.repo import resolve_target_branch, run_git
 from stoneforge.git.target import TargetBranch
 from stoneforge.lifecycle import MrEvent, TaskEvent
@@ -166,10 +166,10 @@ class Service:
         return self.store.list_plans()
 
     def get_plan(self, plan_id: str) -> Plan:
-        return self.store.get_plan(plan_id)
+        return self.store.get_plan(self.resolve_plan_id(plan_id))
 
     def activate_plan(self, plan_id: str) -> Plan:
-        return self.store.activate_plan(plan_id)
+        return self.store.activate_plan(self.resolve_plan_id(plan_id))
 
     # -- tasks ---------------------------------------------------------------------------------
 
@@ -181,20 +181,42 @@ class Service:
         plan_id: str | None = None,
         priority: int = 3,
         depends_on: Sequence[str] = (),
+        branch: str | None = None,
     ) -> Task:
+        """A new task; with ``branch``, it continues that existing (local or remote) branch
+        instead of starting a new one from the target's tip."""
+        if branch is not None:
+            try:
+                branch = adopt_branch(self.root, branch, target=self.target_branch())
+            except GitLayerError as exc:
+                raise InvalidInputError(f"--branch: {exc}") from exc
         return self.store.create_task(
             title,
             description=description,
-            plan_id=plan_id,
+            plan_id=self.resolve_plan_id(plan_id) if plan_id is not None else None,
             priority=priority,
             depends_on=depends_on,
+            branch=branch,
         )
+
+    def resolve_plan_id(self, ref: str) -> str:
+        """A plan named by its id or by its exact title; an ambiguous title lists the choices."""
+        plans = self.store.list_plans()
+        if any(p.id == ref for p in plans):
+            return ref
+        matches = [p for p in plans if p.title == ref.strip()]
+        if len(matches) == 1:
+            return matches[0].id
+        if matches:
+            listing = ", ".join(f"{p.id} ({p.status.value})" for p in matches)
+            raise InvalidInputError(f"plan title {ref!r} is ambiguous: {listing}; use the id")
+        raise NotFoundError(f"no plan with id or title {ref!r}")
 
     def list_tasks(
         self, *, plan_id: str | None = None, status: TaskStatus | None = None
     ) -> list[Task]:
-        if plan_id is not None:
-            self.store.get_plan(plan_id)  # an unknown plan is an error, not an empty list
+        if plan_id is not None:  # an unknown plan is an error, not an empty list
+            plan_id = self.resolve_plan_id(plan_id)
         return self.store.list_tasks(plan_id=plan_id, status=status)
 
     def get_task(self, task_id: str) -> Task:

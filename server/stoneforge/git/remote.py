@@ -121,3 +121,27 @@ def _refusal(report: str) -> str:
         if line and not line.startswith(("To ", "Done", "error: failed to push"))
     ]
     return "; ".join(keep[-6:]) or "no reason given"
+
+
+def adopt_branch(repo: Path | str, name: str, *, target: str) -> str:
+    """An existing branch a task should continue: local ``name``, or made from a remote's copy.
+
+    Raises ``GitLayerError`` naming what is wrong: not a valid branch name, the target itself,
+    or no such branch here or on any remote (fetch first).
+    """
+    short = name.removeprefix("refs/heads/")
+    if run_git(["check-ref-format", "--branch", short], repo, check=False).returncode != 0:
+        raise GitLayerError(f"{name!r} is not a valid branch name")
+    if short == target:
+        raise GitLayerError(f"a task cannot work on the target branch {target} itself")
+    if ref_value(repo, full_branch_ref(short)) is not None:
+        return short
+    remotes = run_git(
+        ["for-each-ref", "--format=%(refname)", f"refs/remotes/*/{short}"], repo
+    ).stdout.split()
+    if not remotes:
+        raise GitLayerError(
+            f"no branch {short} here or on a remote (run `git fetch` if it is new on the remote)"
+        )
+    run_git(["branch", "--no-track", short, remotes[0]], repo)
+    return short

@@ -57,6 +57,7 @@ def create_task(ctx: Context, params: p.CreateTaskParams) -> dict[str, Any]:
         plan_id=params.plan_id,
         priority=params.priority,
         depends_on=params.depends_on,
+        branch=params.branch,
     ).wire()
 
 

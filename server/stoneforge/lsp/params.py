@@ -36,6 +36,8 @@ class CreateTaskParams(Params):
     plan_id: StrictStr | None = None
     priority: StrictInt = Field(default=3, ge=1, le=5)
     depends_on: list[StrictStr] = Field(default_factory=list)
+    #: An existing local or remote branch the task continues (default: a new one).
+    branch: StrictStr | None = Field(default=None, min_length=1, max_length=250)
 
     @field_validator("title")
     @classmethod

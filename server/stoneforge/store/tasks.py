@@ -37,6 +37,7 @@ class TaskRows(TaskGraph):
         plan_id: str | None = None,
         priority: int = 3,
         depends_on: Sequence[str] = (),
+        branch: str | None = None,
     ) -> Task:
         title = title.strip()
         if not title:
@@ -67,7 +68,7 @@ class TaskRows(TaskGraph):
                     plan_id,
                     priority,
                     TaskStatus.OPEN.value,
-                    None,
+                    branch,
                     None,
                     0,
                     None,
