@@ -197,4 +197,11 @@ def status_view(summary: StatusSummary) -> Table:
     table.add_row("merge requests", mrs or "none")
     holder = summary.orchestrator
     table.add_row("orchestrator", f"running (pid {holder['pid']})" if holder else "not running")
+    pause = summary.landing_paused
+    if pause is not None:
+        hint = "commit, stash or move them" if pause.files else "make it clean"
+        table.add_row(
+            Text("landing paused:", style="bold yellow"),
+            f"{pause.reason}; {hint}, and landing resumes by itself",
+        )
     return table
