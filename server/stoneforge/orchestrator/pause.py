@@ -8,11 +8,11 @@ the state changes, so `sf status`, the language server and the editor of any pro
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from stoneforge.git.blockers import CheckoutBlock
-from stoneforge.models import LandingPause, utcnow
+from stoneforge.models import Event, LandingPause, utcnow
 from stoneforge.store import Store
 
 PAUSED = "steward.paused"
@@ -29,13 +29,25 @@ def latest_pause(store: Store) -> LandingPause | None:
     resumed = store.last_event(RESUMED)
     if resumed is not None and resumed.id > paused.id:
         return None
-    data = paused.data
+    return pause_of(paused)
+
+
+def last_change(events: Sequence[Event]) -> Event | None:
+    """The last `steward.paused`/`steward.resumed` event among ``events``, if any."""
+    return next((e for e in reversed(events) if e.kind in (PAUSED, RESUMED)), None)
+
+
+def pause_of(event: Event) -> LandingPause | None:
+    """The pause a `steward.paused` event records (None for `steward.resumed`)."""
+    if event.kind != PAUSED:
+        return None
+    data = event.data
     since = data.get("since")
     return LandingPause(
         checkout=str(data.get("checkout", "")),
         reason=str(data.get("reason", "")),
         files=[str(f) for f in data.get("files", [])],
-        since=datetime.fromisoformat(since) if isinstance(since, str) else paused.at,
+        since=datetime.fromisoformat(since) if isinstance(since, str) else event.at,
     )
 
 
