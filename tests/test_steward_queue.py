@@ -248,6 +248,39 @@ async def test_a_file_where_a_candidate_adds_a_directory_pauses_instead_of_loopi
     rig.close()
 
 
+async def test_an_edit_made_during_the_checks_pauses_until_reverted_not_longer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The user edits main's checkout after the pre-check and before the ref moves: that landing
+    is refused (or undone), then what blocks *now* decides; reverting the edit lets it land."""
+    from stoneforge.git import merge as merge_mod
+
+    rig = StewardRig(tmp_path / "repo", files={"f.txt": "1\n"})
+    _, mr = rig.submit("Feature", {"f.txt": "2\n"})
+    real = merge_mod.checkout_block
+    edits = []
+
+    def user_edits_during_the_checks(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        if not edits:
+            edits.append(1)
+            (rig.root / "f.txt").write_text("the user's edit\n")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(merge_mod, "checkout_block", user_edits_during_the_checks)
+    steward = rig.make_steward()
+    assert await steward.round() is True  # checked, then refused before the ref moved
+    assert steward.check_runs == 1 and status(rig, mr.id) == MergeStatus.PENDING
+    assert first_parents(rig.root) == []
+    assert await steward.round() is False  # paused now, naming the file: no second check
+    assert steward.check_runs == 1
+    assert steward.landing_paused is not None and steward.landing_paused.files == ["f.txt"]
+    git(rig.root, "checkout", "f.txt")  # reverted: f.txt still exists, but nothing blocks
+    await rig.drain()
+    assert status(rig, mr.id) == MergeStatus.MERGED and steward.check_runs == 2
+    assert (rig.root / "f.txt").read_text() == "2\n" and steward.landing_paused is None
+    rig.close()
+
+
 async def test_the_run_loop_does_not_spin_while_the_checkout_is_dirty(tmp_path: Path) -> None:
     import anyio
 

@@ -116,9 +116,6 @@ class Steward:
         self._stopped = False
         self._retry_in: float | None = None
         self._said: set[str] = set()  # notes said once per condition (held MRs)
-        #: Untracked files in the target's checkout that the last landing would have overwritten,
-        #: with the merge requests it was for: while both remain, landing them would fail again.
-        self._in_the_way: tuple[frozenset[str], list[tuple[Path, str]]] = (frozenset(), [])
         #: Whether landing is paused by the target's checkout; told to the store on a change.
         self.pause = PauseState(store, note)
         self._stacked: tuple[object, str] = (None, "")  # (tip and branch heads, stack top)
@@ -459,8 +456,6 @@ class Steward:
         except CheckoutDirty as exc:
             for entry in entries:
                 self._requeue(entry, str(exc))
-            ids = frozenset(e.mr.id for e in entries)
-            self._in_the_way = (ids, [(exc.worktree, name) for name in exc.files])
             self._retry_in = DIRTY_CHECKOUT_RETRY_S
             self.note(f"not landing: {exc}")
             return "requeued"
@@ -771,8 +766,8 @@ class Steward:
 
         Asked before any check runs, of the very tree that would land (the batch stacked on the
         tip, kept while neither moves): tracked changes, and untracked paths in the way of it.
-        Also the untracked files that blocked the last landing, while they and its merge
-        requests remain.
+        A landing that still fails (the user started editing during the checks) is asked about
+        again here next round, so what blocks it now, not what blocked it then, decides.
         """
         checkouts = [
             wt.path
@@ -787,13 +782,6 @@ class Steward:
             block = checkout_block(self.root, path, tip, new)
             if block is not None:
                 return block
-        ids, paths = self._in_the_way
-        pending = {mr.id for mr in self.store.list_merge_requests(MergeStatus.PENDING)}
-        if ids and ids <= pending:
-            left = [(wt, n) for wt, n in paths if (wt / n).exists() or (wt / n).is_symlink()]
-            if left:
-                return CheckoutBlock(worktree=left[0][0], in_the_way=[n for _, n in left])
-        self._in_the_way = (frozenset(), [])
         return None
 
     def _would_land(self, tip: str, batch: Sequence[Entry]) -> str:
