@@ -239,6 +239,86 @@ def test_land_refuses_when_an_untracked_file_would_be_overwritten(repo: Repo) ->
     assert repo.head("main") == old and repo.read("added.txt") == "the user's own file\n"
 
 
+def _refused_before_the_ref_moved(repo: Repo, old: str, new: str) -> CheckoutDirty:
+    """Land, expecting a refusal; prove the ref never moved (no "undo land" in its reflog)."""
+    with pytest.raises(CheckoutDirty) as err:
+        land(repo.path, "main", new, old)
+    assert repo.head("main") == old
+    assert "undo land" not in repo.git("reflog", "--format=%gs", "main")
+    return err.value
+
+
+def test_an_untracked_file_where_the_landing_adds_a_directory_blocks_before_the_ref_moves(
+    repo: Repo,
+) -> None:
+    old, new = candidate(repo, {"docs/index.md": "# docs\n", "docs/api/ref.md": "ref\n"})
+    repo.write("docs", "the user's scratch notes\n")  # a file named like the new directory
+    err = _refused_before_the_ref_moved(repo, old, new)
+    assert err.files == ["docs"] and "docs" in str(err)
+    assert repo.read("docs") == "the user's scratch notes\n"
+    (repo.path / "docs").unlink()
+    land(repo.path, "main", new, old)
+    assert repo.read("docs/api/ref.md") == "ref\n" and repo.status() == ""
+
+
+def test_untracked_files_in_a_directory_the_landing_turns_into_a_file_block_it(
+    repo: Repo,
+) -> None:
+    repo.commit("a directory", **{"build/keep.txt": "k\n"})
+    old, new = candidate(repo, {"build/keep.txt": None, "build": "now a file\n"})
+    repo.write("build/output.o", "the user's build output\n")
+    err = _refused_before_the_ref_moved(repo, old, new)
+    assert err.files == ["build/output.o"]
+    assert repo.read("build/output.o") == "the user's build output\n"
+
+
+def test_a_tracked_directory_becoming_a_file_lands_on_a_clean_checkout(repo: Repo) -> None:
+    repo.commit("a directory", **{"build/keep.txt": "k\n"})
+    old, new = candidate(repo, {"build/keep.txt": None, "build": "now a file\n"})
+    land(repo.path, "main", new, old)  # nothing of the user's is there: no reason to refuse
+    assert repo.read("build") == "now a file\n" and repo.status() == ""
+
+
+def test_an_ignored_file_in_such_a_directory_blocks_too(repo: Repo) -> None:
+    repo.commit("a directory", **{"out/keep.txt": "k\n", ".gitignore": "*.log\n"})
+    old, new = candidate(repo, {"out/keep.txt": None, "out": "now a file\n"})
+    repo.write("out/run.log", "ignored, but git will not delete it\n")
+    err = _refused_before_the_ref_moved(repo, old, new)
+    assert err.files == ["out/run.log"]  # git refuses to delete it, so it is named
+    (repo.path / "out" / "run.log").unlink()
+    land(repo.path, "main", new, old)
+    assert repo.read("out") == "now a file\n"
+
+
+def test_every_blocking_path_is_named_at_once(repo: Repo) -> None:
+    old, new = candidate(repo, {"docs/index.md": "d\n", "added.txt": "a\n", "f.txt": "t\n"})
+    repo.write("docs", "scratch\n")
+    repo.write("added.txt", "mine\n")
+    repo.write("README", "editing\n")
+    block = merge_mod.checkout_block(repo.path, repo.path, old, new)
+    assert block is not None
+    assert (block.changed, block.in_the_way) == (["README"], ["added.txt", "docs"])
+    assert block.reason == (
+        f"{repo.path} has uncommitted changes in README and untracked files in the way of the "
+        "landing: added.txt, docs"
+    )
+
+
+def test_a_refusal_only_git_knows_is_still_caught_before_the_ref_moves(
+    repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever our listing misses, git's dry run of the same read-tree still refuses first."""
+    from stoneforge.git import blockers
+
+    old, new = candidate(repo, {"docs/index.md": "d\n"})
+    repo.write("docs", "scratch\n")
+    monkeypatch.setattr(blockers, "_in_the_way", lambda *args: [])
+    err = _refused_before_the_ref_moved(repo, old, new)
+    assert err.files == ["docs"]  # named from git's own message
+    assert repo.read("docs") == "scratch\n"
+    assert repo.git("status", "--porcelain") == "?? docs"  # the user's index was not touched
+
+
 def test_land_is_compare_and_swap(repo: Repo) -> None:
     old, new = candidate(repo, {"added.txt": "a\n"})
     moved = repo.commit("someone else landed", **{"README": "moved\n"})
@@ -253,12 +333,11 @@ def test_land_detects_a_move_between_check_and_swap(repo: Repo, monkeypatch) -> 
     repo.git("checkout", "-q", "-b", "user-branch")
     other = repo.commit("concurrent", **{"README": "other\n"})
 
-    def concurrent_land(*args, **kwargs) -> list[str]:
+    def concurrent_land(*args, **kwargs) -> None:
         repo.git("update-ref", "refs/heads/main", other)
-        return []
 
     repo.git("checkout", "-q", "main")
-    monkeypatch.setattr(merge_mod, "_blocking_files", concurrent_land)
+    monkeypatch.setattr(merge_mod, "checkout_block", concurrent_land)
     with pytest.raises(TargetMoved) as err:
         land(repo.path, "main", new, old)
     assert err.value.actual == other and repo.head("main") == other
@@ -267,11 +346,10 @@ def test_land_detects_a_move_between_check_and_swap(repo: Repo, monkeypatch) -> 
 def test_land_undoes_itself_when_the_checkout_changes_during_landing(repo, monkeypatch) -> None:
     old, new = candidate(repo, {"f.txt": "task version\n"})
 
-    def user_edits_meanwhile(*args, **kwargs) -> list[str]:
+    def user_edits_meanwhile(*args, **kwargs) -> None:
         repo.write("f.txt", "user edit made after the check\n")
-        return []
 
-    monkeypatch.setattr(merge_mod, "_blocking_files", user_edits_meanwhile)
+    monkeypatch.setattr(merge_mod, "checkout_block", user_edits_meanwhile)
     with pytest.raises(CheckoutDirty, match="landing was undone") as err:
         land(repo.path, "main", new, old)
     assert err.value.files == ["f.txt"]

@@ -138,6 +138,47 @@ async def test_changed_is_sent_for_own_and_other_processes_changes(repo: Path) -
         assert ("task.created", "t2") in kinds
 
 
+async def test_a_landing_pause_reaches_the_client_in_changed_and_status(repo: Path) -> None:
+    """The steward of another process pauses landing: `stoneforge/changed` carries the pause
+    (no extra request needed) and `stoneforge/status` shows it; resuming clears both."""
+    from lsp_helpers import plain
+    from stoneforge.orchestrator.daemon import LEASE_NAME
+    from stoneforge.orchestrator.pause import PAUSED, RESUMED
+    from stoneforge.store import Store
+
+    reason = f"{repo} has uncommitted changes in a.py, b.py"
+    async with lsp_session(repo) as client:
+        assert (await request(client, "stoneforge/status"))["landingPaused"] is None
+        store = Store(repo / ".stoneforge" / "state.db")  # made by the server on start
+        store.acquire_lease(LEASE_NAME, "other-process", 20.0)  # an orchestrator runs elsewhere
+        try:
+            waiting = client.wait_for_notification("stoneforge/changed")
+            store.record_event(
+                PAUSED,
+                "steward",
+                None,
+                {"reason": reason, "files": ["a.py", "b.py"], "checkout": str(repo)},
+            )
+            changed = plain(await asyncio.wait_for(waiting, 10))
+            assert changed["landingPaused"]["reason"] == reason
+            assert changed["landingPaused"]["files"] == ["a.py", "b.py"]
+            status = await request(client, "stoneforge/status")
+            assert status["landingPaused"]["checkout"] == str(repo)
+            assert status["landingPaused"]["files"] == ["a.py", "b.py"]
+            waiting = client.wait_for_notification("stoneforge/changed")
+            store.record_event(RESUMED, "steward", None, {"checkout": str(repo)})
+            changed = plain(await asyncio.wait_for(waiting, 10))
+            assert changed["landingPaused"] is None
+            assert (await request(client, "stoneforge/status"))["landingPaused"] is None
+            # Other changes say nothing about the pause (the key is absent, not null).
+            waiting = client.wait_for_notification("stoneforge/changed")
+            await request(client, "stoneforge/createTask", {"title": "Unrelated"})
+            assert "landingPaused" not in plain(await asyncio.wait_for(waiting, 10))
+        finally:
+            store.release_lease(LEASE_NAME, "other-process")
+            store.close()
+
+
 def _changes(params: object) -> list[dict]:
     from lsp_helpers import plain
 

@@ -182,6 +182,10 @@ async def test_merge_requests_of_cancelled_tasks_and_deleted_branches_are_droppe
     rig.close()
 
 
+def pause_events(rig: StewardRig) -> list[tuple[str, dict]]:
+    return [(e.kind, e.data) for e in rig.store.events_since(0) if e.entity == "steward"]
+
+
 async def test_a_dirty_checkout_of_main_waits_without_spending_check_runs(tmp_path: Path) -> None:
     rig = StewardRig(tmp_path / "repo")
     _, mr = rig.submit("Feature", {"feature.txt": "1\n"})
@@ -190,29 +194,92 @@ async def test_a_dirty_checkout_of_main_waits_without_spending_check_runs(tmp_pa
     for _ in range(3):
         assert await steward.round() is False
     assert steward.check_runs == 0 and status(rig, mr.id) == MergeStatus.PENDING
-    assert sum("files in the way (README.md)" in n for n in rig.notes) == 1  # said once
+    reason = f"{rig.root} has uncommitted changes in README.md"
+    assert sum(f"landing paused: {reason}" in n for n in rig.notes) == 1  # said once
+    assert steward.landing_paused is not None and steward.landing_paused.files == ["README.md"]
     git(rig.root, "checkout", "README.md")
     await rig.drain()
     assert status(rig, mr.id) == MergeStatus.MERGED and steward.check_runs == 1
     assert (rig.root / "feature.txt").exists()
+    # Recorded once per change of state, not once per round.
+    assert [kind for kind, _ in pause_events(rig)] == ["steward.paused", "steward.resumed"]
+    assert pause_events(rig)[0][1]["files"] == ["README.md"]
+    assert pause_events(rig)[0][1]["reason"] == reason
+    assert steward.landing_paused is None
     rig.close()
 
 
-async def test_an_untracked_file_in_the_way_is_not_checked_against_again(tmp_path: Path) -> None:
+async def test_an_untracked_file_in_the_way_is_never_checked_against(tmp_path: Path) -> None:
     rig = StewardRig(tmp_path / "repo")
     _, mr = rig.submit("Add notes", {"notes.txt": "from the branch\n"})
     (rig.root / "notes.txt").write_text("the user's own notes\n")  # untracked, in the way
     steward = rig.make_steward()
-    assert await steward.round() is True  # checked, then the landing found the file
-    assert steward.check_runs == 1 and status(rig, mr.id) == MergeStatus.PENDING
     for _ in range(3):
-        assert await steward.round() is False  # waits: no new check run while it is there
-    assert steward.check_runs == 1
+        assert await steward.round() is False  # found before any check runs
+    assert steward.check_runs == 0 and status(rig, mr.id) == MergeStatus.PENDING
     assert (rig.root / "notes.txt").read_text() == "the user's own notes\n"
+    assert pause_events(rig)[0][1]["files"] == ["notes.txt"]
     (rig.root / "notes.txt").unlink()
     await rig.drain()
-    assert status(rig, mr.id) == MergeStatus.MERGED and steward.check_runs == 2
+    assert status(rig, mr.id) == MergeStatus.MERGED and steward.check_runs == 1
     assert (rig.root / "notes.txt").read_text() == "from the branch\n"
+    rig.close()
+
+
+async def test_a_file_where_a_candidate_adds_a_directory_pauses_instead_of_looping(
+    tmp_path: Path,
+) -> None:
+    """Once: checked, landed, undone, again every 5 s. Now: paused, no check, no landing."""
+    rig = StewardRig(tmp_path / "repo")
+    _, mr = rig.submit("Add docs", {"docs/index.md": "# docs\n"})
+    (rig.root / "docs").write_text("user's scratch notes\n")  # named like the new directory
+    steward = rig.make_steward()
+    for _ in range(4):
+        assert await steward.round() is False
+    assert steward.check_runs == 0 and first_parents(rig.root) == []
+    assert "undo land" not in git(rig.root, "reflog", "--format=%gs", "main")
+    assert [kind for kind, _ in pause_events(rig)] == ["steward.paused"]
+    assert pause_events(rig)[0][1]["reason"] == (
+        f"{rig.root} has untracked files in the way of the landing: docs"
+    )
+    (rig.root / "docs").rename(rig.root / "scratch.txt")
+    await rig.drain()
+    assert status(rig, mr.id) == MergeStatus.MERGED and steward.check_runs == 1
+    assert (rig.root / "docs" / "index.md").read_text() == "# docs\n"
+    assert [kind for kind, _ in pause_events(rig)] == ["steward.paused", "steward.resumed"]
+    rig.close()
+
+
+async def test_an_edit_made_during_the_checks_pauses_until_reverted_not_longer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The user edits main's checkout after the pre-check and before the ref moves: that landing
+    is refused (or undone), then what blocks *now* decides; reverting the edit lets it land."""
+    from stoneforge.git import merge as merge_mod
+
+    rig = StewardRig(tmp_path / "repo", files={"f.txt": "1\n"})
+    _, mr = rig.submit("Feature", {"f.txt": "2\n"})
+    real = merge_mod.checkout_block
+    edits = []
+
+    def user_edits_during_the_checks(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        if not edits:
+            edits.append(1)
+            (rig.root / "f.txt").write_text("the user's edit\n")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(merge_mod, "checkout_block", user_edits_during_the_checks)
+    steward = rig.make_steward()
+    assert await steward.round() is True  # checked, then refused before the ref moved
+    assert steward.check_runs == 1 and status(rig, mr.id) == MergeStatus.PENDING
+    assert first_parents(rig.root) == []
+    assert await steward.round() is False  # paused now, naming the file: no second check
+    assert steward.check_runs == 1
+    assert steward.landing_paused is not None and steward.landing_paused.files == ["f.txt"]
+    git(rig.root, "checkout", "f.txt")  # reverted: f.txt still exists, but nothing blocks
+    await rig.drain()
+    assert status(rig, mr.id) == MergeStatus.MERGED and steward.check_runs == 2
+    assert (rig.root / "f.txt").read_text() == "2\n" and steward.landing_paused is None
     rig.close()
 
 

@@ -93,3 +93,19 @@ async def test_a_push_the_remote_refuses_fails_the_mr_with_the_remote_s_reason(
     assert git(origin, "rev-parse", "main") == before
     assert "feature.txt" in git(rig.root, "ls-tree", "--name-only", mr.branch).split()
     rig.close()
+
+
+async def test_a_dirty_local_checkout_does_not_hold_up_landing_on_the_remote(
+    tmp_path: Path,
+) -> None:
+    rig, origin = rig_with_origin(tmp_path, checks=["true"])
+    (rig.root / "README.md").write_text("# a person is editing this\n")
+    local_before = rig.tip()
+    _, mr = rig.submit("Feature", {"feature.txt": "1\n"})
+    await rig.drain()
+    assert rig.store.get_merge_request(mr.id).status == MergeStatus.MERGED
+    assert "feature.txt" in git(origin, "ls-tree", "--name-only", "main").split()
+    # The local branch did not move under the edit, and the edit is intact.
+    assert rig.tip() == local_before
+    assert (rig.root / "README.md").read_text() == "# a person is editing this\n"
+    rig.close()

@@ -52,4 +52,7 @@ def render_view(view: OrchestratorView) -> Group:
         view.merging or "nothing",
     )
     recent = Text("\n".join(view.recent[-8:]) or "no events yet", style="dim")
-    return Group(table, summary, Text("recent events", style="bold"), recent)
+    parts = [table, summary]
+    if view.landing_paused:  # waits for the user: shown until their checkout is clean
+        parts.append(Text(view.landing_paused, style="bold yellow"))
+    return Group(*parts, Text("recent events", style="bold"), recent)

@@ -192,6 +192,20 @@ class Event(WireModel):
     data: dict[str, Any] = Field(default_factory=dict)
 
 
+class LandingPause(WireModel):
+    """Landing waits for a person: the target's checkout cannot follow (see `steward.paused`)."""
+
+    checkout: str
+    #: One line naming the checkout and the files: "<path> has uncommitted changes in a.py".
+    reason: str
+    files: list[str] = Field(default_factory=list)
+    since: datetime
+
+    @property
+    def line(self) -> str:
+        return f"landing paused: {self.reason}"
+
+
 class StatusSummary(WireModel):
     repository: str
     tasks_by_status: dict[str, int]
@@ -200,3 +214,5 @@ class StatusSummary(WireModel):
     running_sessions: int
     merge_requests_by_status: dict[str, int]
     orchestrator: dict[str, Any] | None = None
+    #: Set while an orchestrator runs and its steward waits for the target's checkout.
+    landing_paused: LandingPause | None = None

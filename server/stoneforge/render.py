@@ -183,7 +183,7 @@ def merge_requests_table(mrs: list[MergeRequest]) -> Table:
     return table
 
 
-def status_view(summary: StatusSummary) -> Table:
+def status_view(summary: StatusSummary) -> Table | Group:
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
     table.add_column()
@@ -197,4 +197,9 @@ def status_view(summary: StatusSummary) -> Table:
     table.add_row("merge requests", mrs or "none")
     holder = summary.orchestrator
     table.add_row("orchestrator", f"running (pid {holder['pid']})" if holder else "not running")
-    return table
+    pause = summary.landing_paused
+    if pause is None:
+        return table
+    hint = "commit, stash or move them" if pause.files else "make it clean"
+    line = f"{pause.line}\n  {hint}, and landing resumes by itself"
+    return Group(table, Text(line, style="bold yellow"))

@@ -43,6 +43,7 @@ from stoneforge.models import (
 from stoneforge.orchestrator.daemon import LEASE_NAME, Orchestrator
 from stoneforge.orchestrator.director import plan_from_goal
 from stoneforge.orchestrator.landing import land_merge_requests
+from stoneforge.orchestrator.pause import latest_pause
 from stoneforge.store import Store
 
 STATE_DIR = ".stoneforge"
@@ -425,6 +426,7 @@ class Service:
         tasks, mrs, running = self.store.counts()
         graph = self.store.graph()
         blocked = sum(1 for task_id in graph.nodes if graph.is_blocked(task_id))
+        holder = self.store.lease_holder(LEASE_NAME)
         return StatusSummary(
             repository=str(self.root),
             tasks_by_status={status.value: tasks.get(status.value, 0) for status in TaskStatus},
@@ -432,7 +434,9 @@ class Service:
             ready=len(graph.ready()),
             running_sessions=running,
             merge_requests_by_status={s.value: mrs.get(s.value, 0) for s in MergeStatus},
-            orchestrator=self.store.lease_holder(LEASE_NAME),
+            orchestrator=holder,
+            # A pause is the running steward's: with no orchestrator nothing waits to land.
+            landing_paused=latest_pause(self.store) if holder is not None else None,
         )
 
     def require_task(self, task_id: str) -> Task:

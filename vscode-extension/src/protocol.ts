@@ -113,6 +113,15 @@ export interface Agent {
   pid?: number | null;
 }
 
+/** Why landing waits for a checkout of the target (the user's, usually); see docs/protocol.md. */
+export interface LandingPause {
+  checkout: string;
+  /** One line naming the checkout and the files: "/repo has uncommitted changes in a.py, b.py". */
+  reason: string;
+  files: string[];
+  since: string;
+}
+
 export interface Status {
   repository: string;
   tasksByStatus: Partial<Record<TaskStatus, number>>;
@@ -126,6 +135,8 @@ export interface Status {
   agents: Agent[];
   /** Sent by the server beside the documented fields; the Tasks view's taskTree also carries it. */
   handoffAtTokens?: number;
+  /** Set while the running orchestrator cannot land because a checkout of the target is dirty. */
+  landingPaused?: LandingPause | null;
 }
 
 export interface DiffFile {
@@ -177,6 +188,8 @@ export interface Forecast {
 export interface ChangedParams {
   lastEventId: number;
   changes: Array<{ kind: string; entity: string; id: string | null }>;
+  /** Present only when the batch paused (a LandingPause) or resumed (null) landing. */
+  landingPaused?: LandingPause | null;
 }
 
 export interface CreateTaskParams {

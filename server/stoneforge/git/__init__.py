@@ -5,6 +5,7 @@
 - `worktrees`: one worktree per task; removal that never loses commits
 - `snapshot`: recovery refs for uncommitted work; committing leftovers
 - `merge`: candidate merge commits, compare-and-swap landing, shared rerere
+- `blockers`: what in a checkout of the target would stop it following a landing
 - `forecast`: pairwise conflict forecast with one `git merge-tree --stdin`
 - `conflicts`: merge-tree output and conflict-marker parsing shared by `merge` and `forecast`
 
@@ -13,6 +14,7 @@ and the rest needs exact control of the environment (temporary index, quarantine
 directory) and of compare-and-swap ref updates.
 """
 
+from stoneforge.git.blockers import CheckoutBlock, checkout_block
 from stoneforge.git.conflicts import ConflictedFile, ConflictHunk, LineRange, MergeTreeResult
 from stoneforge.git.errors import (
     CheckoutDirty,
@@ -85,6 +87,7 @@ from stoneforge.git.worktrees import (
 
 __all__ = [
     "CandidateResult",
+    "CheckoutBlock",
     "CheckoutDirty",
     "ConflictHunk",
     "ConflictedFile",
@@ -119,6 +122,7 @@ __all__ = [
     "apply_snapshot",
     "build_candidate",
     "build_stack",
+    "checkout_block",
     "check_git",
     "checkout_detached",
     "commit_all",

@@ -19,6 +19,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from stoneforge.git.blockers import CheckoutBlock, checkout_block
 from stoneforge.git.conflicts import (
     ConflictedFile,
     MergeTreeResult,
@@ -206,11 +207,12 @@ def land(
 ) -> LandResult:
     """Move `ref` from `expected_old` to `new`, fast-forward only, compare-and-swap.
 
-    Order matters: (1) every worktree that has the branch checked out must be clean (tracked
-    changes, or untracked files the new commit would overwrite, raise CheckoutDirty: not landed);
+    Order matters: (1) every worktree that has the branch checked out must be able to follow
+    (tracked changes, or untracked paths the new commit would overwrite or delete, including a
+    file where it adds a directory, raise CheckoutDirty: not landed; see `blockers`);
     (2) the ref moves with `update-ref <ref> <new> <old>` (TargetMoved if anyone moved it);
     (3) each such checkout's index and files follow with `read-tree -u -m <old> <new>`. If (3)
-    fails because the user started editing in between, the ref is swapped back and
+    still fails because the user started editing in between, the ref is swapped back and
     CheckoutDirty is raised, so the checkout is never left stale.
     """
     full_ref = full_branch_ref(ref)
@@ -228,9 +230,9 @@ def land(
             wt.path for wt in list_worktrees(repo) if wt.branch == name and wt.path.is_dir()
         ]
         for wt in checkouts:
-            blocking = _blocking_files(repo, wt, old, new_oid)
-            if blocking:
-                raise CheckoutDirty(full_ref, wt, blocking)
+            block = checkout_block(repo, wt, old, new_oid)
+            if block is not None:
+                raise CheckoutDirty(full_ref, wt, block.files, _why(block))
     reflog = message or f"stoneforge: land {new_oid[:12]}"
     proc = run_git(["update-ref", "-m", reflog, full_ref, new_oid, old], repo, check=False)
     if proc.returncode != 0:
@@ -258,17 +260,10 @@ def land(
     return LandResult(ref=full_ref, old=old, new=new_oid, updated_worktrees=updated)
 
 
-def _blocking_files(repo: Path | str, worktree: Path, old: str, new: str) -> list[str]:
-    """Tracked changes in `worktree`, plus untracked paths that `new` would add over."""
-    blocking = set(dirty_files(worktree, untracked=False))
-    added = run_git(
-        ["diff", "--name-only", "--no-renames", "--diff-filter=A", "-z", old, new], repo
-    )
-    for path in filter(None, added.stdout.split("\0")):
-        p = worktree / path
-        if p.exists() or p.is_symlink():
-            blocking.add(path)
-    return sorted(blocking)
+def _why(block: CheckoutBlock) -> str:
+    if block.in_the_way and not block.changed:
+        return "untracked files the landing would overwrite or delete"
+    return block.detail
 
 
 # --- rerere ----------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from lsprotocol import types
 
 from stoneforge.models import Event
+from stoneforge.orchestrator.pause import last_change, pause_of
 from stoneforge.service import Service
 from stoneforge.store_watch import StoreWatcher
 
@@ -73,7 +74,11 @@ class ChangeWatcher:
         self.watcher.stop()
 
     def _deliver(self, events: list[Event]) -> None:
-        payload = {"lastEventId": events[-1].id, "changes": summarize(events)}
+        payload: dict[str, Any] = {"lastEventId": events[-1].id, "changes": summarize(events)}
+        change = last_change(events)
+        if change is not None:  # landing paused or resumed: the client needs no extra request
+            pause = pause_of(change)
+            payload["landingPaused"] = pause.wire() if pause is not None else None
         self.loop.call_soon_threadsafe(self.server.protocol.notify, CHANGED, payload)
         for kind, text in user_messages(events):
             self.loop.call_soon_threadsafe(

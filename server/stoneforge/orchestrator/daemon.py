@@ -51,6 +51,8 @@ class OrchestratorView:
     handoff_at_tokens: int
     recent: list[str] = field(default_factory=list)
     merging: str | None = None
+    #: "landing paused: <checkout> has uncommitted changes in a.py" while the steward waits.
+    landing_paused: str | None = None
 
 
 class Orchestrator:
@@ -111,6 +113,7 @@ class Orchestrator:
 
     def view(self) -> OrchestratorView:
         queued = len([t for t in self.store.ready_task_ids() if t not in self.runs])
+        pause = self.steward.landing_paused if self.steward is not None else None
         return OrchestratorView(
             max_concurrent=self.max_concurrent,
             slots=[run.slot for run in self.runs.values()],
@@ -118,6 +121,7 @@ class Orchestrator:
             handoff_at_tokens=self.config.orchestrator.handoffAtTokens,
             recent=list(self.recent),
             merging=getattr(self.steward, "current", None),
+            landing_paused=pause.line if pause is not None else None,
         )
 
     def note(self, text: str) -> None:

@@ -29,6 +29,7 @@ from stoneforge.agents import AgentProvider, Role, build_spec, default_config_di
 from stoneforge.agents.accounting import TokenStats
 from stoneforge.config import StoneforgeConfig
 from stoneforge.errors import InvalidTransitionError, LeaseLostError, NotFoundError
+from stoneforge.git.blockers import CheckoutBlock, checkout_block
 from stoneforge.git.conflicts import find_conflict_hunks
 from stoneforge.git.errors import CheckoutDirty, TargetMoved
 from stoneforge.git.forecast import forecast
@@ -44,10 +45,11 @@ from stoneforge.git.remote import PushRefused
 from stoneforge.git.repo import identity_env, resolve_commit, run_git
 from stoneforge.git.snapshot import commit_all
 from stoneforge.git.target import TargetBranch
-from stoneforge.git.worktrees import checkout_detached, dirty_files, list_worktrees
+from stoneforge.git.worktrees import checkout_detached, list_worktrees
 from stoneforge.lifecycle import MrEvent, TaskEvent
 from stoneforge.models import (
     CheckRun,
+    LandingPause,
     MergeRequest,
     MergeStatus,
     SessionRole,
@@ -62,6 +64,7 @@ from stoneforge.orchestrator.landing import (
     record_merged,
     remove_merged_worktrees,
 )
+from stoneforge.orchestrator.pause import PauseState
 from stoneforge.orchestrator.session_rows import record_token_stats
 from stoneforge.store import Fence, Store
 
@@ -124,10 +127,10 @@ class Steward:
         self._wake = anyio.Event()
         self._stopped = False
         self._retry_in: float | None = None
-        self._said: set[str] = set()  # notes said once per condition (held MRs, dirty checkout)
-        #: Untracked files in the target's checkout that the last landing would have overwritten,
-        #: with the merge requests it was for: while both remain, landing them would fail again.
-        self._in_the_way: tuple[frozenset[str], list[tuple[Path, str]]] = (frozenset(), [])
+        self._said: set[str] = set()  # notes said once per condition (held MRs)
+        #: Whether landing is paused by the target's checkout; told to the store on a change.
+        self.pause = PauseState(store, note)
+        self._stacked: tuple[object, str] = (None, "")  # (tip and branch heads, stack top)
 
     @property
     def current(self) -> str | None:
@@ -261,27 +264,22 @@ class Steward:
         self._recover_testing()
         await self._forecast()
         queue = self.queue()
-        if not queue:
-            return False
         auto = self.config.agents.steward.autoMerge
-        will_land = auto or queue[0].mr.approved_at is not None
-        blocked = await to_thread.run_sync(self._checkout_blocked) if will_land else []
-        if blocked:
-            # Landing would fail: do not spend check runs until the user's checkout is clean.
+        batch = queue[: self.config.merge.batchSize] if auto else queue[:1]
+        will_land = bool(batch) and (auto or batch[0].mr.approved_at is not None)
+        block = (
+            await to_thread.run_sync(lambda: self._checkout_blocked(batch)) if will_land else None
+        )
+        self.pause.update(block)  # records steward.paused / steward.resumed when it changes
+        if block is not None:
+            # Landing would fail: spend no check runs until the user's checkout can follow.
             self._retry_in = DIRTY_CHECKOUT_RETRY_S
-            key = "dirty " + ",".join(blocked)
-            if key not in self._said:
-                self._said.add(key)
-                self.note(
-                    f"waiting to land: the checkout of {self.target} has uncommitted changes or "
-                    f"files in the way ({', '.join(blocked[:5])}); commit, stash or move them"
-                )
             return False
-        self._said = {k for k in self._said if not k.startswith("dirty ")}
+        if not batch:
+            return False
         if not auto:
-            await self._one_for_approval(queue[0])
+            await self._one_for_approval(batch[0])
             return True
-        batch = queue[: self.config.merge.batchSize]
         await self._land_batch(batch)
         return True
 
@@ -490,8 +488,6 @@ class Steward:
         except CheckoutDirty as exc:
             for entry in entries:
                 self._requeue(entry, str(exc))
-            ids = frozenset(e.mr.id for e in entries)
-            self._in_the_way = (ids, [(exc.worktree, name) for name in exc.files])
             self._retry_in = DIRTY_CHECKOUT_RETRY_S
             self.note(f"not landing: {exc}")
             return "requeued"
@@ -856,21 +852,44 @@ class Steward:
         out = run_git(["for-each-ref", "--format=%(refname:short)", "refs/heads/"], self.root)
         return set(out.stdout.split())
 
-    def _checkout_blocked(self) -> list[str]:
-        """Why landing would fail now: tracked changes in a worktree that has the target checked
-        out, or the untracked files that blocked the last landing, while they and its merge
-        requests remain (checking again before they go would only spend check runs)."""
-        blocked: list[str] = []
-        for wt in list_worktrees(self.root):
-            if wt.branch == self.target and wt.path.is_dir():
-                blocked += dirty_files(wt.path, untracked=False)
-        ids, paths = self._in_the_way
-        pending = {mr.id for mr in self.store.list_merge_requests(MergeStatus.PENDING)}
-        if ids and ids <= pending:
-            blocked += [n for wt, n in paths if (wt / n).exists() or (wt / n).is_symlink()]
-        if not blocked:
-            self._in_the_way = (frozenset(), [])
-        return blocked
+    def _checkout_blocked(self, batch: Sequence[Entry]) -> CheckoutBlock | None:
+        """What in a checkout of the target would stop ``batch`` landing now, if anything.
+
+        Asked before any check runs, of the very tree that would land (the batch stacked on the
+        tip, kept while neither moves): tracked changes, and untracked paths in the way of it.
+        A landing that still fails (the user started editing during the checks) is asked about
+        again here next round, so what blocks it now, not what blocked it then, decides.
+        """
+        if self.landing_target.remote is not None:
+            return None  # landing pushes to the remote; a local checkout just follows later
+        checkouts = [
+            wt.path
+            for wt in list_worktrees(self.root)
+            if wt.branch == self.target and wt.path.is_dir()
+        ]
+        if not checkouts:
+            return None
+        tip = resolve_commit(self.root, self.target)
+        new = self._would_land(tip, batch)
+        for path in checkouts:
+            block = checkout_block(self.root, path, tip, new)
+            if block is not None:
+                return block
+        return None
+
+    def _would_land(self, tip: str, batch: Sequence[Entry]) -> str:
+        """The top of ``batch`` stacked on ``tip`` (its tree is the candidate's), cached."""
+        branches = [e.mr.branch for e in batch]
+        heads = run_git(["rev-parse", *branches], self.root).stdout.split() if branches else []
+        key = (tip, tuple(zip(branches, heads, strict=True)))
+        if self._stacked[0] != key:
+            self._stacked = (key, build_stack(self.root, tip, [e.item for e in batch]).commit)
+        return self._stacked[1]
+
+    @property
+    def landing_paused(self) -> LandingPause | None:
+        """Why landing waits for the user's checkout (None: it does not), for the live view."""
+        return self.pause.current
 
 
 def first_parent(root: Path, commit: str) -> str:

@@ -1,5 +1,5 @@
 // stoneforge/mergeRequests -> rows of the Merge Queue view, the ones needing a person first.
-import type { CheckRun, MergeRequest, MergeStatus, Task } from "../protocol";
+import type { CheckRun, LandingPause, MergeRequest, MergeStatus, Task } from "../protocol";
 import { duration, humanize, oneLine, plural, shortSha, when } from "./format";
 import { checkIcon, mergeIcon } from "./icons";
 import type { TreeNode } from "./treeNode";
@@ -16,12 +16,42 @@ const RANK: Record<MergeStatus, number> = {
 
 const REJECTABLE: ReadonlySet<MergeStatus> = new Set(["awaiting_approval", "conflict", "test_failed"]);
 
-export function mergeQueueTree(mrs: MergeRequest[], tasks: Pick<Task, "id" | "title">[]): TreeNode[] {
+export function mergeQueueTree(
+  mrs: MergeRequest[],
+  tasks: Pick<Task, "id" | "title">[],
+  paused: LandingPause | null = null,
+): TreeNode[] {
   const titles = new Map(tasks.map((t) => [t.id, t.title]));
-  return mrs
+  const rows = mrs
     .map((mr, i) => ({ mr, i }))
     .sort((a, b) => (RANK[a.mr.status] ?? 9) - (RANK[b.mr.status] ?? 9) || a.i - b.i)
     .map(({ mr }) => mrNode(mr, titles.get(mr.taskId)));
+  return paused ? [pausedNode(paused), ...rows] : rows;
+}
+
+/** The row on top while landing waits for the user's checkout: what is in the way, and where. */
+export function pausedNode(p: LandingPause): TreeNode {
+  const tooltip = [
+    `**Landing paused** since ${when(p.since)}`,
+    "",
+    p.reason,
+    "",
+    ...p.files.slice(0, 20).map((f) => `- \`${f}\``),
+    ...(p.files.length > 20 ? [`- … and ${p.files.length - 20} more`] : []),
+    "",
+    "Commit, stash or move them: landing resumes by itself, and no checks run meanwhile.",
+  ];
+  return {
+    id: "landing-paused",
+    label: "Landing paused",
+    description: p.reason,
+    tooltip: tooltip.join("\n"),
+    icon: { id: "debug-pause", color: "list.warningForeground" },
+    contextValue: "landing-paused",
+    collapsible: "none",
+    ref: { kind: "message" },
+    children: [],
+  };
 }
 
 export function checksSummary(checks: CheckRun[]): string {

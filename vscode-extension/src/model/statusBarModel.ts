@@ -5,7 +5,7 @@ import { plural } from "./format";
 export interface StatusBarView {
   text: string;
   tooltip: string;
-  /** True when something waits for the user (a merge request to approve). */
+  /** True when something waits for the user (a merge request to approve, a paused landing). */
   attention: boolean;
 }
 
@@ -19,8 +19,11 @@ export function statusBarView(s: Status): StatusBarView {
   const agents = s.serving ? `${workers}/${s.maxConcurrent}` : "stopped";
   const parts = [`$(hubot) ${agents}`, `$(list-ordered) ${queued}`];
   if (inQueue) parts.push(`$(git-merge) ${inQueue}`);
+  const paused = s.landingPaused;
+  if (paused) parts.push(`$(debug-pause) landing paused: ${paused.files.length ? someFiles(paused.files, 2) : "checkout"}`);
 
   const tip = [
+    ...(paused ? [`landing paused: ${paused.reason}`, "Commit, stash or move them: landing resumes by itself.", ""] : []),
     s.serving
       ? `${workers} of ${s.maxConcurrent} agents busy`
       : s.orchestrator
@@ -31,5 +34,11 @@ export function statusBarView(s: Status): StatusBarView {
     "",
     "Click to show the Stoneforge views.",
   ];
-  return { text: parts.join("  "), tooltip: tip.join("\n"), attention: toApprove > 0 };
+  return { text: parts.join("  "), tooltip: tip.join("\n"), attention: toApprove > 0 || !!paused };
+}
+
+/** "a.py, b.py +3": the first `shown` files and how many more, short enough for the status bar. */
+export function someFiles(files: string[], shown: number): string {
+  const more = files.length - shown;
+  return files.slice(0, shown).join(", ") + (more > 0 ? ` +${more}` : "");
 }

@@ -33,8 +33,8 @@ export class Views implements vscode.Disposable {
     );
     this.mergeQueue = new NodeTreeProvider(
       whenUp(async () => {
-        const [mrs, tasks] = await Promise.all([api.mergeRequests(), api.listTasks()]);
-        return mergeQueueTree(mrs, tasks);
+        const [mrs, tasks, status] = await Promise.all([api.mergeRequests(), api.listTasks(), api.status()]);
+        return mergeQueueTree(mrs, tasks, status.landingPaused ?? null);
       }),
     );
     this.agents = new NodeTreeProvider(

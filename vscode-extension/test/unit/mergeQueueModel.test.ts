@@ -44,3 +44,17 @@ test("checks summary counts failures", () => {
   assert.equal(checksSummary([check(0)]), "1/1 check passed");
   assert.equal(checksSummary([check(0), check(1), check(null)]), "2 of 3 checks failed");
 });
+
+test("a paused landing is the first row, naming the reason and every file", () => {
+  const paused = { checkout: "/repo", reason: "/repo has uncommitted changes in a.py, b.py", files: ["a.py", "b.py"], since: "2026-05-01T10:00:00Z" };
+  const nodes = mergeQueueTree([mr({ id: "mr3", status: "awaiting_approval" }), mr({ id: "mr2", status: "pending" })], [], paused);
+  assert.equal(nodes.length, 3);
+  const [top] = nodes;
+  assert.equal(top!.label, "Landing paused");
+  assert.equal(top!.description, "/repo has uncommitted changes in a.py, b.py");
+  assert.match(top!.tooltip!, /- `a\.py`\n- `b\.py`/);
+  assert.match(top!.tooltip!, /since 2026-05-01 10:00 UTC/);
+  assert.deepEqual(top!.ref, { kind: "message" });
+  assert.deepEqual(nodes.slice(1).map((n) => n.ref), [{ kind: "mr", id: "mr3" }, { kind: "mr", id: "mr2" }]);
+  assert.equal(mergeQueueTree([mr({ id: "mr2", status: "pending" })], [], null)[0]!.ref.kind, "mr");
+});

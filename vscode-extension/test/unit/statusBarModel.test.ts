@@ -20,3 +20,21 @@ test("stopped and empty", () => {
   assert.match(v.tooltip, /orchestration stopped/);
   assert.equal(v.attention, false);
 });
+
+const pause = (files: string[]) => ({ checkout: "/repo", reason: `/repo has uncommitted changes in ${files.join(", ")}`, files, since: "2026-05-01T10:00:00Z" });
+
+test("a paused landing names the files in the text and the reason in the tooltip, and wants attention", () => {
+  const v = statusBarView(status({ serving: true, maxConcurrent: 2, mergeRequestsByStatus: { pending: 2 }, landingPaused: pause(["a.py", "b.py"]) }));
+  assert.equal(v.text, "$(hubot) 0/2  $(list-ordered) 0  $(git-merge) 2  $(debug-pause) landing paused: a.py, b.py");
+  assert.match(v.tooltip, /^landing paused: \/repo has uncommitted changes in a\.py, b\.py\n/);
+  assert.match(v.tooltip, /landing resumes by itself/);
+  assert.equal(v.attention, true);
+});
+
+test("many files: the first two and a count; no pause, no mention", () => {
+  const v = statusBarView(status({ landingPaused: pause(["a.py", "b.py", "c.py", "d.py"]) }));
+  assert.match(v.text, /landing paused: a\.py, b\.py \+2$/);
+  const clear = statusBarView(status({ landingPaused: null }));
+  assert.doesNotMatch(clear.text + clear.tooltip, /paused/);
+  assert.equal(clear.attention, false);
+});
