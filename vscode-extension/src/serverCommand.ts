@@ -96,7 +96,7 @@ export function cannotStartMessage(cmd: ServerCommand | undefined, reason: strin
   if (!cmd) {
     return (
       "Stoneforge: no language server found: `sf` is not on PATH, no Python interpreter with stoneforge is " +
-      "selected, and the workspace has no .venv/bin/sf. Install it (`pip install stoneforge`) or set " +
+      "selected, and the workspace has no .venv/bin/sf. Install it from a Stoneforge checkout (`pipx install <checkout>`: the distribution is stoneforge-agents) or set " +
       "`stoneforge.serverCommand` to the path of `sf`."
     );
   }
@@ -104,7 +104,7 @@ export function cannotStartMessage(cmd: ServerCommand | undefined, reason: strin
   if (/ENOENT/.test(reason)) {
     return (
       `Stoneforge: cannot start the language server: \`${cmd.command}\` (from ${cmd.source}) does not exist. ` +
-      "Install stoneforge (`pip install stoneforge`) or set `stoneforge.serverCommand` to the path of `sf`."
+      "Install Stoneforge from its checkout (`pipx install <checkout>`: the distribution is stoneforge-agents) or set `stoneforge.serverCommand` to the path of `sf`."
     );
   }
   if (/EACCES/.test(reason)) {

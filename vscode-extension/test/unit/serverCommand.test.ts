@@ -42,5 +42,5 @@ test("the failure message names the command and the fix", () => {
   assert.match(msg, /stoneforge\.serverCommand/);
   assert.match(cannotStartMessage(cmd, "spawn /v/sf ENOENT"), /`\/v\/sf` \(from `sf` on PATH\) does not exist\. Install stoneforge/);
   assert.match(cannotStartMessage(cmd, "spawn /v/sf EACCES"), /is not executable/);
-  assert.match(cannotStartMessage(undefined, "not found"), /pip install stoneforge/);
+  assert.match(cannotStartMessage(undefined, "not found"), /pipx install <checkout>.*stoneforge-agents/);
 });
