@@ -106,8 +106,8 @@ def test_cancel_and_retry(initialised: Path, sf: SfRunner) -> None:
     ("args", "message"),
     [
         (("task", "show", "t99"), "no task with id 't99'"),
-        (("plan", "show", "p9"), "no plan with id 'p9'"),
-        (("task", "create", "--title", "z", "--plan", "p9"), "no plan with id 'p9'"),
+        (("plan", "show", "p9"), "no plan with id or title 'p9'"),
+        (("task", "create", "--title", "z", "--plan", "p9"), "no plan with id or title 'p9'"),
         (("task", "create", "--title", "z", "--depends-on", "t42"), "t42"),
         (("task", "create", "--title", "   "), "title must not be empty"),
         (("dep", "add", "t1", "t1"), "cannot depend on itself"),
