@@ -333,12 +333,12 @@ def test_a_conflict_is_resolved_by_the_steward_agent_and_checked(
         marker=f"Stoneforge task {blue}:",
     )
     both = settings_with('["red", "green", "blue"]')
-    merge_file = repo / ".stoneforge" / "worktrees" / "_steward" / "app" / "settings.py"
+    # The steward's check checkout has a name of its own (`_steward-<id>`): the session's cwd.
     steward = fake_model.add_script(
         [
             Step.bash("git diff", text="Looking at the conflict."),
-            Step.tool("Read", file_path=str(merge_file)),
-            Step.write(str(merge_file), both),
+            lambda req: Step.tool("Read", file_path=f"{req.cwd}/app/settings.py"),
+            lambda req: Step.write(f"{req.cwd}/app/settings.py", both),
             Step.bash("git add app/settings.py"),
             Step.say("Kept both colours."),
         ],

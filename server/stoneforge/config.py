@@ -61,6 +61,10 @@ class MergeConfig(_Section):
     checkTimeoutS: float = Field(default=900.0, gt=0)
     batchSize: int = Field(default=4, ge=1, le=64)
     deleteMergedBranches: bool = True
+    #: A check command that failed and then passed its retry this many times is listed as flaky.
+    flakyReportAfter: int = Field(default=3, ge=1)
+    #: Check commands whose failure is reported but does not block landing. Never implicit.
+    quarantine: list[str] = []
 
 
 class StoneforgeConfig(_Section):

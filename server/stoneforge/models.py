@@ -119,6 +119,8 @@ class CheckRun(WireModel):
     duration_s: float
     output_tail: str = ""
     flaky: bool = False
+    #: Its command is in `merge.quarantine`: a failure is shown but does not block landing.
+    quarantined: bool = False
 
 
 class MergeRequest(WireModel):
