@@ -188,6 +188,16 @@ class Event(WireModel):
     data: dict[str, Any] = Field(default_factory=dict)
 
 
+class FlakyCheck(WireModel):
+    """A check command that failed and then passed its retry at least `merge.flakyReportAfter`
+    times (each such pass is a `check.flaky` event)."""
+
+    command: str
+    count: int
+    last_merge_request: str | None = None
+    last_commit: str | None = None
+
+
 class StatusSummary(WireModel):
     repository: str
     tasks_by_status: dict[str, int]
