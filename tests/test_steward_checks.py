@@ -338,6 +338,12 @@ async def test_a_quarantined_check_is_reported_but_does_not_block(tmp_path: Path
     assert (good.exit_code, good.quarantined) == (0, False)
     assert any(f"quarantined check `{known_bad}` failed (exit 3)" in n for n in rig.notes)
     assert flaky_events(rig) == []
+    # A real failure next to it is the one named as the reason.
+    _, broken = rig.submit("Broken", {"bad_file": "x\n"})
+    await rig.drain()
+    failed = rig.store.get_merge_request(broken.id)
+    assert failed.status == MergeStatus.TEST_FAILED
+    assert f"check `{rig.check_command()}` failed (exit 1)" in (failed.reason or "")
 
     # Not listed, the same failure blocks: nothing is quarantined implicitly.
     strict = StewardRig(tmp_path / "strict", checks=[known_bad, "true"])

@@ -56,7 +56,7 @@ from stoneforge.models import (
     utcnow,
 )
 from stoneforge.orchestrator.check_procs import CheckRegistry
-from stoneforge.orchestrator.checks import Verdict, judge, run_checks
+from stoneforge.orchestrator.checks import Verdict, blocks, judge, run_checks
 from stoneforge.orchestrator.landing import record_landed
 from stoneforge.orchestrator.session_rows import record_token_stats
 from stoneforge.store import Store
@@ -582,7 +582,7 @@ class Steward:
         self.store.update_merge_request(entry.mr.id, status=MergeStatus.PENDING, reason=reason)
 
     def _test_failed(self, entry: Entry, runs: list[CheckRun]) -> None:
-        failing = next((r for r in runs if r.exit_code != 0), runs[-1])
+        failing = next((r for r in runs if blocks(r)), runs[-1])  # not a quarantined one
         code = "timed out" if failing.exit_code is None else f"exit {failing.exit_code}"
         reason = f"check `{failing.command}` failed ({code}), also on a retry"
         self.store.update_merge_request(
