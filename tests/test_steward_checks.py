@@ -222,13 +222,10 @@ anyio.run(main)
 """
 
 
-async def test_a_dead_stewards_check_is_killed_and_its_checkout_removed(tmp_path: Path) -> None:
+async def kill_a_steward_mid_check(rig: StewardRig, tmp_path: Path) -> int:
+    """A steward process (id dead0001) killed with SIGKILL while its check runs; the check's
+    pid, still running."""
     command, pidfile = slow_check(tmp_path)
-    rig = StewardRig(tmp_path / "repo")
-    _, mr = rig.submit("Feature", {"a.txt": "a\n"})
-    worktrees = rig.root / ".stoneforge" / "worktrees"
-    # The checkout every steward used to share, left by an older version.
-    git(rig.root, "worktree", "add", "-q", "--detach", str(worktrees / "_steward"), "main")
     config = rig.config.model_copy(deep=True)
     config.merge.checks = [command]
     child = subprocess.Popen(
@@ -244,7 +241,17 @@ async def test_a_dead_stewards_check_is_killed_and_its_checkout_removed(tmp_path
     leftover = int(pidfile.read_text())
     assert alive(leftover), "the check should outlive its steward (its own session)"
     assert (rig.root / ".stoneforge" / "run" / "check-dead0001.json").exists()
-    assert (worktrees / "_steward-dead0001").is_dir()
+    assert (rig.root / ".stoneforge" / "worktrees" / "_steward-dead0001").is_dir()
+    return leftover
+
+
+async def test_a_dead_stewards_check_is_killed_and_its_checkout_removed(tmp_path: Path) -> None:
+    rig = StewardRig(tmp_path / "repo")
+    _, mr = rig.submit("Feature", {"a.txt": "a\n"})
+    worktrees = rig.root / ".stoneforge" / "worktrees"
+    # The checkout every steward used to share, left by an older version.
+    git(rig.root, "worktree", "add", "-q", "--detach", str(worktrees / "_steward"), "main")
+    leftover = await kill_a_steward_mid_check(rig, tmp_path)
 
     await rig.drain()  # a new steward starts
     assert wait_dead(leftover, 1.0), "the dead steward's check is still running"
@@ -255,6 +262,23 @@ async def test_a_dead_stewards_check_is_killed_and_its_checkout_removed(tmp_path
     assert "dead0001" not in git(rig.root, "worktree", "list")
     assert not list((rig.root / ".stoneforge" / "run").glob("*dead0001*"))
     assert any("killed a check left running by stopped steward dead0001" in n for n in rig.notes)
+    rig.close()
+
+
+async def test_a_starting_steward_kills_leftovers_before_it_has_work(tmp_path: Path) -> None:
+    rig = StewardRig(tmp_path / "repo")
+    _, mr = rig.submit("Feature", {"a.txt": "a\n"})
+    leftover = await kill_a_steward_mid_check(rig, tmp_path)
+    rig.store.update_merge_request(mr.id, status=MergeStatus.REJECTED)  # nothing to check
+    steward = rig.make_steward()
+    async with anyio.create_task_group() as group:
+        group.start_soon(steward.run)
+        with anyio.fail_after(10):
+            while alive(leftover):
+                await anyio.sleep(0.05)
+        await steward.stop()
+    assert steward.check_runs == 0
+    assert not (rig.root / ".stoneforge" / "worktrees" / "_steward-dead0001").exists()
     rig.close()
 
 
@@ -386,7 +410,7 @@ async def test_a_crashed_resolver_is_retried_not_given_up(tmp_path: Path, mode: 
 async def test_a_resolver_that_keeps_crashing_leaves_the_mr_pending(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(steward_module, "RESOLVER_HOLD_S", 0.5)
+    monkeypatch.setattr(steward_module, "RESOLVER_HOLD_S", 3.0)
     provider = StubProvider(resolve=True, crashes=100)
     rig = StewardRig(tmp_path / "repo", provider=provider, files={"shared.txt": SHARED})
     task_id, mr_id = conflicting(rig)
@@ -402,7 +426,8 @@ async def test_a_resolver_that_keeps_crashing_leaves_the_mr_pending(
     await steward.round()
     assert len(provider.calls) == 3
     # Once the hold has passed (and the agent works again) it is resolved and lands.
-    await anyio.sleep(0.6)
+    assert steward._retry_in is not None and 0 < steward._retry_in <= 3.0
+    await anyio.sleep(steward._retry_in + 0.1)
     provider.crashes = 0
     await rig.drain()
     assert status(rig, mr_id) == MergeStatus.MERGED

@@ -172,6 +172,7 @@ class Steward:
 
     async def run(self) -> None:
         try:
+            await self._claim_checkout()  # a dead steward's check stops now, not at our first
             while not self._stopped:
                 self._wake = anyio.Event()
                 self._retry_in = None
@@ -562,18 +563,23 @@ class Steward:
         self.check_runs += 1
         return runs
 
+    async def _claim_checkout(self) -> None:
+        """Once: claim this steward's checkout, kill dead stewards' checks, remove theirs."""
+        if self._registered:
+            return
+        self._registered = True
+        registry = self._checks_registry
+        await to_thread.run_sync(registry.register)
+        for line in await to_thread.run_sync(registry.sweep):
+            self.note(line)
+
     async def _fresh_checkout(self, commit: str) -> Path:
         """This steward's check checkout at ``commit``, exactly as committed (`git clean -ffdx`).
 
         The first time, this steward claims its checkout and clears up after stewards whose
         process is gone: their checks are killed before their checkouts are removed.
         """
-        if not self._registered:
-            self._registered = True
-            registry = self._checks_registry
-            await to_thread.run_sync(registry.register)
-            for line in await to_thread.run_sync(registry.sweep):
-                self.note(line)
+        await self._claim_checkout()
         path = self._worktree_path()
         await to_thread.run_sync(lambda: checkout_detached(self.root, path, commit))
         return path
