@@ -19,6 +19,7 @@ import pytest
 from steward_helpers import StewardRig, StubProvider, check_tree, first_parents, git
 from stoneforge.models import MergeStatus, SessionStatus, TaskStatus
 from stoneforge.orchestrator import steward as steward_module
+from stoneforge.orchestrator.checks import run_check
 from stoneforge.orchestrator.steward import Steward
 from stoneforge.service import Service
 
@@ -146,6 +147,16 @@ async def wait_for(path: Path, within_s: float = 20.0) -> None:
     with anyio.fail_after(within_s):
         while not path.exists() or not path.read_text().strip():
             await anyio.sleep(0.05)
+
+
+async def test_a_background_process_a_check_left_is_killed_without_waiting(tmp_path: Path) -> None:
+    pidfile = tmp_path / "bg.pid"
+    started = time.monotonic()
+    run = await run_check(f"echo tested; sleep 30 & echo $! > {pidfile}; exit 0", tmp_path, 20.0)
+    assert time.monotonic() - started < 5, "the check waited for what it left running"
+    assert run.exit_code == 0 and run.output_tail.startswith("tested\n")
+    assert "a process the check left running was killed" in run.output_tail
+    assert wait_dead(int(pidfile.read_text()))
 
 
 async def test_cancelling_the_steward_kills_its_check_at_once(tmp_path: Path) -> None:

@@ -11,21 +11,19 @@ import contextlib
 import os
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import anyio
-from anyio.abc import ByteReceiveStream, Process
 
 from stoneforge.models import CheckRun
 from stoneforge.redact import SECRET_ENV_VARS, redact
 
 OUTPUT_TAIL_CHARS = 4000
-#: After a timeout (or when a check left a background process holding its output open), how
-#: long to wait for the rest of the output once its process group is killed.
-DRAIN_S = 5.0
 #: Every process of a check inherits this variable (value: the steward's id), so leftovers of a
 #: steward that died can be found even when they left its process group.
 CHECK_MARKER_ENV = "STONEFORGE_CHECK_OWNER"
@@ -48,33 +46,21 @@ def kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
-class _Tail:
-    """The last bytes of a stream (a chatty test runner must not fill our memory)."""
-
-    def __init__(self, keep: int = OUTPUT_TAIL_CHARS * 4) -> None:
-        self.keep = keep
-        self.data = bytearray()
-
-    async def read_all(self, stream: ByteReceiveStream) -> None:
-        async for chunk in stream:
-            self.data += chunk
-            if len(self.data) > 2 * self.keep:
-                del self.data[: -self.keep]
-
-    def text(self) -> str:
-        return bytes(self.data[-self.keep :]).decode("utf-8", "replace")
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
-async def _finish(proc: Process) -> None:
-    """Kill what is left of the check and reap it; runs even when the caller is cancelled."""
-    with anyio.CancelScope(shield=True):
-        kill_group(proc.pid)
-        if proc.stdout is not None:
-            await proc.stdout.aclose()
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-        await proc.wait()
+def _tail(output: BinaryIO) -> str:
+    """The last part of a check's output file (a chatty test runner may write megabytes)."""
+    size = output.seek(0, os.SEEK_END)
+    output.seek(max(0, size - OUTPUT_TAIL_CHARS * 4))
+    return output.read().decode("utf-8", "replace")
 
 
 async def run_check(
@@ -87,52 +73,48 @@ async def run_check(
 ) -> CheckRun:
     """One shell command; its exit code (None on timeout), duration and the tail of its output.
 
-    The command runs in its own process group, and that whole group is killed when it times
-    out, so a hung test runner or a `sleep` it started never outlives the check. A command that
-    exits but leaves a background process holding its output open counts with its own exit
-    code once the timeout passes, and the leftover is killed then. Cancelling the caller kills
-    the group at once.
+    The command runs in its own process group, and that whole group is killed when it ends or
+    times out, so a hung test runner or a `sleep` it started never outlives the check.
+    Cancelling the caller kills the group at once. Output goes to an unlinked temporary file,
+    not a pipe: a background process that keeps it open cannot hold the check up.
     """
     started = time.monotonic()
-    proc = await anyio.open_process(
-        ["bash", "-c", command],
-        cwd=cwd,
-        env=check_env(marker),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    tail = _Tail()
-    suffix = ""
-    try:
-        if on_start is not None:
-            on_start(command, proc.pid)
-        assert proc.stdout is not None
-        with anyio.move_on_after(timeout_s) as waiting:
-            await tail.read_all(proc.stdout)
-            await proc.wait()
-        code = proc.returncode
-        if waiting.cancelled_caught:
-            exited = proc.returncode  # bash is done; something it left behind holds the pipe
-            kill_group(proc.pid)
-            with anyio.move_on_after(DRAIN_S):  # a process that escaped the group may hold it
-                await tail.read_all(proc.stdout)
-            if exited is not None:
-                code = exited
-                suffix = "\n[stoneforge: a process the check left running was killed]"
-            else:
-                code = None
+    with tempfile.TemporaryFile() as output:
+        proc = await anyio.open_process(
+            ["bash", "-c", command],
+            cwd=cwd,
+            env=check_env(marker),
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        suffix = ""
+        try:
+            if on_start is not None:
+                on_start(command, proc.pid)
+            with anyio.move_on_after(timeout_s) as waiting:
+                await proc.wait()
+            code = None if waiting.cancelled_caught else proc.returncode
+            if code is None:
                 suffix = (
                     f"\n[stoneforge: timed out after {timeout_s:g}s; its processes were killed]"
                 )
-    finally:
-        await _finish(proc)
+            elif _group_alive(proc.pid):
+                suffix = "\n[stoneforge: a process the check left running was killed]"
+        finally:
+            with anyio.CancelScope(shield=True):  # also when cancelled: kill, then reap
+                kill_group(proc.pid)
+                if proc.returncode is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        proc.kill()
+                await proc.wait()
+        text = _tail(output)
     return CheckRun(
         command=command,
         exit_code=code,
         duration_s=round(time.monotonic() - started, 3),
-        output_tail=redact((tail.text() + suffix)[-OUTPUT_TAIL_CHARS:]),
+        output_tail=redact((text + suffix)[-OUTPUT_TAIL_CHARS:]),
     )
 
 
