@@ -19,7 +19,7 @@ from pathlib import Path
 
 import anyio
 
-from stoneforge.agents import Result, SessionSpec, SessionStarted
+from stoneforge.agents import Failure, FailureKind, Result, SessionSpec, SessionStarted
 from stoneforge.config import StoneforgeConfig
 from stoneforge.git.merge import enable_shared_rerere
 from stoneforge.models import MergeRequest, Task
@@ -129,9 +129,12 @@ def union_resolve(text: str) -> str:
 
 
 class _StubSession:
-    def __init__(self, spec: SessionSpec, resolve: bool, calls: list[SessionSpec]) -> None:
+    def __init__(
+        self, spec: SessionSpec, resolve: bool, calls: list[SessionSpec], crash: bool = False
+    ) -> None:
         self.spec = spec
         self.resolve = resolve
+        self.crash = crash
         calls.append(spec)
 
     @property
@@ -144,6 +147,12 @@ class _StubSession:
 
     async def events(self) -> AsyncIterator[object]:
         yield SessionStarted(provider_session_id="stub-session")
+        if self.crash:  # killed half way: one file touched, then the process is gone
+            names = git(self.spec.cwd, "diff", "--name-only", "--diff-filter=U").split()
+            if names:
+                (Path(self.spec.cwd) / names[0]).write_text("half an edit\n")
+            yield Failure(kind=FailureKind.CRASHED, message="the CLI was killed (signal 9)")
+            return
         if self.resolve:
             names = git(self.spec.cwd, "diff", "--name-only", "--diff-filter=U").split()
             for name in names:
@@ -163,15 +172,26 @@ class _StubSession:
 
 @dataclass
 class StubProvider:
-    """Stands in for Claude Code in the conflict ladder: keeps both sides, or gives up."""
+    """Stands in for Claude Code in the conflict ladder: keeps both sides, or gives up.
+
+    The first ``crashes`` sessions fail as a killed agent would: with ``crash_mode`` "crashed"
+    the session starts and its process dies; with "raise" the CLI cannot even be started.
+    """
 
     resolve: bool = True
     calls: list[SessionSpec] = field(default_factory=list)
     name: str = "stub"
+    crashes: int = 0
+    crash_mode: str = "crashed"
 
     @contextlib.asynccontextmanager
     async def open(self, spec: SessionSpec) -> AsyncIterator[_StubSession]:
-        yield _StubSession(spec, self.resolve, self.calls)
+        crash = self.crashes > 0
+        self.crashes -= crash
+        if crash and self.crash_mode == "raise":
+            self.calls.append(spec)
+            raise OSError("the claude CLI could not be started")
+        yield _StubSession(spec, self.resolve, self.calls, crash=crash)
 
 
 # -- the rig -----------------------------------------------------------------------------------

@@ -19,6 +19,8 @@ def test_defaults_match_the_documented_schema() -> None:
     assert config.agents.steward.autoMerge is True
     assert config.merge.targetBranch == "main"
     assert config.merge.checks == ["python -m pytest -q"]
+    assert config.merge.flakyReportAfter == 3
+    assert config.merge.quarantine == []
 
 
 def test_written_default_file_equals_the_defaults() -> None:
@@ -46,6 +48,12 @@ def test_partial_config_keeps_other_defaults() -> None:
         ("merge:\n  checks: pytest\n", ["cfg.yaml:2", "merge.checks", "list"]),
         ("colour: blue\n", ["cfg.yaml:1", "colour", "unknown key"]),
         ("orchestrator:\n  maxConcurrent: 0\n", ["cfg.yaml:2", "orchestrator.maxConcurrent"]),
+        ("merge:\n  flakyReportAfter: 0\n", ["cfg.yaml:2", "merge.flakyReportAfter"]),
+        ("merge:\n  quarantine: make e2e\n", ["cfg.yaml:2", "merge.quarantine", "list"]),
+        (
+            "merge:\n  checks: [make test, make e2e]\n  quarantine: [make e2e2]\n",
+            ["cfg.yaml:3", "merge.quarantine", "'make e2e2' is not one of merge.checks"],
+        ),
     ],
 )
 def test_bad_values_name_file_key_and_line(text: str, expected: list[str]) -> None:

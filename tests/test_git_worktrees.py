@@ -179,3 +179,19 @@ def test_steward_scratch_worktree(repo: Repo, tmp_path: Path) -> None:
         checkout_detached(repo.path, path, second, discard_changes=False)
     assert checkout_detached(repo.path, path, second) == path.resolve()
     assert scratch.head() == second and scratch.status() == ""
+
+
+def test_the_scratch_worktree_keeps_nothing_a_previous_run_left(repo: Repo, tmp_path: Path) -> None:
+    # A check's ignored build output (or a nested clone it made) must not reach the next run:
+    # otherwise a check that fails on a clean tree passes on the second try.
+    repo.commit("ignore build", **{".gitignore": "build/\n*.pyc\n"})
+    path = checkout_detached(repo.path, tmp_path / "steward", repo.head())
+    scratch = Repo(path)
+    scratch.write("build/generated", "made by a failing run\n")
+    scratch.write("src/app.pyc", "cache\n")
+    scratch.write("vendor/dep/file", "nested\n")
+    scratch.git("init", "-q", "vendor/dep")
+    assert checkout_detached(repo.path, path, repo.head()) == path.resolve()
+    for leftover in ("build", "src/app.pyc", "vendor"):
+        assert not (path / leftover).exists(), f"{leftover} survived the reset"
+    assert scratch.status() == "" and (path / ".gitignore").is_file()

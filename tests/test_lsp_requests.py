@@ -89,7 +89,11 @@ async def test_execute_command_reaches_the_same_methods(repo: Path) -> None:
         ),
         ("stoneforge/createTask", {"title": "x", "priority": "1"}, "priority"),
         ("stoneforge/createTask", {"title": "x", "dependsOn": ["t404"]}, "t404"),
-        ("stoneforge/createTask", {"title": "x", "planId": "p404"}, "no plan with id or title 'p404'"),
+        (
+            "stoneforge/createTask",
+            {"title": "x", "planId": "p404"},
+            "no plan with id or title 'p404'",
+        ),
         ("stoneforge/createTask", ["not", "an", "object"], "expected an object"),
         ("stoneforge/listTasks", {"status": "sleeping"}, "status"),
         ("stoneforge/cancelTask", {"id": "t404"}, "no task with id 't404'"),

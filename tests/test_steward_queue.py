@@ -326,7 +326,8 @@ async def test_the_ladder_resolves_with_an_agent_and_the_result_is_checked(
     assert failed.status == MergeStatus.TEST_FAILED
     (spec,) = provider.calls
     assert f"The merge of branch `{mr2.branch}`" in spec.prompt
-    assert spec.cwd == rig.root / ".stoneforge" / "worktrees" / "_steward"
+    assert rig.steward is not None
+    assert spec.cwd == rig.root / ".stoneforge" / "worktrees" / f"_steward-{rig.steward.id}"
     candidate = failed.candidate_commit or ""
     parents = git(rig.root, "rev-list", "--parents", "-n", "1", candidate).split()[1:]
     assert parents == [rig.tip(), rig.tip(mr2.branch)]  # a true merge on the tip it was checked on
@@ -369,7 +370,8 @@ async def test_an_unresolvable_conflict_makes_a_conflict_mr_and_a_fix_task(tmp_p
         "conflicts"
     ]
     # The steward's worktree is left clean for the next candidate.
-    worktree = rig.root / ".stoneforge" / "worktrees" / "_steward"
+    assert rig.steward is not None
+    worktree = rig.root / ".stoneforge" / "worktrees" / f"_steward-{rig.steward.id}"
     assert git(worktree, "status", "--porcelain") == ""
     assert_main_green(rig, tmp_path / "scratch")
     rig.close()
@@ -397,10 +399,10 @@ async def test_an_interrupted_check_is_run_again(tmp_path: Path) -> None:
     rig.close()
 
 
-def test_a_check_that_times_out_leaves_no_process_behind(tmp_path: Path) -> None:
+async def test_a_check_that_times_out_leaves_no_process_behind(tmp_path: Path) -> None:
     pidfile = tmp_path / "pid"
     started = time.monotonic()
-    run = run_check(f"sleep 30 & echo $! > {pidfile}; wait", tmp_path, 1.0)
+    run = await run_check(f"sleep 30 & echo $! > {pidfile}; wait", tmp_path, 1.0)
     assert time.monotonic() - started < 10
     assert run.exit_code is None and "timed out after 1s" in run.output_tail
     pid = int(pidfile.read_text())

@@ -279,7 +279,7 @@ def test_a_failing_check_sends_the_task_back_then_fails_it(
     assert code == 0, err
     shown = task_json(repo, task)
     assert shown["status"] == "failed" and shown["attempts"] == 2
-    mrs = sf("merge", "list", "--json").json()
+    mrs = sf("merge", "list", "--json").json()["mergeRequests"]
     assert [m["status"] for m in mrs] == ["test_failed", "test_failed"]
     assert mrs[0]["checks"][0]["exitCode"] == 1
     assert "3 tests, 1 failed" in mrs[0]["checks"][0]["outputTail"]
@@ -333,12 +333,12 @@ def test_a_conflict_is_resolved_by_the_steward_agent_and_checked(
         marker=f"Stoneforge task {blue}:",
     )
     both = settings_with('["red", "green", "blue"]')
-    merge_file = repo / ".stoneforge" / "worktrees" / "_steward" / "app" / "settings.py"
+    # The steward's check checkout has a name of its own (`_steward-<id>`): the session's cwd.
     steward = fake_model.add_script(
         [
             Step.bash("git diff", text="Looking at the conflict."),
-            Step.tool("Read", file_path=str(merge_file)),
-            Step.write(str(merge_file), both),
+            lambda req: Step.tool("Read", file_path=f"{req.cwd}/app/settings.py"),
+            lambda req: Step.write(f"{req.cwd}/app/settings.py", both),
             Step.bash("git add app/settings.py"),
             Step.say("Kept both colours."),
         ],
@@ -440,7 +440,7 @@ def test_auto_merge_off_waits_for_approval_and_approve_rechecks_a_moved_target(
     )
     code, _, err = run_serve(repo, fake_model, "--max-concurrent", "2", timeout=200)
     assert code == 0, err  # idle: both wait for a human
-    waiting = {m["taskId"]: m for m in sf("merge", "list", "--json").json()}
+    waiting = {m["taskId"]: m for m in sf("merge", "list", "--json").json()["mergeRequests"]}
     assert {m["status"] for m in waiting.values()} == {"awaiting_approval"}
     assert git(repo, "rev-parse", "main") == start
     one, two = waiting[first], waiting[second]
@@ -479,7 +479,7 @@ def test_reject_sends_the_task_back_with_the_reason(
     )
     code, _, err = run_serve(repo, fake_model, timeout=200)
     assert code == 0, err
-    (mr,) = sf("merge", "list", "--json").json()
+    (mr,) = sf("merge", "list", "--json").json()["mergeRequests"]
     assert mr["status"] == "awaiting_approval"
     sf("merge", "reject", mr["id"], "--reason", "Purple is not in the palette; use green.")
     shown = task_json(repo, task)

@@ -301,13 +301,21 @@ def merge_list(
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Merge requests, oldest first."""
+    """Merge requests, oldest first, and the checks that keep turning out flaky."""
     with _open() as service:
         mrs = service.list_merge_requests(status_filter)
+        flaky = service.flaky_checks()
         if as_json:
-            _print_json(mrs)
+            _print_json(
+                {
+                    "mergeRequests": [mr.wire() for mr in mrs],
+                    "flakyChecks": [f.wire() for f in flaky],
+                }
+            )
         else:
             out.print(render.merge_requests_table(mrs))
+            for line in render.flaky_checks_lines(flaky):
+                out.print(line)
 
 
 @merge_app.command("approve")

@@ -10,7 +10,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from stoneforge.errors import ConfigError
 
@@ -65,6 +73,23 @@ class MergeConfig(_Section):
     remote: str | None = None
     #: Push each task branch to `remote` as it progresses (and delete it there once merged).
     pushBranches: bool = False
+    #: A check command that failed and then passed its retry this many times is listed as flaky.
+    flakyReportAfter: int = Field(default=3, ge=1)
+    #: Check commands whose failure is reported but does not block landing. Never implicit.
+    quarantine: list[str] = []
+
+    @field_validator("quarantine")
+    @classmethod
+    def _quarantine_names_checks(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        # A quarantined command that is not a check would silently quarantine nothing (a typo).
+        checks = info.data.get("checks", [])
+        unknown = [command for command in value if command not in checks]
+        if unknown:
+            raise ValueError(
+                f"{', '.join(repr(c) for c in unknown)} is not one of merge.checks "
+                "(quarantine lists check commands exactly as written there)"
+            )
+        return value
 
 
 class StoneforgeConfig(_Section):

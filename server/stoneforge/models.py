@@ -119,6 +119,8 @@ class CheckRun(WireModel):
     duration_s: float
     output_tail: str = ""
     flaky: bool = False
+    #: Its command is in `merge.quarantine`: a failure is shown but does not block landing.
+    quarantined: bool = False
 
 
 class MergeRequest(WireModel):
@@ -204,6 +206,16 @@ class LandingPause(WireModel):
     @property
     def line(self) -> str:
         return f"landing paused: {self.reason}"
+
+
+class FlakyCheck(WireModel):
+    """A check command that failed and then passed its retry at least `merge.flakyReportAfter`
+    times (each such pass is a `check.flaky` event)."""
+
+    command: str
+    count: int
+    last_merge_request: str | None = None
+    last_commit: str | None = None
 
 
 class StatusSummary(WireModel):

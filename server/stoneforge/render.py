@@ -7,7 +7,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from stoneforge.models import MergeRequest, Plan, StatusSummary, Task, TaskStatus
+from stoneforge.models import FlakyCheck, MergeRequest, Plan, StatusSummary, Task, TaskStatus
 
 STATUS_STYLE = {
     TaskStatus.OPEN: "cyan",
@@ -181,6 +181,18 @@ def merge_requests_table(mrs: list[MergeRequest]) -> Table:
             mr.id, mr.task_id, mr.status.value, mr.branch, (mr.candidate_commit or "")[:10], checks
         )
     return table
+
+
+def flaky_checks_lines(flaky: list[FlakyCheck]) -> list[Text]:
+    """One line per check command that keeps failing once and passing its retry."""
+    return [
+        Text.assemble(
+            ("flaky check: ", "bold yellow"),
+            f"`{f.command}` failed, then passed its retry, {f.count} times"
+            + (f" (last: {f.last_merge_request})" if f.last_merge_request else ""),
+        )
+        for f in flaky
+    ]
 
 
 def status_view(summary: StatusSummary) -> Table | Group:

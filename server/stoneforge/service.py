@@ -30,6 +30,7 @@ from stoneforge.git.repo import resolve_target_branch, run_git
 from stoneforge.git.target import TargetBranch
 from stoneforge.lifecycle import MrEvent, TaskEvent
 from stoneforge.models import (
+    FlakyCheck,
     Handoff,
     MergeRequest,
     MergeStatus,
@@ -319,6 +320,25 @@ class Service:
 
     def get_merge_request(self, mr_id: str) -> MergeRequest:
         return self.store.get_merge_request(mr_id)
+
+    def flaky_checks(self) -> list[FlakyCheck]:
+        """Check commands recorded flaky at least `merge.flakyReportAfter` times, most often
+        first. Nothing is quarantined because of it: that is `merge.quarantine`, by hand."""
+        found: dict[str, FlakyCheck] = {}
+        last = 0
+        while events := self.store.events_since(last, limit=5000):
+            last = events[-1].id
+            for event in events:
+                command = event.data.get("command") if event.kind == "check.flaky" else None
+                if not isinstance(command, str):
+                    continue
+                seen = found.setdefault(command, FlakyCheck(command=command, count=0))
+                seen.count += 1
+                seen.last_merge_request = event.entity_id
+                seen.last_commit = event.data.get("commit")
+        threshold = self.config.merge.flakyReportAfter
+        flaky = [f for f in found.values() if f.count >= threshold]
+        return sorted(flaky, key=lambda f: (-f.count, f.command))
 
     def approve_merge(self, mr_id: str) -> MergeRequest:
         """Land a checked merge request that waits for approval.

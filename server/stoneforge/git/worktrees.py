@@ -215,10 +215,11 @@ def ensure_worktree(
 def checkout_detached(
     repo: Path | str, path: Path | str, commit: str, *, discard_changes: bool = True
 ) -> Path:
-    """A Stoneforge-owned scratch worktree (the steward's) at `commit`, detached; made if missing.
+    """A Stoneforge-owned scratch worktree (a steward's) at `commit`, detached; made if missing.
 
-    With `discard_changes` (default) whatever a previous run left there is thrown away first: an
-    unfinished merge, modified files, untracked files (ignored ones, such as caches, are kept).
+    With `discard_changes` (default) the result is exactly a fresh checkout of `commit`: an
+    unfinished merge, modified files and untracked files are thrown away, ignored ones (build
+    output, caches) too, so nothing a previous run left can change what the next one sees.
     """
     repo = Path(repo)
     path = _canon(Path(path))
@@ -238,12 +239,16 @@ def checkout_detached(
     if discard_changes:
         run_git(["merge", "--abort"], path, check=False)
         run_git(["reset", "--hard", "--quiet"], path)
-        run_git(["clean", "-f", "-d", "--quiet"], path)
     else:
         dirty = dirty_files(path)
         if dirty:
             raise WorktreeDirty(path, dirty)
     run_git(["checkout", "--quiet", "--detach", oid], path)
+    if discard_changes:
+        # After the checkout: files it left behind (ignored in one commit, tracked in the other)
+        # go too. -ff also removes nested repositories, -x ignored files.
+        run_git(["reset", "--hard", "--quiet", oid], path)
+        run_git(["clean", "-ffdx", "--quiet"], path)
     return path
 
 

@@ -95,7 +95,10 @@ def handoffs(ctx: Context, params: p.HandoffsParams) -> dict[str, Any]:
 
 
 def merge_requests(ctx: Context, params: p.MergeRequestsParams) -> dict[str, Any]:
-    return {"mergeRequests": [mr.wire() for mr in ctx.service.list_merge_requests(params.status)]}
+    return {
+        "mergeRequests": [mr.wire() for mr in ctx.service.list_merge_requests(params.status)],
+        "flakyChecks": [f.wire() for f in ctx.service.flaky_checks()],
+    }
 
 
 def merge_diff(ctx: Context, params: p.IdParams) -> dict[str, Any]:

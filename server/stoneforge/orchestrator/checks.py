@@ -1,4 +1,9 @@
-"""Run the project's checks (`merge.checks`) on one exact commit, in the steward's worktree."""
+"""Run the project's checks (`merge.checks`) on one exact commit, in a steward's check checkout.
+
+A check runs in a process group of its own. The whole group is killed when the check times out,
+when it ends (a background process it left cannot outlive it) and when the caller is cancelled
+(the steward stops): stopping never waits for a check to finish.
+"""
 
 from __future__ import annotations
 
@@ -6,107 +11,143 @@ import contextlib
 import os
 import signal
 import subprocess
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
+
+import anyio
 
 from stoneforge.models import CheckRun
 from stoneforge.redact import SECRET_ENV_VARS, redact
 
 OUTPUT_TAIL_CHARS = 4000
-#: After a timeout (or when a check left a background process holding its output open), how
-#: long to wait for the rest of the output once its process group is killed.
-DRAIN_S = 5.0
+#: Every process of a check inherits this variable (value: the steward's id), so leftovers of a
+#: steward that died can be found even when they left its process group.
+CHECK_MARKER_ENV = "STONEFORGE_CHECK_OWNER"
+
+#: Told the pid (= process group id) of each check command as soon as it started.
+OnStart = Callable[[str, int], None]
 
 
-def check_env() -> dict[str, str]:
+def check_env(marker: str | None = None) -> dict[str, str]:
     """The environment checks run in: ours, without API keys (tests never need them)."""
     env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV_VARS}
     env.pop("ANTHROPIC_BASE_URL", None)
+    if marker is not None:
+        env[CHECK_MARKER_ENV] = marker
     return env
 
 
-def _kill_group(pgid: int) -> None:
+def kill_group(pgid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
 
 
-def _text(data: bytes | str | None) -> str:
-    if data is None:
-        return ""
-    return data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
-def run_check(command: str, cwd: Path, timeout_s: float) -> CheckRun:
+def _tail(output: BinaryIO) -> str:
+    """The last part of a check's output file (a chatty test runner may write megabytes)."""
+    size = output.seek(0, os.SEEK_END)
+    output.seek(max(0, size - OUTPUT_TAIL_CHARS * 4))
+    return output.read().decode("utf-8", "replace")
+
+
+async def run_check(
+    command: str,
+    cwd: Path,
+    timeout_s: float,
+    *,
+    marker: str | None = None,
+    on_start: OnStart | None = None,
+) -> CheckRun:
     """One shell command; its exit code (None on timeout), duration and the tail of its output.
 
-    The command runs in its own process group, and that whole group is killed when it times
-    out, so a hung test runner or a `sleep` it started never outlives the check. A command that
-    exits but leaves a background process holding its output open counts with its own exit
-    code once the timeout passes, and the leftover is killed then.
+    The command runs in its own process group, and that whole group is killed when it ends or
+    times out, so a hung test runner or a `sleep` it started never outlives the check.
+    Cancelling the caller kills the group at once. Output goes to an unlinked temporary file,
+    not a pipe: a background process that keeps it open cannot hold the check up.
     """
     started = time.monotonic()
-    proc = subprocess.Popen(
-        ["bash", "-c", command],
-        cwd=cwd,
-        env=check_env(),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    code: int | None
-    try:
-        out, _ = proc.communicate(timeout=timeout_s)
-        code = proc.returncode
-        suffix = ""
-    except subprocess.TimeoutExpired as exc:
-        exited = proc.poll()  # bash is done; something it left behind holds the pipe
-        _kill_group(proc.pid)
-        try:
-            out, _ = proc.communicate(timeout=DRAIN_S)
-        except subprocess.TimeoutExpired as again:  # escaped the group (setsid), holds the pipe
-            out = again.output or exc.output or b""
-            proc.kill()
-            if proc.stdout is not None:
-                proc.stdout.close()
-            proc.wait()
-        if exited is not None:
-            code = exited
-            suffix = "\n[stoneforge: a process the check left running was killed]"
-        else:
-            code = None
-            suffix = f"\n[stoneforge: timed out after {timeout_s:g}s; its processes were killed]"
-        output = _text(out) or _text(exc.output)
-        return CheckRun(
-            command=command,
-            exit_code=code,
-            duration_s=round(time.monotonic() - started, 3),
-            output_tail=redact((output + suffix)[-OUTPUT_TAIL_CHARS:]),
+    with tempfile.TemporaryFile() as output:
+        proc = await anyio.open_process(
+            ["bash", "-c", command],
+            cwd=cwd,
+            env=check_env(marker),
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
+        suffix = ""
+        try:
+            if on_start is not None:
+                on_start(command, proc.pid)
+            with anyio.move_on_after(timeout_s) as waiting:
+                await proc.wait()
+            code = None if waiting.cancelled_caught else proc.returncode
+            if code is None:
+                suffix = (
+                    f"\n[stoneforge: timed out after {timeout_s:g}s; its processes were killed]"
+                )
+            elif _group_alive(proc.pid):
+                suffix = "\n[stoneforge: a process the check left running was killed]"
+        finally:
+            with anyio.CancelScope(shield=True):  # also when cancelled: kill, then reap
+                kill_group(proc.pid)
+                if proc.returncode is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        proc.kill()
+                await proc.wait()
+        text = _tail(output)
     return CheckRun(
         command=command,
         exit_code=code,
         duration_s=round(time.monotonic() - started, 3),
-        output_tail=redact((_text(out) + suffix)[-OUTPUT_TAIL_CHARS:]),
+        output_tail=redact((text + suffix)[-OUTPUT_TAIL_CHARS:]),
     )
 
 
-def run_checks(commands: Sequence[str], cwd: Path, timeout_s: float) -> list[CheckRun]:
-    """Every command in order; stops at the first failure (the later ones would not count)."""
+async def run_checks(
+    commands: Sequence[str],
+    cwd: Path,
+    timeout_s: float,
+    *,
+    quarantine: Collection[str] = (),
+    marker: str | None = None,
+    on_start: OnStart | None = None,
+) -> list[CheckRun]:
+    """Every command in order; stops at the first failure that counts (the later ones would
+    not). A command in ``quarantine`` that fails is marked and the next one runs."""
     runs = []
     for command in commands:
-        run = run_check(command, cwd, timeout_s)
+        run = await run_check(command, cwd, timeout_s, marker=marker, on_start=on_start)
+        if run.exit_code != 0 and command in quarantine:
+            run.quarantined = True
         runs.append(run)
-        if run.exit_code != 0:
+        if blocks(run):
             break
     return runs
 
 
+def blocks(run: CheckRun) -> bool:
+    """This run failed and its failure counts (its command is not quarantined)."""
+    return run.exit_code != 0 and not run.quarantined
+
+
 def passed(runs: Sequence[CheckRun]) -> bool:
-    """Every run exited 0 (no runs: nothing to check, which passes)."""
-    return all(run.exit_code == 0 for run in runs)
+    """No run failed, quarantined ones aside (no runs: nothing to check, which passes)."""
+    return not any(blocks(run) for run in runs)
 
 
 @dataclass
@@ -122,6 +163,11 @@ class Verdict:
     runs: list[CheckRun] = field(default_factory=list)
     flaky: list[str] = field(default_factory=list)  # commands that failed once, then passed
 
+    @property
+    def quarantined(self) -> list[CheckRun]:
+        """Runs that failed without blocking: their commands are in `merge.quarantine`."""
+        return [run for run in self.runs if run.quarantined]
+
 
 def judge(first: list[CheckRun], retry: list[CheckRun] | None = None) -> Verdict:
     """Combine a run of the checks with its retry (None when there was none)."""
@@ -131,7 +177,7 @@ def judge(first: list[CheckRun], retry: list[CheckRun] | None = None) -> Verdict
         return Verdict(False, list(first))
     if not passed(retry):
         return Verdict(False, [*first, *retry])
-    failed = next(run for run in first if run.exit_code != 0)
+    failed = next(run for run in first if blocks(run))
     runs = [run.model_copy() for run in retry]
     for run in runs:
         if run.command == failed.command:

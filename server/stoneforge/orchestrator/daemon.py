@@ -152,6 +152,7 @@ class Orchestrator:
                 note=self.note,
                 on_landed=self.wake,
                 fence=self.fence,
+                steward_id=f"e{self.fence.epoch}",  # its check checkout is named by the lease
             )
             self.steward.on_current = self.on_merging
             for line in await to_thread.run_sync(lambda: recover_orphans(self.store, self.fence)):

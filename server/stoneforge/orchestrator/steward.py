@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import logging
 import re
+import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,7 +60,8 @@ from stoneforge.models import (
     TaskStatus,
     utcnow,
 )
-from stoneforge.orchestrator.checks import Verdict, judge, run_checks
+from stoneforge.orchestrator.check_procs import CheckRegistry
+from stoneforge.orchestrator.checks import Verdict, blocks, judge, run_checks
 from stoneforge.orchestrator.landing import (
     land_merge_requests,
     record_merged,
@@ -70,15 +73,30 @@ from stoneforge.store import Fence, Store
 
 log = logging.getLogger("stoneforge.steward")
 
-STEWARD_WORKTREE = "_steward"
 #: When the user's checkout of the target is dirty, look again after this long.
 DIRTY_CHECKOUT_RETRY_S = 5.0
+#: A conflict-resolving agent session that crashed (or would not start) is tried again this many
+#: more times; then its merge request waits, RESOLVER_HOLD_S doubling per time, before the next.
+RESOLVER_RETRIES = 2
+RESOLVER_HOLD_S = 30.0
+RESOLVER_HOLD_MAX_S = 600.0
 
 Outcome = Literal["landed", "failed", "requeued", "awaiting"]
 
 #: A blocker in one of these states may still land, so its dependents' merge requests wait.
 _ALIVE = (TaskStatus.OPEN, TaskStatus.IN_PROGRESS, TaskStatus.REVIEW)
 _TASK_IN_MESSAGE = re.compile(r"Merge task (t\d+):")
+
+
+class ChecksStopped(Exception):  # noqa: N818 - a signal, not an error
+    """The steward was stopped while a check ran: the check was killed, the round ends."""
+
+
+@dataclass(frozen=True)
+class ResolverCrashed:
+    """The conflict-resolving session did not complete: a crash of ours, not a verdict."""
+
+    reason: str
 
 
 @dataclass
@@ -106,7 +124,10 @@ class Steward:
         note: Callable[[str], None],
         on_landed: Callable[[], None],
         fence: Fence | None = None,
+        steward_id: str | None = None,
     ) -> None:
+        """``steward_id`` names this steward's own check checkout, `_steward-<id>`, and its run
+        files (default: a fresh short id; the orchestrator may pass its lease token)."""
         self.root = root
         #: The orchestrator's lease: every state write and landing proves it still holds it.
         self.fence = fence
@@ -131,6 +152,15 @@ class Steward:
         #: Whether landing is paused by the target's checkout; told to the store on a change.
         self.pause = PauseState(store, note)
         self._stacked: tuple[object, str] = (None, "")  # (tip and branch heads, stack top)
+        self.id = steward_id or uuid.uuid4().hex[:8]
+        configured = Path(self.config.orchestrator.worktreeDir)
+        self._checks_registry = CheckRegistry(
+            root, configured if configured.is_absolute() else root / configured, self.id
+        )
+        self._registered = False
+        self._check_scope: anyio.CancelScope | None = None
+        #: Merge requests whose resolver kept crashing: when to try again, and how often it did.
+        self._resolver_hold: dict[str, tuple[float, int]] = {}
 
     @property
     def current(self) -> str | None:
@@ -149,29 +179,39 @@ class Steward:
         self._wake.set()
 
     async def stop(self) -> None:
+        """Stop after the current round; a check that runs now is killed at once."""
         self._stopped = True
+        if self._check_scope is not None:
+            self._check_scope.cancel()
         self.wake()
 
     async def run(self) -> None:
-        while not self._stopped:
-            self._wake = anyio.Event()
-            self._retry_in = None
-            try:
-                progressed = await self.round()
-            except LeaseLostError as exc:
-                # Another orchestrator holds the lease now: this steward must not act again.
-                log.error("steward stopping: %s", exc)
-                self.note(f"steward stopped: {exc}")
-                self._stopped = True
-                return
-            except Exception:
-                log.exception("steward round failed")
-                progressed = False
-            if progressed and self._retry_in is None:
-                continue
-            timeout = self._retry_in if self._retry_in is not None else float("inf")
-            with anyio.move_on_after(timeout):
-                await self._wake.wait()
+        try:
+            await self._claim_checkout()  # a dead steward's check stops now, not at our first
+            while not self._stopped:
+                self._wake = anyio.Event()
+                self._retry_in = None
+                try:
+                    progressed = await self.round()
+                except ChecksStopped:
+                    break
+                except LeaseLostError as exc:
+                    # Another orchestrator holds the lease now: this steward must not act again.
+                    log.error("steward stopping: %s", exc)
+                    self.note(f"steward stopped: {exc}")
+                    self._stopped = True
+                    break
+                except Exception:
+                    log.exception("steward round failed")
+                    progressed = False
+                if progressed and self._retry_in is None:
+                    continue
+                timeout = self._retry_in if self._retry_in is not None else float("inf")
+                with anyio.move_on_after(timeout):
+                    await self._wake.wait()
+        finally:
+            self._registered = False
+            self._checks_registry.unregister()
 
     # -- the queue -----------------------------------------------------------------------------
 
@@ -425,7 +465,7 @@ class Steward:
                     self._requeue(other, f"{entry.mr.id} left the batch; rebuilding")
                 return "requeued"
             taken.append(entry)
-        verdict = await self._verify(commit, retry=len(entries) == 1)
+        verdict = await self._verify(commit, retry=len(entries) == 1, entries=entries)
         if not verdict.ok:
             if len(entries) == 1:
                 self._test_failed(entries[0], verdict.runs)
@@ -448,11 +488,29 @@ class Steward:
                 return "awaiting"
         return await self._land(entries, base, commit, verdict.runs)
 
-    async def _verify(self, commit: str, *, retry: bool) -> Verdict:
+    async def _verify(self, commit: str, *, retry: bool, entries: Sequence[Entry] = ()) -> Verdict:
+        """Check ``commit``; with ``retry``, a failure counts only if it repeats on a freshly
+        cleaned checkout. A pass on the retry is recorded as a flaky run of that command."""
         first = await self._checks(commit)
-        if not retry or judge(first).ok:
-            return judge(first)
-        return judge(first, await self._checks(commit))  # a failure counts only if it repeats
+        verdict = judge(first)
+        if retry and not verdict.ok:
+            verdict = judge(first, await self._checks(commit))
+        ids = ", ".join(e.mr.id for e in entries) or commit[:10]
+        for command in verdict.flaky:
+            for entry in entries:
+                self.store.record_event(
+                    "check.flaky",
+                    "merge_request",
+                    entry.mr.id,
+                    {"command": command, "commit": commit},
+                )
+        for run in verdict.quarantined:
+            code = "timed out" if run.exit_code is None else f"exit {run.exit_code}"
+            self.note(
+                f"{ids}: quarantined check `{run.command}` failed ({code}); it does not block "
+                "landing (merge.quarantine)"
+            )
+        return verdict
 
     async def _land(
         self, entries: list[Entry], base: str, commit: str, runs: list[CheckRun]
@@ -549,17 +607,56 @@ class Steward:
         self.on_landed()
 
     async def _checks(self, commit: str) -> list[CheckRun]:
+        """Run the checks on a fresh checkout of ``commit``; each in its own process group,
+        recorded in this steward's run file while it runs, killed at once by ``stop()`` (which
+        raises ChecksStopped here) or by cancelling the round."""
         steward = self.config.agents.steward
         commands = self.config.merge.checks if steward.runChecks else []
         if not commands:
             return []
-        path = self._worktree_path()
-        await to_thread.run_sync(lambda: checkout_detached(self.root, path, commit))
-        runs = await to_thread.run_sync(
-            lambda: run_checks(commands, path, self.config.merge.checkTimeoutS)
-        )
+        path = await self._fresh_checkout(commit)
+        registry = self._checks_registry
+        with anyio.CancelScope() as scope:
+            self._check_scope = scope
+            if self._stopped:
+                scope.cancel()
+            try:
+                runs = await run_checks(
+                    commands,
+                    path,
+                    self.config.merge.checkTimeoutS,
+                    quarantine=self.config.merge.quarantine,
+                    marker=self.id,
+                    on_start=lambda command, pgid: registry.check_started(pgid, command, commit),
+                )
+            finally:
+                self._check_scope = None
+                registry.check_ended()
+        if scope.cancelled_caught:
+            raise ChecksStopped(f"stopped while checking {commit[:10]}")
         self.check_runs += 1
         return runs
+
+    async def _claim_checkout(self) -> None:
+        """Once: claim this steward's checkout, kill dead stewards' checks, remove theirs."""
+        if self._registered:
+            return
+        self._registered = True
+        registry = self._checks_registry
+        await to_thread.run_sync(registry.register)
+        for line in await to_thread.run_sync(registry.sweep):
+            self.note(line)
+
+    async def _fresh_checkout(self, commit: str) -> Path:
+        """This steward's check checkout at ``commit``, exactly as committed (`git clean -ffdx`).
+
+        The first time, this steward claims its checkout and clears up after stewards whose
+        process is gone: their checks are killed before their checkouts are removed.
+        """
+        await self._claim_checkout()
+        path = self._worktree_path()
+        await to_thread.run_sync(lambda: checkout_detached(self.root, path, commit))
+        return path
 
     def _requeue(self, entry: Entry, reason: str) -> None:
         self._transition_mr(entry.mr.id, MrEvent.REQUEUE, reason=reason)
@@ -578,7 +675,7 @@ class Steward:
             self.note(f"{mr.id} dropped: {reason}")
 
     def _test_failed(self, entry: Entry, runs: list[CheckRun]) -> None:
-        failing = next((r for r in runs if r.exit_code != 0), runs[-1])
+        failing = next((r for r in runs if blocks(r)), runs[-1])  # not a quarantined one
         code = "timed out" if failing.exit_code is None else f"exit {failing.exit_code}"
         reason = f"check `{failing.command}` failed ({code}), also on a retry"
         if not self._transition_mr(entry.mr.id, MrEvent.FAIL_CHECKS, checks=runs, reason=reason):
@@ -637,34 +734,80 @@ class Steward:
     # -- the conflict ladder -------------------------------------------------------------------
 
     async def _ladder(self, entry: Entry) -> None:
-        """git's merge-tree failed: git merge with the rerere cache, then an agent, or give up."""
+        """git's merge-tree failed: git merge with the rerere cache, then an agent, or give up.
+
+        Only a resolver session that completed and still left the conflict gives up; one that
+        crashed (or hung, or would not start) is our failure, not the task's: the rung is tried
+        again from a fresh merge, and after RESOLVER_RETRIES more crashes the MR waits.
+        """
+        if self._resolver_held(entry):
+            return
         base = await self._tip()
         path = self._worktree_path()
-        await to_thread.run_sync(lambda: checkout_detached(self.root, path, base))
-        result = await to_thread.run_sync(
-            lambda: merge_in_worktree(
-                path, base, entry.mr.branch, task_id=entry.task.id, title=entry.task.title
+        crashes: list[str] = []
+        while True:
+            await self._fresh_checkout(base)
+            result = await to_thread.run_sync(
+                lambda: merge_in_worktree(
+                    path, base, entry.mr.branch, task_id=entry.task.id, title=entry.task.title
+                )
             )
-        )
-        commit = result.commit
-        how = "the rerere cache" if result.resolved_by_rerere else "git's merge"
-        if commit is None:
+            if result.commit is not None:
+                how = "the rerere cache" if result.resolved_by_rerere else "git's merge"
+                commit: str | None = result.commit
+                break
             self.note(
                 f"{entry.mr.id}: conflict in {', '.join(result.conflicted)}; a steward agent "
-                "resolves it"
+                "resolves it" + (f" (try {len(crashes) + 1})" if crashes else "")
             )
-            commit = await self._agent_resolve(entry, path, base, result.conflicted)
+            resolved = await self._agent_resolve(entry, path, base, result.conflicted)
             how = "the steward agent"
+            if not isinstance(resolved, ResolverCrashed):
+                commit = resolved
+                break
+            await to_thread.run_sync(lambda: abort_merge(path))
+            crashes.append(resolved.reason)
+            if len(crashes) > RESOLVER_RETRIES:
+                self._resolver_crashed(entry, crashes)
+                return
+            self.note(f"{entry.mr.id}: the steward agent {resolved.reason}; trying again")
         if commit is None:
             await to_thread.run_sync(lambda: abort_merge(path))
             await self._give_up(entry, result.conflicted)
             return
+        self._resolver_hold.pop(entry.mr.id, None)
         self.note(f"{entry.mr.id}: merged by {how}; checking the result")
         await self._check_and_land([entry], base, commit)
 
+    def _resolver_held(self, entry: Entry) -> bool:
+        """Its resolver kept crashing a moment ago: the MR waits (the round looks again then)."""
+        until, _ = self._resolver_hold.get(entry.mr.id, (0.0, 0))
+        wait = until - time.monotonic()
+        if wait <= 0:
+            return False
+        self._retry_in = min(self._retry_in or wait, wait)
+        return True
+
+    def _resolver_crashed(self, entry: Entry, crashes: list[str]) -> None:
+        """Every try crashed: the MR stays pending with the reason, held for a while."""
+        _, times = self._resolver_hold.get(entry.mr.id, (0.0, 0))
+        hold = min(RESOLVER_HOLD_S * 2**times, RESOLVER_HOLD_MAX_S)
+        self._resolver_hold[entry.mr.id] = (time.monotonic() + hold, times + 1)
+        self._retry_in = min(self._retry_in or hold, hold)
+        reason = (
+            f"the steward agent resolving its conflict did not finish in {len(crashes)} tries "
+            f"(last: {crashes[-1]}); trying again in {hold:g}s"
+        )
+        if self.store.get_merge_request(entry.mr.id).status != MergeStatus.PENDING:
+            return  # rejected meanwhile: nothing to wait for
+        self.store.update_merge_request(entry.mr.id, reason=reason)  # a reason, not a state
+        self.note(f"{entry.mr.id}: {reason}")
+
     async def _agent_resolve(
         self, entry: Entry, path: Path, base: str, files: list[str]
-    ) -> str | None:
+    ) -> str | None | ResolverCrashed:
+        """The agent's merge commit; None when it completed but the conflict is still there;
+        ResolverCrashed when the session did not complete (crashed, hung, failed to start)."""
         session = self.store.start_session(entry.task.id, SessionRole.STEWARD)
         theirs = self.store.get_task(entry.task.id)
         prompt = (
@@ -695,28 +838,27 @@ class Steward:
 
         try:
             outcome = await run_session(self.provider, spec, on_update=on_update)
-        except Exception as exc:  # the agent could not even start: the ladder's last rung fails
+        except Exception as exc:  # the agent could not even start: a crash, tried again
             log.exception("steward agent session for %s failed", entry.mr.id)
+            error = f"{type(exc).__name__}: {exc}"
             self.store.update_session(
-                session.id,
-                status=SessionStatus.FAILED,
-                ended_at=utcnow(),
-                error=f"{type(exc).__name__}: {exc}",
+                session.id, status=SessionStatus.CRASHED, ended_at=utcnow(), error=error
             )
-            return None
-        status = SessionStatus.COMPLETED if outcome.status == "completed" else SessionStatus.FAILED
+            return ResolverCrashed(f"could not start ({error})")
+        completed = outcome.status == "completed"
         self.store.update_session(
             session.id,
-            status=status,
+            status=SessionStatus.COMPLETED if completed else SessionStatus.CRASHED,
             ended_at=utcnow(),
             pid=outcome.pid,
             provider_session_id=outcome.provider_session_id,
             error=outcome.error,
         )
+        if not completed:
+            return ResolverCrashed(f"ended {outcome.status} ({outcome.error or 'no result'})")
         remaining = await to_thread.run_sync(lambda: self._markers_left(path, files))
-        if outcome.status != "completed" or remaining:
-            if remaining:
-                self.note(f"{entry.mr.id}: conflict markers remain in {', '.join(remaining)}")
+        if remaining:
+            self.note(f"{entry.mr.id}: conflict markers remain in {', '.join(remaining)}")
             return None
         message = f"Merge task {entry.task.id}: {entry.task.title} (conflicts resolved by steward)"
         return await to_thread.run_sync(lambda: self._conclude(path, base, entry, message))
@@ -841,9 +983,7 @@ class Steward:
     # -- helpers -------------------------------------------------------------------------------
 
     def _worktree_path(self) -> Path:
-        configured = Path(self.config.orchestrator.worktreeDir)
-        base = configured if configured.is_absolute() else self.root / configured
-        return base / STEWARD_WORKTREE
+        return self._checks_registry.checkout
 
     async def _tip(self) -> str:
         return await to_thread.run_sync(self.landing_target.tip)
