@@ -61,7 +61,8 @@ from stoneforge.orchestrator.steward import Steward
 from stoneforge.service import Service
 from stoneforge.store import Fence
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+# Hypothesis gives up shrinking a failure after 5 minutes; let it report before the timeout.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 LEASE = "orchestrator"
 SHARED = "line 1\nline 2\nline 3\n"
@@ -70,7 +71,14 @@ SHARED = "line 1\nline 2\nline 3\n"
 EXTRAS = ["none", "none", "none", "needs", "provides", "conflict"]
 WORK_FILE = re.compile(r"^w_(t\d+)_(\d+)\.txt$")
 #: What may happen while a steward round runs its first check.
-INTERJECTIONS = [None, None, None, "cancel", "cancel_retry_dispatch", "takeover", "takeover_before"]
+INTERJECTIONS = [
+    *[None] * 3,
+    "cancel",
+    "cancel_retry_dispatch",
+    "approve",
+    "takeover",
+    "takeover_before",
+]
 #: How a running attempt ends at a workers' tick.
 OUTCOMES = [
     *["complete"] * 5,
@@ -508,11 +516,16 @@ class LifecycleMachine(RuleBasedStateMachine):
     # -- stewards and the lease ----------------------------------------------------------------
 
     def _interject(self, what: str) -> Callable[[], None]:
-        """What happens while the round's first check runs (its MRs are `testing`)."""
+        """What happens while a check of the round runs (its MRs are `testing`)."""
 
         def act() -> None:
             if what == "takeover":
                 self._take_over()
+                return
+            if what == "approve":  # another MR lands meanwhile: the target moves under the check
+                awaiting = self.store.list_merge_requests(MergeStatus.AWAITING_APPROVAL)
+                if awaiting:
+                    self._approve(awaiting[0])
                 return
             testing = self.store.list_merge_requests(MergeStatus.TESTING)
             if not testing:
@@ -527,15 +540,20 @@ class LifecycleMachine(RuleBasedStateMachine):
 
         return act
 
-    @rule(interjection=st.sampled_from(INTERJECTIONS), rounds=st.integers(1, 3))
-    def steward_rounds(self, interjection: str | None, rounds: int) -> None:
-        self._steward_rounds(interjection, rounds)
+    @rule(
+        interjection=st.sampled_from(INTERJECTIONS),
+        at=st.integers(1, 2),
+        rounds=st.integers(1, 3),
+    )
+    def steward_rounds(self, interjection: str | None, at: int, rounds: int) -> None:
+        self._steward_rounds(interjection, at, rounds)
 
     @rule(
         slots=st.integers(1, 3),
         fresh=st.lists(st.booleans(), min_size=3, max_size=3),
         outcomes=st.lists(st.sampled_from(OUTCOMES), min_size=1, max_size=4),
         interjection=st.sampled_from(INTERJECTIONS),
+        at=st.integers(1, 2),
         rounds=st.integers(1, 3),
     )
     def orchestrator_tick(
@@ -544,33 +562,36 @@ class LifecycleMachine(RuleBasedStateMachine):
         fresh: list[bool],
         outcomes: list[str],
         interjection: str | None,
+        at: int,
         rounds: int,
     ) -> None:
         """One turn of the orchestrator's loop: dispatch, workers end, steward rounds."""
         self._dispatcher(slots, fresh)
         self._workers(outcomes)
-        self._steward_rounds(interjection, rounds)
+        self._steward_rounds(interjection, at, rounds)
 
-    def _steward_rounds(self, interjection: str | None, rounds: int) -> None:
+    def _steward_rounds(self, interjection: str | None, at: int, rounds: int) -> None:
         """Up to ``rounds`` rounds of the lease holder's steward; something may happen while
-        the first one runs its first check (a cancel, a re-dispatch, a lease take-over)."""
+        the first one runs its ``at``-th check (a cancel, a re-dispatch, an approval that moves
+        the target, a lease take-over)."""
         rig = self.rig
         assert rig is not None
         if interjection == "takeover_before":
             self._take_over()
             interjection = None
         steward = self.steward
-        tip = rig.tip()
         merged_before = len(self.store.list_merge_requests(MergeStatus.MERGED))
-        fired: list[str] = []
+        calls: list[str] = []
+        fired: list[str] = []  # main's tip when it happened
         if interjection is not None:
             act = self._interject(interjection)
             real_checks = steward._checks
 
             async def checks(commit: str):  # noqa: ANN202 - the steward's own return type
                 runs = await real_checks(commit)
-                if not fired:
-                    fired.append(commit)
+                calls.append(commit)
+                if len(calls) == at:
+                    fired.append(rig.tip())
                     act()
                 return runs
 
@@ -584,7 +605,7 @@ class LifecycleMachine(RuleBasedStateMachine):
                     lost = True
                 if fired:
                     assert lost, "a steward that lost the lease mid-round went on"
-                    assert rig.tip() == tip, "a steward that lost the lease mid-round landed"
+                    assert rig.tip() == fired[0], "a steward that lost the lease landed"
                     event("interjection fired: takeover")
                     return
             else:
@@ -608,8 +629,10 @@ class LifecycleMachine(RuleBasedStateMachine):
         with self._unchanged():
             if self.deposed:
                 try:
-                    self.portal.call(pick(self.deposed, n).round)
-                    event("deposed round: did nothing")
+                    # It may return True (it claims progress and `run()` goes round again) with
+                    # nothing changed: see the xfail test below; here it only must not act.
+                    progressed = self.portal.call(pick(self.deposed, n).round)
+                    event(f"deposed round: changed nothing, returned {progressed}")
                 except LeaseLostError:
                     event("deposed round: LeaseLostError")
             ready = self.store.ready_task_ids()
@@ -763,3 +786,41 @@ LifecycleMachine.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 TestLifecycleHoldsUnderAnyInterleaving = LifecycleMachine.TestCase
+
+
+# -- defects the machine found ---------------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Steward._check_and_land catches InvalidTransitionError around its fenced CHECK "
+    "transition, and LeaseLostError is one: a deposed steward takes the lost lease for 'rejected "
+    "by a human meanwhile', its round returns True and Steward.run() goes round again at once "
+    "instead of stopping (until the daemon's heartbeat notices)",
+)
+async def test_a_deposed_steward_with_a_queued_mr_stops_at_its_first_fenced_write(
+    tmp_path: Path,
+) -> None:
+    rig = StewardRig(tmp_path / "repo", checks=["true"])
+    _, mr = rig.submit("Feature", {"feature.txt": "1\n"})
+    fence = rig.store.acquire_lease(LEASE, "old", ttl_s=20)
+    old = Steward(
+        root=rig.root,
+        config=rig.config,
+        store=rig.store,
+        provider=StubProvider(),  # type: ignore[arg-type]
+        target="main",
+        agent_env={},
+        note=rig.notes.append,
+        on_landed=lambda: None,
+        fence=fence,
+    )
+    with sqlite3.connect(rig.store.path) as db:  # the old holder looks dead: a take-over
+        db.execute("UPDATE leases SET holder_pid = 999999999")
+    rig.store.acquire_lease(LEASE, "new", ttl_s=20)
+    try:
+        with pytest.raises(LeaseLostError):
+            await old.round()
+    finally:
+        assert rig.store.get_merge_request(mr.id).status == MergeStatus.PENDING
+        rig.close()
