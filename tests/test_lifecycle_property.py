@@ -1,0 +1,831 @@
+"""Property: however tasks, people, workers and stewards interleave, the lifecycle holds.
+
+A hypothesis state machine drives a real repository and a real store (no agents; the
+StubProvider stands in for the conflict ladder's agent) through interleavings of:
+
+- creating tasks (some depending on others), dispatching them (a fenced `dispatch_task`),
+  completing an attempt (a real commit on its branch, made with plumbing, then `complete_task`),
+  a late completion by a worker whose attempt was cancelled or replaced, a crash of an attempt
+  (requeue/fail through the transitions, sometimes leaving a recovery ref), cancel, retry,
+  reject, approve (autoMerge drawn per machine);
+- steward rounds whose checks pass, fail (`bad_*`, `needs_*` without `provides_*`) or flake (the
+  check script's counter), sometimes with a cancel, a cancel-retry-redispatch, an approval that
+  moves the target or a lease take-over arriving while the first round runs its first or second
+  check;
+- lease take-overs: the deposed steward's round must raise LeaseLostError or do nothing, and a
+  write fenced with a deposed epoch must be refused.
+
+After every step:
+
+- every commit on main's first-parent line passed its checks on exactly that commit (the check
+  script's log) and passes them when run again; main only moves forward;
+- every merged task has exactly one merged merge request, its recorded head commit is reachable
+  from main and its merge commit is on the first-parent line;
+- no work of a cancelled attempt lands: each attempt writes its own file, and a file on main was
+  brought by a merged merge request of a non-cancelled attempt whose head holds it (a later attempt
+  of the same task continuing on the branch after a retry carries the earlier work on purpose);
+  work only saved in a recovery ref never lands, and the ref stays;
+- no task lands twice: its files arrive on main in at most one first-parent commit;
+- every status change in the event log is a row of the lifecycle tables, each starts from the
+  status the log last recorded, and the log's last status of every task and MR is its status now.
+
+A defect it found is pinned by the xfail test at the end of the file.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sqlite3
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+from anyio.from_thread import BlockingPortal, start_blocking_portal
+from hypothesis import HealthCheck, event, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
+
+from steward_helpers import StewardRig, StubProvider, check_tree, checked_ok, commit_files, git
+from stoneforge.errors import InvalidInputError, InvalidTransitionError, LeaseLostError
+from stoneforge.git.snapshot import RECOVERY_PREFIX, recovery_ref
+from stoneforge.lifecycle import MR_TRANSITIONS, TASK_TRANSITIONS, MrEvent, TaskEvent
+from stoneforge.models import MergeRequest, MergeStatus, Task, TaskStatus
+from stoneforge.orchestrator.steward import Steward
+from stoneforge.service import Service
+from stoneforge.store import Fence
+
+# Hypothesis gives up shrinking a failure after 5 minutes; let it report before the timeout.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+T = TypeVar("T")
+LEASE = "orchestrator"
+SHARED = "line 1\nline 2\nline 3\n"
+#: What a task's work touches besides its own file: `needs_0` is red without `provides_0`,
+#: `conflict` rewrites the line every conflict task rewrites.
+EXTRAS = ["none", "none", "none", "needs", "provides", "conflict"]
+WORK_FILE = re.compile(r"^w_(t\d+)_(\d+)\.txt$")
+#: What may happen while a steward round runs one of its checks (or, last, just before it).
+INTERJECTIONS = [
+    *[None] * 3,
+    "cancel",
+    "cancel_retry_dispatch",
+    "approve",
+    "takeover",
+    "takeover_before",
+]
+#: How a running attempt ends at a workers' tick.
+OUTCOMES = [
+    *["complete"] * 5,
+    "bad",
+    "crash",
+    "crash_saved",
+    "crash_committed",
+    "wait",
+]
+
+
+def work_file(task_id: str, attempt: int) -> str:
+    return f"w_{task_id}_{attempt}.txt"
+
+
+@dataclass
+class Attempt:
+    """One dispatch of a task, as the worker running it knows it."""
+
+    task_id: str
+    number: int
+    branch: str
+    fence: Fence
+    running: bool = True
+    cancelled: bool = False
+
+
+@dataclass
+class TaskModel:
+    extra: str = "none"
+    branch: str | None = None  # the branch the latest attempt works on
+    wip: dict[str, str] = field(default_factory=dict)  # recovery ref -> file only saved there
+
+
+def pick(items: Sequence[T], n: int) -> T:
+    """The ``n``-th item, wrapping around (small integers shrink well)."""
+    return items[n % len(items)]
+
+
+class LifecycleMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tmp = Path(tempfile.mkdtemp(prefix="sf-lifecycle-prop-"))
+        self.rig: StewardRig | None = None
+        self._portal_cm: AbstractContextManager[BlockingPortal] | None = None
+        self.models: dict[str, TaskModel] = {}
+        self.attempts: dict[tuple[str, int], Attempt] = {}
+        self.deposed: list[Steward] = []
+        self.deposed_fences: list[Fence] = []
+        self.holders = 0
+        # invariant caches (main only moves forward, so what held for a commit keeps holding)
+        self.last_event_id = 0
+        self.logged_status: dict[tuple[str, str], str] = {}
+        self.verified: set[str] = set()  # first-parent commits of main checked here
+        self.reached: set[str] = set()  # merged MRs whose head is known to be on main
+        self.arrivals: dict[str, list[str]] = {}  # first-parent commit -> work files it added
+        self.tree_cache: dict[str, set[str]] = {}
+        self.last_tip: str | None = None
+
+    # -- set-up and helpers --------------------------------------------------------------------
+
+    @initialize(
+        auto_merge=st.booleans(),
+        flaky_every=st.sampled_from([0, 0, 3, 4]),
+        resolve=st.booleans(),
+        batch_size=st.sampled_from([1, 2, 4]),
+        initial=st.lists(st.sampled_from(EXTRAS), min_size=1, max_size=4),
+    )
+    def start(
+        self, auto_merge: bool, flaky_every: int, resolve: bool, batch_size: int, initial: list[str]
+    ) -> None:
+        self.rig = StewardRig(
+            self.tmp / "repo",
+            batch_size=batch_size,
+            auto_merge=auto_merge,
+            max_attempts=3,
+            provider=StubProvider(resolve=resolve),
+            files={"shared.txt": SHARED},
+            flaky_every=flaky_every,
+        )
+        self.store = self.rig.store
+        self.service = Service(self.rig.root, self.rig.config, self.store)
+        self._portal_cm = start_blocking_portal()
+        self.portal = self._portal_cm.__enter__()
+        self.fence = self._take_lease(first=True)
+        self._steward: Steward | None = None
+        self.last_tip = self.rig.tip()
+        for n, extra in enumerate(initial):  # a plan's worth of tasks to begin with
+            task = self.store.create_task(f"initial {n + 1} ({extra})")
+            self.models[task.id] = TaskModel(extra=extra)
+
+    def teardown(self) -> None:
+        if self._portal_cm is not None:
+            self._portal_cm.__exit__(None, None, None)
+        if self.rig is not None:
+            self.rig.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def _take_lease(self, *, first: bool = False) -> Fence:
+        if not first:  # the holder looks dead (a crash, a stale laptop) so another may take over
+            with sqlite3.connect(self.store.path) as db:
+                db.execute("UPDATE leases SET holder_pid = 999999999")
+        self.holders += 1
+        return self.store.acquire_lease(LEASE, f"holder-{self.holders}", ttl_s=20)
+
+    @property
+    def steward(self) -> Steward:
+        """The lease holder's steward (made on first use, in the portal's event loop: it owns
+        anyio primitives; a take-over may happen inside that loop, where it cannot be made)."""
+        if self._steward is None:
+            rig, fence = self.rig, self.fence
+            assert rig is not None
+
+            def make() -> Steward:
+                return Steward(
+                    root=rig.root,
+                    config=rig.config,
+                    store=self.store,
+                    provider=rig.provider,  # type: ignore[arg-type]
+                    target="main",
+                    agent_env={},
+                    note=rig.notes.append,
+                    on_landed=lambda: None,
+                    fence=fence,
+                )
+
+            self._steward = self.portal.call(make)
+        return self._steward
+
+    def _take_over(self) -> None:
+        """A new orchestrator takes the lease; the old steward and fence are deposed."""
+        old = self.fence
+        self.fence = self._take_lease()
+        assert self.fence.epoch > old.epoch
+        if self._steward is not None:
+            self.deposed.append(self._steward)
+        self.deposed_fences.append(old)
+        self._steward = None
+
+    def _task(self, task_id: str) -> Task:
+        return self.store.get_task(task_id)
+
+    def _model(self, task_id: str) -> TaskModel:
+        return self.models.setdefault(task_id, TaskModel())  # e.g. a steward's fix task
+
+    def _state(self) -> tuple[str, dict[str, str], dict[str, str]]:
+        """What a deposed process must not change: main, every task's and MR's status."""
+        tasks = {t.id: t.status.value for t in self.store.list_tasks()}
+        mrs = {m.id: m.status.value for m in self.store.list_merge_requests()}
+        return self.rig.tip() if self.rig else "", tasks, mrs
+
+    @contextmanager
+    def _unchanged(self) -> Iterator[None]:
+        before = self._state()
+        yield
+        assert self._state() == before, "a refused write changed something"
+
+    def _commit_work(self, attempt: Attempt, *, bad: bool = False) -> str:
+        """The attempt's own file (and its task's extra) committed on its branch, as a worker."""
+        rig = self.rig
+        assert rig is not None
+        tid, n = attempt.task_id, attempt.number
+        tip = rig.tip(attempt.branch)
+        files: dict[str, str | None] = {work_file(tid, n): f"{tid} attempt {n}\n"}
+        extra = self._model(tid).extra
+        if extra == "needs":
+            files["needs_0"] = "x\n"
+        elif extra == "provides":
+            files["provides_0"] = "x\n"
+        elif extra == "conflict":
+            files["shared.txt"] = f"line 1\nline 2 from {tid} attempt {n}\nline 3\n"
+        if bad:
+            files[f"bad_{tid}"] = f"{n}\n"
+        elif f"bad_{tid}" in self._tree(tip):
+            files[f"bad_{tid}"] = None  # this attempt fixes what the last one broke
+        head = commit_files(rig.root, tip, files, f"{tid}: attempt {n}", rig.index)
+        git(rig.root, "update-ref", f"refs/heads/{attempt.branch}", head, tip)
+        return head
+
+    def _tree(self, commit: str) -> set[str]:
+        if commit not in self.tree_cache:
+            assert self.rig is not None
+            self.tree_cache[commit] = set(
+                git(self.rig.root, "ls-tree", "--name-only", commit).split()
+            )
+        return self.tree_cache[commit]
+
+    def _current_attempt(self, task: Task) -> Attempt | None:
+        return self.attempts.get((task.id, task.dispatches))
+
+    def _mark_cancelled(self, before: Task) -> None:
+        """A cancel of a task that was in progress or in review ends its live attempt for good."""
+        if before.status in (TaskStatus.IN_PROGRESS, TaskStatus.REVIEW):
+            attempt = self._current_attempt(before)
+            if attempt is not None:
+                attempt.cancelled = True
+
+    def _dispatch(self, task_id: str, fresh: bool) -> Attempt:
+        """Dispatch ``task_id`` with the current fence, on a fresh branch or its last one."""
+        rig = self.rig
+        assert rig is not None
+        model = self._model(task_id)
+        task = self.store.dispatch_task(task_id, fence=self.fence)
+        assert task.status == TaskStatus.IN_PROGRESS
+        n = task.dispatches
+        if model.branch is None or fresh:  # a fresh start leaves the old branch as it is
+            model.branch = f"sf/{task_id}-{n}"
+            git(rig.root, "update-ref", f"refs/heads/{model.branch}", rig.tip())
+        attempt = Attempt(task_id, n, model.branch, self.fence)
+        self.attempts[(task_id, n)] = attempt
+        return attempt
+
+    # -- tasks, the dispatcher and the workers -------------------------------------------------
+
+    @rule(
+        deps=st.lists(st.integers(0, 7), max_size=2),
+        blocks=st.lists(st.integers(0, 7), max_size=1),
+        priority=st.integers(1, 5),
+        extra=st.sampled_from(EXTRAS),
+    )
+    def create_task(self, deps: list[int], blocks: list[int], priority: int, extra: str) -> None:
+        """A new task, depending on some; some existing task may come to depend on it."""
+        existing = [t.id for t in self.store.list_tasks()]
+        depends_on = sorted({pick(existing, d) for d in deps}) if existing else []
+        task = self.store.create_task(
+            f"task {len(existing) + 1} ({extra})", priority=priority, depends_on=depends_on
+        )
+        self.models[task.id] = TaskModel(extra=extra)
+        for b in blocks if existing else []:
+            try:
+                self.store.add_dependency(pick(existing, b), task.id)
+            except InvalidInputError as exc:  # it would close a cycle: refused, nothing added
+                assert "cycle" in str(exc), exc
+
+    @rule(slots=st.integers(0, 3), fresh=st.lists(st.booleans(), min_size=3, max_size=3))
+    def dispatcher_tick(self, slots: int, fresh: list[bool]) -> None:
+        self._dispatcher(slots, fresh)
+
+    def _dispatcher(self, slots: int, fresh: list[bool]) -> None:
+        """The lease holder's dispatcher: start-up recovery of attempts whose orchestrator lost
+        the lease (requeued, the attempt given back), then up to ``slots`` ready tasks."""
+        for task in self.store.list_tasks(status=TaskStatus.IN_PROGRESS):
+            attempt = self._current_attempt(task)
+            assert attempt is not None, f"{task.id} is in progress without a dispatch of ours"
+            if attempt.fence == self.fence:
+                continue
+            after = self.store.transition_task(
+                task.id,
+                TaskEvent.REQUEUE,
+                attempt=attempt.number,
+                fence=self.fence,
+                give_back_attempt=True,
+                note="its orchestrator lost the lease",
+            )
+            assert after.status == TaskStatus.OPEN and after.attempts == task.attempts - 1
+            event("recovery requeued an attempt of a deposed orchestrator")
+        for n in range(slots):
+            ready = self.store.ready_task_ids()
+            if ready:
+                self._dispatch(ready[0], fresh[n])
+
+    @precondition(lambda self: any(a.running for a in self.attempts.values()))
+    @rule(outcomes=st.lists(st.sampled_from(OUTCOMES), min_size=1, max_size=4))
+    def workers_tick(self, outcomes: list[str]) -> None:
+        self._workers(outcomes)
+
+    def _workers(self, outcomes: list[str]) -> None:
+        """Running attempts end: complete, complete red work, crash, or go on running."""
+        running = [a for a in self.attempts.values() if a.running]
+        for attempt, outcome in zip(running, outcomes, strict=False):
+            if outcome != "wait":
+                self._finish(attempt, outcome)
+
+    def _finish(self, attempt: Attempt, outcome: str) -> None:
+        attempt.running = False
+        task = self._task(attempt.task_id)
+        current = task.status == TaskStatus.IN_PROGRESS and task.dispatches == attempt.number
+        deposed = attempt.fence != self.fence
+        if not current:
+            # Cancelled or replaced meanwhile: its work is committed on its branch (the worker
+            # does that first), its completion is refused.
+            head = self._commit_work(attempt)
+            with self._unchanged(), pytest.raises(InvalidTransitionError):
+                self.store.complete_task(
+                    task.id,
+                    attempt=attempt.number,
+                    branch=attempt.branch,
+                    head_commit=head,
+                    summary="too late",
+                    fence=attempt.fence,
+                )
+            event("late completion refused")
+            return
+        if outcome.startswith("crash"):
+            self._crash(attempt, task, committed=outcome == "crash_committed")
+            if outcome == "crash_saved":
+                self._save_wip(attempt)
+            return
+        head = self._commit_work(attempt, bad=outcome == "bad")
+        call = lambda: self.store.complete_task(  # noqa: E731
+            task.id,
+            attempt=attempt.number,
+            branch=attempt.branch,
+            head_commit=head,
+            summary=f"attempt {attempt.number}",
+            fence=attempt.fence,
+        )
+        if deposed:  # the orchestrator that dispatched it lost the lease
+            with self._unchanged(), pytest.raises(LeaseLostError):
+                call()
+            return
+        mr = call()
+        assert mr.status == MergeStatus.PENDING and mr.attempt == attempt.number
+        assert self._task(task.id).status == TaskStatus.REVIEW
+
+    def _crash(self, attempt: Attempt, task: Task, *, committed: bool) -> None:
+        """The session crashed: some work may be committed; requeued, or failed when its
+        attempts are used up (refused if its orchestrator lost the lease)."""
+        assert self.rig is not None
+        if committed:
+            self._commit_work(attempt)
+        exhausted = task.attempts >= self.rig.config.orchestrator.maxAttempts
+        event_ = TaskEvent.FAIL if exhausted else TaskEvent.REQUEUE
+        call = lambda: self.store.transition_task(  # noqa: E731
+            task.id, event_, attempt=attempt.number, fence=attempt.fence, note="session crashed"
+        )
+        if attempt.fence != self.fence:
+            with self._unchanged(), pytest.raises(LeaseLostError):
+                call()
+            return
+        after = call()
+        assert after.status == (TaskStatus.FAILED if exhausted else TaskStatus.OPEN)
+
+    def _save_wip(self, attempt: Attempt) -> None:
+        """Uncommitted work of a crashed session kept in a recovery ref (not on the branch)."""
+        rig = self.rig
+        assert rig is not None
+        tid = attempt.task_id
+        wip = f"wip_{tid}_{attempt.number}.txt"
+        snap = commit_files(rig.root, rig.tip(attempt.branch), {wip: "unsaved\n"}, "wip", rig.index)
+        model = self._model(tid)
+        ref = recovery_ref(tid, len(model.wip) + 1)
+        git(rig.root, "update-ref", ref, snap)
+        model.wip[ref] = wip
+
+    # -- people --------------------------------------------------------------------------------
+
+    def _open_mrs(self) -> list[MergeRequest]:
+        done = (MergeStatus.MERGED, MergeStatus.REJECTED)
+        return [m for m in self.store.list_merge_requests() if m.status not in done]
+
+    @rule(
+        action=st.sampled_from(["cancel", "retry", "reject", "approve", "approve"]),
+        n=st.integers(0, 7),
+        legal=st.sampled_from([True, True, True, False]),
+    )
+    def person(self, action: str, n: int, legal: bool) -> None:
+        """Someone cancels or retries a task, or rejects or approves a merge request; mostly
+        where the tables allow it, sometimes anywhere (then it is refused and changes nothing)."""
+        if action in ("cancel", "retry"):
+            event_ = TaskEvent.CANCEL if action == "cancel" else TaskEvent.RETRY
+            tasks = self.store.list_tasks()
+            allowed = [t for t in tasks if (t.status, event_) in TASK_TRANSITIONS]
+            pool = allowed if legal and allowed else tasks
+            if pool:
+                getattr(self, f"_{action}")(pick(pool, n))
+            return
+        mrs = self._open_mrs()
+        if action == "approve":
+            awaiting = [m for m in mrs if m.status == MergeStatus.AWAITING_APPROVAL]
+            pool = awaiting if legal and awaiting else mrs
+        else:
+            allowed = [m for m in mrs if (m.status, MrEvent.REJECT) in MR_TRANSITIONS]
+            pool = allowed if legal and allowed else mrs
+        if pool:
+            getattr(self, f"_{action}")(pick(pool, n))
+
+    def _cancel(self, before: Task) -> None:
+        if (before.status, TaskEvent.CANCEL) not in TASK_TRANSITIONS:
+            with self._unchanged(), pytest.raises(InvalidTransitionError):
+                self.service.cancel_task(before.id)
+            return
+        assert self.service.cancel_task(before.id).status == TaskStatus.CANCELLED
+        self._mark_cancelled(before)
+        event(f"cancelled a task in {before.status.value}")
+
+    def _retry(self, before: Task) -> None:
+        if (before.status, TaskEvent.RETRY) not in TASK_TRANSITIONS:
+            with self._unchanged(), pytest.raises(InvalidTransitionError):
+                self.service.retry_task(before.id)
+            return
+        after = self.service.retry_task(before.id)
+        assert after.status == TaskStatus.OPEN and after.attempts == 0
+
+    def _reject(self, mr: MergeRequest) -> None:
+        task = self._task(mr.task_id)
+        if (mr.status, MrEvent.REJECT) not in MR_TRANSITIONS:
+            with self._unchanged(), pytest.raises(InvalidTransitionError):
+                self.service.reject_merge(mr.id, "not like this")
+            return
+        assert self.service.reject_merge(mr.id, "not like this").status == MergeStatus.REJECTED
+        after = self._task(mr.task_id)
+        if task.status == TaskStatus.REVIEW and mr.attempt == task.dispatches:
+            assert after.status == TaskStatus.OPEN, "the rejected attempt's task is sent back"
+        else:
+            assert after.status == task.status, "a rejection of an older attempt moved its task"
+        event(f"rejected an MR in {mr.status.value}")
+
+    def _approve(self, mr: MergeRequest) -> None:
+        rig = self.rig
+        assert rig is not None
+        task = self._task(mr.task_id)
+        approvable = (
+            mr.status == MergeStatus.AWAITING_APPROVAL
+            and task.status == TaskStatus.REVIEW
+            and mr.attempt == task.dispatches
+        )
+        if not approvable:
+            with self._unchanged(), pytest.raises(InvalidTransitionError):
+                self.service.approve_merge(mr.id)
+            event(f"approve refused ({mr.status.value}, task {task.status.value})")
+            return
+        tip = rig.tip()
+        after = self.service.approve_merge(mr.id)
+        assert after.approved_at is not None
+        event(f"approve: {after.status.value}")
+        if after.status == MergeStatus.MERGED:
+            assert mr.candidate_commit
+            assert git(rig.root, "rev-parse", f"{mr.candidate_commit}^1") == tip
+            assert rig.tip() == mr.candidate_commit == after.merged_commit
+            assert self._task(mr.task_id).status == TaskStatus.MERGED
+        else:
+            assert after.status == MergeStatus.PENDING and rig.tip() == tip
+
+    # -- stewards and the lease ----------------------------------------------------------------
+
+    def _interject(self, what: str) -> Callable[[], None]:
+        """What happens while a check of the round runs (its MRs are `testing`)."""
+
+        def act() -> None:
+            if what == "takeover":
+                self._take_over()
+                return
+            if what == "approve":  # another MR lands meanwhile: the target moves under the check
+                awaiting = self.store.list_merge_requests(MergeStatus.AWAITING_APPROVAL)
+                if awaiting:
+                    self._approve(awaiting[0])
+                return
+            testing = self.store.list_merge_requests(MergeStatus.TESTING)
+            if not testing:
+                return
+            before = self._task(testing[0].task_id)
+            assert before.status == TaskStatus.REVIEW, (testing[0], before.status)
+            self.service.cancel_task(before.id)
+            self._mark_cancelled(before)
+            if what == "cancel_retry_dispatch":
+                self.service.retry_task(before.id)
+                self._dispatch(before.id, fresh=False)
+
+        return act
+
+    @rule(
+        interjection=st.sampled_from(INTERJECTIONS),
+        at=st.integers(1, 2),
+        rounds=st.integers(1, 3),
+    )
+    def steward_rounds(self, interjection: str | None, at: int, rounds: int) -> None:
+        self._steward_rounds(interjection, at, rounds)
+
+    @rule(
+        slots=st.integers(1, 3),
+        fresh=st.lists(st.booleans(), min_size=3, max_size=3),
+        outcomes=st.lists(st.sampled_from(OUTCOMES), min_size=1, max_size=4),
+        interjection=st.sampled_from(INTERJECTIONS),
+        at=st.integers(1, 2),
+        rounds=st.integers(1, 3),
+    )
+    def orchestrator_tick(
+        self,
+        slots: int,
+        fresh: list[bool],
+        outcomes: list[str],
+        interjection: str | None,
+        at: int,
+        rounds: int,
+    ) -> None:
+        """One turn of the orchestrator's loop: dispatch, workers end, steward rounds."""
+        self._dispatcher(slots, fresh)
+        self._workers(outcomes)
+        self._steward_rounds(interjection, at, rounds)
+
+    def _steward_rounds(self, interjection: str | None, at: int, rounds: int) -> None:
+        """Up to ``rounds`` rounds of the lease holder's steward; something may happen while
+        the first one runs its ``at``-th check (a cancel, a re-dispatch, an approval that moves
+        the target, a lease take-over)."""
+        rig = self.rig
+        assert rig is not None
+        if interjection == "takeover_before":
+            self._take_over()
+            interjection = None
+        steward = self.steward
+        merged_before = len(self.store.list_merge_requests(MergeStatus.MERGED))
+        calls: list[str] = []
+        fired: list[str] = []  # main's tip when it happened
+        if interjection is not None:
+            act = self._interject(interjection)
+            real_checks = steward._checks
+
+            async def checks(commit: str):  # noqa: ANN202 - the steward's own return type
+                runs = await real_checks(commit)
+                calls.append(commit)
+                if len(calls) == at:
+                    fired.append(rig.tip())
+                    act()
+                return runs
+
+            steward._checks = checks  # type: ignore[method-assign]
+        try:
+            if interjection == "takeover":
+                lost = False
+                try:
+                    self.portal.call(steward.round)
+                except LeaseLostError:
+                    lost = True
+                if fired:
+                    assert lost, "a steward that lost the lease mid-round went on"
+                    assert rig.tip() == fired[0], "a steward that lost the lease landed"
+                    event("interjection fired: takeover")
+                    return
+            else:
+                self.portal.call(steward.round)
+        finally:
+            if interjection is not None:
+                del steward._checks
+        if fired:
+            event(f"interjection fired: {interjection}")
+        for _ in range(rounds - 1):
+            if not self.portal.call(self.steward.round):
+                break
+        landed = len(self.store.list_merge_requests(MergeStatus.MERGED)) - merged_before
+        event(f"steward rounds landed {min(landed, 2)}{'+' if landed > 2 else ''} MRs")
+
+    @precondition(lambda self: bool(self.deposed_fences))
+    @rule(n=st.integers(0, 3))
+    def deposed_acts(self, n: int) -> None:
+        """A deposed orchestrator wakes up: its steward's round must raise LeaseLostError or do
+        nothing, and a dispatch with its fence is refused."""
+        with self._unchanged():
+            if self.deposed:
+                try:
+                    # It may return True (it claims progress and `run()` goes round again) with
+                    # nothing changed: see the xfail test below; here it only must not act.
+                    progressed = self.portal.call(pick(self.deposed, n).round)
+                    event(f"deposed round: changed nothing, returned {progressed}")
+                except LeaseLostError:
+                    event("deposed round: LeaseLostError")
+            ready = self.store.ready_task_ids()
+            if ready:
+                with pytest.raises(LeaseLostError):
+                    self.store.dispatch_task(ready[0], fence=pick(self.deposed_fences, n))
+
+    # -- invariants ----------------------------------------------------------------------------
+
+    @invariant()
+    def lifecycle_holds(self) -> None:
+        if self.rig is None:
+            return
+        listed = git(
+            self.rig.root,
+            "for-each-ref",
+            "--format=%(objectname) %(refname)",
+            "refs/heads/main",
+            RECOVERY_PREFIX,
+        ).splitlines()
+        refs = dict(reversed(line.split()) for line in listed)  # one git call per step
+        tip = refs.pop("refs/heads/main")
+        self._main_holds_only_checked_commits(tip)
+        self._merged_work_is_on_main_once(tip, set(refs))
+        self._status_changes_follow_the_tables()
+
+    def _main_holds_only_checked_commits(self, tip: str) -> None:
+        rig = self.rig
+        assert rig is not None
+        assert self.last_tip is not None
+        if tip == self.last_tip:
+            return
+        git(rig.root, "merge-base", "--is-ancestor", self.last_tip, tip)  # only forward
+        self.last_tip = tip
+        line = git(rig.root, "rev-list", "--first-parent", "main").split()[:-1]
+        new = [c for c in line if c not in self.verified]
+        if not new:
+            return
+        ok = checked_ok(rig.log)
+        for commit in new:
+            assert commit in ok, f"{commit[:10]} is on main but its checks never passed on it"
+            assert check_tree(rig.root, commit, rig.script, self.tmp / "scratch"), (
+                f"{commit[:10]} is on main and red"
+            )
+            added = git(
+                rig.root,
+                "diff-tree",
+                "--no-commit-id",
+                "--name-only",
+                "--diff-filter=A",
+                "-r",
+                f"{commit}^1",
+                commit,
+            ).split()
+            self.arrivals[commit] = [f for f in added if WORK_FILE.match(f)]
+            assert not [f for f in added if f.startswith("wip_")], "recovery-ref work landed"
+            self.verified.add(commit)
+
+    def _merged_work_is_on_main_once(self, tip: str, refs: set[str]) -> None:
+        rig = self.rig
+        assert rig is not None
+        line = set(self.verified)
+        merged: dict[str, list[MergeRequest]] = {}
+        for mr in self.store.list_merge_requests(MergeStatus.MERGED):
+            merged.setdefault(mr.task_id, []).append(mr)
+        for task in self.store.list_tasks():
+            mrs = merged.get(task.id, [])
+            assert len(mrs) <= 1, f"task {task.id} landed {len(mrs)} times"
+            assert (task.status == TaskStatus.MERGED) == bool(mrs), (task.id, task.status, mrs)
+            for mr in mrs:
+                assert mr.head_commit and mr.merged_commit in line, mr
+                if mr.id not in self.reached:  # main only moves forward: once is enough
+                    git(rig.root, "merge-base", "--is-ancestor", mr.head_commit, "main")
+                    self.reached.add(mr.id)
+                attempt = self.attempts.get((task.id, mr.attempt or 0))
+                assert attempt is None or not attempt.cancelled, (
+                    f"{mr.id} of cancelled attempt {mr.attempt} of {task.id} landed"
+                )
+        # Each task's work arrives on main's first-parent line once.
+        arrived: dict[str, list[str]] = {}
+        for commit, files in self.arrivals.items():
+            for task_id in {WORK_FILE.match(f).group(1) for f in files}:  # type: ignore[union-attr]
+                arrived.setdefault(task_id, []).append(commit)
+        for task_id, commits in arrived.items():
+            assert len(commits) == 1, f"work of {task_id} arrived in {len(commits)} commits"
+        # Each work file on main came with a merged MR of a live attempt whose head holds it.
+        for name in self._tree(tip):
+            found = WORK_FILE.match(name)
+            if found is None:
+                assert not name.startswith("wip_"), f"{name} (recovery-ref work) is on main"
+                continue
+            task_id, number = found.group(1), int(found.group(2))
+            carriers = [
+                m for m in merged.get(task_id, []) if name in self._tree(m.head_commit or "")
+            ]
+            assert carriers, f"{name} is on main but no merged MR of {task_id} holds it"
+            writer = self.attempts.get((task_id, number))
+            if writer is not None and writer.cancelled:
+                assert all((m.attempt or 0) > number for m in carriers), (
+                    f"{name} of cancelled attempt {number} of {task_id} landed"
+                )
+        # Recovery refs keep their work.
+        for task_id, model in self.models.items():
+            for ref, wip in model.wip.items():
+                assert ref in refs, f"recovery ref {ref} of {task_id} is gone"
+                assert wip in self._tree(ref), f"recovery ref {ref} lost {wip}"
+
+    def _status_changes_follow_the_tables(self) -> None:
+        while batch := self.store.events_since(self.last_event_id):
+            for logged in batch:
+                self.last_event_id = logged.id
+                self._check_event(logged.entity, logged.entity_id, logged.kind, logged.data)
+        tasks = {("task", t.id): t.status.value for t in self.store.list_tasks()}
+        mrs = {("merge_request", m.id): m.status.value for m in self.store.list_merge_requests()}
+        assert self.logged_status == {**tasks, **mrs}, "a status changed without its event"
+
+    def _check_event(self, entity: str, entity_id: str | None, kind: str, data: dict) -> None:
+        if entity not in ("task", "merge_request") or entity_id is None:
+            return
+        key = (entity, entity_id)
+        if kind == "task.created":
+            self.logged_status[key] = TaskStatus.OPEN.value
+            return
+        if kind == "mr.created":
+            self.logged_status[key] = MergeStatus.PENDING.value
+            return
+        if "from" not in data:
+            return
+        assert data["from"] == self.logged_status.get(key), (
+            key,
+            kind,
+            data,
+            self.logged_status.get(key),
+        )
+        if "status" not in data:
+            return
+        if entity == "task":
+            row = (TaskStatus(data["from"]), TaskEvent(data["event"]))
+            assert TASK_TRANSITIONS.get(row) == TaskStatus(data["status"]), (key, kind, data)
+        else:
+            row_mr = (MergeStatus(data["from"]), MrEvent(data["event"]))
+            assert MR_TRANSITIONS.get(row_mr) == MergeStatus(data["status"]), (key, kind, data)
+        self.logged_status[key] = data["status"]
+
+
+LifecycleMachine.TestCase.settings = settings(
+    max_examples=20,
+    stateful_step_count=20,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+TestLifecycleHoldsUnderAnyInterleaving = LifecycleMachine.TestCase
+
+
+# -- defects the machine found ---------------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Steward._check_and_land catches InvalidTransitionError around its fenced CHECK "
+    "transition, and LeaseLostError is one: a deposed steward takes the lost lease for 'rejected "
+    "by a human meanwhile', its round returns True and Steward.run() goes round again at once "
+    "instead of stopping (until the daemon's heartbeat notices)",
+)
+async def test_a_deposed_steward_with_a_queued_mr_stops_at_its_first_fenced_write(
+    tmp_path: Path,
+) -> None:
+    rig = StewardRig(tmp_path / "repo", checks=["true"])
+    _, mr = rig.submit("Feature", {"feature.txt": "1\n"})
+    fence = rig.store.acquire_lease(LEASE, "old", ttl_s=20)
+    old = Steward(
+        root=rig.root,
+        config=rig.config,
+        store=rig.store,
+        provider=StubProvider(),  # type: ignore[arg-type]
+        target="main",
+        agent_env={},
+        note=rig.notes.append,
+        on_landed=lambda: None,
+        fence=fence,
+    )
+    with sqlite3.connect(rig.store.path) as db:  # the old holder looks dead: a take-over
+        db.execute("UPDATE leases SET holder_pid = 999999999")
+    rig.store.acquire_lease(LEASE, "new", ttl_s=20)
+    try:
+        with pytest.raises(LeaseLostError):
+            await old.round()
+    finally:
+        assert rig.store.get_merge_request(mr.id).status == MergeStatus.PENDING
+        rig.close()
