@@ -223,6 +223,10 @@ class Steward:
         branch is gone is rejected and its task sent back. A dependent waits while one of its
         blockers can still land and is not ahead of it in this queue.
         """
+        for mr in self.store.list_merge_requests(MergeStatus.AWAITING_APPROVAL):
+            stale = self._stale(mr, self.store.get_task(mr.task_id))
+            if stale:  # nobody should be asked to approve what can no longer land
+                self._reject(mr, stale)
         pending = self.store.list_merge_requests(MergeStatus.PENDING)
         if not pending:
             return []
@@ -230,13 +234,9 @@ class Steward:
         entries: list[Entry] = []
         for mr in pending:
             task = self.store.get_task(mr.task_id)
-            if task.status == TaskStatus.IN_PROGRESS:
-                continue  # the worker opens the MR just before it moves the task to review
-            if task.status in (TaskStatus.CANCELLED, TaskStatus.FAILED, TaskStatus.MERGED):
-                self._reject(mr, f"not merged: its task {task.id} is {task.status.value}")
-                continue
-            if mr.attempt is not None and mr.attempt != task.dispatches:
-                self._reject(mr, f"superseded: task {task.id} was dispatched again since")
+            stale = self._stale(mr, task)
+            if stale:
+                self._reject(mr, stale)
                 continue
             if task.status != TaskStatus.REVIEW:
                 continue
@@ -271,6 +271,15 @@ class Steward:
             ready.append(entry)
             ahead.add(entry.task.id)
         return ready
+
+    @staticmethod
+    def _stale(mr: MergeRequest, task: Task) -> str | None:
+        """Why ``mr`` can never land any more (its task ended, or moved on to a newer attempt)."""
+        if task.status in (TaskStatus.CANCELLED, TaskStatus.FAILED, TaskStatus.MERGED):
+            return f"not merged: its task {task.id} is {task.status.value}"
+        if mr.attempt is not None and mr.attempt != task.dispatches:
+            return f"superseded: task {task.id} was dispatched again since"
+        return None
 
     def _blockers_waiting(self, task_id: str, ahead: set[str]) -> list[str]:
         """Blockers of ``task_id`` that may still land and are neither merged nor in ``ahead``.
