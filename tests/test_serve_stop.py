@@ -72,7 +72,7 @@ def test_ctrl_c_while_agents_start_stops_promptly_and_starts_no_turn(
 ) -> None:
     # A CLI that takes 40 s to come up, as several CLIs starting at once on a busy machine do.
     slow_cli = tmp_path / "slow-claude"
-    slow_cli.write_text(f"#!/bin/sh\nsleep 40\nexec {BUNDLED_CLI} \"$@\"\n")
+    slow_cli.write_text(f'#!/bin/sh\nsleep 40\nexec {BUNDLED_CLI} "$@"\n')
     slow_cli.chmod(0o755)
     configure(initialised, f"agents:\n  worker:\n    cliPath: {slow_cli}\n")
     ids = [sf("task", "create", "--title", f"Job {n}").stdout.strip() for n in range(3)]
@@ -117,7 +117,7 @@ def test_a_steward_agent_running_at_a_clean_stop_ends_and_its_merge_waits(
     for task_id, colour in ((green, "green"), (blue, "blue")):
         fake_model.add_script(
             [
-                Step.bash(f"echo 'COLORS = [\"red\", \"{colour}\"]' > settings.py"),
+                Step.bash(f'echo \'COLORS = ["red", "{colour}"]\' > settings.py'),
                 Step.bash(f"git add -A && git commit -q -m 'Add {colour}'"),
                 Step.say("Done."),
             ],
@@ -155,7 +155,7 @@ def test_a_steward_agent_running_at_a_clean_stop_ends_and_its_merge_waits(
     # The next start resolves it.
     fake_model.add_script(
         [
-            Step.bash("echo 'COLORS = [\"red\", \"green\", \"blue\"]' > settings.py"),
+            Step.bash('echo \'COLORS = ["red", "green", "blue"]\' > settings.py'),
             Step.say("Kept both."),
         ],
         marker=f"The merge of branch `sf/{blue}-",

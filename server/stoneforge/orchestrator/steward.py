@@ -25,7 +25,15 @@ from typing import Literal
 import anyio
 from anyio import to_thread
 
-from stoneforge.agents import AgentProvider, Role, build_spec, default_config_dir, run_session
+from stoneforge.agents import (
+    AgentProvider,
+    AgentSession,
+    Role,
+    build_spec,
+    default_config_dir,
+    kill_tree,
+    run_session,
+)
 from stoneforge.agents.accounting import TokenStats
 from stoneforge.config import StoneforgeConfig
 from stoneforge.errors import InvalidTransitionError, LeaseLostError, NotFoundError
@@ -60,6 +68,7 @@ from stoneforge.orchestrator.landing import (
     record_merged,
     remove_merged_worktrees,
 )
+from stoneforge.orchestrator.recovery import processes_of_session
 from stoneforge.orchestrator.session_rows import record_token_stats
 from stoneforge.store import Fence, Store
 
@@ -74,6 +83,10 @@ Outcome = Literal["landed", "failed", "requeued", "awaiting"]
 #: A blocker in one of these states may still land, so its dependents' merge requests wait.
 _ALIVE = (TaskStatus.OPEN, TaskStatus.IN_PROGRESS, TaskStatus.REVIEW)
 _TASK_IN_MESSAGE = re.compile(r"Merge task (t\d+):")
+
+
+class ResolverInterrupted(Exception):
+    """The conflict-resolving agent was stopped or crashed: its rung is tried again later."""
 
 
 @dataclass
@@ -124,6 +137,9 @@ class Steward:
         #: Untracked files in the target's checkout that the last landing would have overwritten,
         #: with the merge requests it was for: while both remain, landing them would fail again.
         self._in_the_way: tuple[frozenset[str], list[tuple[Path, str]]] = (frozenset(), [])
+        #: The conflict-resolving agent's session while it runs (its row id, then its live CLI).
+        self._agent_session_id: str | None = None
+        self._agent: AgentSession | None = None
 
     @property
     def current(self) -> str | None:
@@ -143,7 +159,18 @@ class Steward:
 
     async def stop(self) -> None:
         self._stopped = True
+        if self._agent is not None:
+            await self._agent.stop("stoneforge: the orchestrator is stopping")
         self.wake()
+
+    def kill(self) -> None:
+        """A forced stop: kill the conflict-resolving agent's CLI now."""
+        self._stopped = True
+        if self._agent is not None:
+            self._agent.kill()
+        if self._agent_session_id is not None:
+            for pid in processes_of_session(self.root, self._agent_session_id):
+                kill_tree(pid)
 
     async def run(self) -> None:
         while not self._stopped:
@@ -641,7 +668,12 @@ class Steward:
                 f"{entry.mr.id}: conflict in {', '.join(result.conflicted)}; a steward agent "
                 "resolves it"
             )
-            commit = await self._agent_resolve(entry, path, base, result.conflicted)
+            try:
+                commit = await self._agent_resolve(entry, path, base, result.conflicted)
+            except ResolverInterrupted as why:  # not a verdict on the conflict: it stays queued
+                await to_thread.run_sync(lambda: abort_merge(path))
+                self.note(f"{entry.mr.id}: {why}")
+                return
             how = "the steward agent"
         if commit is None:
             await to_thread.run_sync(lambda: abort_merge(path))
@@ -681,26 +713,46 @@ class Steward:
         def on_update(stats: TokenStats) -> None:
             record_token_stats(self.store, session.id, stats)
 
+        async def on_start(live: AgentSession) -> None:
+            self._agent = live
+            if live.pid:  # recorded at spawn, so recovery finds the CLI even if we die now
+                self.store.update_session(session.id, pid=live.pid)
+            if self._stopped:
+                await live.stop("stoneforge: the orchestrator is stopping")
+
+        def end(status: SessionStatus, error: str | None, **fields: object) -> None:
+            self.store.update_session(
+                session.id, status=status, ended_at=utcnow(), error=error, **fields
+            )
+
+        self._agent_session_id = session.id
         try:
-            outcome = await run_session(self.provider, spec, on_update=on_update)
+            outcome = await run_session(self.provider, spec, on_update=on_update, on_start=on_start)
+        except anyio.get_cancelled_exc_class():  # the orchestrator stopped under it
+            end(SessionStatus.FAILED, "stopped (the orchestrator stopped)")
+            raise
         except Exception as exc:  # the agent could not even start: the ladder's last rung fails
             log.exception("steward agent session for %s failed", entry.mr.id)
-            self.store.update_session(
-                session.id,
-                status=SessionStatus.FAILED,
-                ended_at=utcnow(),
-                error=f"{type(exc).__name__}: {exc}",
-            )
+            end(SessionStatus.FAILED, f"{type(exc).__name__}: {exc}")
+            return None
+        finally:
+            self._agent, self._agent_session_id = None, None
+        ids = {"pid": outcome.pid, "provider_session_id": outcome.provider_session_id}
+        if outcome.status == "stopped" or self._stopped:
+            end(SessionStatus.FAILED, "stopped (the orchestrator is stopping)", **ids)
+            raise ResolverInterrupted("the steward agent was stopped; the merge waits in the queue")
+        if outcome.result is None:  # it died (killed, hung): a crash, not a verdict
+            end(SessionStatus.CRASHED, outcome.error, **ids)
+            crashes = self._resolver_crashes(entry)
+            if crashes < self.config.orchestrator.maxAttempts:
+                raise ResolverInterrupted(
+                    f"the steward agent crashed ({outcome.error}); trying again "
+                    f"({crashes} of {self.config.orchestrator.maxAttempts} crashes)"
+                )
+            self.note(f"{entry.mr.id}: the steward agent crashed {crashes} times")
             return None
         status = SessionStatus.COMPLETED if outcome.status == "completed" else SessionStatus.FAILED
-        self.store.update_session(
-            session.id,
-            status=status,
-            ended_at=utcnow(),
-            pid=outcome.pid,
-            provider_session_id=outcome.provider_session_id,
-            error=outcome.error,
-        )
+        end(status, outcome.error, **ids)
         remaining = await to_thread.run_sync(lambda: self._markers_left(path, files))
         if outcome.status != "completed" or remaining:
             if remaining:
@@ -708,6 +760,16 @@ class Steward:
             return None
         message = f"Merge task {entry.task.id}: {entry.task.title} (conflicts resolved by steward)"
         return await to_thread.run_sync(lambda: self._conclude(path, base, entry, message))
+
+    def _resolver_crashes(self, entry: Entry) -> int:
+        """Steward agent sessions that crashed on this merge request."""
+        return sum(
+            1
+            for s in self.store.list_sessions(task_id=entry.task.id)
+            if s.role == SessionRole.STEWARD
+            and s.status == SessionStatus.CRASHED
+            and s.started_at >= entry.mr.created_at
+        )
 
     def _conclude(self, path: Path, base: str, entry: Entry, message: str) -> str | None:
         """Commit the agent's resolution as the merge commit (first parent ``base``)."""
