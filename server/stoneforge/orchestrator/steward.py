@@ -685,6 +685,10 @@ class Steward:
     async def _agent_resolve(
         self, entry: Entry, path: Path, base: str, files: list[str]
     ) -> str | None:
+        if self._stopped:
+            raise ResolverInterrupted(
+                "not starting the steward agent: the orchestrator is stopping"
+            )
         session = self.store.start_session(entry.task.id, SessionRole.STEWARD)
         theirs = self.store.get_task(entry.task.id)
         prompt = (
