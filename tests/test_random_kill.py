@@ -75,17 +75,19 @@ def assistant_turns(request: RecordedRequest) -> int:
 
 
 def worker_agent(task_id: str, registry: bool, delay_s: float):  # noqa: ANN201
-    """A worker that writes its file (and its registry line) and commits; idempotent."""
-    command = f"mkdir -p tasks && printf 'work of {task_id}\\n' > tasks/{task_id}.txt"
+    """A worker that writes its file (and its registry line), then commits; idempotent, so a
+    session started again after a kill redoes the same work on whatever the last one left."""
+    write = f"mkdir -p tasks && printf 'work of {task_id}\\n' > tasks/{task_id}.txt"
     if registry:
-        command += f" && (grep -qx '{task_id}' registry.txt || echo '{task_id}' >> registry.txt)"
-    command += (
-        f" && git add -A && (git diff --cached --quiet || git commit -q -m 'Work of {task_id}')"
-    )
+        write += f" && (grep -qx '{task_id}' registry.txt || echo '{task_id}' >> registry.txt)"
+    commit = f"git add -A && (git diff --cached --quiet || git commit -q -m 'Work of {task_id}')"
 
     def decide(request: RecordedRequest) -> Step:
-        if assistant_turns(request) == 0:
-            return Step.bash(command, text=f"Working on {task_id}.", delay_s=delay_s)
+        turn = assistant_turns(request)
+        if turn == 0:
+            return Step.bash(write, text=f"Working on {task_id}.", delay_s=delay_s)
+        if turn == 1:
+            return Step.bash(commit, text="Committing.", delay_s=delay_s)
         return Step.say(f"Done with {task_id}.")
 
     return decide
@@ -141,11 +143,19 @@ class Killer:
             return self.store.get_session(session_id).role
         return None
 
+    def uncommitted(self, session_id: str) -> bool:
+        """Whether the session's task checkout holds work not committed yet."""
+        with contextlib.suppress(Exception):
+            task = self.store.get_task(self.store.get_session(session_id).task_id or "")
+            if task.worktree:
+                return bool(git(Path(task.worktree), "status", "--porcelain"))
+        return False
+
     def kill_agent(self, session_id: str, pids: list[int], kind: str) -> None:
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        self.left[kind] -= 1
+        self.left[kind.split()[0]] -= 1
         self.say(f"kill -9 {kind} agent of session {session_id} (pids {pids})")
 
     def step(self, serve: subprocess.Popen[str]) -> bool:
@@ -156,7 +166,7 @@ class Killer:
         if self.left["steward"] > 0:
             for sid in [s for s, r in roles.items() if r == SessionRole.STEWARD]:
                 # Each steward session is killed at a random moment of its life (if it lives).
-                at = self.steward_seen.setdefault(sid, now + self.rng.uniform(0.0, 2.0))
+                at = self.steward_seen.setdefault(sid, now + self.rng.uniform(0.0, 7.0))
                 if now >= at:
                     self.kill_agent(sid, agents[sid], "steward")
                     break
@@ -169,11 +179,14 @@ class Killer:
         self.next_kill_at = now + self.rng.uniform(5.0, 12.0)
         if kind == "worker":
             workers = sorted(s for s, r in roles.items() if r == SessionRole.WORKER)
+            if self.rng.random() < 0.5:  # half the time: one that holds uncommitted work
+                workers = [s for s in workers if self.uncommitted(s)]
             if not workers:
                 self.next_kill_at = now + 0.5  # none running now: look again soon
                 return False
             sid = self.rng.choice(workers)
-            self.kill_agent(sid, agents[sid], "worker")
+            dirty = " with uncommitted work" if self.uncommitted(sid) else ""
+            self.kill_agent(sid, agents[sid], "worker" + dirty)
             return False
         os.kill(serve.pid, signal.SIGKILL)  # the orchestrator alone: its agents are orphaned
         serve.wait(timeout=30)
