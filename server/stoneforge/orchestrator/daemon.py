@@ -192,16 +192,17 @@ class Orchestrator:
             timeout = self._next_retry_in()
             with anyio.move_on_after(timeout if timeout is not None else float("inf")):
                 await self._wake.wait()
-        # Graceful stop: tell every run to stop (all at once: each may wait for its CLI to
-        # answer the interrupt) and wait until each has saved its work.
+        # Graceful stop: tell the steward (it starts nothing new) and every run to stop, all at
+        # once (each may wait for its CLI to answer the interrupt), and wait until each run has
+        # saved its work.
         async with anyio.create_task_group() as stopping:
+            if self.steward is not None:
+                stopping.start_soon(self.steward.stop)
             for run in list(self.runs.values()):
                 stopping.start_soon(run.stop, "shutdown")
         while self.runs:
             self._wake.clear()
             await self._wake.wait()
-        if self.steward is not None:
-            await self.steward.stop()
 
     def _dispatch(self, group: anyio.abc.TaskGroup) -> None:
         free = self.max_concurrent - len(self.runs)

@@ -742,7 +742,7 @@ class Steward:
         finally:
             self._agent, self._agent_session_id = None, None
         ids = {"pid": outcome.pid, "provider_session_id": outcome.provider_session_id}
-        if outcome.status == "stopped" or self._stopped:
+        if outcome.status == "stopped" or (self._stopped and outcome.status != "completed"):
             end(SessionStatus.FAILED, "stopped (the orchestrator is stopping)", **ids)
             raise ResolverInterrupted("the steward agent was stopped; the merge waits in the queue")
         if outcome.result is None:  # it died (killed, hung): a crash, not a verdict
