@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 
@@ -15,6 +16,8 @@ from stoneforge.redact import RedactingFilter
 from stoneforge.service import Service
 
 REFRESH_S = 0.25
+#: Exit status after a forced stop (a second Ctrl-C), as a shell reports death by SIGINT.
+EXIT_FORCED = 130
 
 
 def _configure_logging(console: Console) -> None:
@@ -47,7 +50,10 @@ def serve_foreground(
                 await anyio.sleep(REFRESH_S)
                 live.update(render_view(orchestrator.view()))
 
+    forced = False
+
     async def handle_signals(group: anyio.abc.TaskGroup) -> None:
+        nonlocal forced
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             count = 0
             async for _ in signals:
@@ -57,7 +63,10 @@ def serve_foreground(
                         "stopping: sessions end and their work is saved (Ctrl-C again to force)"
                     )
                     orchestrator.request_stop()
-                else:
+                else:  # forced: kill the agents, leave their work to the next start's recovery
+                    orchestrator.note("forced stop: agents killed")
+                    orchestrator.force_stop()
+                    forced = True
                     group.cancel_scope.cancel()
                     return
 
@@ -70,3 +79,9 @@ def serve_foreground(
             group.cancel_scope.cancel()
 
     anyio.run(main)
+    if forced:
+        # "At once": skip the interpreter's teardown, which takes a second or more on a busy
+        # machine. Every store write is committed and the agents are dead by now.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_FORCED)

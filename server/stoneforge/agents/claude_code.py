@@ -39,7 +39,7 @@ from stoneforge.agents.events import (
     Stopped,
 )
 from stoneforge.agents.mcp_tools import SERVER_NAME
-from stoneforge.agents.process import kill_tree
+from stoneforge.agents.process import is_alive, kill_tree
 from stoneforge.agents.provider import SessionSpec
 from stoneforge.agents.secrets import Redactor, secret_values
 
@@ -113,6 +113,8 @@ class ClaudeCodeSession:
         if self._stop_reason is not None or self._client is None:
             return
         self._stop_reason = reason
+        if self._pid is not None and not is_alive(self._pid):
+            return  # it died already (a Ctrl-C reaches the whole process group): no interrupt
         interrupted = False
         with anyio.move_on_after(_STOP_GRACE_S), contextlib.suppress(Exception):
             # An interrupt lets the CLI end the turn and save its transcript (resumable).
@@ -191,6 +193,9 @@ class ClaudeCodeSession:
                 kind=FailureKind.STARTUP, message=message, retryable=False
             )
             await self._disconnect()
+        except BaseException:  # cancelled while starting: the CLI must not outlive its session
+            await self._disconnect()
+            raise
         return self
 
     async def __aexit__(

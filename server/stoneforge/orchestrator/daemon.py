@@ -111,6 +111,18 @@ class Orchestrator:
         self._stop_requested = True
         self.wake()
 
+    def force_stop(self) -> None:
+        """Kill every agent now (a second Ctrl-C); the caller then cancels :meth:`run`.
+
+        Nothing is saved here: the sessions stay `running`, and the next start's recovery
+        saves their work in recovery refs and requeues their tasks with the attempt given back.
+        """
+        self._stop_requested = True
+        for run in list(self.runs.values()):
+            run.kill()
+        if self.steward is not None:
+            self.steward.kill()
+
     def view(self) -> OrchestratorView:
         queued = len([t for t in self.store.ready_task_ids() if t not in self.runs])
         pause = self.steward.landing_paused if self.steward is not None else None
@@ -185,14 +197,17 @@ class Orchestrator:
             timeout = self._next_retry_in()
             with anyio.move_on_after(timeout if timeout is not None else float("inf")):
                 await self._wake.wait()
-        # Graceful stop: tell every run to stop and wait until each has saved its work.
-        for run in list(self.runs.values()):
-            await run.stop("shutdown")
+        # Graceful stop: tell the steward (it starts nothing new) and every run to stop, all at
+        # once (each may wait for its CLI to answer the interrupt), and wait until each run has
+        # saved its work.
+        async with anyio.create_task_group() as stopping:
+            if self.steward is not None:
+                stopping.start_soon(self.steward.stop)
+            for run in list(self.runs.values()):
+                stopping.start_soon(run.stop, "shutdown")
         while self.runs:
             self._wake.clear()
             await self._wake.wait()
-        if self.steward is not None:
-            await self.steward.stop()
 
     def _dispatch(self, group: anyio.abc.TaskGroup) -> None:
         free = self.max_concurrent - len(self.runs)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 from stoneforge.agents import is_alive, kill_tree
@@ -47,14 +48,24 @@ def _same_host_owner(pid: int) -> bool:
 
 def processes_of_session(root: Path, session_id: str) -> list[int]:
     """Live processes whose CLAUDE_CONFIG_DIR is this session's own directory."""
-    marker = f"CLAUDE_CONFIG_DIR={default_config_dir(root, session_id)}".encode()
-    found = []
+    return processes_of_sessions(root, [session_id]).get(session_id, [])
+
+
+def processes_of_sessions(root: Path, session_ids: Iterable[str]) -> dict[str, list[int]]:
+    """Live processes of each of ``session_ids``, found by their CLAUDE_CONFIG_DIR (one scan)."""
+    markers = {
+        f"CLAUDE_CONFIG_DIR={default_config_dir(root, sid)}".encode(): sid for sid in session_ids
+    }
+    found: dict[str, list[int]] = {}
+    if not markers:
+        return found
     for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         with contextlib.suppress(OSError):
-            if marker in (entry / "environ").read_bytes().split(b"\0"):
-                found.append(int(entry.name))
+            for value in (entry / "environ").read_bytes().split(b"\0"):
+                if value in markers:
+                    found.setdefault(markers[value], []).append(int(entry.name))
     return found
 
 

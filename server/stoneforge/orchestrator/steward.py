@@ -27,7 +27,15 @@ from typing import Literal
 import anyio
 from anyio import to_thread
 
-from stoneforge.agents import AgentProvider, Role, build_spec, default_config_dir, run_session
+from stoneforge.agents import (
+    AgentProvider,
+    AgentSession,
+    Role,
+    build_spec,
+    default_config_dir,
+    kill_tree,
+    run_session,
+)
 from stoneforge.agents.accounting import TokenStats
 from stoneforge.config import StoneforgeConfig
 from stoneforge.errors import InvalidTransitionError, LeaseLostError, NotFoundError
@@ -68,6 +76,7 @@ from stoneforge.orchestrator.landing import (
     remove_merged_worktrees,
 )
 from stoneforge.orchestrator.pause import PauseState
+from stoneforge.orchestrator.recovery import processes_of_session
 from stoneforge.orchestrator.session_rows import record_token_stats
 from stoneforge.store import Fence, Store
 
@@ -97,6 +106,10 @@ class ResolverCrashed:
     """The conflict-resolving session did not complete: a crash of ours, not a verdict."""
 
     reason: str
+
+
+class ResolverInterrupted(Exception):  # noqa: N818 - a signal, not an error
+    """The conflict-resolving agent was stopped with the orchestrator: its rung waits."""
 
 
 @dataclass
@@ -161,6 +174,9 @@ class Steward:
         self._check_scope: anyio.CancelScope | None = None
         #: Merge requests whose resolver kept crashing: when to try again, and how often it did.
         self._resolver_hold: dict[str, tuple[float, int]] = {}
+        #: The conflict-resolving agent's session while it runs (its row id, then its live CLI).
+        self._agent_session_id: str | None = None
+        self._agent: AgentSession | None = None
 
     @property
     def current(self) -> str | None:
@@ -183,7 +199,18 @@ class Steward:
         self._stopped = True
         if self._check_scope is not None:
             self._check_scope.cancel()
+        if self._agent is not None:
+            await self._agent.stop("stoneforge: the orchestrator is stopping")
         self.wake()
+
+    def kill(self) -> None:
+        """A forced stop: kill the conflict-resolving agent's CLI now."""
+        self._stopped = True
+        if self._agent is not None:
+            self._agent.kill()
+        if self._agent_session_id is not None:
+            for pid in processes_of_session(self.root, self._agent_session_id):
+                kill_tree(pid)
 
     async def run(self) -> None:
         try:
@@ -769,7 +796,12 @@ class Steward:
                 f"{entry.mr.id}: conflict in {', '.join(result.conflicted)}; a steward agent "
                 "resolves it" + (f" (try {len(crashes) + 1})" if crashes else "")
             )
-            resolved = await self._agent_resolve(entry, path, base, result.conflicted)
+            try:
+                resolved = await self._agent_resolve(entry, path, base, result.conflicted)
+            except ResolverInterrupted as why:  # stopping: not a verdict, it stays queued
+                await to_thread.run_sync(lambda: abort_merge(path))
+                self.note(f"{entry.mr.id}: {why}")
+                return
             how = "the steward agent"
             if not isinstance(resolved, ResolverCrashed):
                 commit = resolved
@@ -779,7 +811,7 @@ class Steward:
             if len(crashes) > RESOLVER_RETRIES:
                 self._resolver_crashed(entry, crashes)
                 return
-            self.note(f"{entry.mr.id}: the steward agent {resolved.reason}; trying again")
+            self.note(f"{entry.mr.id}: the steward agent crashed ({resolved.reason}); trying again")
         if commit is None:
             await to_thread.run_sync(lambda: abort_merge(path))
             await self._give_up(entry, result.conflicted)
@@ -816,7 +848,12 @@ class Steward:
         self, entry: Entry, path: Path, base: str, files: list[str]
     ) -> str | None | ResolverCrashed:
         """The agent's merge commit; None when it completed but the conflict is still there;
-        ResolverCrashed when the session did not complete (crashed, hung, failed to start)."""
+        ResolverCrashed when the session did not complete (crashed, hung, failed to start).
+        Raises ResolverInterrupted when the orchestrator stops it (or is stopping)."""
+        if self._stopped:
+            raise ResolverInterrupted(
+                "not starting the steward agent: the orchestrator is stopping"
+            )
         session = self.store.start_session(entry.task.id, SessionRole.STEWARD)
         theirs = self.store.get_task(entry.task.id)
         prompt = (
@@ -845,26 +882,39 @@ class Steward:
         def on_update(stats: TokenStats) -> None:
             record_token_stats(self.store, session.id, stats)
 
+        async def on_start(live: AgentSession) -> None:
+            self._agent = live
+            if live.pid:  # recorded at spawn, so recovery finds the CLI even if we die now
+                self.store.update_session(session.id, pid=live.pid)
+            if self._stopped:
+                await live.stop("stoneforge: the orchestrator is stopping")
+
+        def end(status: SessionStatus, error: str | None, **fields: object) -> None:
+            self.store.update_session(
+                session.id, status=status, ended_at=utcnow(), error=error, **fields
+            )
+
+        self._agent_session_id = session.id
         try:
-            outcome = await run_session(self.provider, spec, on_update=on_update)
+            outcome = await run_session(self.provider, spec, on_update=on_update, on_start=on_start)
+        except anyio.get_cancelled_exc_class():  # the orchestrator stopped under it
+            end(SessionStatus.FAILED, "stopped (the orchestrator stopped)")
+            raise
         except Exception as exc:  # the agent could not even start: a crash, tried again
             log.exception("steward agent session for %s failed", entry.mr.id)
             error = f"{type(exc).__name__}: {exc}"
-            self.store.update_session(
-                session.id, status=SessionStatus.CRASHED, ended_at=utcnow(), error=error
-            )
+            end(SessionStatus.CRASHED, error)
             return ResolverCrashed(f"could not start ({error})")
-        completed = outcome.status == "completed"
-        self.store.update_session(
-            session.id,
-            status=SessionStatus.COMPLETED if completed else SessionStatus.CRASHED,
-            ended_at=utcnow(),
-            pid=outcome.pid,
-            provider_session_id=outcome.provider_session_id,
-            error=outcome.error,
-        )
-        if not completed:
+        finally:
+            self._agent, self._agent_session_id = None, None
+        ids = {"pid": outcome.pid, "provider_session_id": outcome.provider_session_id}
+        if outcome.status == "stopped" or (self._stopped and outcome.status != "completed"):
+            end(SessionStatus.FAILED, "stopped (the orchestrator is stopping)", **ids)
+            raise ResolverInterrupted("the steward agent was stopped; the merge waits in the queue")
+        if outcome.status != "completed":
+            end(SessionStatus.CRASHED, outcome.error, **ids)
             return ResolverCrashed(f"ended {outcome.status} ({outcome.error or 'no result'})")
+        end(SessionStatus.COMPLETED, outcome.error, **ids)
         remaining = await to_thread.run_sync(lambda: self._markers_left(path, files))
         if remaining:
             self.note(f"{entry.mr.id}: conflict markers remain in {', '.join(remaining)}")

@@ -19,6 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import anyio
 from anyio import to_thread
 
 from stoneforge.agents import (
@@ -27,11 +28,13 @@ from stoneforge.agents import (
     AssistantTurn,
     HandoffNote,
     Role,
+    SessionOutcome,
     SessionStarted,
     StoneforgeTools,
     ToolResult,
     build_spec,
     default_config_dir,
+    kill_tree,
     run_session,
 )
 from stoneforge.agents.accounting import TokenStats
@@ -55,6 +58,7 @@ from stoneforge.models import (
 )
 from stoneforge.orchestrator.director import answer_question
 from stoneforge.orchestrator.prompts import HANDOFF_REQUEST, worker_prompt
+from stoneforge.orchestrator.recovery import processes_of_session
 from stoneforge.orchestrator.session_rows import record_token_stats
 from stoneforge.store import Fence, Store
 
@@ -136,6 +140,9 @@ class WorkerRun:
         self.attempt = task.dispatches
         self._commit_tool_ids: set[str] = set()
         self.live: AgentSession | None = None
+        #: While a session's CLI is starting (before it is live): cancelling this ends the start.
+        self._starting: anyio.CancelScope | None = None
+        self._session_id: str | None = None
         self.stopping = False
         self.stop_reason = ""
         self.summary: str | None = None
@@ -152,6 +159,30 @@ class WorkerRun:
         self.stop_reason = reason
         if self.live is not None:
             await self.live.stop(f"stoneforge: {reason}")
+        elif self._starting is not None:
+            # Its CLI is still coming up (tens of seconds on a busy machine) and has not been
+            # given its prompt: nothing to save, so end it now instead of waiting for it.
+            self._kill_session_processes()
+            self._starting.cancel()
+
+    def kill(self) -> None:
+        """A forced stop: kill the session's CLI (and what it runs) now, saving nothing.
+
+        The session stays `running` in the store: the next start's recovery saves its work
+        to a recovery ref and requeues the task with its attempt given back.
+        """
+        self.stopping = True
+        self.stop_reason = self.stop_reason or "forced stop"
+        if self.live is not None:
+            self.live.kill()
+        self._kill_session_processes()
+
+    def _kill_session_processes(self) -> None:
+        """Kill the current session's processes, found by its config dir (so also a CLI
+        whose pid is not known yet)."""
+        if self._session_id is not None:
+            for pid in processes_of_session(self.root, self._session_id):
+                kill_tree(pid)
 
     # -- the attempt ---------------------------------------------------------------------------
 
@@ -178,6 +209,8 @@ class WorkerRun:
         handoff = self._latest_handoff()
         note = task.note
         for _ in range(MAX_SESSIONS_PER_ATTEMPT):
+            if self.stopping:  # stopped between sessions, or before the first one started
+                return await self._stopped(None)
             outcome, watch, session_id = await self._run_session(handoff, note)
             note = None  # said once
             if self.stopping:
@@ -198,6 +231,7 @@ class WorkerRun:
         self, handoff: Handoff | None, note: str | None
     ) -> tuple[Any, _HandoffWatch, str]:
         session = self.store.start_session(self.task.id, SessionRole.WORKER)
+        self._session_id = session.id
         self.slot.session_id = session.id
         self.slot.state = "running"
         self.slot.context_tokens = 0
@@ -225,6 +259,7 @@ class WorkerRun:
 
         async def on_start(live: AgentSession) -> None:
             self.live = live
+            self._starting = None  # from now on a stop goes through the live session
             if live.pid:  # recorded at spawn, so recovery finds the CLI even if we die now
                 self.store.update_session(session.id, pid=live.pid)
             if self.stopping:
@@ -239,10 +274,16 @@ class WorkerRun:
             record_token_stats(self.store, session.id, stats)
             self.on_change()
 
-        outcome = await run_session(
-            self.provider, spec, on_update=on_update, on_event=on_event, on_start=on_start
-        )
+        outcome: SessionOutcome | None = None
+        with anyio.CancelScope() as self._starting:
+            outcome = await run_session(
+                self.provider, spec, on_update=on_update, on_event=on_event, on_start=on_start
+            )
+        self._starting = None
         self.live = None
+        if outcome is None:  # stopped while its CLI was starting
+            self._kill_session_processes()  # in case it was spawned as the start was cancelled
+            outcome = SessionOutcome(status="stopped")
         if outcome.last_text:
             self.last_text = outcome.last_text
         self.store.update_session(
@@ -509,17 +550,19 @@ class WorkerRun:
         stat = run_git(["diff", "--stat", base, "HEAD"], self.worktree).stdout
         return f"{summary.strip()}\n\nCommits:\n{commits.strip()}\n\nDiffstat:\n{stat.rstrip()}"
 
-    async def _stopped(self, session_id: str) -> RunResult:
+    async def _stopped(self, session_id: str | None) -> RunResult:
         commit = await self._commit_leftovers(
-            f"stoneforge: work in progress of session {session_id}, saved at {self.stop_reason}"
+            f"stoneforge: work in progress of task {self.task.id}, saved at {self.stop_reason}"
+            + (f" (session {session_id})" if session_id else "")
         )
         saved = f"; its work is saved as commit {commit[:12]}" if commit else ""
-        self.store.update_session(
-            session_id,
-            status=SessionStatus.FAILED,
-            ended_at=utcnow(),
-            error=f"stopped ({self.stop_reason})" + saved,
-        )
+        if session_id is not None:
+            self.store.update_session(
+                session_id,
+                status=SessionStatus.FAILED,
+                ended_at=utcnow(),
+                error=f"stopped ({self.stop_reason})" + saved,
+            )
         if self.stop_reason == "cancelled":
             return RunResult(self.task.id, TaskStatus.CANCELLED, "cancelled")
         # A shutdown is not the task's fault: the attempt does not count.
