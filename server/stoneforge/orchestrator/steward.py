@@ -15,6 +15,7 @@ blocker that can still land has not), then effective priority, then age.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
@@ -339,13 +340,23 @@ class Steward:
         """Process the head of the queue; False when there was nothing to do (or it must wait)."""
         self._recover_testing()
         await self._forecast()
-        queue = self.queue()
         auto = self.config.agents.steward.autoMerge
-        batch = queue[: self.config.merge.batchSize] if auto else queue[:1]
-        will_land = bool(batch) and (auto or batch[0].mr.approved_at is not None)
-        block = (
-            await to_thread.run_sync(lambda: self._checkout_blocked(batch)) if will_land else None
-        )
+        batch: list[Entry] = []
+        block: CheckoutBlock | None = None
+        for _ in range(2):
+            # Asked twice when the checkout was just freed: MRs that arrived while it was being
+            # looked at join this batch instead of waiting for the next one.
+            previous = [e.mr.id for e in batch]
+            queue = self.queue()
+            batch = queue[: self.config.merge.batchSize] if auto else queue[:1]
+            will_land = bool(batch) and (auto or batch[0].mr.approved_at is not None)
+            block = (
+                await to_thread.run_sync(functools.partial(self._checkout_blocked, batch))
+                if will_land
+                else None
+            )
+            if block is not None or self.pause.current is None or previous:
+                break
         self.pause.update(block)  # records steward.paused / steward.resumed when it changes
         if block is not None:
             # Landing would fail: spend no check runs until the user's checkout can follow.
