@@ -3,6 +3,8 @@
 Every git command of the package goes through `run_git`: it pins the locale (messages are parsed),
 never prompts, and drops the repository-scoped environment variables (GIT_DIR, GIT_INDEX_FILE, ...)
 a parent process such as a git hook may have set, so a command always acts on the `cwd` it is given.
+It also drops credentials (`redact.scrub_env`): hooks that our git calls run (husky and co.) get
+the same environment as the merge checks, never an API key.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from stoneforge.git.errors import GitError, GitVersionError, NotARepository, RefNotFound
+from stoneforge.redact import scrub_env
 
 MIN_GIT_VERSION: tuple[int, int, int] = (2, 38, 0)
 DEFAULT_TARGET_BRANCH = "main"
@@ -54,7 +57,7 @@ _FALLBACK_IDENTITY = {
 
 def git_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment every git child runs with (see the module docstring)."""
-    env = {k: v for k, v in os.environ.items() if k not in _LOCAL_ENV_VARS}
+    env = {k: v for k, v in scrub_env().items() if k not in _LOCAL_ENV_VARS}
     env["LC_ALL"] = "C"  # English messages: CONFLICT lines and errors are parsed
     env["GIT_TERMINAL_PROMPT"] = "0"
     env["GIT_EDITOR"] = "true"  # never wait on an editor

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stoneforge.models import CheckRun
-from stoneforge.redact import SECRET_ENV_VARS, redact
+from stoneforge.redact import redact, scrub_env
 
 OUTPUT_TAIL_CHARS = 4000
 #: After a timeout (or when a check left a background process holding its output open), how
@@ -21,10 +21,8 @@ DRAIN_S = 5.0
 
 
 def check_env() -> dict[str, str]:
-    """The environment checks run in: ours, without API keys (tests never need them)."""
-    env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV_VARS}
-    env.pop("ANTHROPIC_BASE_URL", None)
-    return env
+    """The environment checks run in: ours, without credentials (tests never need them)."""
+    return scrub_env()
 
 
 def _kill_group(pgid: int) -> None:
