@@ -43,11 +43,9 @@ from stoneforge.agents.mcp_tools import SERVER_NAME
 from stoneforge.agents.process import kill_tree
 from stoneforge.agents.provider import SessionSpec
 from stoneforge.agents.sandbox import (
-    SCRUB_ENV,
     SandboxMode,
     SandboxPolicy,
     SandboxStatus,
-    checkout_edit_rules,
     resolve,
     write_wrapper,
 )
@@ -161,13 +159,8 @@ class ClaudeCodeSession:
             extra=spec.env,
         )
         cli_path = self._cli_path
-        allowed = list(spec.allowed_tools)
         if self._contained:
             cli_path = self._sandboxed_cli(env)
-            env.update(SCRUB_ENV)
-            # With the scrub on, the CLI ignores acceptEdits: edits need allow rules, which we
-            # bound to the checkout (the sandbox refuses any write outside it anyway).
-            allowed += checkout_edit_rules(spec.cwd)
         hooks = None
         if spec.bash_policy is not None:
             hooks = {"PreToolUse": [HookMatcher(matcher="Bash", hooks=[self._bash_hook])]}
@@ -180,7 +173,7 @@ class ClaudeCodeSession:
             model=spec.model,
             system_prompt=system_prompt,
             tools=list(spec.tools) if spec.tools is not None else None,
-            allowed_tools=allowed,
+            allowed_tools=list(spec.allowed_tools),
             disallowed_tools=list(spec.disallowed_tools),
             # No can_use_tool: a call the CLI would ask a human about (an edit outside
             # the working directory, a tool outside allowed_tools) is refused by the CLI
@@ -205,7 +198,9 @@ class ClaudeCodeSession:
             raise FileNotFoundError("no Claude Code CLI found (the claude-agent-sdk bundles one)")
         policy = SandboxPolicy.for_session(spec.cwd, spec.config_dir, spec.repo_root)
         wrapper = spec.config_dir.with_name(spec.config_dir.name + ".sandbox.sh")
-        return write_wrapper(wrapper, cli, policy, spec.cwd, {**os.environ, **env})
+        script, extra = write_wrapper(wrapper, cli, policy, spec.cwd, {**os.environ, **env})
+        env.update(extra)
+        return script
 
     async def __aenter__(self) -> ClaudeCodeSession:
         try:

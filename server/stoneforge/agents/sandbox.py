@@ -6,13 +6,18 @@ checkout, the session's CLAUDE_CONFIG_DIR and a private `/tmp`; the repository's
 (the store, other tasks' checkouts, other sessions' state) is hidden. The network is shared:
 the CLI must reach its model endpoint.
 
-The CLI's tools are kept from its own environment (the API key) by Claude Code itself:
-with `CLAUDE_CODE_SUBPROCESS_ENV_SCRUB=1` it runs every Bash command in a bubblewrap of its own,
-with the credentials removed and a PID namespace of its own, so `/proc/<cli>/environ` is out of
-reach too. That inner sandbox needs the real `/proc` (it writes uid maps and mounts a proc of its
-own), which is why the outer one binds `/proc` instead of unsharing the PID namespace: an outer
-`--unshare-pid` would put the tools in the CLI's namespace, where they can read its environ
-anyway, and makes the inner `bwrap` fail ("Can't mount proc").
+Every shell command the CLI runs is contained once more: `CLAUDE_CODE_SHELL_PREFIX` names a script
+that runs the command in a nested bubblewrap with a PID namespace of its own (so
+`/proc/<cli>/environ` is out of reach) and without the credentials in its environment. The nested
+sandbox needs the real `/proc` (it writes uid maps and mounts a proc of its own), which is why the
+outer one binds `/proc` instead of unsharing the PID namespace: an outer `--unshare-pid` would
+put the tools in the CLI's namespace, where they can read its environ anyway.
+
+Claude Code's own answer, `CLAUDE_CODE_SUBPROCESS_ENV_SCRUB=1`, was tried and not taken: it
+forces the permission mode to `default` and, for each command, mounts `/dev/null` over dotfiles
+and directories of the checkout that do not exist (`.bashrc`, `.github`, `scripts`, ...), which
+then show as untracked character devices, so `git add -A` fails in every command; existing ones
+such as `scripts/` become read-only.
 
 The SDK starts whatever `cli_path` names, so a session gets a generated wrapper script that
 `exec`s bwrap with the CLI; it lives beside the session's config directory, outside what the
@@ -38,9 +43,7 @@ from stoneforge.redact import is_secret_name
 
 SandboxMode = Literal["required", "auto", "off"]
 
-#: What tells the CLI to scrub credentials from, and isolate, every command it runs.
-SCRUB_ENV = {"CLAUDE_CODE_SUBPROCESS_ENV_SCRUB": "1"}
-#: Credentials the CLI itself needs; it removes them from its tools' environment itself.
+#: Credentials the CLI itself needs: removed only from the environment of the commands it runs.
 CLI_CREDENTIALS = frozenset(
     {"ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN"}
 )
@@ -51,6 +54,20 @@ _SANDBOX_ENV = {
     "npm_config_cache": "/tmp/.npm",
     "PIP_CACHE_DIR": "/tmp/.cache/pip",
 }
+# Credentials kept in the home directory: hidden from the agent (its CLI has CLAUDE_CONFIG_DIR).
+HIDDEN_IN_HOME = (
+    ".claude",
+    ".claude.json",
+    ".aws",
+    ".ssh",
+    ".gnupg",
+    ".config/gh",
+    ".netrc",
+    ".git-credentials",
+    ".docker/config.json",
+    ".npmrc",
+    ".pypirc",
+)
 INSTALL_HINT = (
     "install bubblewrap and socat: `sudo apt-get install -y bubblewrap socat` (Debian/Ubuntu), "
     "`sudo dnf install bubblewrap socat` (Fedora); or set agents.sandbox: off in "
@@ -155,34 +172,36 @@ class SandboxPolicy:
     """What one session may touch. Everything not named here is read-only."""
 
     writable: tuple[Path, ...]  # the task checkout, the session's config dir
-    readable: tuple[Path, ...] = ()  # kept visible even under the private /tmp (the repository)
-    hidden: tuple[Path, ...] = ()  # replaced by an empty directory (`.stoneforge/`)
+    repo_root: Path | None = None  # readable (even under the private /tmp); `.stoneforge/` hidden
+    readable: tuple[Path, ...] = ()  # files of ours the sandbox needs (the command wrapper)
 
     @classmethod
     def for_session(
         cls, cwd: Path, config_dir: Path, repo_root: Path | None = None
     ) -> SandboxPolicy:
-        readable: list[Path] = []
-        hidden: list[Path] = []
-        if repo_root is not None:
-            readable.append(repo_root.resolve())
-            state = repo_root.resolve() / ".stoneforge"
-            if state.is_dir():
-                hidden.append(state)
         return cls(
             writable=(cwd.resolve(), config_dir.resolve()),
-            readable=tuple(readable),
-            hidden=tuple(hidden),
+            repo_root=repo_root.resolve() if repo_root is not None else None,
         )
 
     def bwrap_args(self, cwd: Path, unset: Iterable[str] = ()) -> list[str]:
         args = ["--die-with-parent", "--new-session", "--ro-bind", "/", "/", "--dev", "/dev"]
-        # The CLI's own per-command sandbox needs the real /proc (see the module docstring).
+        # The nested per-command sandbox needs the real /proc (see the module docstring).
         args += ["--bind", "/proc", "/proc", "--tmpfs", "/tmp"]
+        home = Path.home()
+        for name in HIDDEN_IN_HOME:
+            secret = home / name
+            if secret.is_dir() and not secret.is_symlink():
+                args += ["--tmpfs", str(secret)]
+            elif secret.is_file():
+                args += ["--ro-bind", os.devnull, str(secret)]
+        if self.repo_root is not None:
+            args += ["--ro-bind", str(self.repo_root), str(self.repo_root)]
+            state = self.repo_root / ".stoneforge"
+            if state.is_dir():  # the store, other tasks' checkouts, other sessions' state
+                args += ["--tmpfs", str(state)]
         for path in self.readable:
             args += ["--ro-bind", str(path), str(path)]
-        for path in self.hidden:
-            args += ["--tmpfs", str(path)]
         for path in self.writable:
             args += ["--bind", str(path), str(path)]
             git_dir = path / ".git"
@@ -200,16 +219,6 @@ class SandboxPolicy:
         return args
 
 
-def checkout_edit_rules(cwd: Path) -> list[str]:
-    """Permission rules that let the file tools edit inside the checkout, and only there.
-
-    `//` starts an absolute path in Claude Code's rule syntax; `Edit` rules cover every tool
-    that edits files (Edit, Write, NotebookEdit).
-    """
-    root = str(cwd.resolve()).rstrip("/")
-    return [f"Edit(/{root}/**)", f"Write(/{root}/**)"]
-
-
 def secret_names_to_unset(env: Mapping[str, str]) -> list[str]:
     """Secret-named variables the CLI does not need: removed before it starts (`GITHUB_TOKEN`)."""
     return sorted(k for k in env if is_secret_name(k) and k not in CLI_CREDENTIALS)
@@ -222,18 +231,47 @@ def write_wrapper(
     cwd: Path,
     env: Mapping[str, str],
     bwrap: str | None = None,
-) -> Path:
-    """A script that starts `cli` (with the arguments it is given) inside the sandbox."""
+) -> tuple[Path, dict[str, str]]:
+    """Scripts that start `cli` inside the sandbox, and each of its commands in a nested one.
+
+    Returns the script to run as the CLI and the environment variables that make the CLI use
+    the nested one for its commands.
+    """
     found = probe(bwrap)
     if found.bwrap is None:
         raise SandboxUnavailable(found.detail)
-    args = [found.bwrap, *policy.bwrap_args(cwd, secret_names_to_unset(env)), "--", str(cli)]
+    shell = shutil.which("bash") or "/bin/bash"
+    prefix = dest.with_name(dest.name.removesuffix(".sh") + ".shell.sh")
+    secrets = secret_names_to_unset(env)
+    # `env -u` rather than bwrap's --unsetenv: bwrap itself stays as PID 1 of the command's
+    # namespace, and its /proc/1/environ is readable there.
+    inner = ["env"]
+    for name in sorted({*secrets, *(k for k in env if k in CLI_CREDENTIALS)}):
+        inner += ["-u", name]
+    inner += [found.bwrap, "--bind", "/", "/", "--dev-bind", "/dev", "/dev"]
+    inner += ["--unshare-user", "--unshare-pid", "--proc", "/proc", "--die-with-parent"]
+    _write_script(
+        prefix,
+        "# Written by stoneforge: one shell command of the agent, without its credentials.",
+        f'exec {_quote([*inner, "--", shell, "-c"])} "$1"',
+    )
+    outer = SandboxPolicy(policy.writable, policy.repo_root, (*policy.readable, prefix))
+    args = [found.bwrap, *outer.bwrap_args(cwd, secrets), "--", str(cli)]
+    _write_script(
+        dest,
+        "# Written by stoneforge: this agent session's CLI, inside bubblewrap.",
+        f'exec {_quote(args)} "$@"',
+    )
+    return dest, {"CLAUDE_CODE_SHELL_PREFIX": str(prefix)}
+
+
+def _quote(args: Sequence[str]) -> str:
+    return " ".join(shlex.quote(a) for a in args)
+
+
+def _write_script(dest: Path, comment: str, line: str) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(dest.name + ".tmp")
-    tmp.write_text(
-        "#!/bin/sh\n# Written by stoneforge: this agent session's CLI, inside bubblewrap.\n"
-        f'exec {" ".join(shlex.quote(a) for a in args)} "$@"\n'
-    )
+    tmp.write_text(f"#!/bin/sh\n{comment}\n{line}\n")
     tmp.chmod(0o700)
     os.replace(tmp, dest)
-    return dest

@@ -149,7 +149,7 @@ class Orchestrator:
                 on_landed=self.wake,
             )
             self.steward.on_current = self.on_merging
-            for line in await to_thread.run_sync(lambda: recover_orphans(self.store)):
+            for line in await to_thread.run_sync(lambda: recover_orphans(self.store, self.root)):
                 self.note(line)
             # Dispatch latency matters here: probe often (a PRAGMA, no table read) and don't wait.
             self._watcher = StoreWatcher(

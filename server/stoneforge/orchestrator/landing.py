@@ -13,7 +13,7 @@ from pathlib import Path
 
 from stoneforge.config import StoneforgeConfig
 from stoneforge.git.snapshot import save_snapshot
-from stoneforge.git.worktrees import remove_worktree
+from stoneforge.git.task_clone import is_task_clone, remove_task_checkout
 from stoneforge.models import CheckRun, MergeRequest, MergeStatus, TaskStatus, utcnow
 from stoneforge.store import Store
 
@@ -49,11 +49,9 @@ def _remove(root: Path, worktree: Path, task_id: str, target: str) -> None:
     # The branch is merged, so nothing committed is lost; anything uncommitted is kept in a
     # recovery ref before the directory goes.
     with contextlib.suppress(Exception):
-        if worktree.is_dir():
+        if worktree.is_dir() and not is_task_clone(worktree):
             save_snapshot(worktree, task_id, restore=False)
     try:
-        remove_worktree(
-            root, worktree, target=target, branch_policy="if-merged", discard_changes=True
-        )
+        remove_task_checkout(root, worktree, task_id, target=target)  # snapshots a clone itself
     except Exception:
         log.exception("could not remove worktree %s", worktree)

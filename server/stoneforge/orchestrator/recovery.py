@@ -15,6 +15,7 @@ from pathlib import Path
 
 from stoneforge.agents import is_alive, kill_tree
 from stoneforge.git.snapshot import save_snapshot
+from stoneforge.git.task_clone import snapshot as snapshot_checkout
 from stoneforge.models import SessionStatus, TaskStatus, utcnow
 from stoneforge.store import Store
 
@@ -39,8 +40,11 @@ def _same_host_owner(pid: int) -> bool:
     return "stoneforge" in cmdline or " sf " in f" {cmdline} " or "/sf " in cmdline
 
 
-def recover_orphans(store: Store) -> list[str]:
-    """End orphaned sessions, save their work, requeue their tasks; returns what was done."""
+def recover_orphans(store: Store, root: Path | None = None) -> list[str]:
+    """End orphaned sessions, save their work, requeue their tasks; returns what was done.
+
+    With the repository's `root`, work saved in a task clone is published into the repository.
+    """
     done: list[str] = []
     for session, owner in store.orphaned_sessions():
         if owner and owner != os.getpid() and is_alive(owner) and _same_host_owner(owner):
@@ -53,7 +57,11 @@ def recover_orphans(store: Store) -> list[str]:
         if task is not None and task.worktree and Path(task.worktree).is_dir():
             snapshot = None
             with contextlib.suppress(Exception):
-                snapshot = save_snapshot(task.worktree, task.id, restore=True)
+                snapshot = (
+                    snapshot_checkout(root, task.worktree, task.id)
+                    if root is not None
+                    else save_snapshot(task.worktree, task.id, restore=True)
+                )
             if snapshot is not None:
                 saved = f"; its uncommitted work is saved at {snapshot.ref}"
         who = f"pid {owner}" if owner else "a previous process"

@@ -39,8 +39,8 @@ from stoneforge.agents.events import AgentEvent
 from stoneforge.config import StoneforgeConfig
 from stoneforge.git.repo import run_git
 from stoneforge.git.slug import task_branch, worktree_path
-from stoneforge.git.snapshot import commit_all, save_snapshot
-from stoneforge.git.worktrees import ensure_worktree
+from stoneforge.git.task_clone import commit_leftovers, ensure_task_clone, pool_for, publish
+from stoneforge.git.task_clone import snapshot as save_snapshot
 from stoneforge.models import (
     Handoff,
     SessionRole,
@@ -157,13 +157,17 @@ class WorkerRun:
         )
         self.slot.state = "preparing worktree"
         try:
+            pool = pool_for(self.root, worktree_dir, self.target)
             wt = await to_thread.run_sync(
-                lambda: ensure_worktree(self.root, path, branch, start_point=self.target)
+                lambda: ensure_task_clone(
+                    self.root, path, branch, start_point=self.target, pool=pool
+                )
             )
         except Exception as exc:
             return self._fail_attempt(f"could not prepare worktree {path}: {exc}", retry=True)
         self.worktree = wt.path
         self.branch = branch
+        await self._publish()  # commits a previous run left in the clone, before anything reads it
         base = await to_thread.run_sync(self._merge_base)
         self.store.update_task(task.id, branch=branch, worktree=str(wt.path))
         handoff = self._latest_handoff()
@@ -272,6 +276,7 @@ class WorkerRun:
         elif isinstance(event, ToolResult) and event.tool_use_id in watch.handoff_tool_ids:
             watch.stop_now = True  # the handoff is recorded: nothing more to do in this session
         elif isinstance(event, ToolResult) and event.tool_use_id in self._commit_tool_ids:
+            await self._publish()
             self.on_commit()
         if watch.stop_now and self.live is not None:
             await self.live.stop("handoff")
@@ -356,7 +361,17 @@ class WorkerRun:
         return handoffs[-1] if handoffs else None
 
     async def _commit_leftovers(self, message: str) -> str | None:
-        return await to_thread.run_sync(lambda: commit_all(self.worktree, message))
+        commit = await to_thread.run_sync(
+            lambda: commit_leftovers(self.root, self.worktree, message)
+        )
+        await self._publish()
+        return commit
+
+    async def _publish(self) -> None:
+        """Fetch the branch from the task's clone: the repository sees only what was published."""
+        await to_thread.run_sync(
+            lambda: publish(self.root, self.worktree, self.branch, self.task.id)
+        )
 
     async def _hand_off(self, session_id: str, note: HandoffNote | None, base: str) -> Handoff:
         await self._commit_leftovers(
@@ -479,7 +494,7 @@ class WorkerRun:
         snapshot = None
         try:
             snapshot = await to_thread.run_sync(
-                lambda: save_snapshot(self.worktree, self.task.id, restore=True)
+                lambda: save_snapshot(self.root, self.worktree, self.task.id, restore=True)
             )
         except Exception as exc:  # never let a failed snapshot hide the crash itself
             log.exception("could not snapshot %s", self.worktree)
