@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from stoneforge.errors import ConfigError
 
@@ -54,6 +61,12 @@ class AgentsConfig(_Section):
     #: not), `required` refuses to run agents without it, `off` never contains them.
     sandbox: Literal["required", "auto", "off"] = "auto"
     worker: AgentRoleConfig = AgentRoleConfig()
+
+    @field_validator("sandbox", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: Any) -> Any:
+        return "off" if value is False else value  # YAML reads a bare `off` as false
+
     steward: StewardConfig = StewardConfig()
     director: AgentRoleConfig = AgentRoleConfig()
 

@@ -14,6 +14,8 @@ from typing import Any
 
 import anyio
 
+from stoneforge.agents.sandbox import SandboxStatus
+from stoneforge.agents.sandbox import report as sandbox_report
 from stoneforge.config import CONFIG_RELPATH, DEFAULT_CONFIG_YAML, StoneforgeConfig, load_config
 from stoneforge.errors import (
     InvalidInputError,
@@ -398,6 +400,10 @@ class Service:
             merge_requests_by_status={s.value: mrs.get(s.value, 0) for s in MergeStatus},
             orchestrator=self.store.lease_holder(LEASE_NAME),
         )
+
+    def sandbox_status(self) -> SandboxStatus:
+        """How agents run here (`agents.sandbox`): contained, or why not (a loud warning)."""
+        return sandbox_report(self.config.agents.sandbox)
 
     def require_task(self, task_id: str) -> Task:
         try:

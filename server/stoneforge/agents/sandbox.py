@@ -167,6 +167,19 @@ def resolve(mode: SandboxMode, bwrap: str | None = None) -> SandboxStatus:
     )
 
 
+def report(mode: SandboxMode, bwrap: str | None = None) -> SandboxStatus:
+    """`resolve` that never raises: for `sf doctor`, `sf serve` and the editor's status."""
+    try:
+        return resolve(mode, bwrap)
+    except SandboxUnavailable as exc:
+        return SandboxStatus(
+            mode=mode,
+            contained=False,
+            detail=probe(bwrap).detail,
+            warning=f"AGENTS WILL NOT START: {exc}",
+        )
+
+
 @dataclass(frozen=True)
 class SandboxPolicy:
     """What one session may touch. Everything not named here is read-only."""
