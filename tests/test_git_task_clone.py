@@ -163,3 +163,36 @@ def test_is_task_clone_rejects_worktrees_and_symlinked_git(repo: Repo, tmp_path:
     os.rename(path / ".git", path / "git-moved")
     os.symlink(path / "git-moved", path / ".git")
     assert not is_task_clone(path)
+
+
+def test_hooks_run_by_our_git_calls_never_see_credentials(
+    repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hook_env.py repro: a husky-style hooks path in the repository, a key in our env."""
+    from stoneforge.git.snapshot import commit_all
+    from stoneforge.git.worktrees import checkout_detached
+    from stoneforge.orchestrator.checks import run_check
+
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-api03-HOOKS-MUST-NOT-SEE-THIS")
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_hooks_must_not_see_this_either")
+    log = tmp_path / "hook.log"
+    hooks = repo.path / ".hooks"
+    hooks.mkdir()
+    for name in ("post-checkout", "post-commit"):
+        (hooks / name).write_text(
+            f'#!/bin/sh\necho "{name}: ${{ANTHROPIC_API_KEY:-none}} ${{GITHUB_TOKEN:-none}}"'
+            f" >> {log}\n"
+        )
+        (hooks / name).chmod(0o755)
+    repo.git("config", "core.hooksPath", ".hooks")
+    repo.commit("hooks", **{".hooks/.keep": ""})
+    log.unlink()  # that commit was the test's own
+    steward = checkout_detached(repo.path, repo.path / ".stoneforge" / "worktrees" / "_s", "main")
+    checkout_detached(repo.path, steward, "main")
+    (steward / "x.txt").write_text("x")
+    commit_all(steward, "leftovers", run_hooks=True)
+    said = log.read_text().splitlines()
+    assert said and all(line.endswith(": none none") for line in said), said
+    assert {line.split(":")[0] for line in said} == {"post-checkout", "post-commit"}
+    check = run_check("echo ${ANTHROPIC_API_KEY:-none} ${GITHUB_TOKEN:-none}", steward, 10)
+    assert check.output_tail.strip() == "none none"
