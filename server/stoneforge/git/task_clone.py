@@ -21,12 +21,14 @@ keeps a few checked out at the target tip; taking one is a rename and a checkout
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import logging
 import os
 import shutil
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
@@ -53,6 +55,7 @@ MARKER_KEY = "stoneforge.taskClone"
 #: Where a repository's clone pool lives, inside the worktree directory.
 POOL_DIRNAME = ".pool"
 DEFAULT_POOL_SIZE = 2
+RACY_GIT_S = 1.1  # git's timestamps are whole seconds on some filesystems
 
 # Passed on the command line of every git call the orchestrator makes in a task clone: command-line
 # config outranks the clone's own, so hooks, an fsmonitor or a nested repository's config written
@@ -109,6 +112,7 @@ def is_task_clone(path: Path | str) -> bool:
     return config.is_file() and "[stoneforge]" in config.read_text(errors="replace")
 
 
+@functools.lru_cache(maxsize=16)
 def _objects_dir(repo: Path) -> Path:
     return common_git_dir(repo) / "objects"
 
@@ -118,8 +122,12 @@ def _object_format(repo: Path) -> str:
     return proc.stdout.strip() or "sha1"
 
 
-def _config_text(repo: Path, clone: Path) -> str:
-    """The whole `.git/config` of a clone: written at creation and again by every `reseal`."""
+@functools.lru_cache(maxsize=16)
+def _config_text(repo: Path) -> str:
+    """The whole `.git/config` of a clone: written at creation and again by every `reseal`.
+
+    Made once per repository and process: it costs a few git calls, and dispatch is timed.
+    """
     fmt = _object_format(repo)
     lines = [
         "[core]",
@@ -130,10 +138,11 @@ def _config_text(repo: Path, clone: Path) -> str:
     if fmt != "sha1":
         lines += ["[extensions]", f"\tobjectformat = {fmt}"]
     sections: dict[str, list[str]] = {}
+    listing = run_git(["config", "--local", "--list", "-z"], repo, check=False).stdout
+    local = dict(entry.partition("\n")[::2] for entry in listing.split("\0") if entry)
     for key in _INHERITED_KEYS:
-        proc = run_git(["config", "--local", "--get", key], repo, check=False)
-        value = proc.stdout.strip()
-        if proc.returncode == 0 and value and "\n" not in value:
+        value = local.get(key, "")
+        if value and "\n" not in value:
             section, _, name = key.partition(".")
             escaped = value.replace("\\", "\\\\").replace('"', '\\"')
             sections.setdefault(section, []).append(f'\t{name} = "{escaped}"')
@@ -169,10 +178,10 @@ def reseal(repo: Path | str, clone: Path | str) -> None:
     elif hooks.exists() or hooks.is_symlink():
         hooks.unlink()
     hooks.mkdir(exist_ok=True)
-    (git_dir / "config").write_text(_config_text(repo, clone))
+    (git_dir / "config").write_text(_config_text(repo.resolve()))
     alternates = git_dir / "objects" / "info" / "alternates"
     alternates.parent.mkdir(parents=True, exist_ok=True)
-    alternates.write_text(f"{_objects_dir(repo)}\n")
+    alternates.write_text(f"{_objects_dir(repo.resolve())}\n")
 
 
 def make_clone(repo: Path | str, path: Path | str, commit: str | None = None) -> Path:
@@ -186,8 +195,8 @@ def make_clone(repo: Path | str, path: Path | str, commit: str | None = None) ->
     fmt = _object_format(repo)
     run_git(["init", "--quiet", "--template=", f"--object-format={fmt}", str(path)], repo)
     reseal(repo, path)
-    if commit is not None:
-        _clone_git(path, ["checkout", "--quiet", "--detach", commit])
+    if commit is not None:  # resolved in the repository: the new clone has no refs yet
+        _clone_git(path, ["checkout", "--quiet", "--detach", resolve_commit(repo, commit)])
     return path
 
 
@@ -244,6 +253,11 @@ class ClonePool:
                 shutil.rmtree(building, ignore_errors=True)
                 tip = resolve_commit(self.repo, self.target)
                 make_clone(self.repo, building, tip)
+                # Files written in the same second as the index are "racily clean": the first
+                # checkout at dispatch would re-read every one. Refreshed a moment later, the
+                # index vouches for them, and dispatch only stats them.
+                time.sleep(RACY_GIT_S)
+                _clone_git(building, ["update-index", "-q", "--refresh"], check=False)
                 building.rename(self.directory / f"{name}.ready")
         except Exception:  # the pool only saves time: dispatch clones directly without it
             log.warning("could not prepare a clone for the pool", exc_info=True)
@@ -291,7 +305,7 @@ def ensure_task_clone(
         reseal(repo, path)
         _set_target_ref(path, start_point, target_tip)
         return TaskCheckout(path=path, branch=branch, head=_clone_head(path) or "", created=False)
-    if find_worktree(repo, path=path) is not None and path.is_dir():
+    if path.is_dir() and find_worktree(repo, path=path) is not None:
         head = run_git(["rev-parse", "HEAD"], path).stdout.strip()
         return TaskCheckout(path=path, branch=branch, head=head, created=False, is_clone=False)
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
