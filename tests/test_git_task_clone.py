@@ -196,3 +196,12 @@ def test_hooks_run_by_our_git_calls_never_see_credentials(
     assert {line.split(":")[0] for line in said} == {"post-checkout", "post-commit"}
     check = run_check("echo ${ANTHROPIC_API_KEY:-none} ${GITHUB_TOKEN:-none}", steward, 10)
     assert check.output_tail.strip() == "none none"
+
+
+def test_sf_inside_a_task_clone_finds_the_repository(repo: Repo, tmp_path: Path) -> None:
+    from stoneforge.git.repo import find_repo_root
+
+    path = repo.path / ".stoneforge" / "worktrees" / "t-7"
+    ensure_task_clone(repo.path, path, "sf/t-7", start_point="main")
+    (path / "src").mkdir(exist_ok=True)
+    assert find_repo_root(path / "src") == repo.path.resolve()

@@ -201,9 +201,14 @@ def common_git_dir(path: Path | str) -> Path:
 def find_repo_root(path: Path | str = ".") -> Path:
     """Top level of the repository's main worktree, from anywhere inside it or any linked worktree.
 
-    `.stoneforge/` lives there, so `sf` run inside a task worktree still finds the project.
+    `.stoneforge/` lives there, so `sf` run inside a task worktree or task clone still finds the
+    project.
     """
     here = worktree_root(path)  # also rejects bare repositories and non-repositories
+    # A task clone (git/task_clone.py) names the repository it was made for.
+    owner = run_git(["config", "--local", "--get", "stoneforge.repository"], here, check=False)
+    if owner.returncode == 0 and Path(owner.stdout.strip(), ".git").exists():
+        return Path(owner.stdout.strip()).resolve()
     listing = run_git(["worktree", "list", "--porcelain", "-z"], here).stdout
     first = listing.split("\0", 1)[0]  # the main worktree is always listed first
     if first.startswith("worktree "):
