@@ -221,6 +221,14 @@ class ClonePool:
             return []
         return sorted(p for p in self.directory.iterdir() if p.name.endswith(".ready"))
 
+    def sweep(self) -> None:
+        """Remove what a process that died while filling or taking left behind."""
+        if not self.directory.is_dir():
+            return
+        for entry in self.directory.iterdir():
+            if entry.name.endswith((".building", ".taken")):
+                shutil.rmtree(entry, ignore_errors=True)
+
     def take(self) -> Path | None:
         with self._lock:
             ready = self.ready()
@@ -276,6 +284,7 @@ def pool_for(
         pool = _POOLS.get(key)
         if pool is None:
             pool = _POOLS[key] = ClonePool(key[0], key[1] / POOL_DIRNAME, target, size)
+            pool.sweep()
             pool.refill()
     pool.target = target
     return pool
