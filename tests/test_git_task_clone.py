@@ -205,3 +205,18 @@ def test_sf_inside_a_task_clone_finds_the_repository(repo: Repo, tmp_path: Path)
     ensure_task_clone(repo.path, path, "sf/t-7", start_point="main")
     (path / "src").mkdir(exist_ok=True)
     assert find_repo_root(path / "src") == repo.path.resolve()
+
+
+def test_a_refill_brings_pool_clones_to_the_new_tip(repo: Repo, tmp_path: Path) -> None:
+    pool = ClonePool(repo.path, tmp_path / "wt" / ".pool", "main", size=2)
+    pool.refill(wait=True)
+    tip = repo.commit("main moves", **{"src/app.py": "print(4)\n"})
+    pool.refill(wait=True)
+    assert [Repo(p).head() for p in pool.ready()] == [tip, tip]
+    co = ensure_task_clone(
+        repo.path, tmp_path / "wt" / "t-8", "sf/t-8", start_point="main", pool=pool
+    )
+    assert co.from_pool and co.head == tip
+    assert Repo(co.path).git("symbolic-ref", "HEAD") == "refs/heads/sf/t-8"
+    assert (co.path / "src" / "app.py").read_text() == "print(4)\n"
+    assert Repo(co.path).git("status", "--porcelain") == ""

@@ -255,6 +255,17 @@ class ClonePool:
 
     def _fill(self) -> None:
         try:
+            tip = resolve_commit(self.repo, self.target)
+            for ready in self.ready():  # keep them at the target's tip: dispatch checks out nothing
+                if _clone_head(ready) == tip:
+                    continue
+                busy = ready.with_name(ready.name.removesuffix(".ready") + ".building")
+                with self._lock:  # out of take()'s reach while it changes
+                    if not ready.is_dir():
+                        continue
+                    ready.rename(busy)
+                _clone_git(busy, ["checkout", "--quiet", "--force", "--detach", tip])
+                busy.rename(ready)
             while len(self.ready()) < self.size:
                 name = f"{os.getpid()}-{next(self._seq)}"
                 building = self.directory / f"{name}.building"
@@ -288,6 +299,15 @@ def pool_for(
             pool.refill()
     pool.target = target
     return pool
+
+
+def refresh_pool(repo: Path | str, worktree_dir: Path | str) -> None:
+    """The target moved (a landing): bring this process's pool, if any, to its new tip."""
+    key = (Path(repo).resolve(), Path(worktree_dir).resolve())
+    with _POOLS_LOCK:
+        pool = _POOLS.get(key)
+    if pool is not None:
+        pool.refill()
 
 
 def ensure_task_clone(
@@ -329,8 +349,11 @@ def ensure_task_clone(
             path.rmdir()  # an empty leftover directory
         taken.rename(path)
         reseal(repo, path)
-        # The pool clone's files are at an older tip: --force also drops anything stray.
-        _clone_git(path, ["checkout", "--quiet", "--force", "-B", branch, start])
+        if _clone_head(path) == start:  # the usual case: nothing to check out, just name it
+            _clone_git(path, ["update-ref", f"refs/heads/{branch}", start])
+            _clone_git(path, ["symbolic-ref", "HEAD", f"refs/heads/{branch}"])
+        else:  # the target moved since the pool was filled: check out what changed
+            _clone_git(path, ["checkout", "--quiet", "--force", "-B", branch, start])
     else:
         make_clone(repo, path)
         _clone_git(path, ["checkout", "--quiet", "-B", branch, start])

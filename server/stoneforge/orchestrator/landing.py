@@ -13,7 +13,7 @@ from pathlib import Path
 
 from stoneforge.config import StoneforgeConfig
 from stoneforge.git.snapshot import save_snapshot
-from stoneforge.git.task_clone import is_task_clone, remove_task_checkout
+from stoneforge.git.task_clone import is_task_clone, refresh_pool, remove_task_checkout
 from stoneforge.models import CheckRun, MergeRequest, MergeStatus, TaskStatus, utcnow
 from stoneforge.store import Store
 
@@ -43,6 +43,8 @@ def record_landed(
             task = store.get_task(mr.task_id)
             if task.worktree:
                 _remove(root, Path(task.worktree), task.id, target)
+    worktree_dir = Path(config.orchestrator.worktreeDir)
+    refresh_pool(root, worktree_dir if worktree_dir.is_absolute() else root / worktree_dir)
 
 
 def _remove(root: Path, worktree: Path, task_id: str, target: str) -> None:
