@@ -257,14 +257,13 @@ class ClonePool:
         try:
             tip = resolve_commit(self.repo, self.target)
             for ready in self.ready():  # keep them at the target's tip: dispatch checks out nothing
-                if _clone_head(ready) == tip:
-                    continue
                 busy = ready.with_name(ready.name.removesuffix(".ready") + ".building")
-                with self._lock:  # out of take()'s reach while it changes
+                with self._lock:  # out of take()'s reach while it is looked at
                     if not ready.is_dir():
-                        continue
+                        continue  # taken meanwhile
                     ready.rename(busy)
-                _clone_git(busy, ["checkout", "--quiet", "--force", "--detach", tip])
+                if _clone_head(busy) != tip:
+                    _clone_git(busy, ["checkout", "--quiet", "--force", "--detach", tip])
                 busy.rename(ready)
             while len(self.ready()) < self.size:
                 name = f"{os.getpid()}-{next(self._seq)}"

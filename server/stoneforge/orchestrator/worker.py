@@ -167,7 +167,8 @@ class WorkerRun:
             return self._fail_attempt(f"could not prepare worktree {path}: {exc}", retry=True)
         self.worktree = wt.path
         self.branch = branch
-        await self._publish()  # commits a previous run left in the clone, before anything reads it
+        if not wt.created:  # commits a previous run left in the clone, before anything reads it
+            await self._publish()
         base = await to_thread.run_sync(self._merge_base)
         self.store.update_task(task.id, branch=branch, worktree=str(wt.path))
         handoff = self._latest_handoff()
