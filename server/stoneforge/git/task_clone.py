@@ -55,7 +55,6 @@ MARKER_KEY = "stoneforge.taskClone"
 #: Where a repository's clone pool lives, inside the worktree directory.
 POOL_DIRNAME = ".pool"
 DEFAULT_POOL_SIZE = 2
-TAKE_WAIT_S = 10.0  # at most, for the pool's filler when it has nothing ready
 RACY_GIT_S = 1.1  # git's timestamps are whole seconds on some filesystems
 
 # Passed on the command line of every git call the orchestrator makes in a task clone: command-line
@@ -231,23 +230,13 @@ class ClonePool:
                 shutil.rmtree(entry, ignore_errors=True)
 
     def take(self) -> Path | None:
-        taken = self._take()
-        filler = self._filler
-        if taken is None and filler is not None and filler.is_alive():
-            # A refresh or a new clone is under way: finishing it is less work than a clone of
-            # our own made beside it.
-            filler.join(timeout=TAKE_WAIT_S)
-            taken = self._take()
-        self.refill()
-        return taken
-
-    def _take(self) -> Path | None:
         with self._lock:
             ready = self.ready()
             if not ready:
                 return None
             taken = ready[0].with_name(ready[0].name[: -len(".ready")] + ".taken")
             ready[0].rename(taken)
+        self.refill()
         return taken
 
     def refill(self, *, wait: bool = False) -> None:
