@@ -276,9 +276,17 @@ def spawn_timer(clock: Clock, cwds: dict[str, str]) -> Any:
 # -- scenarios -------------------------------------------------------------------------------------
 
 
+#: Files in the bench repository (`--files`): a task checkout is a clone of all of them.
+REPO_FILES = 0
+
+
 def make_repo(root: Path, config: str) -> Service:
     root.mkdir(parents=True)
     (root / "README.md").write_text("bench\n")
+    for i in range(REPO_FILES):
+        path = root / f"pkg{i % 50}" / f"mod{i % 7}" / f"f{i}.py"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"VALUE = {i}\n" * 20)
     (root / ".stoneforge").mkdir()
     (root / ".stoneforge" / "config.yaml").write_text(config)
 
@@ -297,7 +305,11 @@ def make_repo(root: Path, config: str) -> Service:
 SETTLE_S = 0.2
 WHAT_IF_PROBE_S = 0.01
 STUB_CONFIG = "orchestrator:\n  maxConcurrent: 64\nmerge:\n  checks: []\n"
-CLI_CONFIG = "orchestrator:\n  maxConcurrent: 64\n  maxAttempts: 1\nmerge:\n  checks: []\n"
+CLI_CONFIG = (
+    "orchestrator:\n  maxConcurrent: 64\n  maxAttempts: 1\n"
+    "agents:\n  sandbox: {sandbox}\n"
+    "merge:\n  checks: []\n"
+)
 
 
 async def wait_for(check: Callable[[], bool], interval: float = 0.005) -> None:
@@ -403,10 +415,10 @@ def stub_unblocked(root: Path, count: int) -> Clock:
     return clock
 
 
-def cli_created(root: Path, count: int) -> Clock:
+def cli_created(root: Path, count: int, sandbox: str = "auto") -> Clock:
     clock = Clock()
     cwds: dict[str, str] = {}
-    service = make_repo(root, CLI_CONFIG)
+    service = make_repo(root, CLI_CONFIG.format(sandbox=sandbox))
     with service, FakeModel() as model, spawn_timer(clock, cwds):
         orchestrator = service.orchestrator(
             max_concurrent=64, agent_env={**model.env(API_KEY), **GIT_IDENTITY}
@@ -483,7 +495,17 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=200)
     parser.add_argument("--cli-tasks", type=int, default=20)
     parser.add_argument("--what-if-tasks", type=int, default=50)
+    parser.add_argument(
+        "--files", type=int, default=0, help="files in the bench repository (e.g. 5000)"
+    )
+    parser.add_argument(
+        "--sandbox",
+        default="off,auto",
+        help="agents.sandbox values to measure the CLI part with, side by side",
+    )
     opts = parser.parse_args()
+    global REPO_FILES
+    REPO_FILES = opts.files
     with tempfile.TemporaryDirectory(prefix="sf-bench-dispatch-") as tmp:
         base = Path(tmp)
         created = stub_created(base / "created", opts.tasks)
@@ -492,12 +514,17 @@ def main() -> None:
             with fast_watcher(WHAT_IF_PROBE_S):
                 what_if = stub_created(base / "what-if", opts.what_if_tasks)
         unblocked = stub_unblocked(base / "unblocked", opts.tasks)
-        real = cli_created(base / "cli", opts.cli_tasks) if opts.cli_tasks else None
+        real = {
+            mode: cli_created(base / f"cli-{mode}", opts.cli_tasks, mode)
+            for mode in opts.sandbox.split(",")
+            if opts.cli_tasks
+        }
 
     print(
         f"a 5 s polling loop (expected, uniform phase)      "
         f"p50 {POLL_P50_S * 1000:7.1f} ms  p95 {POLL_P95_S * 1000:7.1f} ms"
     )
+    print(f"repository: {REPO_FILES + 1} files; each task gets a clone (from the pool)")
     print("(b) stub provider: ready -> provider open() (the dispatcher alone)")
     line("created by another connection", created.latencies(created.opened))
     parts(created)
@@ -510,12 +537,12 @@ def main() -> None:
         )
         line("created by another connection", what_if.latencies(what_if.opened))
         parts(what_if)
-    if real is not None:
-        print("(a) Claude Code CLI against the scripted endpoint (ready -> ...)")
-        line("provider open() called", real.latencies(real.opened))
-        parts(real)
-        line("CLI process spawned", real.latencies(real.spawned))
-        line("CLI up (SDK initialize answered)", real.latencies(real.up), goal=False)
+    for mode, clock in real.items():
+        print(f"(a) Claude Code CLI against the scripted endpoint, agents.sandbox: {mode}")
+        line("provider open() called", clock.latencies(clock.opened))
+        parts(clock)
+        line("CLI process spawned", clock.latencies(clock.spawned))
+        line("CLI up (SDK initialize answered)", clock.latencies(clock.up), goal=False)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from stoneforge.agents import (
 )
 from stoneforge.demo import FakeModel, RecordedRequest, Step
 from stoneforge.demo.recording import key_fingerprint
+from stoneforge.git.task_clone import ensure_task_clone, publish
 
 pytest_plugins = ["fake_model_fixtures"]
 pytestmark = [
@@ -92,7 +93,7 @@ def _after_both_started(model: FakeModel, step: Step) -> Callable[[RecordedReque
     return wait
 
 
-async def test_two_sessions_run_in_parallel_in_their_own_worktrees(
+async def test_two_sessions_run_in_parallel_in_their_own_clones(
     git: Git,
     fake_model: FakeModel,
     claude_provider: ClaudeCodeProvider,
@@ -104,7 +105,7 @@ async def test_two_sessions_run_in_parallel_in_their_own_worktrees(
     worktrees = []
     for name in ("t1", "t2"):
         path = tmp_path / "worktrees" / name
-        git(repo, "worktree", "add", "-q", "-b", f"sf/{name}", str(path))
+        ensure_task_clone(repo, path, f"sf/{name}", start_point="main")
         worktrees.append(path)
         fake_model.add_script(
             [
@@ -114,7 +115,7 @@ async def test_two_sessions_run_in_parallel_in_their_own_worktrees(
             ],
             cwd=path,
         )
-    specs = [agent_spec("worker", path) for path in worktrees]
+    specs = [agent_spec("worker", path, repo_root=repo) for path in worktrees]
     outcomes: list[SessionOutcome] = []
 
     async def run(spec: object) -> None:
@@ -127,6 +128,8 @@ async def test_two_sessions_run_in_parallel_in_their_own_worktrees(
     assert fake_model.max_concurrency == 2
     for name, path in zip(("t1", "t2"), worktrees, strict=True):
         assert git(path, "log", "-1", "--format=%s", f"sf/{name}") == f"work {name}"
+        publish(repo, path, f"sf/{name}")  # the repository has the branch once fetched back
+        assert git(repo, "log", "-1", "--format=%s", f"sf/{name}") == f"work {name}"
         other = "t2" if name == "t1" else "t1"
         assert not (path / f"{other}.txt").exists()
     assert git(repo, "log", "-1", "--format=%s", "main") == "initial"

@@ -14,6 +14,7 @@ from pygls.exceptions import JsonRpcException
 
 from conftest import GIT_ENV
 from lsp_helpers import lsp_session, request
+from stoneforge.agents.sandbox import probe
 
 
 async def test_task_and_plan_requests_round_trip(repo: Path) -> None:
@@ -38,6 +39,10 @@ async def test_task_and_plan_requests_round_trip(repo: Path) -> None:
         assert tree["handoffAtTokens"] == 140000
         status = await request(client, "stoneforge/status")
         assert status["tasksByStatus"]["open"] == 3 and status["serving"] is False
+        # How agents would run: the editor says it loudly when they would run uncontained.
+        sandbox = status["sandbox"]
+        assert sandbox["mode"] == "auto" and sandbox["contained"] == probe().available
+        assert (sandbox["warning"] is None) == sandbox["contained"]
         assert status["agents"] == []
         cancelled = await request(client, "stoneforge/cancelTask", {"id": loose["id"]})
         assert cancelled["status"] == "cancelled"

@@ -161,13 +161,13 @@ async def test_a_cancel_while_the_worker_completes_is_final(
     rig = StewardRig(tmp_path / "repo", checks=["true"])
     before = rig.tip()
     run = worker_for(rig, "Do a thing", "echo 'agent work' > work.txt")
-    real_commit_all = worker_module.commit_all
+    real_commit_leftovers = worker_module.commit_leftovers
 
-    def commit_all_while_cancelled(path: Path, message: str) -> str | None:
+    def commit_leftovers_while_cancelled(repo: Path, path: Path, message: str) -> str | None:
         rig.store.cancel_task(run.task.id)  # the user presses Cancel right now
-        return real_commit_all(path, message)
+        return real_commit_leftovers(repo, path, message)
 
-    monkeypatch.setattr(worker_module, "commit_all", commit_all_while_cancelled)
+    monkeypatch.setattr(worker_module, "commit_leftovers", commit_leftovers_while_cancelled)
     result = await run.run()
     assert result.status == TaskStatus.CANCELLED
     assert rig.store.get_task(run.task.id).status == TaskStatus.CANCELLED

@@ -58,7 +58,16 @@ class StewardConfig(AgentRoleConfig):
 
 
 class AgentsConfig(_Section):
+    #: Contain agent processes with bubblewrap: `auto` when it works here (loud warning when
+    #: not), `required` refuses to run agents without it, `off` never contains them.
+    sandbox: Literal["required", "auto", "off"] = "auto"
     worker: AgentRoleConfig = AgentRoleConfig()
+
+    @field_validator("sandbox", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: Any) -> Any:
+        return "off" if value is False else value  # YAML reads a bare `off` as false
+
     steward: StewardConfig = StewardConfig()
     director: AgentRoleConfig = AgentRoleConfig()
 
@@ -119,6 +128,7 @@ orchestrator:
   worktreeDir: .stoneforge/worktrees
   maxAttempts: 3
 agents:
+  sandbox: auto   # required | auto | off: contain agents with bubblewrap
   worker:   {provider: claude-code, model: claude-sonnet-4-20250514, maxSessionTokens: 200000}
   steward:  {provider: claude-code, model: claude-sonnet-4-20250514, autoMerge: true, runChecks: true}
   director: {provider: claude-code, model: claude-sonnet-4-20250514}

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stoneforge.agents.doctor import CheckResult, check_cli, check_credentials
+from stoneforge.agents.doctor import CheckResult, check_cli, check_credentials, check_sandbox
+from stoneforge.agents.sandbox import SandboxMode
 from stoneforge.config import load_config
 from stoneforge.errors import StoneforgeError
 from stoneforge.git.repo import check_git
@@ -54,4 +55,14 @@ def run_doctor(start: Path | None = None) -> list[CheckResult]:
     results.append(repo)
     results.append(check_cli(cli_path))
     results.append(check_credentials())
+    results.append(check_sandbox(_sandbox_mode(start or Path.cwd())))
     return results
+
+
+def _sandbox_mode(start: Path) -> SandboxMode:
+    from stoneforge.service import find_repo_root
+
+    try:
+        return load_config(find_repo_root(start)).agents.sandbox
+    except StoneforgeError:
+        return "auto"  # no repository or a broken config: the default applies

@@ -10,6 +10,7 @@ import sys
 import anyio
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 
 from stoneforge.live_view import render_view
 from stoneforge.redact import RedactingFilter
@@ -37,6 +38,11 @@ def serve_foreground(
 ) -> None:
     console = console or Console(highlight=False)
     _configure_logging(console)
+    sandbox = service.sandbox_status()
+    if sandbox.warning:  # said before anything runs, and on stderr, so it is not missed
+        Console(stderr=True, highlight=False, soft_wrap=True).print(
+            f"[bold red]WARNING:[/] {escape(sandbox.warning)}"
+        )
     orchestrator = service.orchestrator(
         max_concurrent=max_concurrent, until_idle=until_idle, agent_env=agent_env
     )

@@ -14,6 +14,8 @@ from typing import Any
 
 import anyio
 
+from stoneforge.agents.sandbox import SandboxStatus
+from stoneforge.agents.sandbox import report as sandbox_report
 from stoneforge.config import CONFIG_RELPATH, DEFAULT_CONFIG_YAML, StoneforgeConfig, load_config
 from stoneforge.errors import (
     InvalidInputError,
@@ -458,6 +460,10 @@ class Service:
             # A pause is the running steward's: with no orchestrator nothing waits to land.
             landing_paused=latest_pause(self.store) if holder is not None else None,
         )
+
+    def sandbox_status(self) -> SandboxStatus:
+        """How agents run here (`agents.sandbox`): contained, or why not (a loud warning)."""
+        return sandbox_report(self.config.agents.sandbox)
 
     def require_task(self, task_id: str) -> Task:
         try:

@@ -28,6 +28,7 @@ from claude_agent_sdk import (
 )
 
 from stoneforge.agents.claude_messages import MessageTranslator, classify_result
+from stoneforge.agents.doctor import resolve_cli
 from stoneforge.agents.env import session_env
 from stoneforge.agents.events import (
     AgentEvent,
@@ -41,6 +42,13 @@ from stoneforge.agents.events import (
 from stoneforge.agents.mcp_tools import SERVER_NAME
 from stoneforge.agents.process import is_alive, kill_tree
 from stoneforge.agents.provider import SessionSpec
+from stoneforge.agents.sandbox import (
+    SandboxMode,
+    SandboxPolicy,
+    SandboxStatus,
+    resolve,
+    write_wrapper,
+)
 from stoneforge.agents.secrets import Redactor, secret_values
 
 log = logging.getLogger(__name__)
@@ -59,10 +67,18 @@ def _process_of(client: ClaudeSDKClient) -> Any:
 class ClaudeCodeSession:
     """A live Claude Code process; see :class:`~stoneforge.agents.provider.AgentSession`."""
 
-    def __init__(self, spec: SessionSpec, *, cli_path: str | Path | None, partial: bool) -> None:
+    def __init__(
+        self,
+        spec: SessionSpec,
+        *,
+        cli_path: str | Path | None,
+        partial: bool,
+        contained: bool = False,
+    ) -> None:
         self.spec = spec
         self._cli_path = cli_path
         self._partial = partial
+        self._contained = contained
         # The CLI inherits our environment too (a key exported in the user's shell), so
         # every secret-looking value there is redacted as well as the spec's own.
         inherited = secret_values({**os.environ, **spec.env})
@@ -144,6 +160,9 @@ class ClaudeCodeSession:
             base_url=spec.base_url,
             extra=spec.env,
         )
+        cli_path = self._cli_path
+        if self._contained:
+            cli_path = self._sandboxed_cli(env)
         hooks = None
         if spec.bash_policy is not None:
             hooks = {"PreToolUse": [HookMatcher(matcher="Bash", hooks=[self._bash_hook])]}
@@ -152,7 +171,7 @@ class ClaudeCodeSession:
             system_prompt["append"] = spec.system_prompt
         return ClaudeAgentOptions(
             cwd=str(spec.cwd),
-            cli_path=self._cli_path,
+            cli_path=cli_path,
             model=spec.model,
             system_prompt=system_prompt,
             tools=list(spec.tools) if spec.tools is not None else None,
@@ -172,6 +191,18 @@ class ClaudeCodeSession:
             include_partial_messages=self._partial,
             stderr=self._on_stderr,
         )
+
+    def _sandboxed_cli(self, env: dict[str, str]) -> Path:
+        """The wrapper script that starts the CLI inside this session's sandbox."""
+        spec = self.spec
+        cli = resolve_cli(self._cli_path)
+        if cli is None:
+            raise FileNotFoundError("no Claude Code CLI found (the claude-agent-sdk bundles one)")
+        policy = SandboxPolicy.for_session(spec.cwd, spec.config_dir, spec.repo_root)
+        wrapper = spec.config_dir.with_name(spec.config_dir.name + ".sandbox.sh")
+        script, extra = write_wrapper(wrapper, cli, policy, spec.cwd, {**os.environ, **env})
+        env.update(extra)
+        return script
 
     async def __aenter__(self) -> ClaudeCodeSession:
         try:
@@ -347,15 +378,33 @@ class ClaudeCodeSession:
 
 
 class ClaudeCodeProvider:
-    """Runs agents with the Claude Code CLI (the SDK's bundled one unless `cli_path`)."""
+    """Runs agents with the Claude Code CLI (the SDK's bundled one unless `cli_path`).
+
+    `sandbox` is `agents.sandbox`: `auto` contains every session with bubblewrap when it works
+    here, `required` raises `SandboxUnavailable` at once when it does not, `off` never contains.
+    """
 
     name = "claude-code"
 
-    def __init__(self, cli_path: str | Path | None = None, *, partial_messages: bool = True):
+    def __init__(
+        self,
+        cli_path: str | Path | None = None,
+        *,
+        partial_messages: bool = True,
+        sandbox: SandboxMode = "auto",
+    ):
         self.cli_path = cli_path
         # Partial messages give the final per-turn usage and keep a long answer from
         # looking idle; they cost one small JSON line per streamed delta.
         self.partial_messages = partial_messages
+        self.sandbox: SandboxStatus = resolve(sandbox)
+        if self.sandbox.warning:
+            log.warning("%s", self.sandbox.warning)
 
     def open(self, spec: SessionSpec) -> ClaudeCodeSession:
-        return ClaudeCodeSession(spec, cli_path=self.cli_path, partial=self.partial_messages)
+        return ClaudeCodeSession(
+            spec,
+            cli_path=self.cli_path,
+            partial=self.partial_messages,
+            contained=self.sandbox.contained,
+        )

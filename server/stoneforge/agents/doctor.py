@@ -10,6 +10,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from stoneforge.agents.env import QUIET_ENV
+from stoneforge.agents.sandbox import INSTALL_HINT, SandboxMode, probe, report
 
 _CREDENTIAL_VARS = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
 _CLOUD_VARS = ("CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_USE_VERTEX", "CLAUDE_CODE_USE_FOUNDRY")
@@ -81,6 +82,23 @@ def check_credentials(
         ok=False,
         detail="no API key or base URL is set",
         hint="export ANTHROPIC_API_KEY=... (or ANTHROPIC_BASE_URL for a local endpoint)",
+    )
+
+
+def check_sandbox(mode: SandboxMode = "auto") -> CheckResult:
+    """Can agents be contained with bubblewrap here (`agents.sandbox`)?"""
+    status = report(mode)
+    socat = probe().socat
+    extra = "" if socat else " (socat is missing too; Claude Code's own network sandbox needs it)"
+    if status.contained:
+        return CheckResult(name="sandbox", ok=True, detail=status.detail + extra)
+    if mode == "off":
+        return CheckResult(name="sandbox", ok=True, detail=f"WARNING: {status.warning}")
+    return CheckResult(
+        name="sandbox",
+        ok=False,
+        detail=(status.warning or status.detail) + extra,
+        hint=INSTALL_HINT,
     )
 
 

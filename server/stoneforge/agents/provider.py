@@ -49,6 +49,9 @@ class SessionSpec:
     idle_timeout_s: float | None = 600.0
     tool_timeout_s: float | None = 1800.0
     setting_sources: Sequence[str] = ("project",)
+    #: The repository the session works for: kept readable, its `.stoneforge/` hidden, when the
+    #: provider contains the agent (see `agents.sandbox`).
+    repo_root: Path | None = None
 
     def resumed(self, provider_session_id: str, prompt: str) -> SessionSpec:
         """The same session continued by the provider (same config dir: the transcript

@@ -124,4 +124,5 @@ def build_spec(
         max_turns=max_turns,
         idle_timeout_s=idle_timeout_s,
         tool_timeout_s=tool_timeout_s,
+        repo_root=repo_root,
     )

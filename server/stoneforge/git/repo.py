@@ -3,6 +3,8 @@
 Every git command of the package goes through `run_git`: it pins the locale (messages are parsed),
 never prompts, and drops the repository-scoped environment variables (GIT_DIR, GIT_INDEX_FILE, ...)
 a parent process such as a git hook may have set, so a command always acts on the `cwd` it is given.
+It also drops credentials (`redact.scrub_env`): hooks that our git calls run (husky and co.) get
+the same environment as the merge checks, never an API key.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from stoneforge.git.errors import GitError, GitVersionError, NotARepository, RefNotFound
+from stoneforge.redact import scrub_env
 
 MIN_GIT_VERSION: tuple[int, int, int] = (2, 38, 0)
 DEFAULT_TARGET_BRANCH = "main"
@@ -54,7 +57,7 @@ _FALLBACK_IDENTITY = {
 
 def git_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment every git child runs with (see the module docstring)."""
-    env = {k: v for k, v in os.environ.items() if k not in _LOCAL_ENV_VARS}
+    env = {k: v for k, v in scrub_env().items() if k not in _LOCAL_ENV_VARS}
     env["LC_ALL"] = "C"  # English messages: CONFLICT lines and errors are parsed
     env["GIT_TERMINAL_PROMPT"] = "0"
     env["GIT_EDITOR"] = "true"  # never wait on an editor
@@ -198,9 +201,14 @@ def common_git_dir(path: Path | str) -> Path:
 def find_repo_root(path: Path | str = ".") -> Path:
     """Top level of the repository's main worktree, from anywhere inside it or any linked worktree.
 
-    `.stoneforge/` lives there, so `sf` run inside a task worktree still finds the project.
+    `.stoneforge/` lives there, so `sf` run inside a task worktree or task clone still finds the
+    project.
     """
     here = worktree_root(path)  # also rejects bare repositories and non-repositories
+    # A task clone (git/task_clone.py) names the repository it was made for.
+    owner = run_git(["config", "--local", "--get", "stoneforge.repository"], here, check=False)
+    if owner.returncode == 0 and Path(owner.stdout.strip(), ".git").exists():
+        return Path(owner.stdout.strip()).resolve()
     listing = run_git(["worktree", "list", "--porcelain", "-z"], here).stdout
     first = listing.split("\0", 1)[0]  # the main worktree is always listed first
     if first.startswith("worktree "):

@@ -14,6 +14,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -87,38 +88,40 @@ def save_snapshot(
     *,
     restore: bool = True,
     message: str | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> Snapshot | None:
     """Save every uncommitted change of `worktree` under a new recovery ref; None when clean.
 
     With `restore` (default) the worktree is then reset to HEAD: `reset --hard` and `clean -fd`
-    (ignored files are neither saved nor removed). The stash list is never touched.
+    (ignored files are neither saved nor removed). The stash list is never touched. `env` is
+    added to every git call's environment (task clones pass hardened config).
     """
     tid = check_task_id(task_id)
     root = worktree_root(worktree)
-    head = _rev(root, "HEAD")
+    head = _rev(root, "HEAD", env)
     if head is None:
         raise GitLayerError(f"cannot snapshot {root}: its branch has no commit yet")
-    tree = _worktree_tree(root)
-    if tree == _rev(root, "HEAD^{tree}"):
+    tree = _worktree_tree(root, env)
+    if tree == _rev(root, "HEAD^{tree}", env):
         return None
-    files = _changed_files(root, head, tree)
+    files = _changed_files(root, head, tree, env)
     body = message or f"stoneforge recovery snapshot of task {tid}"
     listing = "\n".join(f"{f.status}: {f.path}" for f in files[:200])
     commit = run_git(
         ["commit-tree", tree, "-p", head, "-F", "-"],
         root,
         input=f"{body}\n\n{listing}\n",
-        env=identity_env(root),
+        env={**identity_env(root), **(env or {})},
     ).stdout.strip()
-    ref, number = _create_next_ref(root, tid, commit)
+    ref, number = _create_next_ref(root, tid, commit, env)
     # Only reset once the ref provably holds the commit and its tree: nothing is lost if we die.
-    if _rev(root, ref) != commit or _rev(root, f"{ref}^{{tree}}") != tree:
+    if _rev(root, ref, env) != commit or _rev(root, f"{ref}^{{tree}}", env) != tree:
         raise GitLayerError(
             f"snapshot ref {ref} did not verify; the worktree {root} was left as is"
         )
     if restore:
-        run_git(["reset", "--hard", "--quiet", "HEAD"], root)
-        run_git(["clean", "-f", "-d", "--quiet"], root)
+        run_git(["reset", "--hard", "--quiet", "HEAD"], root, env=env)
+        run_git(["clean", "-f", "-d", "--quiet"], root, env=env)
     return Snapshot(
         ref=ref,
         commit=commit,
@@ -130,14 +133,14 @@ def save_snapshot(
     )
 
 
-def _rev(root: Path, rev: str) -> str | None:
-    proc = run_git(["rev-parse", "--verify", "--quiet", rev], root, check=False)
+def _rev(root: Path, rev: str, env: Mapping[str, str] | None = None) -> str | None:
+    proc = run_git(["rev-parse", "--verify", "--quiet", rev], root, check=False, env=env)
     if proc.returncode != 0:
         return None
     return proc.stdout.strip() or None
 
 
-def _worktree_tree(root: Path) -> str:
+def _worktree_tree(root: Path, extra_env: Mapping[str, str] | None = None) -> str:
     """Tree of the worktree's files as `git add -A` sees them, via a throwaway index."""
     real_index = git_path(root, "index")
     tmpdir = tempfile.mkdtemp(prefix="sf-snapshot-", dir=real_index.parent)
@@ -146,7 +149,7 @@ def _worktree_tree(root: Path) -> str:
         if real_index.exists():
             # Starting from the real index keeps its stat cache: only changed files get hashed.
             shutil.copyfile(real_index, tmp_index)
-        env = {"GIT_INDEX_FILE": tmp_index}
+        env = {**(extra_env or {}), "GIT_INDEX_FILE": tmp_index}
         if not real_index.exists():
             run_git(["read-tree", "HEAD"], root, env=env)
         run_git(["add", "--all", "--", ":/"], root, env=env)
@@ -155,9 +158,11 @@ def _worktree_tree(root: Path) -> str:
         shutil.rmtree(tmpdir, ignore_errors=True)
 
 
-def _changed_files(root: Path, head: str, tree: str) -> list[SavedFile]:
+def _changed_files(
+    root: Path, head: str, tree: str, env: Mapping[str, str] | None = None
+) -> list[SavedFile]:
     out = run_git(
-        ["diff-tree", "-r", "--no-renames", "--name-status", "-z", head, tree], root
+        ["diff-tree", "-r", "--no-renames", "--name-status", "-z", head, tree], root, env=env
     ).stdout
     fields = [f for f in out.split("\0") if f]
     files: list[SavedFile] = []
@@ -166,7 +171,9 @@ def _changed_files(root: Path, head: str, tree: str) -> list[SavedFile]:
     return files
 
 
-def _create_next_ref(root: Path, tid: str, commit: str) -> tuple[str, int]:
+def _create_next_ref(
+    root: Path, tid: str, commit: str, env: Mapping[str, str] | None = None
+) -> tuple[str, int]:
     for _ in range(10):
         existing = [s.number for s in list_snapshots(root, tid)]
         number = max(existing, default=0) + 1
@@ -176,6 +183,7 @@ def _create_next_ref(root: Path, tid: str, commit: str) -> tuple[str, int]:
             ["update-ref", "-m", f"stoneforge: snapshot task {tid}", ref, commit, ""],
             root,
             check=False,
+            env=env,
         )
         if proc.returncode == 0:
             return ref, number
@@ -206,15 +214,21 @@ def apply_snapshot(worktree: Path | str, ref: str) -> list[str]:
     return paths
 
 
-def commit_all(worktree: Path | str, message: str, *, run_hooks: bool = False) -> str | None:
+def commit_all(
+    worktree: Path | str,
+    message: str,
+    *,
+    run_hooks: bool = False,
+    env: Mapping[str, str] | None = None,
+) -> str | None:
     """Commit everything uncommitted in `worktree` (untracked included); None when clean.
 
     Used for work an agent left uncommitted. Hooks are skipped by default: a failing hook must not
     drop the work, and the merge queue's checks judge it anyway.
     """
     root = worktree_root(worktree)
-    run_git(["add", "--all", "--", ":/"], root)
-    staged = run_git(["diff", "--cached", "--quiet"], root, check=False)
+    run_git(["add", "--all", "--", ":/"], root, env=env)
+    staged = run_git(["diff", "--cached", "--quiet"], root, check=False, env=env)
     if staged.returncode == 0:
         return None
     args = ["commit", "--quiet", "--no-edit", "-F", "-"]
@@ -224,9 +238,9 @@ def commit_all(worktree: Path | str, message: str, *, run_hooks: bool = False) -
         args,
         root,
         input=message if message.endswith("\n") else message + "\n",
-        env=identity_env(root),
+        env={**identity_env(root), **(env or {})},
     )
-    return run_git(["rev-parse", "HEAD"], root).stdout.strip()
+    return run_git(["rev-parse", "HEAD"], root, env=env).stdout.strip()
 
 
 def save_head(worktree: Path | str, task_id: str | int) -> SnapshotRef:

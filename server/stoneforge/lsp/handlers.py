@@ -116,6 +116,8 @@ def status(ctx: Context, params: p.NoParams) -> dict[str, Any]:
     )
     summary["agents"] = ctx.service.running_agents()
     summary["handoffAtTokens"] = ctx.service.config.orchestrator.handoffAtTokens
+    # The editor shows `sandbox.warning` loudly when agents run uncontained.
+    summary["sandbox"] = ctx.service.sandbox_status().model_dump()
     return summary
 
 

@@ -21,7 +21,7 @@ from typing import BinaryIO
 import anyio
 
 from stoneforge.models import CheckRun
-from stoneforge.redact import SECRET_ENV_VARS, redact
+from stoneforge.redact import redact, scrub_env
 
 OUTPUT_TAIL_CHARS = 4000
 #: Every process of a check inherits this variable (value: the steward's id), so leftovers of a
@@ -33,8 +33,8 @@ OnStart = Callable[[str, int], None]
 
 
 def check_env(marker: str | None = None) -> dict[str, str]:
-    """The environment checks run in: ours, without API keys (tests never need them)."""
-    env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV_VARS}
+    """The environment checks run in: ours, without credentials (tests never need them)."""
+    env = scrub_env()
     env.pop("ANTHROPIC_BASE_URL", None)
     if marker is not None:
         env[CHECK_MARKER_ENV] = marker

@@ -73,7 +73,9 @@ class Orchestrator:
         self.root = root
         self.config = config
         self.store = store
-        self.provider = provider or ClaudeCodeProvider(cli_path=config.agents.worker.cliPath)
+        self.provider = provider or ClaudeCodeProvider(
+            cli_path=config.agents.worker.cliPath, sandbox=config.agents.sandbox
+        )
         self.max_concurrent = max_concurrent or config.orchestrator.maxConcurrent
         self.until_idle = until_idle
         self.agent_env = dict(agent_env or {})

@@ -380,7 +380,9 @@ class Director:
         self.store = store
         self.target = target
         self.settings = config.agents.director
-        self.provider = provider or ClaudeCodeProvider(cli_path=self.settings.cliPath)
+        self.provider = provider or ClaudeCodeProvider(
+            cli_path=self.settings.cliPath, sandbox=config.agents.sandbox
+        )
         self.agent_env = dict(agent_env or {})
 
     # -- planning ------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from stoneforge.config import StoneforgeConfig
 from stoneforge.git.remote import delete_remote_branch
 from stoneforge.git.snapshot import save_snapshot
 from stoneforge.git.target import TargetBranch
-from stoneforge.git.worktrees import remove_worktree
+from stoneforge.git.task_clone import is_task_clone, refresh_pool, remove_task_checkout
 from stoneforge.lifecycle import MrEvent, TaskEvent
 from stoneforge.models import CheckRun, MergeRequest, utcnow
 from stoneforge.store import Fence, Store
@@ -78,6 +78,9 @@ def remove_merged_worktrees(
 
     With ``pushBranches``, the branch goes from the remote too.
     """
+    worktree_dir = Path(config.orchestrator.worktreeDir)
+    # Pool clones are kept at the target's tip: after a landing they are brought up to it.
+    refresh_pool(root, worktree_dir if worktree_dir.is_absolute() else root / worktree_dir)
     if not config.merge.deleteMergedBranches:
         return
     for mr in mrs:
@@ -93,11 +96,9 @@ def _remove(root: Path, worktree: Path, task_id: str, target: str) -> None:
     # The branch is merged, so nothing committed is lost; anything uncommitted is kept in a
     # recovery ref before the directory goes.
     with contextlib.suppress(Exception):
-        if worktree.is_dir():
+        if worktree.is_dir() and not is_task_clone(worktree):
             save_snapshot(worktree, task_id, restore=False)
     try:
-        remove_worktree(
-            root, worktree, target=target, branch_policy="if-merged", discard_changes=True
-        )
+        remove_task_checkout(root, worktree, task_id, target=target)  # snapshots a clone itself
     except Exception:
         log.exception("could not remove worktree %s", worktree)

@@ -20,7 +20,7 @@ from pathlib import Path
 from stoneforge.agents import is_alive, kill_tree
 from stoneforge.agents.env import default_config_dir
 from stoneforge.errors import InvalidTransitionError
-from stoneforge.git.snapshot import save_snapshot
+from stoneforge.git.task_clone import snapshot as snapshot_checkout
 from stoneforge.lifecycle import TaskEvent
 from stoneforge.models import SessionStatus, TaskStatus, utcnow
 from stoneforge.store import Fence, Store
@@ -88,7 +88,8 @@ def recover_orphans(store: Store, fence: Fence | None = None) -> list[str]:
         if task is not None and task.worktree and Path(task.worktree).is_dir():
             snapshot = None
             with contextlib.suppress(Exception):
-                snapshot = save_snapshot(task.worktree, task.id, restore=True)
+                # Work in a task clone is published into the repository as a recovery ref.
+                snapshot = snapshot_checkout(root, task.worktree, task.id)
             if snapshot is not None:
                 saved = f"; its uncommitted work is saved at {snapshot.ref}"
         who = f"pid {owner}" if owner else "a previous process"

@@ -43,10 +43,11 @@ from stoneforge.config import StoneforgeConfig
 from stoneforge.errors import InvalidTransitionError
 from stoneforge.git.errors import GitLayerError
 from stoneforge.git.remote import push_branch
-from stoneforge.git.repo import run_git
+from stoneforge.git.repo import full_branch_ref, run_git
 from stoneforge.git.slug import task_branch, worktree_path
-from stoneforge.git.snapshot import checked_out_branch, commit_all, save_head, save_snapshot
-from stoneforge.git.worktrees import ensure_worktree
+from stoneforge.git.snapshot import checked_out_branch, save_head
+from stoneforge.git.task_clone import commit_leftovers, ensure_task_clone, pool_for, publish
+from stoneforge.git.task_clone import snapshot as save_snapshot
 from stoneforge.lifecycle import TaskEvent
 from stoneforge.models import (
     Handoff,
@@ -197,13 +198,18 @@ class WorkerRun:
         )
         self.slot.state = "preparing worktree"
         try:
+            pool = pool_for(self.root, worktree_dir, self.target)
             wt = await to_thread.run_sync(
-                lambda: ensure_worktree(self.root, path, branch, start_point=self.target)
+                lambda: ensure_task_clone(
+                    self.root, path, branch, start_point=self.target, pool=pool
+                )
             )
         except Exception as exc:
             return self._fail_attempt(f"could not prepare worktree {path}: {exc}", retry=True)
         self.worktree = wt.path
         self.branch = branch
+        if not wt.created:  # commits a previous run left in the clone, before anything reads it
+            await self._publish()
         base = await to_thread.run_sync(self._merge_base)
         self.store.update_task(task.id, branch=branch, worktree=str(wt.path))
         handoff = self._latest_handoff()
@@ -324,6 +330,7 @@ class WorkerRun:
         elif isinstance(event, ToolResult) and event.tool_use_id in watch.handoff_tool_ids:
             watch.stop_now = True  # the handoff is recorded: nothing more to do in this session
         elif isinstance(event, ToolResult) and event.tool_use_id in self._commit_tool_ids:
+            await self._publish()
             self.on_commit()
         if watch.stop_now and self.live is not None:
             await self.live.stop("handoff")
@@ -408,13 +415,20 @@ class WorkerRun:
         return handoffs[-1] if handoffs else None
 
     async def _commit_leftovers(self, message: str) -> str | None:
-        commit = await to_thread.run_sync(lambda: commit_all(self.worktree, message))
+        commit = await to_thread.run_sync(
+            lambda: commit_leftovers(self.root, self.worktree, message)
+        )
         await self._publish()
         return commit
 
     async def _publish(self) -> None:
-        """With `merge.pushBranches`, put the task branch on the remote (people can look at it,
-        and the work survives the loss of this machine). A failed push is noted, not fatal."""
+        """Fetch the branch (and recovery refs) from the task's clone: the repository sees only
+        what was published. With `merge.pushBranches` the branch then goes to the remote too
+        (people can look at it, and the work survives the loss of this machine); a failed push
+        is noted, not fatal."""
+        await to_thread.run_sync(
+            lambda: publish(self.root, self.worktree, self.branch, self.task.id)
+        )
         remote = self.config.merge.remote
         if not (remote and self.config.merge.pushBranches):
             return
@@ -488,6 +502,7 @@ class WorkerRun:
         )
         wrong_branch = await to_thread.run_sync(self._restore_task_branch)
         if wrong_branch is not None:
+            await self._publish()  # the recovery ref that keeps those commits
             self._end_session(session_id, SessionStatus.FAILED, wrong_branch)
             return self._fail_attempt(wrong_branch, retry=True)
         count, head = await to_thread.run_sync(self._branch_progress)
@@ -541,8 +556,9 @@ class WorkerRun:
 
     def _branch_progress(self) -> tuple[int, str]:
         """Commits on the task branch that the target lacks, and the branch tip."""
-        head = run_git(["rev-parse", self.branch], self.worktree).stdout.strip()
-        ahead = run_git(["rev-list", "--count", f"{self.target}..{head}"], self.worktree)
+        # Asked of the repository, which holds the published branch and the current target.
+        head = run_git(["rev-parse", full_branch_ref(self.branch)], self.root).stdout.strip()
+        ahead = run_git(["rev-list", "--count", f"{self.target}..{head}"], self.root)
         return int(ahead.stdout.strip()), head
 
     def _change_summary(self, base: str, summary: str) -> str:
@@ -585,7 +601,7 @@ class WorkerRun:
         snapshot = None
         try:
             snapshot = await to_thread.run_sync(
-                lambda: save_snapshot(self.worktree, self.task.id, restore=True)
+                lambda: save_snapshot(self.root, self.worktree, self.task.id, restore=True)
             )
         except Exception as exc:  # never let a failed snapshot hide the crash itself
             log.exception("could not snapshot %s", self.worktree)

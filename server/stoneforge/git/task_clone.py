@@ -1,0 +1,463 @@
+"""One clone per task that shares the repository's objects; its branch is fetched back from it.
+
+A linked worktree writes into the repository's own `.git` (objects, refs, the index of every
+worktree), so an agent that can commit in one can also move the target branch. A task clone has a
+`.git` of its own whose `objects/info/alternates` names the repository's object directory (what
+`git clone --shared` does): it reads every object of the repository without copying any, and a
+commit there writes only into the clone. The orchestrator then fetches the task branch and the
+task's recovery refs back into the repository (`publish`), which is the only way they get there.
+
+The clone is made by hand (`git init` + alternates + two refs) rather than by `git clone`: no
+`origin` remote to push to, no copies of other tasks' branches, and a config we wrote ourselves.
+An agent may still change files under its clone's `.git`; before the orchestrator runs git there
+(committing leftovers, a snapshot), `reseal` puts our config back and removes what could send git
+elsewhere, and our commands carry `HARDENED_CONFIG`, so nothing the agent wrote runs outside its
+sandbox.
+
+Clones are slow to check out on a large repository (~0.5 s for 5,000 files), so a `ClonePool`
+keeps a few checked out at the target tip; taking one is a rename and a checkout of what changed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import itertools
+import logging
+import os
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+from stoneforge.git.errors import GitError, WorktreeError
+from stoneforge.git.repo import (
+    branch_exists,
+    common_git_dir,
+    full_branch_ref,
+    ref_value,
+    resolve_commit,
+    run_git,
+    short_branch,
+)
+from stoneforge.git.slug import check_task_id
+from stoneforge.git.snapshot import RECOVERY_PREFIX, Snapshot, commit_all, save_snapshot
+from stoneforge.git.worktrees import delete_branch, find_worktree, remove_worktree
+
+log = logging.getLogger("stoneforge.git.task_clone")
+
+#: Marks a clone as ours in its config (`stoneforge.taskClone = true`).
+MARKER_KEY = "stoneforge.taskClone"
+#: Where a repository's clone pool lives, inside the worktree directory.
+POOL_DIRNAME = ".pool"
+DEFAULT_POOL_SIZE = 2
+RACY_GIT_S = 1.1  # git's timestamps are whole seconds on some filesystems
+
+# Passed on the command line of every git call the orchestrator makes in a task clone: command-line
+# config outranks the clone's own, so hooks, an fsmonitor or a nested repository's config written
+# by the agent never run outside its sandbox.
+HARDENED_CONFIG: dict[str, str] = {
+    "core.hooksPath": os.devnull,
+    "core.fsmonitor": "false",
+    "diff.ignoreSubmodules": "all",
+    "submodule.recurse": "false",
+    "status.submoduleSummary": "false",
+}
+# Copied from the repository's own config into each clone, so commits there look the same.
+_INHERITED_KEYS = ("user.name", "user.email", "core.autocrlf", "core.eol", "core.filemode")
+
+
+def hardened_env() -> dict[str, str]:
+    """`GIT_CONFIG_COUNT`/`KEY_n`/`VALUE_n` for `HARDENED_CONFIG` (as `git -c` would pass it)."""
+    env = {"GIT_CONFIG_COUNT": str(len(HARDENED_CONFIG))}
+    for i, (key, value) in enumerate(HARDENED_CONFIG.items()):
+        env[f"GIT_CONFIG_KEY_{i}"] = key
+        env[f"GIT_CONFIG_VALUE_{i}"] = value
+    return env
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
+
+
+class TaskCheckout(_Model):
+    """A task's checkout as `ensure_task_clone` left it."""
+
+    path: Path
+    branch: str
+    head: str
+    created: bool  # False when it was already there (a later attempt of the task)
+    from_pool: bool = False  # a prepared clone was taken from the pool
+    is_clone: bool = True  # False: a linked worktree made before task clones existed
+
+
+class Published(_Model):
+    """What `publish` brought back into the repository."""
+
+    branch: str
+    head: str | None  # the branch tip in the repository afterwards
+    refs: list[str]  # every ref that was updated
+
+
+def is_task_clone(path: Path | str) -> bool:
+    """True for a directory holding a clone made by this module (a real `.git` directory)."""
+    git_dir = Path(path) / ".git"
+    if git_dir.is_symlink() or not git_dir.is_dir():
+        return False
+    config = git_dir / "config"
+    return config.is_file() and "[stoneforge]" in config.read_text(errors="replace")
+
+
+@functools.lru_cache(maxsize=16)
+def _objects_dir(repo: Path) -> Path:
+    return common_git_dir(repo) / "objects"
+
+
+def _object_format(repo: Path) -> str:
+    proc = run_git(["rev-parse", "--show-object-format"], repo, check=False)
+    return proc.stdout.strip() or "sha1"
+
+
+@functools.lru_cache(maxsize=16)
+def _config_text(repo: Path) -> str:
+    """The whole `.git/config` of a clone: written at creation and again by every `reseal`.
+
+    Made once per repository and process: it costs a few git calls, and dispatch is timed.
+    """
+    fmt = _object_format(repo)
+    lines = [
+        "[core]",
+        f"\trepositoryformatversion = {0 if fmt == 'sha1' else 1}",
+        "\tbare = false",
+        "\tlogallrefupdates = true",
+    ]
+    if fmt != "sha1":
+        lines += ["[extensions]", f"\tobjectformat = {fmt}"]
+    sections: dict[str, list[str]] = {}
+    listing = run_git(["config", "--local", "--list", "-z"], repo, check=False).stdout
+    local = dict(entry.partition("\n")[::2] for entry in listing.split("\0") if entry)
+    for key in _INHERITED_KEYS:
+        value = local.get(key, "")
+        if value and "\n" not in value:
+            section, _, name = key.partition(".")
+            escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+            sections.setdefault(section, []).append(f'\t{name} = "{escaped}"')
+    for section, entries in sections.items():
+        lines += [f"[{section}]", *entries]
+    lines += ["[stoneforge]", "\ttaskClone = true", f'\trepository = "{repo}"', ""]
+    return "\n".join(lines)
+
+
+def _clone_git(
+    clone: Path, args: list[str], *, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    return run_git(args, clone, env=hardened_env(), check=check)
+
+
+def reseal(repo: Path | str, clone: Path | str) -> None:
+    """Undo what an agent could have changed in its clone's `.git` to steer our own git calls.
+
+    Our config is written back, hooks are dropped, and a `commondir`/`gitdir` file (which would
+    send git to another directory's config) is removed. Refuses a `.git` that is no longer a real
+    directory.
+    """
+    repo, clone = Path(repo), Path(clone)
+    git_dir = clone / ".git"
+    if git_dir.is_symlink() or not git_dir.is_dir():
+        raise WorktreeError(f"{clone}: .git is no longer the clone's own directory; not using it")
+    for name in ("commondir", "gitdir", "config.worktree"):
+        with contextlib.suppress(FileNotFoundError):
+            (git_dir / name).unlink()
+    hooks = git_dir / "hooks"
+    if hooks.is_dir() and not hooks.is_symlink():
+        shutil.rmtree(hooks, ignore_errors=True)
+    elif hooks.exists() or hooks.is_symlink():
+        hooks.unlink()
+    hooks.mkdir(exist_ok=True)
+    (git_dir / "config").write_text(_config_text(repo.resolve()))
+    alternates = git_dir / "objects" / "info" / "alternates"
+    alternates.parent.mkdir(parents=True, exist_ok=True)
+    alternates.write_text(f"{_objects_dir(repo.resolve())}\n")
+
+
+def make_clone(repo: Path | str, path: Path | str, commit: str | None = None) -> Path:
+    """A new clone at `path` sharing `repo`'s objects, checked out (detached) at `commit`."""
+    repo, path = Path(repo), Path(path)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise WorktreeError(
+            f"cannot create a task clone at {path}: the path exists and is not empty"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fmt = _object_format(repo)
+    run_git(["init", "--quiet", "--template=", f"--object-format={fmt}", str(path)], repo)
+    reseal(repo, path)
+    if commit is not None:  # resolved in the repository: the new clone has no refs yet
+        _clone_git(path, ["checkout", "--quiet", "--detach", resolve_commit(repo, commit)])
+    return path
+
+
+class ClonePool:
+    """A few clones checked out at the target's tip, ready to become task checkouts.
+
+    `take` hands one over (or None when empty) and refills in a background thread; clones are
+    prepared off the dispatch path, so a dispatch pays a rename and a checkout of what changed.
+    """
+
+    def __init__(self, repo: Path | str, directory: Path | str, target: str, size: int) -> None:
+        self.repo = Path(repo)
+        self.directory = Path(directory)
+        self.target = target
+        self.size = size
+        self._lock = threading.Lock()
+        self._filler: threading.Thread | None = None
+        self._seq = itertools.count()
+
+    def ready(self) -> list[Path]:
+        if not self.directory.is_dir():
+            return []
+        return sorted(p for p in self.directory.iterdir() if p.name.endswith(".ready"))
+
+    def sweep(self) -> None:
+        """Remove what a process that died while filling or taking left behind."""
+        if not self.directory.is_dir():
+            return
+        for entry in self.directory.iterdir():
+            if entry.name.endswith((".building", ".taken")):
+                shutil.rmtree(entry, ignore_errors=True)
+
+    def take(self) -> Path | None:
+        with self._lock:
+            ready = self.ready()
+            if not ready:
+                return None
+            taken = ready[0].with_name(ready[0].name[: -len(".ready")] + ".taken")
+            ready[0].rename(taken)
+        self.refill()
+        return taken
+
+    def refill(self, *, wait: bool = False) -> None:
+        """Bring the pool back to `size` in a background thread; `wait` for it to finish."""
+        with self._lock:
+            if self.size <= 0:
+                return
+            if self._filler is None or not self._filler.is_alive():
+                self._filler = threading.Thread(
+                    target=self._fill, name="stoneforge-clone-pool", daemon=True
+                )
+                self._filler.start()
+            filler = self._filler
+        if wait:
+            filler.join()
+
+    def _fill(self) -> None:
+        try:
+            tip = resolve_commit(self.repo, self.target)
+            for ready in self.ready():  # keep them at the target's tip: dispatch checks out nothing
+                busy = ready.with_name(ready.name.removesuffix(".ready") + ".building")
+                with self._lock:  # out of take()'s reach while it is looked at
+                    if not ready.is_dir():
+                        continue  # taken meanwhile
+                    ready.rename(busy)
+                if _clone_head(busy) != tip:
+                    _clone_git(busy, ["checkout", "--quiet", "--force", "--detach", tip])
+                busy.rename(ready)
+            while len(self.ready()) < self.size:
+                name = f"{os.getpid()}-{next(self._seq)}"
+                building = self.directory / f"{name}.building"
+                shutil.rmtree(building, ignore_errors=True)
+                tip = resolve_commit(self.repo, self.target)
+                make_clone(self.repo, building, tip)
+                # Files written in the same second as the index are "racily clean": the first
+                # checkout at dispatch would re-read every one. Refreshed a moment later, the
+                # index vouches for them, and dispatch only stats them.
+                time.sleep(RACY_GIT_S)
+                _clone_git(building, ["update-index", "-q", "--refresh"], check=False)
+                building.rename(self.directory / f"{name}.ready")
+        except Exception:  # the pool only saves time: dispatch clones directly without it
+            log.warning("could not prepare a clone for the pool", exc_info=True)
+
+
+_POOLS: dict[tuple[Path, Path], ClonePool] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def pool_for(
+    repo: Path | str, worktree_dir: Path | str, target: str, size: int = DEFAULT_POOL_SIZE
+) -> ClonePool:
+    """The process-wide pool of `repo` under `worktree_dir` (made, and filling, on first use)."""
+    key = (Path(repo).resolve(), Path(worktree_dir).resolve())
+    with _POOLS_LOCK:
+        pool = _POOLS.get(key)
+        if pool is None:
+            pool = _POOLS[key] = ClonePool(key[0], key[1] / POOL_DIRNAME, target, size)
+            pool.sweep()
+            pool.refill()
+    pool.target = target
+    return pool
+
+
+def refresh_pool(repo: Path | str, worktree_dir: Path | str) -> None:
+    """The target moved (a landing): bring this process's pool, if any, to its new tip."""
+    key = (Path(repo).resolve(), Path(worktree_dir).resolve())
+    with _POOLS_LOCK:
+        pool = _POOLS.get(key)
+    if pool is not None:
+        pool.refill()
+
+
+def ensure_task_clone(
+    repo: Path | str,
+    path: Path | str,
+    branch: str,
+    *,
+    start_point: str,
+    pool: ClonePool | None = None,
+) -> TaskCheckout:
+    """Make sure `path` is a task clone with `branch` checked out; create what is missing.
+
+    The branch starts where the repository's `branch` is (a later attempt continues its commits),
+    else at `start_point`'s current commit. The clone also gets `refs/heads/<start_point>` at the
+    target's tip, so the agent can diff against it. A linked worktree left at `path` by an older
+    version is kept as it is (`is_clone=False`).
+    """
+    repo, path = Path(repo), Path(path).absolute()
+    branch = short_branch(branch)
+    target_tip = resolve_commit(repo, start_point)
+    existing = ref_value(repo, full_branch_ref(branch))
+    if is_task_clone(path):
+        # The clone is where the branch's work lives; the repository only has what was published.
+        reseal(repo, path)
+        _set_target_ref(path, start_point, target_tip)
+        return TaskCheckout(path=path, branch=branch, head=_clone_head(path) or "", created=False)
+    if path.is_dir() and find_worktree(repo, path=path) is not None:
+        head = run_git(["rev-parse", "HEAD"], path).stdout.strip()
+        return TaskCheckout(path=path, branch=branch, head=head, created=False, is_clone=False)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise WorktreeError(
+            f"cannot create a task clone at {path}: the path exists and is not empty"
+        )
+    start = existing or target_tip
+    taken = pool.take() if pool is not None else None
+    if taken is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):
+            path.rmdir()  # an empty leftover directory
+        taken.rename(path)
+        reseal(repo, path)
+        if _clone_head(path) == start:  # the usual case: nothing to check out, just name it
+            _clone_git(path, ["update-ref", f"refs/heads/{branch}", start])
+            _clone_git(path, ["symbolic-ref", "HEAD", f"refs/heads/{branch}"])
+        else:  # the target moved since the pool was filled: check out what changed
+            _clone_git(path, ["checkout", "--quiet", "--force", "-B", branch, start])
+    else:
+        make_clone(repo, path)
+        _clone_git(path, ["checkout", "--quiet", "-B", branch, start])
+    _set_target_ref(path, start_point, target_tip)
+    return TaskCheckout(
+        path=path, branch=branch, head=start, created=True, from_pool=taken is not None
+    )
+
+
+def _clone_head(clone: Path) -> str | None:
+    proc = _clone_git(clone, ["rev-parse", "--verify", "--quiet", "HEAD"], check=False)
+    return proc.stdout.strip() or None
+
+
+def _set_target_ref(clone: Path, target: str, tip: str) -> None:
+    name = short_branch(target)
+    if name.startswith("refs/"):
+        return
+    _clone_git(clone, ["update-ref", f"refs/heads/{name}", tip])
+
+
+def publish(
+    repo: Path | str, clone: Path | str, branch: str, task_id: str | int | None = None
+) -> Published:
+    """Fetch the task branch (and the task's recovery refs) from its clone into the repository.
+
+    The clone's branch is the truth for a task branch: it is taken as is, rewritten history
+    included; no other ref of the clone is ever read. A linked worktree has nothing to publish.
+    """
+    repo, clone = Path(repo), Path(clone)
+    branch = short_branch(branch)
+    if not is_task_clone(clone):
+        return Published(branch=branch, head=ref_value(repo, full_branch_ref(branch)), refs=[])
+    ref = full_branch_ref(branch)
+    specs = [f"+{ref}:{ref}"]
+    if task_id is not None:
+        prefix = f"{RECOVERY_PREFIX}/{check_task_id(task_id)}"
+        specs.append(f"+{prefix}/*:{prefix}/*")
+    before = _refs(repo, [ref, *specs[1:]])
+    if ref_value(clone, ref) is None:
+        return Published(branch=branch, head=ref_value(repo, ref), refs=[])
+    run_git(
+        ["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--", str(clone), *specs],
+        repo,
+        env=hardened_env(),
+    )
+    after = _refs(repo, [ref, *specs[1:]])
+    changed = sorted(name for name, oid in after.items() if before.get(name) != oid)
+    return Published(branch=branch, head=after.get(ref), refs=changed)
+
+
+def _refs(repo: Path, patterns: list[str]) -> dict[str, str]:
+    bases = [p.split(":", 1)[0].lstrip("+").removesuffix("/*") for p in patterns]
+    out = run_git(["for-each-ref", "--format=%(objectname) %(refname)", *bases], repo).stdout
+    found = {}
+    for line in out.splitlines():
+        oid, _, name = line.partition(" ")
+        found[name] = oid
+    return found
+
+
+def commit_leftovers(repo: Path | str, clone: Path | str, message: str) -> str | None:
+    """`commit_all` in a task checkout, after `reseal` and with hardened config."""
+    if is_task_clone(clone):
+        reseal(repo, clone)
+    return commit_all(clone, message, env=hardened_env())
+
+
+def snapshot(
+    repo: Path | str, clone: Path | str, task_id: str | int, *, restore: bool = True
+) -> Snapshot | None:
+    """`save_snapshot` in a task checkout, published into the repository at once."""
+    if is_task_clone(clone):
+        reseal(repo, clone)
+    snap = save_snapshot(clone, task_id, restore=restore, env=hardened_env())
+    if snap is not None and is_task_clone(clone):
+        branch = _clone_git(
+            Path(clone), ["symbolic-ref", "--quiet", "--short", "HEAD"], check=False
+        )
+        publish(repo, clone, branch.stdout.strip() or "HEAD", task_id)
+    return snap
+
+
+def remove_task_checkout(
+    repo: Path | str, path: Path | str, task_id: str | int, *, target: str
+) -> str:
+    """Remove a task's checkout once its branch is merged; returns what was done.
+
+    Uncommitted work goes to a recovery ref (published) first, the branch is published again,
+    and it is deleted only when merged into `target`. A linked worktree goes the old way.
+    """
+    repo, path = Path(repo), Path(path)
+    if not is_task_clone(path):
+        removed = remove_worktree(
+            repo, path, target=target, branch_policy="if-merged", discard_changes=True
+        )
+        return removed.reason
+    with contextlib.suppress(GitError, WorktreeError):
+        snapshot(repo, path, task_id, restore=False)
+    proc = _clone_git(path, ["symbolic-ref", "--quiet", "--short", "HEAD"], check=False)
+    branch = proc.stdout.strip()
+    if branch:
+        publish(repo, path, branch, task_id)
+    shutil.rmtree(path)
+    if branch and branch_exists(repo, branch):
+        deleted = delete_branch(repo, branch, target=target)
+        return f"clone removed; branch {branch} " + ("deleted" if deleted else "kept (not merged)")
+    return "clone removed"

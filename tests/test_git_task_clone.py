@@ -1,0 +1,225 @@
+"""Task clones: they share the repository's objects, commits there never touch the repository's
+`.git`, and the orchestrator's own git calls in them ignore what an agent wrote into the clone."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import anyio
+import pytest
+
+from conftest_git import Repo, isolate_git, make_repo
+from stoneforge.git.snapshot import list_snapshots
+from stoneforge.git.task_clone import (
+    ClonePool,
+    commit_leftovers,
+    ensure_task_clone,
+    is_task_clone,
+    publish,
+    remove_task_checkout,
+    snapshot,
+)
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    isolate_git(monkeypatch, tmp_path)
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Repo:
+    return make_repo(tmp_path, **{"README.md": "hello\n", "src/app.py": "print(1)\n"})
+
+
+def _tree_state(repo: Repo) -> tuple[str, str, str]:
+    """Everything a task must never change in the repository: refs, the main checkout, index."""
+    return (
+        repo.git("for-each-ref", "--format=%(objectname) %(refname)"),
+        repo.git("status", "--porcelain"),
+        repo.head("HEAD"),
+    )
+
+
+def test_clone_shares_objects_and_commits_stay_in_the_clone(repo: Repo) -> None:
+    tip = repo.commit("main moves", **{"src/app.py": "print(2)\n"})
+    path = repo.path / ".stoneforge" / "worktrees" / "t-1-task"
+    co = ensure_task_clone(repo.path, path, "sf/t-1-task", start_point="main")
+    assert co.created and co.is_clone and co.head == tip
+    clone = Repo(path)
+    assert clone.git("symbolic-ref", "HEAD") == "refs/heads/sf/t-1-task"
+    assert (path / "src" / "app.py").read_text() == "print(2)\n"
+    # No objects were copied: they are read through alternates; only refs of its own.
+    alternates = (path / ".git" / "objects" / "info" / "alternates").read_text().strip()
+    assert Path(alternates) == (repo.path / ".git" / "objects").resolve()
+    assert clone.git("count-objects").startswith("0 objects")
+    assert clone.git("remote") == ""
+    assert clone.git("for-each-ref", "--format=%(refname)").split() == [
+        "refs/heads/main",
+        "refs/heads/sf/t-1-task",
+    ]
+    before = _tree_state(repo)
+    objects_before = repo.git("count-objects", "-v")
+    clone.commit("agent work", **{"new.txt": "new\n"})
+    # The commit wrote only into the clone: the repository's refs and objects are as they were.
+    assert _tree_state(repo) == before
+    assert repo.git("count-objects", "-v") == objects_before
+    assert repo.git("branch", "--list", "sf/t-1-task") == ""
+    published = publish(repo.path, path, "sf/t-1-task", "t-1")
+    assert published.head == clone.head() and published.refs == ["refs/heads/sf/t-1-task"]
+    assert repo.show("sf/t-1-task", "new.txt") == "new"
+    assert repo.head("main") == tip
+
+
+def test_a_later_attempt_continues_the_published_branch(repo: Repo, tmp_path: Path) -> None:
+    path = tmp_path / "wt" / "t-2"
+    ensure_task_clone(repo.path, path, "sf/t-2", start_point="main")
+    work = Repo(path).commit("first attempt", **{"a.txt": "a\n"})
+    publish(repo.path, path, "sf/t-2", "t-2")
+    again = ensure_task_clone(repo.path, path, "sf/t-2", start_point="main")
+    assert not again.created and again.head == work
+    # The clone is gone (a new machine, a cleaned directory): it is made again from the branch.
+    remove_dir(path)
+    fresh = ensure_task_clone(repo.path, path, "sf/t-2", start_point="main")
+    assert fresh.created and fresh.head == work and (path / "a.txt").read_text() == "a\n"
+
+
+def remove_dir(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path)
+
+
+def test_pool_hands_out_a_prepared_clone_at_the_new_tip(repo: Repo, tmp_path: Path) -> None:
+    pool = ClonePool(repo.path, tmp_path / "wt" / ".pool", "main", size=1)
+    pool.refill(wait=True)
+    assert len(pool.ready()) == 1
+    tip = repo.commit("main moves after the pool was filled", **{"src/app.py": "print(3)\n"})
+    path = tmp_path / "wt" / "t-3"
+    co = ensure_task_clone(repo.path, path, "sf/t-3", start_point="main", pool=pool)
+    assert co.from_pool and co.head == tip
+    assert (path / "src" / "app.py").read_text() == "print(3)\n"
+    assert Repo(path).git("status", "--porcelain", "--untracked-files=all") == ""
+    pool.refill(wait=True)
+    assert len(pool.ready()) == 1  # refilled
+
+
+def test_orchestrator_git_in_a_clone_ignores_what_the_agent_configured(
+    repo: Repo, tmp_path: Path
+) -> None:
+    path = tmp_path / "wt" / "t-4"
+    ensure_task_clone(repo.path, path, "sf/t-4", start_point="main")
+    ran = tmp_path / "ran.log"
+    evil = f"#!/bin/sh\necho ran >> {ran}\n"
+    # What an agent could write inside its own clone: hooks, a hooks path, an fsmonitor, and a
+    # `commondir` sending git to a config of its own.
+    hooks = path / ".git" / "hooks"
+    for name in ("post-commit", "pre-commit", "post-checkout"):
+        (hooks / name).write_text(evil)
+        (hooks / name).chmod(0o755)
+    script = path / "evil.sh"
+    script.write_text(evil)
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    Repo(path).git("config", "core.fsmonitor", str(script))
+    Repo(path).git("config", "core.hooksPath", str(hooks))
+    other = path / "other-git"
+    other.mkdir()
+    (other / "config").write_text(f"[core]\n\tfsmonitor = {script}\n")
+    (path / ".git" / "commondir").write_text(str(other))
+    (path / "work.txt").write_text("left uncommitted\n")
+    commit = commit_leftovers(repo.path, path, "leftovers")
+    assert commit is not None
+    (path / "more.txt").write_text("more\n")
+    snap = snapshot(repo.path, path, "t-4")
+    assert snap is not None
+    assert not ran.exists(), ran.read_text()
+    assert not (path / ".git" / "commondir").exists()
+    # The snapshot was published into the repository with the task's branch.
+    assert [s.ref for s in list_snapshots(repo.path, "t-4")] == [snap.ref]
+    assert repo.show("sf/t-4", "work.txt") == "left uncommitted"
+
+
+def test_remove_keeps_unmerged_branch_and_deletes_merged(repo: Repo, tmp_path: Path) -> None:
+    path = tmp_path / "wt" / "t-5"
+    ensure_task_clone(repo.path, path, "sf/t-5", start_point="main")
+    Repo(path).commit("work", **{"b.txt": "b\n"})
+    reason = remove_task_checkout(repo.path, path, "t-5", target="main")
+    assert not path.exists() and "kept" in reason
+    assert repo.show("sf/t-5", "b.txt") == "b"  # published on the way out
+    repo.git("merge", "-q", "--ff-only", "sf/t-5")
+    path2 = tmp_path / "wt" / "t-5b"
+    ensure_task_clone(repo.path, path2, "sf/t-5", start_point="main")
+    assert "deleted" in remove_task_checkout(repo.path, path2, "t-5", target="main")
+    assert repo.git("branch", "--list", "sf/t-5") == ""
+
+
+def test_is_task_clone_rejects_worktrees_and_symlinked_git(repo: Repo, tmp_path: Path) -> None:
+    wt = tmp_path / "linked"
+    repo.git("worktree", "add", "-q", "-b", "sf/x", str(wt))
+    assert not is_task_clone(wt) and not is_task_clone(repo.path)
+    path = tmp_path / "wt" / "t-6"
+    ensure_task_clone(repo.path, path, "sf/t-6", start_point="main")
+    assert is_task_clone(path)
+    os.rename(path / ".git", path / "git-moved")
+    os.symlink(path / "git-moved", path / ".git")
+    assert not is_task_clone(path)
+
+
+def test_hooks_run_by_our_git_calls_never_see_credentials(
+    repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hook_env.py repro: a husky-style hooks path in the repository, a key in our env."""
+    from stoneforge.git.snapshot import commit_all
+    from stoneforge.git.worktrees import checkout_detached
+    from stoneforge.orchestrator.checks import run_check
+
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-api03-HOOKS-MUST-NOT-SEE-THIS")
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_hooks_must_not_see_this_either")
+    log = tmp_path / "hook.log"
+    hooks = repo.path / ".hooks"
+    hooks.mkdir()
+    for name in ("post-checkout", "post-commit"):
+        (hooks / name).write_text(
+            f'#!/bin/sh\necho "{name}: ${{ANTHROPIC_API_KEY:-none}} ${{GITHUB_TOKEN:-none}}"'
+            f" >> {log}\n"
+        )
+        (hooks / name).chmod(0o755)
+    repo.git("config", "core.hooksPath", ".hooks")
+    repo.commit("hooks", **{".hooks/.keep": ""})
+    log.unlink()  # that commit was the test's own
+    steward = checkout_detached(repo.path, repo.path / ".stoneforge" / "worktrees" / "_s", "main")
+    checkout_detached(repo.path, steward, "main")
+    (steward / "x.txt").write_text("x")
+    commit_all(steward, "leftovers", run_hooks=True)
+    said = log.read_text().splitlines()
+    assert said and all(line.endswith(": none none") for line in said), said
+    assert {line.split(":")[0] for line in said} == {"post-checkout", "post-commit"}
+    check = anyio.run(
+        run_check, "echo ${ANTHROPIC_API_KEY:-none} ${GITHUB_TOKEN:-none}", steward, 10
+    )
+    assert check.output_tail.strip() == "none none"
+
+
+def test_sf_inside_a_task_clone_finds_the_repository(repo: Repo, tmp_path: Path) -> None:
+    from stoneforge.git.repo import find_repo_root
+
+    path = repo.path / ".stoneforge" / "worktrees" / "t-7"
+    ensure_task_clone(repo.path, path, "sf/t-7", start_point="main")
+    (path / "src").mkdir(exist_ok=True)
+    assert find_repo_root(path / "src") == repo.path.resolve()
+
+
+def test_a_refill_brings_pool_clones_to_the_new_tip(repo: Repo, tmp_path: Path) -> None:
+    pool = ClonePool(repo.path, tmp_path / "wt" / ".pool", "main", size=2)
+    pool.refill(wait=True)
+    tip = repo.commit("main moves", **{"src/app.py": "print(4)\n"})
+    pool.refill(wait=True)
+    assert [Repo(p).head() for p in pool.ready()] == [tip, tip]
+    co = ensure_task_clone(
+        repo.path, tmp_path / "wt" / "t-8", "sf/t-8", start_point="main", pool=pool
+    )
+    assert co.from_pool and co.head == tip
+    assert Repo(co.path).git("symbolic-ref", "HEAD") == "refs/heads/sf/t-8"
+    assert (co.path / "src" / "app.py").read_text() == "print(4)\n"
+    assert Repo(co.path).git("status", "--porcelain") == ""
