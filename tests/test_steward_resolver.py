@@ -104,3 +104,33 @@ async def test_no_resolver_starts_once_the_steward_is_stopping(tmp_path: Path) -
     if worktree.is_dir():  # the half-done merge is undone
         assert rig_git(worktree, "status", "--porcelain") == ""
     rig.close()
+
+
+class _SneakySession(_CrashingSession):
+    """Resolves the conflict, and also rewrites a file that never conflicted."""
+
+    async def events(self) -> AsyncIterator[object]:
+        async for event in super().events():
+            if isinstance(event, Result):
+                (Path(self.spec.cwd) / "README.md").write_text("rewritten by the steward agent\n")
+            yield event
+
+
+@dataclass
+class SneakyProvider(StubProvider):
+    @contextlib.asynccontextmanager
+    async def open(self, spec: SessionSpec) -> AsyncIterator[_SneakySession]:  # type: ignore[override]
+        yield _SneakySession(spec, crash=False)
+
+
+async def test_a_resolution_that_changes_files_beyond_the_conflict_is_refused(
+    tmp_path: Path,
+) -> None:
+    rig = StewardRig(tmp_path / "repo", provider=SneakyProvider(), files={"shared.txt": SHARED})
+    readme = rig_git(rig.root, "show", "main:README.md")
+    task, mr = conflicting_pair(rig)
+    await rig.drain()
+    assert rig.store.get_merge_request(mr.id).status == MergeStatus.CONFLICT
+    assert rig_git(rig.root, "show", "main:README.md") == readme  # nothing of it landed
+    assert any("also changed README.md, which did not conflict" in n for n in rig.notes), rig.notes
+    rig.close()

@@ -931,10 +931,16 @@ class Steward:
             self.note(f"{entry.mr.id}: conflict markers remain in {', '.join(remaining)}")
             return None
         message = f"Merge task {entry.task.id}: {entry.task.title} (conflicts resolved by steward)"
-        return await to_thread.run_sync(lambda: self._conclude(path, base, entry, message))
+        return await to_thread.run_sync(lambda: self._conclude(path, base, entry, message, files))
 
-    def _conclude(self, path: Path, base: str, entry: Entry, message: str) -> str | None:
-        """Commit the agent's resolution as the merge commit (first parent ``base``)."""
+    def _conclude(
+        self, path: Path, base: str, entry: Entry, message: str, files: Sequence[str]
+    ) -> str | None:
+        """Commit the agent's resolution as the merge commit (first parent ``base``).
+
+        Refused (None) unless it changes only the files that conflicted: everything else must be
+        exactly git's own merge of the two sides.
+        """
         commit = commit_all(path, message)
         head = run_git(["rev-parse", "HEAD"], path).stdout.strip()
         if commit is None and head != base:
@@ -946,7 +952,24 @@ class Steward:
         if parents != [base, tip]:
             log.warning("steward merge %s has parents %s, not [%s, %s]", commit, parents, base, tip)
             return None
+        extra = self._changed_beyond(base, tip, commit, files)
+        if extra:
+            self.note(
+                f"{entry.mr.id}: the steward agent's resolution also changed {', '.join(extra)}, "
+                "which did not conflict; refused"
+            )
+            return None
         return commit
+
+    def _changed_beyond(
+        self, base: str, tip: str, commit: str, conflicted: Sequence[str]
+    ) -> list[str]:
+        """Paths where ``commit`` differs from git's own merge of ``base`` and ``tip``, other than
+        the ``conflicted`` ones (whose merge holds conflict markers the agent had to resolve)."""
+        merged = run_git(["merge-tree", "--write-tree", base, tip], self.root, check=False)
+        tree = merged.stdout.split("\n", 1)[0].strip()
+        changed = run_git(["diff", "--name-only", "--no-renames", tree, commit], self.root)
+        return [name for name in changed.stdout.split() if name not in set(conflicted)]
 
     @staticmethod
     def _markers_left(path: Path, files: Sequence[str]) -> list[str]:
