@@ -82,6 +82,9 @@ class MergeConfig(_Section):
     remote: str | None = None
     #: Push each task branch to `remote` as it progresses (and delete it there once merged).
     pushBranches: bool = False
+    #: Changes to the gate itself need a human: an MR touching these paths (a directory ends in
+    #: `/`) waits in awaiting_approval whatever `autoMerge` says.
+    protectedPaths: list[str] = [".stoneforge/", ".github/"]
     #: A check command that failed and then passed its retry this many times is listed as flaky.
     flakyReportAfter: int = Field(default=3, ge=1)
     #: Check commands whose failure is reported but does not block landing. Never implicit.

@@ -175,6 +175,8 @@ class Steward:
         self._check_scope: anyio.CancelScope | None = None
         #: Merge requests whose resolver kept crashing: when to try again, and how often it did.
         self._resolver_hold: dict[str, tuple[float, int]] = {}
+        #: Protected paths each MR's branch head changes (asked once per head).
+        self._protected_seen: dict[tuple[str, str], list[str]] = {}
         #: The conflict-resolving agent's session while it runs (its row id, then its live CLI).
         self._agent_session_id: str | None = None
         self._agent: AgentSession | None = None
@@ -348,8 +350,15 @@ class Steward:
             # looked at join this batch instead of waiting for the next one.
             previous = [e.mr.id for e in batch]
             queue = self.queue()
-            batch = queue[: self.config.merge.batchSize] if auto else queue[:1]
-            will_land = bool(batch) and (auto or batch[0].mr.approved_at is not None)
+            for_human = {e.mr.id for e in queue if self._protected_changes(e)}
+            solo = not auto or (bool(queue) and queue[0].mr.id in for_human)
+            if solo:  # one at a time, checked and then waiting for a person's approval
+                batch = queue[:1]
+            else:
+                batch = [e for e in queue if e.mr.id not in for_human][
+                    : self.config.merge.batchSize
+                ]
+            will_land = bool(batch) and (not solo or batch[0].mr.approved_at is not None)
             block = (
                 await to_thread.run_sync(functools.partial(self._checkout_blocked, batch))
                 if will_land
@@ -364,7 +373,7 @@ class Steward:
             return False
         if not batch:
             return False
-        if not auto:
+        if solo:
             await self._one_for_approval(batch[0])
             return True
         await self._land_batch(batch)
@@ -525,13 +534,23 @@ class Steward:
                 f"{', '.join(e.mr.id for e in entries)}: `{verdict.flaky[0]}` failed once and "
                 "passed on the retry (recorded as flaky)"
             )
-        if not self.config.agents.steward.autoMerge:
+        protected = self._protected_changes(entries[0]) if len(entries) == 1 else []
+        if not self.config.agents.steward.autoMerge or protected:
             entry = entries[0]
             if self.store.get_merge_request(entry.mr.id).approved_at is None:
-                self._transition_mr(
-                    entry.mr.id, MrEvent.AWAIT_APPROVAL, checks=verdict.runs, reason=None
+                why = (
+                    f"it changes protected paths ({', '.join(protected[:5])}): a person approves "
+                    "changes to the gate itself"
+                    if protected
+                    else None
                 )
-                self.note(f"{entry.mr.id} passed its checks and waits for approval")
+                self._transition_mr(
+                    entry.mr.id, MrEvent.AWAIT_APPROVAL, checks=verdict.runs, reason=why
+                )
+                self.note(
+                    f"{entry.mr.id} passed its checks and waits for approval"
+                    + (f": {why}" if why else "")
+                )
                 return "awaiting"
         return await self._land(entries, base, commit, verdict.runs)
 
@@ -762,6 +781,23 @@ class Steward:
         )
 
     # -- approval (autoMerge: false) -----------------------------------------------------------
+
+    def _protected_changes(self, entry: Entry) -> list[str]:
+        """Paths under `merge.protectedPaths` that ``entry``'s branch changes (none once a person
+        approved it). The steward's checks are always the target's config, never the branch's."""
+        if entry.mr.approved_at is not None or not self.config.merge.protectedPaths:
+            return []
+        head = resolve_commit(self.root, entry.mr.branch)
+        key = (entry.mr.id, head)
+        if key not in self._protected_seen:
+            changed = run_git(
+                ["diff", "--name-only", "--no-renames", f"{self.landing_target.ref}...{head}"],
+                self.root,
+            ).stdout.split()
+            self._protected_seen[key] = [
+                path for path in changed if protected(path, self.config.merge.protectedPaths)
+            ]
+        return self._protected_seen[key]
 
     async def _one_for_approval(self, entry: Entry) -> None:
         """Check one MR on the current tip: it then waits for a human, or lands if approved."""
@@ -1123,6 +1159,15 @@ class Steward:
     def landing_paused(self) -> LandingPause | None:
         """Why landing waits for the user's checkout (None: it does not), for the live view."""
         return self.pause.current
+
+
+def protected(path: str, patterns: Sequence[str]) -> bool:
+    """Whether ``path`` is one of ``patterns`` or inside one that names a directory."""
+    for pattern in patterns:
+        name = pattern.rstrip("/")
+        if path == name or path.startswith(name + "/"):
+            return True
+    return False
 
 
 def first_parent(root: Path, commit: str) -> str:
