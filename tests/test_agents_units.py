@@ -28,7 +28,7 @@ from stoneforge.agents import (
 from stoneforge.agents.bash_policy import simple_commands
 from stoneforge.agents.claude_messages import classify_result
 from stoneforge.agents.doctor import check_cli, check_credentials, run_checks
-from stoneforge.agents.secrets import secret_values
+from stoneforge.redact import secret_values
 
 DENIED = [
     "git push",

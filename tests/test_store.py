@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from stoneforge.errors import LeaseHeldError
-from stoneforge.models import Handoff, SessionRole, SessionStatus, utcnow
+from stoneforge.models import CheckRun, Handoff, SessionRole, SessionStatus, utcnow
 from stoneforge.store import SCHEMA_VERSION, Store
 
 
@@ -44,7 +45,7 @@ def test_secrets_never_reach_the_database(tmp_path: Path, monkeypatch: pytest.Mo
         store.update_session(session.id, status=SessionStatus.FAILED, error=f"401 bad key {secret}")
         store.add_handoff(Handoff(task_id=task.id, done=f"used {secret}", created_at=utcnow()))
         store.record_event("note", "task", task.id, {"env": secret})
-        assert "[redacted]" in (store.get_session(session.id).error or "")
+        assert "[REDACTED]" in (store.get_session(session.id).error or "")
     for path in tmp_path.iterdir():
         assert secret.encode() not in path.read_bytes()
         assert b"TESTSECRETVALUE" not in path.read_bytes()
@@ -102,3 +103,22 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path: Path) -> None:
     assert all(t.note and t.note.startswith("touched by") for t in tasks)
     assert len(events) == 4 * per_writer
     assert {e.actor for e in events} == {"cli", "server"}
+
+
+def test_any_credential_of_the_environment_is_redacted_before_it_is_stored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = "ghp_" + "x1y2z3" * 6
+    monkeypatch.setenv("GITHUB_TOKEN", token)
+    with Store(tmp_path / "s.db") as store:
+        task = store.create_task("T")
+        mr = store.create_merge_request(task.id, "b", f"a check printed {token}")
+        store.update_merge_request(
+            mr.id,
+            checks=[CheckRun(command="env", exit_code=0, duration_s=0.1, output_tail=token)],
+        )
+        stored = store.get_merge_request(mr.id)
+        dumped = json.dumps(
+            [e.data for e in store.events_since(0)] + [stored.model_dump(mode="json")]
+        )
+    assert token not in dumped and "[REDACTED]" in stored.summary

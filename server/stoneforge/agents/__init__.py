@@ -29,7 +29,7 @@ from stoneforge.agents.process import is_alive, kill_tree
 from stoneforge.agents.provider import AgentProvider, AgentSession, SessionSpec
 from stoneforge.agents.roles import Role, build_spec, load_role_prompt
 from stoneforge.agents.runner import SessionOutcome, run_session
-from stoneforge.agents.secrets import RedactingFilter, Redactor
+from stoneforge.redact import RedactingFilter, Redactor
 
 __all__ = [
     "AGENT_EVENT_ADAPTER",

@@ -49,7 +49,7 @@ from stoneforge.agents.sandbox import (
     resolve,
     write_wrapper,
 )
-from stoneforge.agents.secrets import Redactor, secret_values
+from stoneforge.redact import Redactor, secret_values
 
 log = logging.getLogger(__name__)
 

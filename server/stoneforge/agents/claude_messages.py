@@ -35,7 +35,7 @@ from stoneforge.agents.events import (
     ToolResult,
     ToolUse,
 )
-from stoneforge.agents.secrets import Redactor
+from stoneforge.redact import Redactor
 
 _MAX_TOOL_RESULT_CHARS = 10_000
 _RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504, 529}
