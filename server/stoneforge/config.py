@@ -104,8 +104,20 @@ class MergeConfig(_Section):
         return value
 
 
+class WorktreeConfig(_Section):
+    #: Shell commands run in each new task checkout before its agent starts (`uv sync`, `npm ci`).
+    setup: list[str] = []
+    #: Untracked files copied from the main checkout into each new one (`.env`; globs allowed).
+    #: The key is `copy` (a pydantic model has a `copy` method of its own).
+    copyFiles: list[str] = Field(default=[], alias="copy")
+    #: Run `setup` (and `copy`) in the steward's check checkout too, once per candidate.
+    setupChecks: bool = True
+    setupTimeoutS: float = Field(default=900.0, gt=0)
+
+
 class StoneforgeConfig(_Section):
     orchestrator: OrchestratorConfig = OrchestratorConfig()
+    worktree: WorktreeConfig = WorktreeConfig()
     agents: AgentsConfig = AgentsConfig()
     merge: MergeConfig = MergeConfig()
 

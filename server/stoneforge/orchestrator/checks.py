@@ -13,7 +13,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -70,6 +70,7 @@ async def run_check(
     *,
     marker: str | None = None,
     on_start: OnStart | None = None,
+    extra_env: Mapping[str, str] | None = None,
 ) -> CheckRun:
     """One shell command; its exit code (None on timeout), duration and the tail of its output.
 
@@ -83,7 +84,7 @@ async def run_check(
         proc = await anyio.open_process(
             ["bash", "-c", command],
             cwd=cwd,
-            env=check_env(marker),
+            env={**check_env(marker), **(extra_env or {})},
             stdin=subprocess.DEVNULL,
             stdout=output,
             stderr=subprocess.STDOUT,

@@ -242,6 +242,7 @@ class Orchestrator:
             task=task,
             target=self.target,
             agent_env=self.agent_env,
+            slot_index=self._free_slot_index(),
             slot=slot,
             on_change=self.on_change,
             on_commit=self._on_worker_commit,
@@ -252,6 +253,11 @@ class Orchestrator:
         self.note(f"{task.id} dispatched (attempt {task.attempts}): {task.title}")
         group.start_soon(self._run_worker, run)
         return True
+
+    def _free_slot_index(self) -> int:
+        """The lowest slot number no running task holds (its `SF_TASK_SLOT`)."""
+        used = {run.slot_index for run in self.runs.values()}
+        return next(n for n in range(len(used) + 1) if n not in used)
 
     async def _run_worker(self, run: WorkerRun) -> None:
         task_id = run.task.id

@@ -70,6 +70,7 @@ from stoneforge.models import (
     utcnow,
 )
 from stoneforge.orchestrator.check_procs import CheckRegistry
+from stoneforge.orchestrator.checkout_setup import copy_untracked
 from stoneforge.orchestrator.checks import Verdict, blocks, judge, run_checks
 from stoneforge.orchestrator.landing import (
     land_merge_requests,
@@ -681,6 +682,12 @@ class Steward:
         if not commands:
             return []
         path = await self._fresh_checkout(commit)
+        setup = self.config.worktree
+        if setup.setupChecks and (setup.setup or setup.copyFiles):
+            # The same set-up as a task checkout, on each freshly cleaned candidate; a failing
+            # set-up command fails the candidate like a check.
+            await to_thread.run_sync(lambda: copy_untracked(self.root, path, setup.copyFiles))
+            commands = [*setup.setup, *commands]
         registry = self._checks_registry
         with anyio.CancelScope() as scope:
             self._check_scope = scope

@@ -57,6 +57,7 @@ from stoneforge.models import (
     TaskStatus,
     utcnow,
 )
+from stoneforge.orchestrator.checkout_setup import copy_untracked, run_setup, setup_failure
 from stoneforge.orchestrator.director import answer_question
 from stoneforge.orchestrator.prompts import HANDOFF_REQUEST, worker_prompt
 from stoneforge.orchestrator.recovery import processes_of_session
@@ -123,6 +124,7 @@ class WorkerRun:
         slot: SlotState,
         on_change: Callable[[], None] = lambda: None,
         on_commit: Callable[[], None] = lambda: None,
+        slot_index: int = 0,
         fence: Fence | None = None,
     ) -> None:
         self.root = root
@@ -131,7 +133,10 @@ class WorkerRun:
         self.provider = provider
         self.task = task
         self.target = target
-        self.agent_env = agent_env
+        #: `SF_TASK_SLOT` (0..maxConcurrent-1) lets parallel tasks pick distinct ports.
+        self.slot_index = slot_index
+        self.slot_env = {"SF_TASK_SLOT": str(slot_index)}
+        self.agent_env = {**agent_env, **self.slot_env}
         self.slot = slot
         self.on_change = on_change
         self.on_commit = on_commit
@@ -210,6 +215,11 @@ class WorkerRun:
         self.branch = branch
         if not wt.created:  # commits a previous run left in the clone, before anything reads it
             await self._publish()
+        else:
+            failed = await self._set_up_checkout()
+            if failed is not None:
+                self.store.update_task(task.id, branch=branch, worktree=str(wt.path))
+                return self._fail_attempt(failed, retry=True)
         base = await to_thread.run_sync(self._merge_base)
         self.store.update_task(task.id, branch=branch, worktree=str(wt.path))
         handoff = self._latest_handoff()
@@ -232,6 +242,35 @@ class WorkerRun:
         )
 
     # -- one session ---------------------------------------------------------------------------
+
+    async def _set_up_checkout(self) -> str | None:
+        """`worktree.copy` and `worktree.setup` in the new checkout; why it failed, or None."""
+        setup = self.config.worktree
+        if not (setup.copyFiles or setup.setup):
+            return None
+        self.slot.state = "setting up the checkout"
+        self.on_change()
+        await to_thread.run_sync(lambda: copy_untracked(self.root, self.worktree, setup.copyFiles))
+        runs = await run_setup(setup.setup, self.worktree, setup.setupTimeoutS, self.slot_env)
+        failure = setup_failure(runs)
+        if failure is None:
+            # What the set-up made (a venv, node_modules) is not the agent's work: keep it out of
+            # the commits made for the agent, without touching the branch's own .gitignore.
+            await to_thread.run_sync(self._exclude_setup_output)
+        return failure
+
+    def _exclude_setup_output(self) -> None:
+        untracked = run_git(
+            ["ls-files", "--others", "--exclude-standard", "--directory"], self.worktree
+        ).stdout.split()
+        if untracked:
+            info = Path(
+                run_git(["rev-parse", "--git-path", "info/exclude"], self.worktree).stdout.strip()
+            )
+            info = info if info.is_absolute() else self.worktree / info
+            info.parent.mkdir(parents=True, exist_ok=True)
+            with info.open("a", encoding="utf-8") as out:
+                out.write("".join(f"/{name}\n" for name in untracked))
 
     async def _run_session(
         self, handoff: Handoff | None, note: str | None
