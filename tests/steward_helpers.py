@@ -24,7 +24,7 @@ from stoneforge.config import StoneforgeConfig
 from stoneforge.git.merge import enable_shared_rerere
 from stoneforge.models import MergeRequest, Task
 from stoneforge.orchestrator.steward import Steward
-from stoneforge.store import Store
+from stoneforge.store import Fence, Store
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Rig",
@@ -251,8 +251,9 @@ class StewardRig:
             command += f" {self.root.parent / (self.root.name + '-runs')} {flaky_every}"
         return command
 
-    def make_steward(self) -> Steward:
-        """Call inside the event loop (the steward owns anyio primitives)."""
+    def make_steward(self, fence: Fence | None = None) -> Steward:
+        """Call inside the event loop (the steward owns anyio primitives); with ``fence``, it
+        acts as the holder of that lease."""
         self.steward = Steward(
             root=self.root,
             config=self.config,
@@ -262,6 +263,7 @@ class StewardRig:
             agent_env={},
             note=self.notes.append,
             on_landed=self._landed,
+            fence=fence,
         )
         return self.steward
 

@@ -804,17 +804,7 @@ async def test_a_deposed_steward_with_a_queued_mr_stops_at_its_first_fenced_writ
     rig = StewardRig(tmp_path / "repo", checks=["true"])
     _, mr = rig.submit("Feature", {"feature.txt": "1\n"})
     fence = rig.store.acquire_lease(LEASE, "old", ttl_s=20)
-    old = Steward(
-        root=rig.root,
-        config=rig.config,
-        store=rig.store,
-        provider=StubProvider(),  # type: ignore[arg-type]
-        target="main",
-        agent_env={},
-        note=rig.notes.append,
-        on_landed=lambda: None,
-        fence=fence,
-    )
+    old = rig.make_steward(fence=fence)
     with sqlite3.connect(rig.store.path) as db:  # the old holder looks dead: a take-over
         db.execute("UPDATE leases SET holder_pid = 999999999")
     rig.store.acquire_lease(LEASE, "new", ttl_s=20)

@@ -17,7 +17,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from steward_helpers import StewardRig, StubProvider, git
+from steward_helpers import StewardRig, git
 from stoneforge.agents import Result, SessionSpec, SessionStarted
 from stoneforge.agents.env import default_config_dir
 from stoneforge.errors import (
@@ -33,7 +33,6 @@ from stoneforge.lifecycle import MrEvent, TaskEvent, transition_table_markdown
 from stoneforge.models import CheckRun, MergeStatus, SessionRole, SessionStatus, TaskStatus
 from stoneforge.orchestrator import worker as worker_module
 from stoneforge.orchestrator.recovery import recover_orphans
-from stoneforge.orchestrator.steward import Steward
 from stoneforge.orchestrator.worker import SlotState, WorkerRun
 from stoneforge.service import Service
 from stoneforge.store import Store
@@ -243,17 +242,7 @@ async def test_a_steward_that_lost_the_lease_during_its_check_lands_nothing(
     _, mr = rig.submit("Feature", {"feature.txt": "1\n"})
     before = rig.tip()
     old_fence = rig.store.acquire_lease("orchestrator", "old", ttl_s=20)
-    old = Steward(
-        root=rig.root,
-        config=rig.config,
-        store=rig.store,
-        provider=StubProvider(),  # type: ignore[arg-type]
-        target="main",
-        agent_env={},
-        note=rig.notes.append,
-        on_landed=lambda: None,
-        fence=old_fence,
-    )
+    old = rig.make_steward(fence=old_fence)
     refused: list[Exception] = []
 
     async def old_round() -> None:
@@ -272,17 +261,7 @@ async def test_a_steward_that_lost_the_lease_during_its_check_lands_nothing(
     assert rig.tip() == before
     assert rig.store.get_merge_request(mr.id).status == MergeStatus.TESTING
     # The new holder's steward finds the interrupted check and lands it, checked.
-    new = Steward(
-        root=rig.root,
-        config=rig.config,
-        store=rig.store,
-        provider=StubProvider(),  # type: ignore[arg-type]
-        target="main",
-        agent_env={},
-        note=rig.notes.append,
-        on_landed=lambda: None,
-        fence=new_fence,
-    )
+    new = rig.make_steward(fence=new_fence)
     while await new.round():
         pass
     assert rig.store.get_merge_request(mr.id).status == MergeStatus.MERGED
