@@ -40,7 +40,7 @@ test("the failure message names the command and the fix", () => {
   assert.match(msg, /`\/v\/sf lsp --stdio` \(from `sf` on PATH\) could not start: Connection closed/);
   assert.match(msg, /sf init/);
   assert.match(msg, /stoneforge\.serverCommand/);
-  assert.match(cannotStartMessage(cmd, "spawn /v/sf ENOENT"), /`\/v\/sf` \(from `sf` on PATH\) does not exist\. Install stoneforge/);
+  assert.match(cannotStartMessage(cmd, "spawn /v/sf ENOENT"), /`\/v\/sf` \(from `sf` on PATH\) does not exist\. Install Stoneforge from its checkout/);
   assert.match(cannotStartMessage(cmd, "spawn /v/sf EACCES"), /is not executable/);
   assert.match(cannotStartMessage(undefined, "not found"), /pipx install <checkout>.*stoneforge-agents/);
 });
