@@ -39,6 +39,7 @@ import re
 import shutil
 import sqlite3
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -47,7 +48,8 @@ from typing import TypeVar
 
 import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
-from hypothesis import HealthCheck, event, settings
+from hypothesis import HealthCheck, settings
+from hypothesis import event as hypothesis_event
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -94,6 +96,13 @@ OUTCOMES = [
     "crash_committed",
     "wait",
 ]
+
+
+def event(text: str) -> None:
+    """Hypothesis's statistics event, from the test's own thread only: an interjection runs
+    inside the steward's check on the portal's thread, where hypothesis refuses to record."""
+    if threading.current_thread() is threading.main_thread():
+        hypothesis_event(text)
 
 
 def work_file(task_id: str, attempt: int) -> str:
