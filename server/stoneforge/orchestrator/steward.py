@@ -797,9 +797,14 @@ class Steward:
         head = resolve_commit(self.root, entry.mr.branch)
         key = (entry.mr.id, head)
         if key not in self._protected_seen:
+            # The remote's tracking ref exists once fetched; before that, the local target.
+            target = self.landing_target.ref
+            if run_git(
+                ["rev-parse", "--verify", "--quiet", target], self.root, check=False
+            ).returncode:
+                target = self.target
             changed = run_git(
-                ["diff", "--name-only", "--no-renames", f"{self.landing_target.ref}...{head}"],
-                self.root,
+                ["diff", "--name-only", "--no-renames", f"{target}...{head}"], self.root
             ).stdout.split()
             self._protected_seen[key] = [
                 path for path in changed if protected(path, self.config.merge.protectedPaths)
