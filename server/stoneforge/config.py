@@ -105,6 +105,9 @@ class MergeConfig(_Section):
 
 
 class WorktreeConfig(_Section):
+    # A config dumped by field name (`copyFiles`) must load again, as well as the `copy` key.
+    model_config = ConfigDict(extra="forbid", validate_default=True, populate_by_name=True)
+
     #: Shell commands run in each new task checkout before its agent starts (`uv sync`, `npm ci`).
     setup: list[str] = []
     #: Untracked files copied from the main checkout into each new one (`.env`; globs allowed).
