@@ -3,37 +3,16 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from steward_helpers import StewardRig, git
-from stoneforge.agents import Result, SessionSpec, SessionStarted
 from stoneforge.models import MergeStatus, TaskStatus
 from stoneforge.orchestrator.worker import SlotState, WorkerRun
-from test_merge_safety import ShellProvider, _ShellSession
+from test_merge_safety import ShellProvider
 
 pytestmark = [pytest.mark.timeout(120)]
-
-
-class _SessionWithItsEnv(_ShellSession):
-    """Runs its commands with the session's environment, as the CLI's Bash tool does."""
-
-    async def events(self) -> AsyncIterator[object]:
-        yield SessionStarted(provider_session_id="scripted")
-        env = {**os.environ, **self.spec.env}
-        subprocess.run(["bash", "-c", self.script], cwd=self.spec.cwd, env=env, check=True)
-        yield Result(provider_session_id="scripted", is_error=False, subtype="success")
-
-
-class EnvShellProvider(ShellProvider):
-    @contextlib.asynccontextmanager
-    async def open(self, spec: SessionSpec) -> AsyncIterator[_ShellSession]:
-        yield _SessionWithItsEnv(spec, self.script)
 
 
 def worker(rig: StewardRig, script: str, slot_index: int = 0) -> WorkerRun:
@@ -42,7 +21,7 @@ def worker(rig: StewardRig, script: str, slot_index: int = 0) -> WorkerRun:
         root=rig.root,
         config=rig.config,
         store=rig.store,
-        provider=EnvShellProvider(script),  # type: ignore[arg-type]
+        provider=ShellProvider(script),  # type: ignore[arg-type]
         task=task,
         target="main",
         agent_env={},

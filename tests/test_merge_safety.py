@@ -55,7 +55,8 @@ class _ShellSession:
 
     async def events(self) -> AsyncIterator[object]:
         yield SessionStarted(provider_session_id="scripted")
-        subprocess.run(["bash", "-c", self.script], cwd=self.spec.cwd, check=True)
+        env = {**os.environ, **self.spec.env}  # as the CLI's Bash tool runs with its env
+        subprocess.run(["bash", "-c", self.script], cwd=self.spec.cwd, env=env, check=True)
         yield Result(provider_session_id="scripted", is_error=False, subtype="success")
 
     async def send(self, text: str) -> None:
