@@ -39,23 +39,28 @@ def _norm(path: str) -> str:
     return os.path.realpath(path.rstrip("/") or "/")
 
 
-@dataclass(frozen=True)
+@dataclass
 class Outage:
     """The endpoint answers every `/v1/messages` request with `status` while this holds, whatever
-    the scripts say (they do not move): from `start` to `end` (``time.monotonic()``; `end` None:
-    until removed), for every key or only the key whose fingerprint is `key_fingerprint`."""
+    the scripts say (they do not move): for `duration_s` (None: until removed) from `start`
+    (``time.monotonic()``; None: from the first request it answers), for every key or only the key
+    whose fingerprint is `key_fingerprint`."""
 
     status: int
-    start: float
-    end: float | None = None
+    start: float | None
+    duration_s: float | None = None
     key_fingerprint: str | None = None
     retry_after_s: float | None = None
     message: str | None = None
 
     def applies(self, now: float, fingerprint: str | None) -> bool:
-        if now < self.start or (self.end is not None and now >= self.end):
+        if self.key_fingerprint is not None and self.key_fingerprint != fingerprint:
             return False
-        return self.key_fingerprint is None or self.key_fingerprint == fingerprint
+        if self.start is None:
+            self.start = now  # the window opens with the first request it meets
+        if now < self.start:
+            return False
+        return self.duration_s is None or now < self.start + self.duration_s
 
 
 class _Server(ThreadingHTTPServer):
@@ -170,19 +175,19 @@ class FakeModel:
         status: int,
         *,
         for_s: float | None = None,
-        after_s: float = 0.0,
+        after_s: float | None = 0.0,
         api_key: str | None = None,
         retry_after_s: float | None = None,
         message: str | None = None,
     ) -> Outage:
-        """Answer `status` (529, 429, 500, ...) to every model request from `after_s` seconds
-        from now, for `for_s` seconds (None: until :meth:`clear_outages`), for every key or only
-        for `api_key`; with `retry-after` when given. Scripts do not advance meanwhile."""
-        start = time.monotonic() + after_s
+        """Answer `status` (529, 429, 500, ...) to every model request for `for_s` seconds (None:
+        until :meth:`clear_outages`), from `after_s` seconds from now (None: from the first model
+        request, so a slow CLI start does not eat the window), for every key or only `api_key`,
+        with a `retry-after` header when given. Scripts do not advance meanwhile."""
         outage = Outage(
             status=status,
-            start=start,
-            end=None if for_s is None else start + for_s,
+            start=None if after_s is None else time.monotonic() + after_s,
+            duration_s=for_s,
             key_fingerprint=key_fingerprint(api_key) if api_key is not None else None,
             retry_after_s=retry_after_s,
             message=message,
@@ -197,9 +202,10 @@ class FakeModel:
 
     def outage_for(self, request: RecordedRequest) -> Outage | None:
         now = time.monotonic()
-        with self._lock:
-            outages = list(self.outages)
-        return next((o for o in outages if o.applies(now, request.api_key_fingerprint)), None)
+        with self._lock:  # held: a window opening at its first request opens once
+            return next(
+                (o for o in self.outages if o.applies(now, request.api_key_fingerprint)), None
+            )
 
     def _route(self, request: RecordedRequest) -> Script | None:
         first = request.first_user_text
