@@ -4,14 +4,25 @@ session failures are the provider's fault at all."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
-from stoneforge.agents import ApiRetry, Failure, FailureKind, FaultKind, provider_fault
+from stoneforge.agents import (
+    ApiRetry,
+    Failure,
+    FailureKind,
+    FaultKind,
+    SessionSpec,
+    provider_fault,
+)
 from stoneforge.agents.provider_faults import ProviderFault
+from stoneforge.config import parse_config
+from stoneforge.errors import ConfigError
 from stoneforge.lsp.changes import changed_payload
 from stoneforge.models import Event
-from stoneforge.orchestrator.provider_health import Circuit, ProviderHealth
+from stoneforge.orchestrator.provider_health import DEFAULT_CREDENTIAL, Circuit, ProviderHealth
+from stoneforge.orchestrator.provider_sessions import Credentials
 
 OVERLOADED = ProviderFault(FaultKind.OVERLOADED, "API Error: 529", status=529)
 RATE_LIMITED = ProviderFault(FaultKind.RATE_LIMITED, "API Error: 429", status=429)
@@ -228,3 +239,27 @@ def test_the_changed_notification_carries_the_outage_and_its_end() -> None:
         changed_payload([down, event(2, "provider.available", {})])["providerUnavailable"] is None
     )
     assert "providerUnavailable" not in changed_payload([event(3, "task.created", {})])
+
+
+def test_credentials_are_read_by_name_and_only_their_names_are_ever_shown(tmp_path: Path) -> None:
+    config = parse_config(
+        "agents:\n  credentials: [WORK_API_KEY, {env: TEAM_TOKEN, passAs: CLAUDE_CODE_OAUTH_TOKEN}]\n"
+    ).agents.credentials
+    with pytest.raises(ConfigError, match="names TEAM_TOKEN, but it is not set"):
+        Credentials(config, {"WORK_API_KEY": "sk-ant-api03-work-0123456789"})
+    credentials = Credentials(
+        config, {"WORK_API_KEY": "sk-ant-api03-work-0123456789", "TEAM_TOKEN": "oauth-0123456789"}
+    )
+    assert credentials.names == ["WORK_API_KEY", "TEAM_TOKEN"]
+    assert "0123456789" not in repr(credentials)
+    spec = SessionSpec(cwd=tmp_path, prompt="p", config_dir=tmp_path / "c", env={"A": "1"})
+    assert credentials.apply(spec, "WORK_API_KEY").api_key == "sk-ant-api03-work-0123456789"
+    token = credentials.apply(spec, "TEAM_TOKEN")
+    assert token.api_key is None and token.env == {
+        "A": "1",
+        "CLAUDE_CODE_OAUTH_TOKEN": "oauth-0123456789",
+        "ANTHROPIC_API_KEY": "",  # the CLI would prefer a key it inherited
+    }
+    assert credentials.apply(spec, DEFAULT_CREDENTIAL) is spec
+    with pytest.raises(ConfigError, match="HOME does not look like a credential"):
+        parse_config("agents:\n  credentials: [HOME]\n")
