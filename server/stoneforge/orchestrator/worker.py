@@ -673,8 +673,7 @@ class WorkerRun:
         """The provider failed the session: back to the queue with the attempt given back."""
         task = self.store.get_task(self.task.id)
         history = [line for line in (task.note or "").splitlines() if line.startswith("attempt ")]
-        history.append(f"waiting for the provider ({fault.label}), not counted as an attempt: ")
-        history[-1] += reason
+        history.append(f"not counted as an attempt, the provider failed ({fault.label}): {reason}")
         try:
             self.store.transition_task(
                 task.id,
