@@ -79,7 +79,8 @@ def one_run(args: argparse.Namespace, outage_s: float) -> tuple[float, list[str]
         repo, ids = make_repo(Path(tmp), args.tasks, model, config)
         if outage_s:
             model.fail(529, for_s=outage_s, after_s=None)
-        env = {**os.environ, **GIT_IDENTITY, **model.env(API_KEY)}
+        # COLUMNS: the orchestrator's plain-text notes are not wrapped at 80 characters.
+        env = {**os.environ, **GIT_IDENTITY, **model.env(API_KEY), "COLUMNS": "200"}
         proc = subprocess.run(
             [sys.executable, "-m", "stoneforge", "serve", "--until-idle"],
             cwd=repo,
