@@ -10,14 +10,14 @@ from pathlib import Path
 from conftest import GIT_ENV
 
 
-def doctor(cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+def doctor(cwd: Path, home: Path | None = None, **env: str) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
     return subprocess.run(
         [sys.executable, "-m", "stoneforge", "doctor"],
         cwd=cwd,
         capture_output=True,
         text=True,
-        env={**base, **GIT_ENV, **env},
+        env={**base, **GIT_ENV, "HOME": str(home or cwd.parent / "home"), **env},
     )
 
 
@@ -26,7 +26,8 @@ def test_doctor_reports_missing_credentials_and_init(repo: Path) -> None:
     assert result.returncode == 1
     assert "git 2." in result.stdout and "(Claude Code)" in result.stdout
     assert "not initialised" in result.stdout and "sf init" in result.stdout
-    assert "no API key or base URL is set" in result.stdout
+    assert "no API key, token or claude login found" in result.stdout
+    assert "claude setup-token" in result.stdout and "CLAUDE_CODE_OAUTH_TOKEN" in result.stdout
 
 
 def test_doctor_passes_when_everything_is_there(repo: Path) -> None:

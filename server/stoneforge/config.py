@@ -50,17 +50,30 @@ class AgentRoleConfig(_Section):
     maxTurns: int = Field(default=200, ge=1)
     #: Path of a `claude` executable to use instead of the one bundled with claude-agent-sdk.
     cliPath: str | None = None
+    #: `inherit`: the user's and the project's MCP servers are offered to this role's sessions
+    #: (their tools allowed); `none`: only stoneforge's own. Workers inherit by default.
+    mcpServers: Literal["inherit", "none"] = "inherit"
 
 
 class StewardConfig(AgentRoleConfig):
     autoMerge: bool = True
     runChecks: bool = True
+    #: The conflict resolver edits conflicted files only: no MCP servers unless asked for.
+    mcpServers: Literal["inherit", "none"] = "none"
+
+
+class DirectorConfig(AgentRoleConfig):
+    #: The director plans read-only; other servers' tools may change things: none by default.
+    mcpServers: Literal["inherit", "none"] = "none"
 
 
 class AgentsConfig(_Section):
     #: Contain agent processes with bubblewrap: `auto` when it works here (loud warning when
     #: not), `required` refuses to run agents without it, `off` never contains them.
     sandbox: Literal["required", "auto", "off"] = "auto"
+    #: `inherit`: your Claude Code settings, hooks, CLAUDE.md and MCP servers carry into agent
+    #: sessions (see docs/configuration.md); `none`: only the project's own.
+    claudeSetup: Literal["inherit", "none"] = "inherit"
     worker: AgentRoleConfig = AgentRoleConfig()
 
     @field_validator("sandbox", mode="before")
@@ -69,7 +82,7 @@ class AgentsConfig(_Section):
         return "off" if value is False else value  # YAML reads a bare `off` as false
 
     steward: StewardConfig = StewardConfig()
-    director: AgentRoleConfig = AgentRoleConfig()
+    director: DirectorConfig = DirectorConfig()
 
 
 class MergeConfig(_Section):
@@ -147,6 +160,7 @@ orchestrator:
   maxAttempts: 3
 agents:
   sandbox: auto   # required | auto | off: contain agents with bubblewrap
+  claudeSetup: inherit   # inherit | none: your Claude Code settings, CLAUDE.md, MCP servers
   worker:   {provider: claude-code, model: claude-sonnet-4-20250514, maxSessionTokens: 200000}
   steward:  {provider: claude-code, model: claude-sonnet-4-20250514, autoMerge: true, runChecks: true}
   director: {provider: claude-code, model: claude-sonnet-4-20250514}
