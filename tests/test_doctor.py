@@ -11,7 +11,12 @@ from conftest import GIT_ENV
 
 
 def doctor(cwd: Path, home: Path | None = None, **env: str) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("ANTHROPIC_")
+        and k not in ("CLAUDE_CODE_OAUTH_TOKEN", "CLAUDE_CONFIG_DIR")
+    }
     return subprocess.run(
         [sys.executable, "-m", "stoneforge", "doctor"],
         cwd=cwd,
