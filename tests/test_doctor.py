@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from conftest import GIT_ENV
@@ -50,3 +52,60 @@ def test_doctor_outside_a_repository(tmp_path: Path) -> None:
     result = doctor(tmp_path, ANTHROPIC_BASE_URL="http://127.0.0.1:9")
     assert result.returncode == 1
     assert "not inside a git repository" in result.stdout
+
+
+def _hooks(n: int) -> dict[str, object]:
+    hook = {"type": "command", "command": "true"}
+    return {"hooks": {"PreToolUse": [{"matcher": "Bash", "hooks": [hook] * n}]}}
+
+
+def test_doctor_lists_what_agents_will_get_from_your_claude_code(repo: Path) -> None:
+    home = repo.parent / "home"
+    (home / ".claude").mkdir(parents=True)
+    token = "sk-ant-oat01-DOCTOR-LOGIN-TOKEN-123456789"
+    expires = int((time.time() + 3600) * 1000)
+    credentials = home / ".claude" / ".credentials.json"
+    credentials.write_text(
+        json.dumps({"claudeAiOauth": {"accessToken": token, "expiresAt": expires}})
+    )
+    (home / ".claude" / "settings.json").write_text(json.dumps(_hooks(1)))
+    (home / ".claude" / "CLAUDE.md").write_text("mine\n")
+    (home / ".claude.json").write_text(
+        json.dumps(
+            {
+                "mcpServers": {"docs": {"command": "docs-server"}},
+                "projects": {str(repo): {"mcpServers": {"db": {"type": "http", "url": "u"}}}},
+            }
+        )
+    )
+    (repo / ".mcp.json").write_text(json.dumps({"mcpServers": {"tracker": {"command": "t"}}}))
+    (repo / "CLAUDE.md").write_text("project\n")
+    (repo / ".claude").mkdir()
+    (repo / ".claude" / "settings.json").write_text(json.dumps(_hooks(2)))
+
+    out = doctor(repo, home).stdout
+
+    assert f"agents use claude login ({credentials}, as CLAUDE_CODE_OAUTH_TOKEN)" in out
+    assert token not in out  # names only, never values
+    assert (
+        "db (local, http), docs (user, stdio), tracker (project, stdio); offered to: worker" in out
+    )
+    settings = f"{home / '.claude' / 'settings.json'}, {repo / '.claude' / 'settings.json'}"
+    assert f"{settings}; 3 hooks (run without credentials)" in out
+    assert f"{home / '.claude' / 'CLAUDE.md'}, {repo / 'CLAUDE.md'}" in out
+
+
+def test_doctor_says_what_to_run_when_the_login_expired(repo: Path) -> None:
+    home = repo.parent / "home"
+    (home / ".claude").mkdir(parents=True)
+    expired = int((time.time() - 60) * 1000)
+    (home / ".claude" / ".credentials.json").write_text(
+        json.dumps(
+            {"claudeAiOauth": {"accessToken": "sk-ant-oat01-OLD-0123456789", "expiresAt": expired}}
+        )
+    )
+    result = doctor(repo, home)
+    assert result.returncode == 1
+    assert "FAIL credentials  the claude login in" in result.stdout and "expired" in result.stdout
+    assert "run `claude setup-token`" in result.stdout
+    assert "export CLAUDE_CODE_OAUTH_TOKEN=<that token>" in result.stdout
