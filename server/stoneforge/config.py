@@ -97,7 +97,8 @@ class MergeConfig(_Section):
     pushBranches: bool = False
     #: Changes to the gate itself need a human: an MR touching these paths (a directory ends in
     #: `/`) waits in awaiting_approval whatever `autoMerge` says.
-    protectedPaths: list[str] = [".stoneforge/", ".github/"]
+    #: `.mcp.json` too: it decides which commands agents start with the secrets its `env` names.
+    protectedPaths: list[str] = [".stoneforge/", ".github/", ".mcp.json"]
     #: A check command that failed and then passed its retry this many times is listed as flaky.
     flakyReportAfter: int = Field(default=3, ge=1)
     #: Check commands whose failure is reported but does not block landing. Never implicit.
