@@ -295,3 +295,27 @@ def test_the_prefix_keeps_what_a_server_names_but_never_the_clis_credentials(
     for gone in ("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN", "NPM_TOKEN", "SF_MCP_SECRET_1"):
         assert gone not in seen
     assert KEEP_VAR not in seen and "weird-api-key" not in seen
+
+
+def test_model_inherit_is_the_model_of_your_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    (home / ".claude").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("CLAUDE_CONFIG_DIR", raising=False)
+    spec = build_spec(
+        Role.WORKER, cwd=tmp_path, prompt="x", config_dir=tmp_path / "c", model="inherit"
+    )
+    assert spec.model is None  # the CLI's own default
+    (home / ".claude" / "settings.json").write_text(json.dumps({"model": "opus"}))
+    spec = build_spec(
+        Role.WORKER, cwd=tmp_path, prompt="x", config_dir=tmp_path / "c", model="inherit"
+    )
+    assert spec.model == "opus"
+    assert (
+        build_spec(
+            Role.WORKER, cwd=tmp_path, prompt="x", config_dir=tmp_path / "c", model="sonnet"
+        ).model
+        == "sonnet"
+    )

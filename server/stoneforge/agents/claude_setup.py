@@ -38,6 +38,12 @@ the CLI as `SF_MCP_SECRET_<n>` variables the config refers to, so they are on no
 and in no file.
 
 The user's `model` setting applies to a role whose `agents.<role>.model` is `inherit`.
+`agents.claudeSetup: none` leaves out everything of the user's (settings, memory, user and local
+MCP servers); the project's settings, memory and `.mcp.json` still apply.
+
+Under the sandbox the user's `~/.claude` (and own `CLAUDE_CONFIG_DIR`) stay hidden: what a session
+needs of them is copied here (settings without env, memory) or passed in its environment; only
+their `hooks/` directory is readable, since hook commands name scripts there.
 """
 
 from __future__ import annotations

@@ -103,7 +103,9 @@ def build_spec(
     Pass `mcp` to wire the orchestrator's callbacks (its `enabled` decides which tools
     exist); by default the role's tools are offered and only recorded. `claude_setup` (from
     :func:`~stoneforge.agents.claude_setup.for_role`) adds the user's and the project's
-    settings, memory and MCP servers, whose tools are then allowed. `model="inherit"` is the
+    settings, memory and MCP servers, whose tools are then allowed; without one the session
+    still gets the project's settings and memory the same (merged, never loaded raw), nothing
+    of the user's and no other MCP server. `model="inherit"` is the
     model of the user's Claude Code settings (else the CLI's default).
     """
     profile = PROFILES[Role(role)]
@@ -111,6 +113,8 @@ def build_spec(
     policy = BashPolicy(target_branch) if profile.guards_bash else None
     if model == "inherit":
         model = model_setting(os.environ)
+    if claude_setup is None:
+        claude_setup = ClaudeSetup(user=False)
     return SessionSpec(
         cwd=cwd,
         prompt=prompt,
@@ -121,7 +125,7 @@ def build_spec(
         allowed_tools=(
             *(t for t in profile.tools if t not in _CWD_BOUND_TOOLS),
             *tools.tool_names,
-            *(claude_setup.mcp_tool_rules if claude_setup is not None else ()),
+            *claude_setup.mcp_tool_rules,
         ),
         disallowed_tools=tuple(policy.disallowed_tool_rules()) if policy else (),
         bash_policy=policy,

@@ -201,12 +201,18 @@ class SandboxPolicy:
         # The nested per-command sandbox needs the real /proc (see the module docstring).
         args += ["--bind", "/proc", "/proc", "--tmpfs", "/tmp"]
         home = Path.home()
-        for name in HIDDEN_IN_HOME:
-            secret = home / name
+        claude_dirs = [home / ".claude"]
+        if os.environ.get("CLAUDE_CONFIG_DIR"):  # the user's own, holding their login
+            claude_dirs.append(Path(os.environ["CLAUDE_CONFIG_DIR"]).expanduser())
+        for secret in [*(home / name for name in HIDDEN_IN_HOME), *claude_dirs[1:]]:
             if secret.is_dir() and not secret.is_symlink():
                 args += ["--tmpfs", str(secret)]
             elif secret.is_file():
                 args += ["--ro-bind", os.devnull, str(secret)]
+        for claude in claude_dirs:
+            # The user's hook scripts usually live here; their settings name them by path.
+            if (claude / "hooks").is_dir():
+                args += ["--ro-bind", str(claude / "hooks"), str(claude / "hooks")]
         if self.repo_root is not None:
             args += ["--ro-bind", str(self.repo_root), str(self.repo_root)]
             state = self.repo_root / ".stoneforge"
