@@ -75,7 +75,7 @@ class Credential(BaseModel):
         return {k: v.get_secret_value() for k, v in self.env.items()}
 
 
-def _home(env: Mapping[str, str]) -> Path:
+def home_dir(env: Mapping[str, str]) -> Path:
     return Path(env["HOME"]) if env.get("HOME") else Path.home()
 
 
@@ -83,14 +83,14 @@ def user_config_dir(env: Mapping[str, str] | None = None) -> Path:
     """The user's own Claude Code directory: `$CLAUDE_CONFIG_DIR`, else `~/.claude`."""
     env = os.environ if env is None else env
     custom = env.get("CLAUDE_CONFIG_DIR")
-    return Path(custom).expanduser() if custom else _home(env) / ".claude"
+    return Path(custom).expanduser() if custom else home_dir(env) / ".claude"
 
 
 def credential_files(env: Mapping[str, str] | None = None) -> list[Path]:
     env = os.environ if env is None else env
     files = [
         user_config_dir(env) / ".credentials.json",
-        _home(env) / ".claude" / ".credentials.json",
+        home_dir(env) / ".claude" / ".credentials.json",
     ]
     return list(dict.fromkeys(files))
 

@@ -59,7 +59,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from stoneforge.agents.claude_login import _home, user_config_dir
+from stoneforge.agents.claude_login import home_dir, user_config_dir
 from stoneforge.agents.command_prefix import CLI_CREDENTIALS, KEEP_VAR, SECRET_CARRIER_PREFIX
 from stoneforge.agents.mcp_tools import SERVER_NAME
 from stoneforge.redact import is_secret_name
@@ -113,10 +113,10 @@ class McpServer(BaseModel):
 def global_config_file(env: Mapping[str, str]) -> Path:
     """`~/.claude.json` (Claude Code's user and local MCP servers), or in `$CLAUDE_CONFIG_DIR`."""
     custom = env.get("CLAUDE_CONFIG_DIR")
-    return Path(custom).expanduser() / ".claude.json" if custom else _home(env) / ".claude.json"
+    return Path(custom).expanduser() / ".claude.json" if custom else home_dir(env) / ".claude.json"
 
 
-def _read_json(path: Path, problems: list[SetupProblem]) -> dict[str, Any]:
+def read_json(path: Path, problems: list[SetupProblem]) -> dict[str, Any]:
     if not path.is_file():
         return {}
     try:
@@ -157,8 +157,8 @@ def find_mcp_servers(
     """The user's and the project's MCP servers by name (local over project over user)."""
     problems: list[SetupProblem] = []
     global_path = global_config_file(env)
-    global_config = _read_json(global_path, problems)
-    settings = _read_json(user_config_dir(env) / "settings.json", problems)
+    global_config = read_json(global_path, problems)
+    settings = read_json(user_config_dir(env) / "settings.json", problems)
     found: dict[str, McpServer] = {}
     for name, config in _servers(global_config.get("mcpServers")).items():
         found[name] = McpServer(
@@ -167,7 +167,7 @@ def find_mcp_servers(
     if repo_root is not None:
         local = _project_entry(global_config, repo_root)
         project_path = repo_root / ".mcp.json"
-        project = _read_json(project_path, problems)
+        project = read_json(project_path, problems)
         enabled = _names(local.get("enabledMcpjsonServers")) | _names(
             settings.get("enabledMcpjsonServers")
         )
@@ -381,8 +381,8 @@ def prepare(
 
     `env` is the environment the CLI will have (ours plus the session's), for `${VAR}`s."""
     problems: list[SetupProblem] = []
-    user = _read_json(user_config_dir(env) / "settings.json", problems) if setup.user else {}
-    project = _read_json(cwd / ".claude" / "settings.json", problems)
+    user = read_json(user_config_dir(env) / "settings.json", problems) if setup.user else {}
+    project = read_json(cwd / ".claude" / "settings.json", problems)
     for problem in problems:
         log.warning("Claude Code set-up: %s %s", problem.path, problem.problem)
     _write_or_remove(config_dir / "settings.json", _json(merge_settings(user, project)))
@@ -415,5 +415,5 @@ def _write_or_remove(path: Path, text: str | None) -> None:
 
 def model_setting(env: Mapping[str, str]) -> str | None:
     """The `model` of the user's Claude Code settings, if any (for `model: inherit`)."""
-    value = _read_json(user_config_dir(env) / "settings.json", []).get("model")
+    value = read_json(user_config_dir(env) / "settings.json", []).get("model")
     return value if isinstance(value, str) and value else None

@@ -104,7 +104,7 @@ def check_claude_setup(
         settings.append(repo_root / ".claude" / "settings.json")
     found = [p for p in settings if p.is_file()]
     bad: list[setup.SetupProblem] = []
-    hooks = sum(setup.hook_count(setup._read_json(p, bad)) for p in found)
+    hooks = sum(setup.hook_count(setup.read_json(p, bad)) for p in found)
     results.append(
         CheckResult(
             name="claude-settings",
