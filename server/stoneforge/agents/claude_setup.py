@@ -48,6 +48,7 @@ their `hooks/` directory is readable, since hook commands name scripts there.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -117,10 +118,17 @@ def global_config_file(env: Mapping[str, str]) -> Path:
 
 
 def read_json(path: Path, problems: list[SetupProblem]) -> dict[str, Any]:
+    """A JSON object file, `{}` when absent; a problem when unreadable. Callers must not change
+    what they get: it is cached by modification time (`~/.claude.json` grows to megabytes of
+    history, and every session start reads it)."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return {}
     if not path.is_file():
         return {}
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = _parse(path, stat.st_mtime_ns, stat.st_size)
     except (OSError, ValueError) as exc:
         problems.append(SetupProblem(path=path, problem=f"cannot be read: {exc}"))
         return {}
@@ -128,6 +136,11 @@ def read_json(path: Path, problems: list[SetupProblem]) -> dict[str, Any]:
         problems.append(SetupProblem(path=path, problem="is not a JSON object"))
         return {}
     return data
+
+
+@functools.lru_cache(maxsize=32)
+def _parse(path: Path, mtime_ns: int, size: int) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def _project_entry(global_config: Mapping[str, Any], repo_root: Path) -> dict[str, Any]:
