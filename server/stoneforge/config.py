@@ -65,11 +65,21 @@ class AgentRoleConfig(_Section):
     maxTurns: int = Field(default=200, ge=1)
     #: Path of a `claude` executable to use instead of the one bundled with claude-agent-sdk.
     cliPath: str | None = None
+    #: `inherit`: the user's and the project's MCP servers are offered to this role's sessions
+    #: (their tools allowed); `none`: only stoneforge's own. Workers inherit by default.
+    mcpServers: Literal["inherit", "none"] = "inherit"
 
 
 class StewardConfig(AgentRoleConfig):
     autoMerge: bool = True
     runChecks: bool = True
+    #: The conflict resolver edits conflicted files only: no MCP servers unless asked for.
+    mcpServers: Literal["inherit", "none"] = "none"
+
+
+class DirectorConfig(AgentRoleConfig):
+    #: The director plans read-only; other servers' tools may change things: none by default.
+    mcpServers: Literal["inherit", "none"] = "none"
 
 
 #: How a credential reaches the CLI: an API key, or a subscription's token (`claude setup-token`).
@@ -101,6 +111,9 @@ class AgentsConfig(_Section):
     #: Contain agent processes with bubblewrap: `auto` when it works here (loud warning when
     #: not), `required` refuses to run agents without it, `off` never contains them.
     sandbox: Literal["required", "auto", "off"] = "auto"
+    #: `inherit`: your Claude Code settings, hooks, CLAUDE.md and MCP servers carry into agent
+    #: sessions (see docs/configuration.md); `none`: only the project's own.
+    claudeSetup: Literal["inherit", "none"] = "inherit"
     worker: AgentRoleConfig = AgentRoleConfig()
 
     @field_validator("sandbox", mode="before")
@@ -109,7 +122,7 @@ class AgentsConfig(_Section):
         return "off" if value is False else value  # YAML reads a bare `off` as false
 
     steward: StewardConfig = StewardConfig()
-    director: AgentRoleConfig = AgentRoleConfig()
+    director: DirectorConfig = DirectorConfig()
     #: Environment variables holding API keys (or subscription tokens) to spread sessions over;
     #: one that is rate-limited or out of credit rests while the others carry on. Empty: the
     #: CLI's own (`ANTHROPIC_API_KEY` or its login).
@@ -144,7 +157,8 @@ class MergeConfig(_Section):
     pushBranches: bool = False
     #: Changes to the gate itself need a human: an MR touching these paths (a directory ends in
     #: `/`) waits in awaiting_approval whatever `autoMerge` says.
-    protectedPaths: list[str] = [".stoneforge/", ".github/"]
+    #: `.mcp.json` too: it decides which commands agents start with the secrets its `env` names.
+    protectedPaths: list[str] = [".stoneforge/", ".github/", ".mcp.json"]
     #: A check command that failed and then passed its retry this many times is listed as flaky.
     flakyReportAfter: int = Field(default=3, ge=1)
     #: Check commands whose failure is reported but does not block landing. Never implicit.
@@ -207,6 +221,7 @@ orchestrator:
   maxAttempts: 3
 agents:
   sandbox: auto   # required | auto | off: contain agents with bubblewrap
+  claudeSetup: inherit   # inherit | none: your Claude Code settings, CLAUDE.md, MCP servers
   worker:   {provider: claude-code, model: claude-sonnet-4-20250514, maxSessionTokens: 200000}
   steward:  {provider: claude-code, model: claude-sonnet-4-20250514, autoMerge: true, runChecks: true}
   director: {provider: claude-code, model: claude-sonnet-4-20250514}

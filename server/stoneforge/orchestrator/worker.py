@@ -36,6 +36,7 @@ from stoneforge.agents import (
     StoneforgeTools,
     ToolResult,
     build_spec,
+    claude_setup,
     default_config_dir,
     kill_tree,
     run_session,
@@ -308,6 +309,11 @@ class WorkerRun:
             env=self.agent_env,
             max_turns=worker.maxTurns,
             idle_timeout_s=worker.idleTimeoutS,
+            claude_setup=claude_setup.for_role(
+                self.root,
+                inherit=self.config.agents.claudeSetup == "inherit",
+                mcp_servers=worker.mcpServers == "inherit",
+            ),
         )
 
         async def on_start(live: AgentSession) -> None:
