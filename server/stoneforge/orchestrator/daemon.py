@@ -38,6 +38,7 @@ from stoneforge.orchestrator.provider_sessions import Credentials, TrackedProvid
 from stoneforge.orchestrator.provider_status import ProviderStatus
 from stoneforge.orchestrator.recovery import recover_orphans
 from stoneforge.orchestrator.steward import Steward
+from stoneforge.orchestrator.wakeups import wakes_steward
 from stoneforge.orchestrator.worker import RunResult, SlotState, WorkerRun
 from stoneforge.store import Fence, Store
 from stoneforge.store_watch import StoreWatcher
@@ -359,14 +360,17 @@ class Orchestrator:
         self.request_stop()
 
     def _on_store_events(self, events: list[Event]) -> None:
-        """From the watcher thread: wake up for new work; stop runs of cancelled tasks."""
+        """From the watcher thread: wake up for new work; stop runs of cancelled tasks; wake the
+        steward for what can change its queue."""
         for event in events:
             if event.kind == "task.cancelled" and event.entity_id in self.runs:
                 run = self.runs[event.entity_id]
                 if self._loop is not None:
                     asyncio.run_coroutine_threadsafe(run.stop("cancelled"), self._loop)
         self.wake_threadsafe()
-        if self.steward is not None and self._loop is not None:
+        # Token counts and other session updates never wake the steward: a round reads the
+        # whole board and forecasts every pair of branches.
+        if self.steward is not None and self._loop is not None and wakes_steward(events):
             self._loop.call_soon_threadsafe(self.steward.wake)
 
     # -- idleness ------------------------------------------------------------------------------
