@@ -29,7 +29,7 @@ from anyio import to_thread
 
 from stoneforge.agents import AgentProvider, ClaudeCodeProvider
 from stoneforge.config import StoneforgeConfig
-from stoneforge.errors import LeaseHeldError, LeaseLostError
+from stoneforge.errors import LeaseHeldError, LeaseLostError, StoreBusyError
 from stoneforge.git.merge import enable_shared_rerere
 from stoneforge.git.repo import resolve_target_branch
 from stoneforge.models import Event, MergeStatus, TaskStatus, utcnow
@@ -220,7 +220,10 @@ class Orchestrator:
         finally:
             if self._watcher is not None:
                 self._watcher.stop()
-            self.store.release_lease(LEASE_NAME, self._lease_token)
+            try:
+                self.store.release_lease(LEASE_NAME, self._lease_token)
+            except StoreBusyError as exc:  # it ends with this process (or its time to live)
+                self.note(f"the orchestrator lease was not released: {exc}")
             self.note("orchestrator stopped")
 
     async def _dispatch_loop(self, group: anyio.abc.TaskGroup) -> None:
@@ -345,11 +348,30 @@ class Orchestrator:
         return max(min(times) - time.monotonic(), 0.0) + 0.01
 
     async def _heartbeat(self) -> None:
+        last_beat = time.monotonic()
         while True:
             await anyio.sleep(HEARTBEAT_S)
-            if not self.store.heartbeat_lease(LEASE_NAME, self._lease_token):
+            try:
+                # Off the loop: a heartbeat waiting for the store's lock must not stall dispatch.
+                held = await to_thread.run_sync(
+                    self.store.heartbeat_lease, LEASE_NAME, self._lease_token
+                )
+            except StoreBusyError as exc:
+                if time.monotonic() - last_beat < LEASE_TTL_S:
+                    self.note(f"lease heartbeat not written, trying again: {exc}")
+                    continue
+                # Our lease may have expired: another orchestrator can take over now.
+                log.error("no lease heartbeat for %.0f s; stopping: %s", LEASE_TTL_S, exc)
+                self.note(
+                    f"no lease heartbeat could be written for {LEASE_TTL_S:g} s (the store stayed "
+                    f"locked); stopping: {exc}"
+                )
+                self.request_stop()
+                return
+            if not held:
                 self._lease_lost()
                 return
+            last_beat = time.monotonic()
 
     def _lease_lost(self) -> None:
         """Another orchestrator took over: stop. Our fenced writes already fail, so nothing we
