@@ -6,6 +6,9 @@
    the watcher), each in its own orchestrator, fed by the same kind of writes.
 2. The store watcher on one commit of 12,000 events: ours (page after page) beside the old one
    (the first 5,000 only; the rest waited for the next commit), both watching the same burst.
+3. On the board that burst made (11,999 tasks, 6 in progress): the steward forecast's read of the
+   active branches, the old way (`list_tasks()` of the whole board, filtered) beside ours
+   (`active_branches()`, one indexed SELECT, on the steward's own connection in a thread).
 
 Run: .venv/bin/python bench/bench_wakeups.py
 """
@@ -13,6 +16,7 @@ Run: .venv/bin/python bench/bench_wakeups.py
 from __future__ import annotations
 
 import os
+import statistics
 import subprocess
 import tempfile
 import threading
@@ -22,7 +26,7 @@ from pathlib import Path
 import anyio
 
 from stoneforge.config import StoneforgeConfig
-from stoneforge.models import Event, SessionRole
+from stoneforge.models import Event, SessionRole, TaskStatus
 from stoneforge.orchestrator.daemon import Orchestrator
 from stoneforge.store import PlannedTask, Store
 from stoneforge.store_watch import StoreWatcher
@@ -165,6 +169,37 @@ def watcher_burst(db: Path) -> None:
         )
 
 
+def forecast_read(db: Path) -> None:
+    store = Store(db)
+    for task_id in store.ready_task_ids()[:6]:
+        store.dispatch_task(task_id)
+        store.update_task(task_id, branch=f"sf/{task_id}")
+    active = (TaskStatus.IN_PROGRESS, TaskStatus.REVIEW)
+
+    def old() -> dict[str, str]:
+        return {t.id: t.branch for t in store.list_tasks() if t.status in active and t.branch}
+
+    def ours() -> dict[str, str]:
+        return store.active_branches()
+
+    assert old() == ours()
+    times = {}
+    for name, fn in (("old", old), ("ours", ours)):
+        runs = []
+        for _ in range(3):
+            started = time.perf_counter()
+            fn()
+            runs.append(time.perf_counter() - started)
+        times[name] = statistics.median(runs)
+    tasks = len(store.list_tasks())
+    print(
+        f"forecast's branch read, {tasks:,} tasks: old list_tasks() {times['old'] * 1000:7.1f} ms"
+        f"   ours active_branches() {times['ours'] * 1000:6.2f} ms"
+        f"   ({times['old'] / times['ours']:.0f}x less)"
+    )
+    store.close()
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         results = {}
@@ -179,6 +214,7 @@ def main() -> None:
                 f"{name:<23} ({deliveries} watcher deliveries)"
             )
         watcher_burst(Path(tmp) / "burst.db")
+        forecast_read(Path(tmp) / "burst.db")
 
 
 if __name__ == "__main__":
