@@ -265,6 +265,9 @@ class StoreBase:
                 self._conn.execute("COMMIT")
 
     def _migrate(self) -> None:
+        with self._lock:
+            if self._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+                return  # up to date: opening a connection takes no write lock
         with self._write() as db:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
