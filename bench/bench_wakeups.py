@@ -100,6 +100,9 @@ async def rounds_for_token_writes(root: Path, kind: type[Orchestrator]) -> tuple
         with worker.transaction():  # in progress at once: nothing for the dispatcher
             task = worker.dispatch_task(worker.create_task("busy agent").id)
         session = worker.start_session(task.id, SessionRole.WORKER)
+        with anyio.fail_after(30):  # the setup's round (its dispatch wakes the steward) is done
+            while not rounds:
+                await anyio.sleep(0.01)
         await anyio.sleep(0.5)
         rounds = deliveries = 0
         for i in range(TOKEN_WRITES):

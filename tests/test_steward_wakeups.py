@@ -62,6 +62,7 @@ async def test_token_count_writes_cause_no_steward_round_and_a_merge_request_doe
             task = rig.store.dispatch_task(rig.store.create_task("busy agent").id)
         session = rig.store.start_session(task.id, SessionRole.WORKER)
         await wait_until(lambda: any(e.kind == "session.started" for e in delivered))
+        await wait_until(lambda: rounds >= 1)  # the dispatch woke it (a task in progress)
         await anyio.sleep(0.3)  # the rounds those writes caused are over
         rounds = 0
         delivered.clear()
