@@ -21,6 +21,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -69,6 +70,12 @@ def make_repo(root: Path) -> Store:
     return Store(root / ".stoneforge" / "state.db")
 
 
+async def stays_put(count: Callable[[], int], quiet_s: float = 0.5) -> bool:
+    before = count()
+    await anyio.sleep(quiet_s)
+    return count() == before
+
+
 async def rounds_for_token_writes(root: Path, kind: type[Orchestrator]) -> tuple[int, int]:
     """(steward rounds, watcher deliveries) while one worker's token counter moves 1,000 times."""
     worker = make_repo(root)
@@ -78,9 +85,12 @@ async def rounds_for_token_writes(root: Path, kind: type[Orchestrator]) -> tuple
     rounds = deliveries = 0
     on_events = orchestrator._on_store_events
 
+    seen_start = False
+
     def counted(events: list[Event]) -> None:
-        nonlocal deliveries
+        nonlocal deliveries, seen_start
         deliveries += 1
+        seen_start = seen_start or any(e.kind == "session.started" for e in events)
         on_events(events)
 
     orchestrator._on_store_events = counted  # type: ignore[method-assign]
@@ -100,10 +110,9 @@ async def rounds_for_token_writes(root: Path, kind: type[Orchestrator]) -> tuple
         with worker.transaction():  # in progress at once: nothing for the dispatcher
             task = worker.dispatch_task(worker.create_task("busy agent").id)
         session = worker.start_session(task.id, SessionRole.WORKER)
-        with anyio.fail_after(30):  # the setup's round (its dispatch wakes the steward) is done
-            while not rounds:
+        with anyio.fail_after(30):  # the rounds the setup's writes caused are over
+            while not (seen_start and await stays_put(lambda: rounds)):
                 await anyio.sleep(0.01)
-        await anyio.sleep(0.5)
         rounds = deliveries = 0
         for i in range(TOKEN_WRITES):
             worker.update_session(session.id, context_tokens=1000 + i, output_tokens=i)

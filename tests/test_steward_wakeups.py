@@ -27,6 +27,16 @@ async def wait_until(predicate, timeout: float = 30.0) -> None:  # noqa: ANN001
             await anyio.sleep(0.02)
 
 
+async def settled(count, quiet_s: float = 0.5, timeout: float = 30.0) -> None:  # noqa: ANN001
+    """Wait until ``count()`` stays the same for ``quiet_s``."""
+    with anyio.fail_after(timeout):
+        while True:
+            before = count()
+            await anyio.sleep(quiet_s)
+            if count() == before:
+                return
+
+
 async def test_token_count_writes_cause_no_steward_round_and_a_merge_request_does(
     tmp_path: Path,
 ) -> None:
@@ -62,8 +72,7 @@ async def test_token_count_writes_cause_no_steward_round_and_a_merge_request_doe
             task = rig.store.dispatch_task(rig.store.create_task("busy agent").id)
         session = rig.store.start_session(task.id, SessionRole.WORKER)
         await wait_until(lambda: any(e.kind == "session.started" for e in delivered))
-        await wait_until(lambda: rounds >= 1)  # the dispatch woke it (a task in progress)
-        await anyio.sleep(0.3)  # the rounds those writes caused are over
+        await settled(lambda: rounds)  # the rounds the setup's writes caused are over
         rounds = 0
         delivered.clear()
 
