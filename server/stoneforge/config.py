@@ -192,11 +192,30 @@ class WorktreeConfig(_Section):
     setupTimeoutS: float = Field(default=900.0, gt=0)
 
 
+# -- budgets (issue 15) ----------------------------------------------------------------------------
+
+
+class BudgetsConfig(_Section):
+    """Spending limits; None (the default) is no limit. Tokens count every prompt token (cached
+    or not) and every output token of every session; a day is a UTC calendar day."""
+
+    #: A task's sessions reaching this end with a handoff; the task waits in budget_exceeded.
+    perTaskUsd: float | None = Field(default=None, gt=0)
+    perTaskTokens: int | None = Field(default=None, gt=0)
+    #: A plan's sessions reaching this: none of its tasks is dispatched any more.
+    perPlanUsd: float | None = Field(default=None, gt=0)
+    perPlanTokens: int | None = Field(default=None, gt=0)
+    #: Today's sessions reaching this: nothing is dispatched until the next UTC day.
+    perDayUsd: float | None = Field(default=None, gt=0)
+    perDayTokens: int | None = Field(default=None, gt=0)
+
+
 class StoneforgeConfig(_Section):
     orchestrator: OrchestratorConfig = OrchestratorConfig()
     worktree: WorktreeConfig = WorktreeConfig()
     agents: AgentsConfig = AgentsConfig()
     merge: MergeConfig = MergeConfig()
+    budgets: BudgetsConfig = BudgetsConfig()
 
     @model_validator(mode="after")
     def _handoff_below_session_limit(self) -> StoneforgeConfig:

@@ -33,6 +33,8 @@ class TaskEvent(StrEnum):
     LAND = "land"  # the task's work is on the target
     CANCEL = "cancel"  # a person cancelled it; final for the attempt it cancels
     RETRY = "retry"  # a person asks for a fresh start after failed/cancelled
+    # -- budgets (issue 15) --
+    EXCEED_BUDGET = "exceed_budget"  # the task's spending reached its budget: a person decides
 
 
 class MrEvent(StrEnum):
@@ -47,6 +49,7 @@ class MrEvent(StrEnum):
 
 _O, _P, _R = TaskStatus.OPEN, TaskStatus.IN_PROGRESS, TaskStatus.REVIEW
 _M, _F, _C = TaskStatus.MERGED, TaskStatus.FAILED, TaskStatus.CANCELLED
+_B = TaskStatus.BUDGET_EXCEEDED
 
 #: (from, event) -> to. Anything else is illegal.
 TASK_TRANSITIONS: dict[tuple[TaskStatus, TaskEvent], TaskStatus] = {
@@ -64,6 +67,10 @@ TASK_TRANSITIONS: dict[tuple[TaskStatus, TaskEvent], TaskStatus] = {
     (_F, TaskEvent.CANCEL): _C,
     (_F, TaskEvent.RETRY): _O,
     (_C, TaskEvent.RETRY): _O,
+    # -- budgets (issue 15): a task over its budget waits for a person (retry with more, cancel)
+    (_P, TaskEvent.EXCEED_BUDGET): _B,
+    (_B, TaskEvent.RETRY): _O,
+    (_B, TaskEvent.CANCEL): _C,
 }
 
 _PE, _TE, _AW = MergeStatus.PENDING, MergeStatus.TESTING, MergeStatus.AWAITING_APPROVAL
@@ -102,6 +109,7 @@ TASK_EVENT_KINDS: dict[TaskEvent, str] = {
     TaskEvent.LAND: "task.merged",
     TaskEvent.CANCEL: "task.cancelled",
     TaskEvent.RETRY: "task.retried",
+    TaskEvent.EXCEED_BUDGET: "task.budget_exceeded",
 }
 
 

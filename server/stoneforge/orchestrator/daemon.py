@@ -32,7 +32,8 @@ from stoneforge.config import StoneforgeConfig
 from stoneforge.errors import LeaseHeldError, LeaseLostError, StoreBusyError
 from stoneforge.git.merge import enable_shared_rerere
 from stoneforge.git.repo import resolve_target_branch
-from stoneforge.models import Event, MergeStatus, TaskStatus, utcnow
+from stoneforge.models import BudgetHold, Event, MergeStatus, TaskStatus, utcnow
+from stoneforge.orchestrator.budgets import dispatch_holds, held_task, seconds_to_next_day
 from stoneforge.orchestrator.provider_health import ProviderHealth
 from stoneforge.orchestrator.provider_sessions import Credentials, TrackedProvider
 from stoneforge.orchestrator.provider_status import ProviderStatus
@@ -67,6 +68,8 @@ class OrchestratorView:
     provider_unavailable: str | None = None
     #: Sessions allowed at once now: below `max_concurrent` after rate limits (AIMD).
     concurrency_limit: int | None = None
+    #: Plan and day budgets that stop new dispatch ("day budget reached: ...").
+    budget_holds: list[str] = field(default_factory=list)
 
 
 class Orchestrator:
@@ -123,6 +126,9 @@ class Orchestrator:
         #: Proof of holding the lease, given to every run and the steward (set in run()).
         self.fence: Fence | None = None
         self._not_before: dict[str, float] = {}
+        #: Plan and day budgets holding dispatch back, as last seen (budgets, issue 15).
+        self.budget_holds: list[BudgetHold] = []
+        self._day_starts_at: float | None = None  # monotonic time of the next UTC day, if held
         self._wake = asyncio.Event()
         self._stop_requested = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -170,6 +176,7 @@ class Orchestrator:
             landing_paused=pause.line if pause is not None else None,
             provider_unavailable=outage.line if outage is not None else None,
             concurrency_limit=self.health.limit,
+            budget_holds=[hold.reason for hold in self.budget_holds],
         )
 
     def note(self, text: str) -> None:
@@ -253,9 +260,13 @@ class Orchestrator:
             if self.max_concurrent - len(self.runs) <= 0:
                 return
             now = time.monotonic()
+            holds = self._update_budget_holds()
+            plans = self._plans_of_ready() if holds else {}
             for task_id in self.store.ready_task_ids():
                 if task_id in self.runs or self._not_before.get(task_id, 0) > now:
                     continue
+                if holds and held_task(holds, plans.get(task_id)) is not None:
+                    continue  # its plan's budget, or the day's, is spent
                 if not self.health.admit(len(self.runs), task_id).allowed:
                     break  # full, or the provider is unavailable: every task waits alike
                 if not self._start(group, task_id):
@@ -263,6 +274,31 @@ class Orchestrator:
         finally:
             # Changes only: a recorded event wakes us again through the store watcher.
             self._provider_status.update(self.health.unavailable())
+
+    # -- budgets (issue 15) --------------------------------------------------------------------
+
+    def _update_budget_holds(self) -> list[BudgetHold]:
+        """The plan and day budgets that hold dispatch back; a change is noted and logged (the
+        `budget.holds` event), so `sf status`, the live view and the editor say why."""
+        holds = dispatch_holds(self.store, self.config.budgets)
+        day_held = any(hold.scope == "day" for hold in holds)
+        self._day_starts_at = time.monotonic() + seconds_to_next_day() if day_held else None
+        if [h.reason for h in holds] != [h.reason for h in self.budget_holds]:
+            self.budget_holds = holds
+            self.store.record_event(
+                "budget.holds", "orchestrator", None, {"holds": [h.wire() for h in holds]}
+            )
+            for hold in holds:
+                self.note(f"dispatch held: {hold.reason}")
+            if not holds:
+                self.note("dispatch resumed: no plan or day budget holds it back")
+        return holds
+
+    def _plans_of_ready(self) -> dict[str, str | None]:
+        return {t.id: t.plan_id for t in self.store.list_tasks(status=TaskStatus.OPEN)}
+
+    def _held_by_budget(self, task_id: str, plans: dict[str, str | None]) -> bool:
+        return held_task(self.budget_holds, plans.get(task_id)) is not None
 
     def _start(self, group: anyio.abc.TaskGroup, task_id: str) -> bool:
         try:
@@ -338,11 +374,15 @@ class Orchestrator:
             self.note(f"{result.task_id} completed; merge request opened")
         elif result.status == TaskStatus.FAILED:
             self.note(f"{result.task_id} failed: {result.reason[:120]}")
+        elif result.status == TaskStatus.BUDGET_EXCEEDED:
+            self.note(f"{result.task_id} stopped at its budget: {result.reason[:160]}")
 
     def _next_retry_in(self) -> float | None:
         times = list(self._not_before.values())
         if (health_at := self.health.next_check_at()) is not None:
             times.append(health_at)  # the same monotonic clock
+        if self._day_starts_at is not None:  # a day budget holds: look again when the day ends
+            times.append(self._day_starts_at)
         if not times:
             return None
         return max(min(times) - time.monotonic(), 0.0) + 0.01
@@ -400,8 +440,9 @@ class Orchestrator:
     def is_idle(self) -> bool:
         """Nothing open that can still run, nothing in progress, nothing in review.
 
-        An open task blocked (transitively) by a failed or cancelled task counts as done, as does
-        one in a draft plan, and a merge request waiting for a human's approval.
+        An open task blocked (transitively) by a failed, cancelled or budget_exceeded task counts
+        as done, as does one in a draft plan, one a plan or day budget holds back, and a merge
+        request waiting for a human's approval.
         """
         if self.runs:
             return False
@@ -415,7 +456,11 @@ class Orchestrator:
             if task_id in dead_ends:
                 return dead_ends[task_id]
             node = graph.nodes.get(task_id)
-            result = node is None or node.status in (TaskStatus.FAILED, TaskStatus.CANCELLED)
+            result = node is None or node.status in (
+                TaskStatus.FAILED,
+                TaskStatus.CANCELLED,
+                TaskStatus.BUDGET_EXCEEDED,
+            )
             if not result and node is not None and node.status != TaskStatus.MERGED:
                 result = any(
                     stuck(dep, seen | {task_id})
@@ -425,7 +470,10 @@ class Orchestrator:
             dead_ends[task_id] = result
             return result
 
+        plans = self._plans_of_ready() if self.budget_holds else {}
         for task_id, node in graph.nodes.items():
+            if node.status == TaskStatus.OPEN and self._held_by_budget(task_id, plans):
+                continue  # waits for a person to raise the budget (or for the next day)
             if node.status == TaskStatus.IN_PROGRESS:
                 return False
             if node.status == TaskStatus.REVIEW and task_id not in waiting_for_human:

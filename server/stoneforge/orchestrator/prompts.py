@@ -17,6 +17,14 @@ HANDOFF_REQUEST = (
     "exactly where you are. Do nothing else after the handoff."
 )
 
+#: Sent when the task's spending reaches its budget (budgets, issue 15).
+BUDGET_HANDOFF_REQUEST = (
+    "Stoneforge: this task has reached its budget. Stop working on the task now. Commit what "
+    "you have, then call the `mcp__stoneforge__handoff` tool once with: done, remaining, "
+    "filesTouched, decisions, failingTests and nextStep, so the work can continue exactly "
+    "where you are once a person raises the budget. Do nothing else after the handoff."
+)
+
 
 def _bullets(items: Sequence[str]) -> str:
     return "\n".join(f"- {item}" for item in items) if items else "- (none)"

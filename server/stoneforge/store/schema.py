@@ -16,7 +16,7 @@ from stoneforge.errors import InvalidInputError, NotFoundError, StoreBusyError
 from stoneforge.models import utcnow
 from stoneforge.redact import redact
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: How long a write (or read) waits for the store's lock, in this process or in SQLite, before it
 #: fails with StoreBusyError. Shorter than the orchestrator lease's time to live less one
 #: heartbeat interval (20 s and 5 s): a heartbeat stalled this long still lands in time, and a
@@ -135,8 +135,16 @@ CREATE TABLE lease_epochs (
 );
 """
 
+# Version 3 (budgets, issue 15): a task's own budget (`sf task retry --budget`), and sessions
+# found by their start time (the day's spending).
+_SCHEMA_V3 = """
+ALTER TABLE tasks ADD COLUMN budget_usd REAL;
+ALTER TABLE tasks ADD COLUMN budget_tokens INTEGER;
+CREATE INDEX sessions_started ON sessions(started_at);
+"""
+
 #: Schema migrations, index i brings the database from version i to i + 1.
-_MIGRATIONS: list[str] = [_SCHEMA_V1, _SCHEMA_V2]
+_MIGRATIONS: list[str] = [_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3]
 
 #: How error messages name the rows of each table.
 _NOUNS = {

@@ -12,6 +12,7 @@ from stoneforge.errors import InvalidInputError, NotFoundError
 from stoneforge.graph import check_new_dependency
 from stoneforge.models import (
     AgentSession,
+    CostTotals,
     Handoff,
     MergeRequest,
     Task,
@@ -19,6 +20,7 @@ from stoneforge.models import (
     TaskStatus,
     utcnow,
 )
+from stoneforge.store.costs import CostRows
 from stoneforge.store.merge_requests import _mr_from_row
 from stoneforge.store.schema import _TASK_COLUMNS, _iso, _time
 from stoneforge.store.sessions import _handoff_from_row, _session_from_row
@@ -28,7 +30,7 @@ from stoneforge.store.task_graph import TaskGraph
 QUESTION_EVENT = "task.question"
 
 
-class TaskRows(TaskGraph):
+class TaskRows(TaskGraph, CostRows):
     def create_task(
         self,
         title: str,
@@ -106,7 +108,8 @@ class TaskRows(TaskGraph):
         self, db: sqlite3.Connection, where: str = "", params: Sequence[Any] = ()
     ) -> list[sqlite3.Row]:
         return db.execute(
-            f"SELECT {_TASK_COLUMNS} FROM tasks {where} ORDER BY seq", params
+            f"SELECT {_TASK_COLUMNS}, budget_usd, budget_tokens FROM tasks {where} ORDER BY seq",
+            params,
         ).fetchall()
 
     def _assemble(self, db: sqlite3.Connection, rows: list[sqlite3.Row]) -> list[Task]:
@@ -130,6 +133,7 @@ class TaskRows(TaskGraph):
         merge_requests: dict[str, MergeRequest] = {}
         for row in db.execute(f"SELECT * FROM merge_requests {scope} ORDER BY seq", params):
             merge_requests[row["task_id"]] = _mr_from_row(row)  # the latest wins
+        costs = self._task_costs(db, tuple(wanted) if few else None)
         questions: dict[str, list[TaskQuestion]] = {}
         event_scope = f"AND entity_id IN ({marks})" if few else ""
         for row in db.execute(
@@ -169,6 +173,9 @@ class TaskRows(TaskGraph):
                 handoffs=handoffs.get(row["id"], []),
                 merge_request=merge_requests.get(row["id"]),
                 questions=questions.get(row["id"], []),
+                cost=costs.get(row["id"]) or CostTotals(),
+                budget_usd=row["budget_usd"],
+                budget_tokens=row["budget_tokens"],
             )
             for row in rows
         ]

@@ -26,7 +26,7 @@ from stoneforge.store.merge_requests import MergeRequestRows
 from stoneforge.store.tasks import TaskRows
 
 #: Task columns a transition may set besides its status.
-_TASK_FIELDS = {"note", "branch", "worktree"}
+_TASK_FIELDS = {"note", "branch", "worktree", "budget_usd", "budget_tokens"}
 
 
 class Transitions(TaskRows, MergeRequestRows, Lease):
