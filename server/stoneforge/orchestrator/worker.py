@@ -412,8 +412,17 @@ class WorkerRun:
         if over is None:
             return
         watch.budget = over
+        spent = self.store.cost_totals(task_id=self.task.id)
         self.store.record_event(
-            "session.budget_reached", "session", session_id, {"taskId": self.task.id, "why": over}
+            "session.budget_reached",
+            "session",
+            session_id,
+            {
+                "taskId": self.task.id,
+                "why": over,
+                "costUsd": spent.cost_usd,
+                "tokens": spent.tokens,
+            },
         )
         if watch.requested:  # a context handoff is under way already: it serves for both
             return
