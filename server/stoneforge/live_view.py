@@ -60,4 +60,6 @@ def render_view(view: OrchestratorView) -> Group:
         parts.append(Text(view.provider_unavailable, style="bold red"))
     if view.landing_paused:  # waits for the user: shown until their checkout is clean
         parts.append(Text(view.landing_paused, style="bold yellow"))
+    for hold in view.budget_holds:  # a plan or day budget: no new dispatch (issue 15)
+        parts.append(Text(f"dispatch held: {hold}", style="bold yellow"))
     return Group(*parts, Text("recent events", style="bold"), recent)

@@ -182,13 +182,24 @@ export function registerCommands(server: StoneforgeServer, views: Views, diffs: 
     }),
 
     command("stoneforge.ui.cancelTask", async (arg) => {
-      const task = await chooseTask(arg, "Cancel which task?", (t) => ["open", "in_progress", "review", "failed"].includes(t.status));
+      const task = await chooseTask(arg, "Cancel which task?", (t) =>
+        ["open", "in_progress", "review", "failed", "budget_exceeded"].includes(t.status),
+      );
       if (task) await api.cancelTask(task.id);
     }),
 
     command("stoneforge.ui.retryTask", async (arg) => {
-      const task = await chooseTask(arg, "Retry which task?", (t) => ["failed", "cancelled"].includes(t.status));
-      if (task) await api.retryTask(task.id);
+      const task = await chooseTask(arg, "Retry which task?", (t) => ["failed", "cancelled", "budget_exceeded"].includes(t.status));
+      if (!task) return;
+      if (task.status !== "budget_exceeded") return void (await api.retryTask(task.id));
+      // Stopped at its budget: it continues only with a bigger one (a total; what it spent counts).
+      const spent = task.cost?.costUsd ?? 0;
+      const answer = await vscode.window.showInputBox({
+        title: `Retry ${task.id} with a budget of (USD, in total)`,
+        prompt: `It has spent $${spent.toFixed(2)} so far.`,
+        validateInput: (v) => (Number(v) > spent ? undefined : `A number above ${spent.toFixed(2)}`),
+      });
+      if (answer !== undefined) await api.retryTask(task.id, Number(answer));
     }),
 
     command("stoneforge.ui.refresh", () => views.refreshAll()),

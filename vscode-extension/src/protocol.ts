@@ -1,6 +1,6 @@
 // The wire shapes of the Stoneforge language server (docs/protocol.md). Pure types: no `vscode`.
 
-export type TaskStatus = "open" | "in_progress" | "review" | "merged" | "failed" | "cancelled";
+export type TaskStatus = "open" | "in_progress" | "review" | "merged" | "failed" | "cancelled" | "budget_exceeded";
 export type PlanStatus = "draft" | "active";
 export type SessionRole = "worker" | "steward" | "director";
 export type SessionStatus = "running" | "completed" | "handed_off" | "crashed" | "failed";
@@ -66,6 +66,15 @@ export interface MergeRequest {
   mergedAt: string | null;
 }
 
+/** What a set of sessions spent (`tokens`: input, cached included, plus output). */
+export interface CostTotals {
+  sessions: number;
+  inputTokens: number;
+  outputTokens: number;
+  tokens: number;
+  costUsd: number;
+}
+
 export interface Task {
   id: string;
   title: string;
@@ -85,6 +94,11 @@ export interface Task {
   sessions: Session[];
   handoffs: Handoff[];
   mergeRequest: MergeRequest | null;
+  /** What the task's sessions spent (absent from servers before budgets). */
+  cost?: CostTotals;
+  /** The task's own budget, set by a retry with a budget; null: the configured one. */
+  budgetUsd?: number | null;
+  budgetTokens?: number | null;
 }
 
 export interface Plan {

@@ -9,6 +9,7 @@ const TASK: Record<TaskStatus, Icon> = {
   merged: { id: "pass-filled", color: "charts.green" },
   failed: { id: "error", color: "charts.red" },
   cancelled: { id: "circle-slash", color: "disabledForeground" },
+  budget_exceeded: { id: "credit-card", color: "charts.orange" },
 };
 
 const BLOCKED: Icon = { id: "lock", color: "charts.yellow" };
