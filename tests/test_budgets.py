@@ -27,7 +27,12 @@ from stoneforge.config import BudgetsConfig, StoneforgeConfig
 from stoneforge.errors import InvalidInputError, InvalidTransitionError
 from stoneforge.lifecycle import TaskEvent
 from stoneforge.models import CostTotals, SessionRole, TaskStatus
-from stoneforge.orchestrator.budgets import dispatch_holds, held_task, task_over_budget
+from stoneforge.orchestrator.budgets import (
+    dispatch_holds,
+    held_task,
+    task_over_budget,
+    utc_today,
+)
 from stoneforge.service import Service
 from stoneforge.store import Store
 
@@ -253,3 +258,41 @@ def test_each_turn_is_priced_and_the_clis_total_wins_at_the_end() -> None:
     unknown = TokenAccountant("some-other-model")
     unknown.observe(AssistantTurn(message_id="1", usage=usage))
     assert unknown.stats.cost_usd is None  # no guess: known when the CLI reports it
+
+
+def test_the_editor_payloads_carry_costs_holds_and_the_budget_stop(tmp_path: Path) -> None:
+    from stoneforge.lsp.changes import user_messages
+
+    with _service(tmp_path, {"perDayUsd": 0.5}) as service:
+        store = service.store
+        plan = store.create_plan("Alpha")
+        task = store.create_task("Costly", plan_id=plan.id)
+        record(
+            store,
+            task.id,
+            SessionRole.WORKER,
+            input_tokens=5,
+            output_tokens=5,
+            cost_usd=0.6,
+            day=utc_today(),
+        )
+        tree = service.task_tree()  # `stoneforge/taskTree`, as the language server returns it
+        [wired_plan] = tree["plans"]
+        assert wired_plan["cost"]["costUsd"] == 0.6 and wired_plan["cost"]["tokens"] == 10
+        assert wired_plan["tasks"][0]["cost"] == {
+            "sessions": 1,
+            "inputTokens": 5,
+            "outputTokens": 5,
+            "tokens": 10,
+            "costUsd": 0.6,
+        }
+        assert wired_plan["tasks"][0]["budgetUsd"] is None
+        status = service.status().wire()  # `stoneforge/status` adds to this
+        assert status["costToday"]["costUsd"] == 0.6
+        [hold] = status["budgetHolds"]
+        assert hold["scope"] == "day" and hold["reason"].startswith("day budget reached: $0.60")
+        store.dispatch_task(task.id)
+        store.transition_task(task.id, TaskEvent.EXCEED_BUDGET, note="Budget reached: $0.60")
+        [changed] = [e for e in store.events_since(0) if e.kind == "task.budget_exceeded"]
+        [(_, text)] = user_messages([changed])
+        assert text == f"Stoneforge: task {task.id} stopped. Budget reached: $0.60"

@@ -7,8 +7,10 @@ StubProvider stands in for the conflict ladder's agent) through interleavings of
   completing an attempt (a real commit on its branch, made with plumbing, then `complete_task`),
   a late completion by a worker whose attempt was cancelled or replaced, a crash of an attempt
   (requeue/fail through the transitions, sometimes leaving a recovery ref), a provider outage
-  (`wait_provider`: back to the queue, the attempt given back even when it was the last),
-  cancel, retry, reject, approve (autoMerge drawn per machine);
+  (`wait_provider`: back to the queue, the attempt given back even when it was the last), an
+  attempt stopped at its task's budget (its work committed on the branch, the task
+  `budget_exceeded`; a late one is refused), cancel, retry (from `budget_exceeded` with a budget of
+  its own), reject, approve (autoMerge drawn per machine);
 - steward rounds whose checks pass, fail (`bad_*`, `needs_*` without `provides_*`) or flake (the
   check script's counter), sometimes with a cancel, a cancel-retry-redispatch, an approval that
   moves the target or a lease take-over arriving while the first round runs its first or second
@@ -96,6 +98,7 @@ OUTCOMES = [
     "crash_saved",
     "crash_committed",
     "provider_outage",
+    "over_budget",
     "wait",
 ]
 
@@ -379,6 +382,17 @@ class LifecycleMachine(RuleBasedStateMachine):
             # does that first), its completion is refused (by the lost lease first, if deposed).
             head = self._commit_work(attempt)
             refusal = LeaseLostError if deposed else InvalidTransitionError
+            if outcome == "over_budget":  # a late stop at the budget is refused the same way
+                with self._unchanged(), pytest.raises(refusal):
+                    self.store.transition_task(
+                        task.id,
+                        TaskEvent.EXCEED_BUDGET,
+                        attempt=attempt.number,
+                        fence=attempt.fence,
+                        note="budget reached",
+                    )
+                event("late stop at the budget refused")
+                return
             with self._unchanged(), pytest.raises(refusal):
                 self.store.complete_task(
                     task.id,
@@ -392,6 +406,9 @@ class LifecycleMachine(RuleBasedStateMachine):
             return
         if outcome == "provider_outage":
             self._provider_outage(attempt, task)
+            return
+        if outcome == "over_budget":
+            self._over_budget(attempt, task)
             return
         if outcome.startswith("crash"):
             self._crash(attempt, task, committed=outcome == "crash_committed")
@@ -451,6 +468,26 @@ class LifecycleMachine(RuleBasedStateMachine):
         assert after.status == TaskStatus.OPEN and after.attempts == task.attempts - 1
         event("a provider outage gave an attempt back")
 
+    def _over_budget(self, attempt: Attempt, task: Task) -> None:
+        """The task's spending reached its budget: the session handed off, its work is
+        committed on the branch, the task waits for a person (refused if the lease is lost)."""
+        head = self._commit_work(attempt)
+        call = lambda: self.store.transition_task(  # noqa: E731
+            task.id,
+            TaskEvent.EXCEED_BUDGET,
+            attempt=attempt.number,
+            fence=attempt.fence,
+            note="budget reached",
+        )
+        if attempt.fence != self.fence:
+            with self._unchanged(), pytest.raises(LeaseLostError):
+                call()
+            return
+        after = call()
+        assert after.status == TaskStatus.BUDGET_EXCEEDED
+        assert self.rig is not None and self.rig.tip(attempt.branch) == head  # nothing lost
+        event("an attempt stopped at its budget")
+
     def _save_wip(self, attempt: Attempt) -> None:
         """Uncommitted work of a crashed session kept in a recovery ref (not on the branch)."""
         rig = self.rig
@@ -509,7 +546,12 @@ class LifecycleMachine(RuleBasedStateMachine):
             with self._unchanged(), pytest.raises(InvalidTransitionError):
                 self.service.retry_task(before.id)
             return
-        after = self.service.retry_task(before.id)
+        if before.status == TaskStatus.BUDGET_EXCEEDED:  # it continues with a budget of its own
+            after = self.service.retry_task(before.id, budget_usd=5.0)
+            assert after.budget_usd == 5.0
+            event("retried a task stopped at its budget")
+        else:
+            after = self.service.retry_task(before.id)
         assert after.status == TaskStatus.OPEN and after.attempts == 0
 
     def _reject(self, mr: MergeRequest) -> None:
