@@ -261,10 +261,10 @@ def task_budget_text(task: Task) -> str:
     return f" (its own budget: {' and '.join(own)})" if own else ""
 
 
-def _cost_table(title: str, rows: list[CostRow], none_label: str) -> Table:
-    table = Table(title=title, title_justify="left", show_edge=False, header_style="bold")
-    for column in ("", "cost", "tokens", "in", "out", "sessions"):
-        table.add_column(column, justify="left" if not column else "right")
+def _cost_table(name: str, rows: list[CostRow], none_label: str) -> Table:
+    table = Table(show_edge=False, header_style="bold")
+    for column in (name, "cost", "tokens", "in", "out", "sessions"):
+        table.add_column(column, justify="left" if column == name else "right")
     for row in rows:
         name = row.key or none_label
         if row.title:
@@ -281,10 +281,13 @@ def _cost_table(title: str, rows: list[CostRow], none_label: str) -> Table:
 
 
 def cost_report(report: CostReport) -> Group:
+    total = Text.assemble(("total ", "bold"), spent(report.total))
+    if not report.total.sessions:
+        return Group(total)
     return Group(
-        Text.assemble(("total ", "bold"), spent(report.total)),
-        _cost_table("by day (UTC)", report.by_day, "-"),
-        _cost_table("by role", report.by_role, "-"),
-        _cost_table("by plan", report.by_plan, "(no plan)"),
-        _cost_table("by task", report.by_task, "(no task)"),
+        total,
+        _cost_table("day (UTC)", report.by_day, "-"),
+        _cost_table("role", report.by_role, "-"),
+        _cost_table("plan", report.by_plan, "(no plan)"),
+        _cost_table("task", report.by_task, "(no task)"),
     )
