@@ -108,6 +108,8 @@ export interface Plan {
   status: PlanStatus;
   createdAt: string;
   taskIds: string[];
+  /** What its tasks' and director's sessions spent (absent from servers before budgets). */
+  cost?: CostTotals;
 }
 
 export interface TaskTree {

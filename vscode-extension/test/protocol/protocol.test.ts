@@ -129,7 +129,8 @@ describe("protocol: one seeded repository", () => {
   test("createPlan (draft and active) and activatePlan", async () => {
     const draft = await lsp.api.createPlan({ title: "Later" });
     assert.equal(draft.status, "draft");
-    assert.deepEqual(Object.keys(draft).sort(), ["createdAt", "goal", "id", "status", "taskIds", "title"]);
+    assert.deepEqual(Object.keys(draft).sort(), ["cost", "createdAt", "goal", "id", "status", "taskIds", "title"]);
+    assert.deepEqual(draft.cost, { sessions: 0, inputTokens: 0, outputTokens: 0, tokens: 0, costUsd: 0 });
     const active = await lsp.api.activatePlan(draft.id);
     assert.equal(active.status, "active");
     const now = await lsp.api.createPlan({ title: "Now", activate: true });
