@@ -101,7 +101,11 @@ describe("protocol: one seeded repository", () => {
     const rows = tasksTree(tree);
     assert.equal(rows[0]!.label, "Sprint 14");
     const [row1, row2] = rows[0]!.children;
-    assert.equal(row1!.description, `${ws.taskId} · P2 · review · MR awaiting approval`);
+    // The task's cost is the server's roll-up of its sessions ($0.42 + $0.11 in the seed).
+    const spent = t1.sessions.reduce((sum, s) => sum + s.costUsd, 0);
+    assert.equal(t1.cost!.sessions, 2);
+    assert.ok(Math.abs(t1.cost!.costUsd - spent) < 1e-9, `${t1.cost!.costUsd} != ${spent}`);
+    assert.equal(row1!.description, `${ws.taskId} · P2 · review · MR awaiting approval · $${spent.toFixed(2)}`);
     assert.deepEqual(row1!.children.map((c) => c.id.split(":")[0]), ["session", "handoff", "session"]);
     assert.match(row1!.children[0]!.description!, /^handed off · 141\.2k \/ 140k tokens \(101%\) · \$0\.42$/);
     assert.equal(row2!.description, `${ws.blockedTaskId} · P3 · blocked by ${ws.taskId}`);
