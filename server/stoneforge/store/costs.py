@@ -23,7 +23,9 @@ _SUMS = (
     "COALESCE(SUM(s.output_tokens), 0) AS output_tokens, "
     "COALESCE(SUM(s.cost_usd), 0.0) AS cost_usd"
 )
-_SESSIONS = (
+#: Only the plan of a session needs the joins (its task's plan, or the plan its director planned).
+_SESSIONS = "sessions s"
+_SESSIONS_WITH_PLAN = (
     "sessions s LEFT JOIN tasks t ON t.id = s.task_id "
     "LEFT JOIN (SELECT json_extract(data, '$.sessionId') AS session_id, MAX(entity_id) AS plan_id "
     "FROM events WHERE kind = 'director.session' AND entity_id IS NOT NULL GROUP BY 1) d "
@@ -63,8 +65,9 @@ class CostRows(StoreBase):
         params: Sequence[Any] = (),
     ) -> dict[str | None, CostTotals]:
         key = _KEYS[by]
+        source = _SESSIONS_WITH_PLAN if by == "plan" else _SESSIONS
         rows = db.execute(
-            f"SELECT {key} AS key, {_SUMS} FROM {_SESSIONS} {where} GROUP BY 1 ORDER BY 1",
+            f"SELECT {key} AS key, {_SUMS} FROM {source} {where} GROUP BY 1 ORDER BY 1",
             params,
         ).fetchall()
         return {row["key"]: _totals(row) for row in rows}
@@ -89,8 +92,9 @@ class CostRows(StoreBase):
             clauses.append("s.started_at >= ? AND s.started_at < ?")
             params.extend(day_bounds(day))
         where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        source = _SESSIONS_WITH_PLAN if plan_id is not None else _SESSIONS
         with self._read() as db:
-            row = db.execute(f"SELECT {_SUMS} FROM {_SESSIONS} {where}", params).fetchone()
+            row = db.execute(f"SELECT {_SUMS} FROM {source} {where}", params).fetchone()
         return _totals(row)
 
     def cost_by(self, by: CostDimension) -> list[CostRow]:
