@@ -55,6 +55,11 @@ class AgentRoleConfig(_Section):
 class StewardConfig(AgentRoleConfig):
     autoMerge: bool = True
     runChecks: bool = True
+    #: A read-only steward session reviews each merge request's change before its checks.
+    review: bool = True
+    #: Reviews asking for changes that send the task back to a worker; after that many, the
+    #: merge request waits for a person in awaiting_approval.
+    maxReviewRounds: int = Field(default=2, ge=1, le=20)
 
 
 class AgentsConfig(_Section):
@@ -148,7 +153,8 @@ orchestrator:
 agents:
   sandbox: auto   # required | auto | off: contain agents with bubblewrap
   worker:   {provider: claude-code, model: claude-sonnet-4-20250514, maxSessionTokens: 200000}
-  steward:  {provider: claude-code, model: claude-sonnet-4-20250514, autoMerge: true, runChecks: true}
+  steward:  {provider: claude-code, model: claude-sonnet-4-20250514, autoMerge: true, runChecks: true,
+             review: true, maxReviewRounds: 2}
   director: {provider: claude-code, model: claude-sonnet-4-20250514}
 merge:
   targetBranch: main

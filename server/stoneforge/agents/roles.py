@@ -14,12 +14,13 @@ from importlib import resources
 from pathlib import Path
 from string import Template
 
-from stoneforge.agents.bash_policy import BashPolicy
+from stoneforge.agents.bash_policy import BashPolicy, ReadOnlyBashPolicy
 from stoneforge.agents.mcp_tools import (
     ASK_DIRECTOR,
     COMPLETE_TASK,
     HANDOFF,
     PROPOSE_PLAN,
+    SUBMIT_REVIEW,
     StoneforgeTools,
 )
 from stoneforge.agents.provider import SessionSpec
@@ -31,10 +32,13 @@ class Role(StrEnum):
     WORKER = "worker"
     STEWARD = "steward"
     DIRECTOR = "director"
+    #: The steward reviewing a merge request: reads everything, changes nothing.
+    REVIEWER = "reviewer"
 
 
 _EDIT_TOOLS = ("Read", "Write", "Edit", "Glob", "Grep", "Bash")
 _READ_TOOLS = ("Read", "Glob", "Grep")
+_REVIEW_TOOLS = ("Read", "Glob", "Grep", "Bash")  # Bash only for reading commands
 # Never listed in allowed_tools: an allow rule would approve edits anywhere on disk,
 # while the acceptEdits mode approves them only inside the working directory (edits
 # elsewhere would need a human's approval, so the headless CLI refuses them).
@@ -47,6 +51,7 @@ class RoleProfile:
     tools: tuple[str, ...]  # built-in tools the model sees (all of them allowed)
     mcp_tools: tuple[str, ...]  # stoneforge MCP tools
     guards_bash: bool  # Bash commands go through BashPolicy
+    read_only: bool = False  # Bash runs reading commands only; contained, cwd is read-only
 
 
 PROFILES: dict[Role, RoleProfile] = {
@@ -55,6 +60,7 @@ PROFILES: dict[Role, RoleProfile] = {
     ),
     Role.STEWARD: RoleProfile(Role.STEWARD, _EDIT_TOOLS, (COMPLETE_TASK, ASK_DIRECTOR), True),
     Role.DIRECTOR: RoleProfile(Role.DIRECTOR, _READ_TOOLS, (COMPLETE_TASK, PROPOSE_PLAN), False),
+    Role.REVIEWER: RoleProfile(Role.REVIEWER, _REVIEW_TOOLS, (SUBMIT_REVIEW,), True, True),
 }
 
 
@@ -102,7 +108,8 @@ def build_spec(
     """
     profile = PROFILES[Role(role)]
     tools = mcp if mcp is not None else StoneforgeTools(enabled=profile.mcp_tools)
-    policy = BashPolicy(target_branch) if profile.guards_bash else None
+    policy_class = ReadOnlyBashPolicy if profile.read_only else BashPolicy
+    policy = policy_class(target_branch) if profile.guards_bash else None
     return SessionSpec(
         cwd=cwd,
         prompt=prompt,
@@ -125,4 +132,5 @@ def build_spec(
         idle_timeout_s=idle_timeout_s,
         tool_timeout_s=tool_timeout_s,
         repo_root=repo_root,
+        read_only=profile.read_only,
     )

@@ -28,6 +28,7 @@ from stoneforge.git.merge import enable_shared_rerere
 from stoneforge.git.repo import resolve_target_branch
 from stoneforge.models import Event, MergeStatus, TaskStatus, utcnow
 from stoneforge.orchestrator.recovery import recover_orphans
+from stoneforge.orchestrator.review import Reviewer
 from stoneforge.orchestrator.steward import Steward
 from stoneforge.orchestrator.worker import RunResult, SlotState, WorkerRun
 from stoneforge.store import Fence, Store
@@ -88,6 +89,7 @@ class Orchestrator:
         self.runs: dict[str, WorkerRun] = {}
         self.recent: deque[str] = deque(maxlen=RECENT_EVENTS)
         self.steward: Steward | None = None  # made in run(), once the target is known
+        self.reviewer: Reviewer | None = None  # likewise: reviews MRs before the steward
         self._lease_token = uuid.uuid4().hex
         #: Proof of holding the lease, given to every run and the steward (set in run()).
         self.fence: Fence | None = None
@@ -124,6 +126,8 @@ class Orchestrator:
             run.kill()
         if self.steward is not None:
             self.steward.kill()
+        if self.reviewer is not None:
+            self.reviewer.kill()
 
     def view(self) -> OrchestratorView:
         queued = len([t for t in self.store.ready_task_ids() if t not in self.runs])
@@ -169,6 +173,17 @@ class Orchestrator:
                 steward_id=f"e{self.fence.epoch}",  # its check checkout is named by the lease
             )
             self.steward.on_current = self.on_merging
+            self.reviewer = Reviewer(
+                root=self.root,
+                config=self.config,
+                store=self.store,
+                provider=self.provider,
+                target=self.target,
+                agent_env=self.agent_env,
+                note=self.note,
+                on_reviewed=self._after_review,
+                fence=self.fence,
+            )
             for line in await to_thread.run_sync(lambda: recover_orphans(self.store, self.fence)):
                 self.note(line)
             # Dispatch latency matters here: probe often (a PRAGMA, no table read) and don't wait.
@@ -181,6 +196,8 @@ class Orchestrator:
                 group.start_soon(self._heartbeat)
                 if self.steward is not None:
                     group.start_soon(self.steward.run)
+                if self.reviewer is not None:
+                    group.start_soon(self.reviewer.run)
                 await self._dispatch_loop(group)
                 group.cancel_scope.cancel()
         finally:
@@ -205,6 +222,8 @@ class Orchestrator:
         async with anyio.create_task_group() as stopping:
             if self.steward is not None:
                 stopping.start_soon(self.steward.stop)
+            if self.reviewer is not None:
+                stopping.start_soon(self.reviewer.stop)
             for run in list(self.runs.values()):
                 stopping.start_soon(run.stop, "shutdown")
         while self.runs:
@@ -276,6 +295,14 @@ class Orchestrator:
             self.wake()
             if self.steward is not None:
                 self.steward.wake()
+            if self.reviewer is not None:
+                self.reviewer.wake()
+
+    def _after_review(self) -> None:
+        # A review passed (the steward has a new MR) or sent a task back (the dispatcher has).
+        self.wake()
+        if self.steward is not None:
+            self.steward.wake()
 
     def _on_worker_commit(self) -> None:
         # A new commit may change the conflict forecast: the steward recomputes it.
@@ -323,6 +350,8 @@ class Orchestrator:
         self.wake_threadsafe()
         if self.steward is not None and self._loop is not None:
             self._loop.call_soon_threadsafe(self.steward.wake)
+        if self.reviewer is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(self.reviewer.wake)
 
     # -- idleness ------------------------------------------------------------------------------
 
