@@ -76,7 +76,9 @@ def test_a_review_approves_and_the_mr_lands_while_its_attempts_to_write_change_n
     start = git(repo, "rev-parse", "main")
     task = sf("task", "create", "--title", "Add a farewell", "--description", "bye(name)").stdout
     task = task.strip()
-    farewell = 'def bye(name):\n    return f"bye {name}"\n\n\ndef test_bye():\n    assert bye("x")\n'
+    farewell = (
+        'def bye(name):\n    return f"bye {name}"\n\n\ndef test_bye():\n    assert bye("x")\n'
+    )
     fake_model.add_script(
         worker("app/farewell.py", farewell, "Add a farewell"), marker=f"Stoneforge task {task}:"
     )
@@ -142,9 +144,7 @@ def test_requested_changes_reach_the_worker_who_fixes_them_and_the_second_review
         worker("app/helper.py", HELPER, "Add double") + worker("app/helper.py", FIXED, "Fix it"),
         marker=f"Stoneforge task {task}:",
     )
-    fake_model.add_script(
-        request_changes("app/helper.py", 2, COMMENT), marker=review_marker("mr1")
-    )
+    fake_model.add_script(request_changes("app/helper.py", 2, COMMENT), marker=review_marker("mr1"))
     fake_model.add_script(approve("Fixed as asked."), marker=review_marker("mr2"))
 
     code, out, err = run_serve(repo, fake_model, timeout=360)

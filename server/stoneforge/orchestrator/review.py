@@ -354,6 +354,7 @@ class Reviewer:
                 self._decide(mr, MrEvent.PASS_REVIEW, "not reviewed: agents.steward.review is off")
             return True
         mr, task = queue[0]
+        self.store.verify_fence(self.fence)  # a deposed orchestrator starts no review session
         self.current = mr.id
         try:
             await self._review(mr, task)
