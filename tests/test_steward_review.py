@@ -115,7 +115,7 @@ def test_a_review_approves_and_the_mr_lands_while_its_attempts_to_write_change_n
     assert "+def bye(name):" in prompt and "app/farewell.py" in prompt
     # Every attempt to change something was refused, and nothing changed.
     results = "\n".join(tool_results(fake_model, review_marker("mr1")))
-    assert "No such tool available: Write" in results or "Write" in results
+    assert "No such tool available: Write" in results
     assert results.count("this session is read-only") >= 5, results
     assert "git commit` changes the repository" in results
     assert "exit=" not in results.replace("echo exit=$?", "")  # none of those commands ran
