@@ -50,6 +50,7 @@ def render_view(view: OrchestratorView) -> Group:
         f"{view.queued} ready",
         ("   merging ", "bold"),
         view.merging or "nothing",
+        *((("   reviewing ", "bold"), view.reviewing) if view.reviewing else ()),
     )
     recent = Text("\n".join(view.recent[-8:]) or "no events yet", style="dim")
     parts = [table, summary]

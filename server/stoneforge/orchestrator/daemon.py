@@ -54,6 +54,8 @@ class OrchestratorView:
     merging: str | None = None
     #: "landing paused: <checkout> has uncommitted changes in a.py" while the steward waits.
     landing_paused: str | None = None
+    #: The merge request the steward's review session is reviewing now.
+    reviewing: str | None = None
 
 
 class Orchestrator:
@@ -140,6 +142,7 @@ class Orchestrator:
             recent=list(self.recent),
             merging=getattr(self.steward, "current", None),
             landing_paused=pause.line if pause is not None else None,
+            reviewing=self.reviewer.current if self.reviewer is not None else None,
         )
 
     def note(self, text: str) -> None:
