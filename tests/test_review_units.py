@@ -255,3 +255,16 @@ def test_comments_must_point_into_the_change(tmp_path: Path) -> None:
         "its end",
     ]
     rig.close()
+
+
+async def test_a_review_that_cannot_even_be_prepared_waits_for_a_person(tmp_path: Path) -> None:
+    rig, reviewer = _rig(tmp_path, [])
+    _, mr = _reviewing(rig, "Feature", {"feature.txt": "1\n"})
+    reviewer.target = "no-such-branch"  # git cannot find the merge base: not a verdict, twice
+    assert await reviewer.round()
+    waiting = rig.store.get_merge_request(mr.id)
+    assert waiting.status == MergeStatus.AWAITING_APPROVAL
+    assert "no verdict in 2 tries" in (waiting.reason or "") and "no-such-branch" in (
+        waiting.reason or ""
+    )
+    rig.close()

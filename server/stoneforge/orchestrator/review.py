@@ -386,6 +386,13 @@ class Reviewer:
             except ReviewInterrupted as why:
                 self.note(f"{mr.id}: {why}")
                 return
+            except (LeaseLostError, anyio.get_cancelled_exc_class()):
+                raise
+            except Exception as exc:  # e.g. git could not prepare it: counted like no verdict
+                log.exception("review of %s failed", mr.id)
+                outcome = ReviewOutcome(
+                    session_id="", head="", error=f"{type(exc).__name__}: {exc}"
+                )
             if outcome.verdict is not None:
                 break
             errors.append(outcome.error or "no verdict")
