@@ -20,7 +20,8 @@ from stoneforge.agents.mcp_tools import SUBMIT_REVIEW
 @dataclass
 class ReviewScript:
     """Verdicts for the next review sessions, in order: approve, request_changes, none (the
-    session ends without calling the tool) or crash (the CLI dies). Empty: approve."""
+    session ends without calling the tool), crash (the CLI dies) or overloaded (the API answers
+    529). Empty: approve."""
 
     verdicts: list[str] = field(default_factory=list)
     seen: list[SessionSpec] = field(default_factory=list)
@@ -38,6 +39,11 @@ class _ReviewSession:
         yield SessionStarted(provider_session_id="stub-review")
         if self.verdict == "crash":
             yield Failure(kind=FailureKind.CRASHED, message="exit code -9", retryable=True)
+            return
+        if self.verdict == "overloaded":  # the provider's fault, not the review's
+            yield Failure(
+                kind=FailureKind.API_ERROR, message="API Error: 529 Overloaded", retryable=True
+            )
             return
         if self.verdict in ("approve", "request_changes"):
             args: dict[str, Any] = {"verdict": self.verdict, "summary": f"stub: {self.verdict}"}

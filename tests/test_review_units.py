@@ -268,3 +268,17 @@ async def test_a_review_that_cannot_even_be_prepared_waits_for_a_person(tmp_path
         waiting.reason or ""
     )
     rig.close()
+
+
+async def test_a_provider_outage_spends_no_review_try(tmp_path: Path) -> None:
+    rig, reviewer = _rig(tmp_path, ["overloaded", "overloaded", "overloaded", "approve"])
+    task, mr = _reviewing(rig, "Feature", {"feature.txt": "1\n"})
+    for n in range(3):  # however long the outage lasts, the MR waits for the provider
+        assert await reviewer.round()
+        assert rig.store.get_merge_request(mr.id).status == MergeStatus.REVIEWING
+        assert reviewer._retry_in == 5.0 * 2**n  # providerBackoffS, doubling
+    assert any("waits for the provider (529" in n for n in rig.notes), rig.notes
+    assert await reviewer.round()  # the provider is back: the review runs and approves
+    assert rig.store.get_merge_request(mr.id).status == MergeStatus.PENDING
+    assert rig.store.get_task(task.id).attempts == task.attempts
+    rig.close()

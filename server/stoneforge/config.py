@@ -6,6 +6,7 @@ whose message names the file, the key path and the line, so the user can fix it 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,6 +22,7 @@ from pydantic import (
 )
 
 from stoneforge.errors import ConfigError
+from stoneforge.redact import is_secret_name
 
 CONFIG_RELPATH = Path(".stoneforge") / "config.yaml"
 
@@ -39,6 +41,19 @@ class OrchestratorConfig(_Section):
     maxAttempts: int = Field(default=3, ge=1, le=20)
     #: Seconds between the first retry of a crashed task and the next (doubles per attempt).
     retryBackoffS: float = Field(default=2.0, ge=0)
+    #: After a provider error (outage, overload): wait this long before one probe session;
+    #: doubles after each failed probe, up to `providerBackoffMaxS`.
+    providerBackoffS: float = Field(default=5.0, gt=0)
+    providerBackoffMaxS: float = Field(default=300.0, gt=0)
+
+    @model_validator(mode="after")
+    def _backoff_cap_above_start(self) -> OrchestratorConfig:
+        if self.providerBackoffMaxS < self.providerBackoffS:
+            raise ValueError(
+                f"providerBackoffMaxS ({self.providerBackoffMaxS:g}) must be at least "
+                f"providerBackoffS ({self.providerBackoffS:g})"
+            )
+        return self
 
 
 class AgentRoleConfig(_Section):
@@ -62,6 +77,31 @@ class StewardConfig(AgentRoleConfig):
     maxReviewRounds: int = Field(default=2, ge=1, le=20)
 
 
+#: How a credential reaches the CLI: an API key, or a subscription's token (`claude setup-token`).
+CredentialKind = Literal["ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN", "ANTHROPIC_AUTH_TOKEN"]
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class CredentialConfig(_Section):
+    """One credential: the environment variable of `sf serve` that holds it (never its value)."""
+
+    env: str
+    passAs: CredentialKind = "ANTHROPIC_API_KEY"
+
+    @field_validator("env")
+    @classmethod
+    def _a_secret_name(cls, value: str) -> str:
+        if not _ENV_NAME.match(value):
+            raise ValueError(f"{value!r} is not an environment variable name")
+        if not is_secret_name(value):
+            # Only such names are kept out of logs and of the agents' tools' environments.
+            raise ValueError(
+                f"{value} does not look like a credential's name (it must contain KEY, TOKEN, "
+                "SECRET, PASSWORD or CREDENTIAL, so that its value is kept out of logs and tools)"
+            )
+        return value
+
+
 class AgentsConfig(_Section):
     #: Contain agent processes with bubblewrap: `auto` when it works here (loud warning when
     #: not), `required` refuses to run agents without it, `off` never contains them.
@@ -75,6 +115,26 @@ class AgentsConfig(_Section):
 
     steward: StewardConfig = StewardConfig()
     director: AgentRoleConfig = AgentRoleConfig()
+    #: Environment variables holding API keys (or subscription tokens) to spread sessions over;
+    #: one that is rate-limited or out of credit rests while the others carry on. Empty: the
+    #: CLI's own (`ANTHROPIC_API_KEY` or its login).
+    credentials: list[CredentialConfig] = []
+
+    @field_validator("credentials", mode="before")
+    @classmethod
+    def _names_are_credentials(cls, value: Any) -> Any:
+        if isinstance(value, list):  # a bare name is an API key
+            return [{"env": item} if isinstance(item, str) else item for item in value]
+        return value
+
+    @field_validator("credentials")
+    @classmethod
+    def _distinct(cls, value: list[CredentialConfig]) -> list[CredentialConfig]:
+        names = [c.env for c in value]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"{', '.join(twice)} is named more than once")
+        return value
 
 
 class MergeConfig(_Section):

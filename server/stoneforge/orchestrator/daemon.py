@@ -2,8 +2,14 @@
 
 It wakes when something happens, never on a timer: a worker run ends, the steward lands a merge,
 or the store changes under it (the CLI or the editor created a task: seen through SQLite's
-``data_version``, see :mod:`stoneforge.store_watch`). The only timers are the lease heartbeat and
-the backoff before a crashed task is retried.
+``data_version``, see :mod:`stoneforge.store_watch`). The only timers are the lease heartbeat,
+the backoff before a crashed task is retried and the provider's next probe.
+
+Provider health is not task health: every session goes through a
+:class:`~stoneforge.orchestrator.provider_sessions.TrackedProvider`, and
+:class:`~stoneforge.orchestrator.provider_health.ProviderHealth` decides whether a task may start
+now (circuit breaker, concurrency after rate limits, credentials). A task whose session the
+provider failed waits in the queue with its attempt given back.
 """
 
 from __future__ import annotations
@@ -27,6 +33,9 @@ from stoneforge.errors import LeaseHeldError, LeaseLostError
 from stoneforge.git.merge import enable_shared_rerere
 from stoneforge.git.repo import resolve_target_branch
 from stoneforge.models import Event, MergeStatus, TaskStatus, utcnow
+from stoneforge.orchestrator.provider_health import ProviderHealth
+from stoneforge.orchestrator.provider_sessions import Credentials, TrackedProvider
+from stoneforge.orchestrator.provider_status import ProviderStatus
 from stoneforge.orchestrator.recovery import recover_orphans
 from stoneforge.orchestrator.review import Reviewer
 from stoneforge.orchestrator.steward import Steward
@@ -56,6 +65,10 @@ class OrchestratorView:
     landing_paused: str | None = None
     #: The merge request the steward's review session is reviewing now.
     reviewing: str | None = None
+    #: "provider unavailable, next try 00:41:10 (529 overloaded)" while no session may start.
+    provider_unavailable: str | None = None
+    #: Sessions allowed at once now: below `max_concurrent` after rate limits (AIMD).
+    concurrency_limit: int | None = None
 
 
 class Orchestrator:
@@ -76,15 +89,32 @@ class Orchestrator:
         self.root = root
         self.config = config
         self.store = store
-        self.provider = provider or ClaudeCodeProvider(
-            cli_path=config.agents.worker.cliPath, sandbox=config.agents.sandbox
-        )
         self.max_concurrent = max_concurrent or config.orchestrator.maxConcurrent
         self.until_idle = until_idle
         self.agent_env = dict(agent_env or {})
         self.on_change = on_change
         #: Called with each line added to the recent events (a plain-text log for non-terminals).
         self.on_note: Callable[[str], None] | None = None
+        credentials = Credentials(config.agents.credentials, {**os.environ, **self.agent_env})
+        self.health = ProviderHealth(
+            max_concurrent=self.max_concurrent,
+            credentials=credentials.names,
+            backoff_s=config.orchestrator.providerBackoffS,
+            backoff_max_s=config.orchestrator.providerBackoffMaxS,
+            note=self.note,
+            on_change=self.wake,
+        )
+        #: Every agent session goes through it: provider health sees what the API answers.
+        self.provider = TrackedProvider(
+            provider
+            or ClaudeCodeProvider(
+                cli_path=config.agents.worker.cliPath, sandbox=config.agents.sandbox
+            ),
+            self.health,
+            credentials,
+            owner="steward",
+        )
+        self._provider_status = ProviderStatus(store)
         #: Called when the merge request(s) the steward checks change (None: none).
         self.on_merging: Callable[[str | None], None] = lambda current: None
         self.target = ""
@@ -134,6 +164,7 @@ class Orchestrator:
     def view(self) -> OrchestratorView:
         queued = len([t for t in self.store.ready_task_ids() if t not in self.runs])
         pause = self.steward.landing_paused if self.steward is not None else None
+        outage = self.health.unavailable()
         return OrchestratorView(
             max_concurrent=self.max_concurrent,
             slots=[run.slot for run in self.runs.values()],
@@ -143,6 +174,8 @@ class Orchestrator:
             merging=getattr(self.steward, "current", None),
             landing_paused=pause.line if pause is not None else None,
             reviewing=self.reviewer.current if self.reviewer is not None else None,
+            provider_unavailable=outage.line if outage is not None else None,
+            concurrency_limit=self.health.limit,
         )
 
     def note(self, text: str) -> None:
@@ -180,7 +213,7 @@ class Orchestrator:
                 root=self.root,
                 config=self.config,
                 store=self.store,
-                provider=self.provider,
+                provider=self.provider.for_owner("reviewer"),
                 target=self.target,
                 agent_env=self.agent_env,
                 note=self.note,
@@ -234,17 +267,20 @@ class Orchestrator:
             await self._wake.wait()
 
     def _dispatch(self, group: anyio.abc.TaskGroup) -> None:
-        free = self.max_concurrent - len(self.runs)
-        if free <= 0:
-            return
-        now = time.monotonic()
-        for task_id in self.store.ready_task_ids():
-            if free <= 0:
-                break
-            if task_id in self.runs or self._not_before.get(task_id, 0) > now:
-                continue
-            if self._start(group, task_id):
-                free -= 1
+        try:
+            if self.max_concurrent - len(self.runs) <= 0:
+                return
+            now = time.monotonic()
+            for task_id in self.store.ready_task_ids():
+                if task_id in self.runs or self._not_before.get(task_id, 0) > now:
+                    continue
+                if not self.health.admit(len(self.runs), task_id).allowed:
+                    break  # full, or the provider is unavailable: every task waits alike
+                if not self._start(group, task_id):
+                    self.health.run_ended(task_id)  # it never ran (a probe is due again)
+        finally:
+            # Changes only: a recorded event wakes us again through the store watcher.
+            self._provider_status.update(self.health.unavailable())
 
     def _start(self, group: anyio.abc.TaskGroup, task_id: str) -> bool:
         try:
@@ -260,7 +296,7 @@ class Orchestrator:
             root=self.root,
             config=self.config,
             store=self.store,
-            provider=self.provider,
+            provider=self.provider.for_owner(task.id),
             task=task,
             target=self.target,
             agent_env=self.agent_env,
@@ -293,6 +329,7 @@ class Orchestrator:
             result = run._fail_attempt(f"internal error: {type(exc).__name__}: {exc}", retry=True)
         finally:
             self.runs.pop(task_id, None)
+            self.health.run_ended(task_id)
             if result is not None:
                 self._after_run(result)
             self.wake()
@@ -313,7 +350,12 @@ class Orchestrator:
             self.steward.wake()
 
     def _after_run(self, result: RunResult) -> None:
-        if result.retry:
+        if result.provider_fault is not None:  # no backoff of its own: the provider's circuit
+            self.note(
+                f"{result.task_id} waits for the provider ({result.provider_fault.label}); "
+                "its attempt is not counted"
+            )
+        elif result.retry:
             task = self.store.get_task(result.task_id)
             delay = self.config.orchestrator.retryBackoffS * 2 ** max(task.attempts - 1, 0)
             self._not_before[result.task_id] = time.monotonic() + delay
@@ -324,9 +366,12 @@ class Orchestrator:
             self.note(f"{result.task_id} failed: {result.reason[:120]}")
 
     def _next_retry_in(self) -> float | None:
-        if not self._not_before:
+        times = list(self._not_before.values())
+        if (health_at := self.health.next_check_at()) is not None:
+            times.append(health_at)  # the same monotonic clock
+        if not times:
             return None
-        return max(min(self._not_before.values()) - time.monotonic(), 0.0) + 0.01
+        return max(min(times) - time.monotonic(), 0.0) + 0.01
 
     async def _heartbeat(self) -> None:
         while True:

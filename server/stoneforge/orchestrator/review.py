@@ -16,6 +16,8 @@ task's own commits in its prompt. It answers through `mcp__stoneforge__submit_re
   leaves the MR waiting for a person in `awaiting_approval`, with the reason.
 - no verdict (the session ended, crashed or would not start without a valid `submit_review`):
   tried once more; then the MR waits for a person in `awaiting_approval`, with the reason.
+- the provider failed the session (an outage, a rate limit): no try is spent; the review waits
+  (the provider's backoff, doubling) and runs again.
 - stopped with the orchestrator: nothing is decided; the MR stays `reviewing` for the next start.
 """
 
@@ -86,6 +88,8 @@ class ReviewOutcome:
     comments: list[ReviewComment] = field(default_factory=list)
     #: Why there is no verdict (the session ended without one, crashed, could not start).
     error: str | None = None
+    #: The provider failed the session (an outage, a rate limit): not the review's try.
+    provider_fault: str | None = None
 
 
 def changed_files(root: Path, base: str, head: str) -> list[str]:
@@ -234,6 +238,12 @@ async def review_merge_request(
     if ran.status == "stopped":
         end(SessionStatus.FAILED, "stopped (the orchestrator is stopping)", **ids)
         raise ReviewInterrupted(f"the review of {mr.id} was stopped; it waits for the next start")
+    fault = ran.provider_fault
+    if outcome.verdict is None and fault is not None:
+        outcome.provider_fault = fault.label
+        outcome.error = f"the provider failed the session ({fault.label})"
+        end(SessionStatus.FAILED, outcome.error, **ids)
+        return outcome
     if outcome.verdict is None:
         outcome.error = f"the session ended {ran.status} without a verdict" + (
             f" ({ran.error})" if ran.error else ""
@@ -277,6 +287,9 @@ class Reviewer:
         self._stopped = False
         self._live: AgentSession | None = None
         self._session_id: str | None = None
+        #: After a provider fault: look again this many seconds later (doubling while it lasts).
+        self._retry_in: float | None = None
+        self._provider_waits = 0
         configured = Path(config.orchestrator.worktreeDir)
         base = configured if configured.is_absolute() else root / configured
         self.checkout = base / REVIEW_CHECKOUT
@@ -304,6 +317,15 @@ class Reviewer:
     async def run(self) -> None:
         while not self._stopped:
             self._wake = anyio.Event()
+            if self._retry_in is not None:  # the provider failed the last review session
+                deadline = anyio.current_time() + self._retry_in
+                self._retry_in = None
+                while not self._stopped and anyio.current_time() < deadline:
+                    with anyio.move_on_after(deadline - anyio.current_time()):
+                        await self._wake.wait()  # only stop() ends the wait early
+                    self._wake = anyio.Event()
+                if self._stopped:
+                    return
             try:
                 progressed = await self.round()
             except LeaseLostError as exc:
@@ -313,7 +335,7 @@ class Reviewer:
             except Exception:
                 log.exception("review round failed")
                 progressed = False
-            if not progressed:
+            if not progressed and self._retry_in is None:
                 await self._wake.wait()
 
     # -- one review ------------------------------------------------------------------------------
@@ -395,6 +417,18 @@ class Reviewer:
                 )
             if outcome.verdict is not None:
                 break
+            if outcome.provider_fault is not None:
+                # Provider health is not the review's: it waits, and no try is spent.
+                orchestrator = self.config.orchestrator
+                self._provider_waits += 1
+                hold = min(
+                    orchestrator.providerBackoffS * 2 ** (self._provider_waits - 1),
+                    orchestrator.providerBackoffMaxS,
+                )
+                self._retry_in = hold
+                self.note(f"{mr.id}: the review waits for the provider ({outcome.provider_fault})")
+                return
+            self._provider_waits = 0
             errors.append(outcome.error or "no verdict")
             if self._stopped:
                 return  # nothing decided: reviewed again at the next start
