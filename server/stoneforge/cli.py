@@ -334,11 +334,24 @@ def merge_list(
                 out.print(line)
 
 
+@merge_app.command("show")
+def merge_show(
+    mr_id: Annotated[str, typer.Argument(help="Merge request id.")], as_json: JsonFlag = False
+) -> None:
+    """One merge request: its state, checks, and the steward's reviews with their comments."""
+    with _open() as service:
+        mr = service.get_merge_request(mr_id)
+        if as_json:
+            _print_json(mr)
+        else:
+            out.print(render.merge_request_detail(mr))
+
+
 @merge_app.command("approve")
 def merge_approve(
     mr_id: Annotated[str, typer.Argument(help="Merge request id.")], as_json: JsonFlag = False
 ) -> None:
-    """Land a merge request that passed its checks and waits for approval."""
+    """Land a merge request that waits for approval (or send it on to its checks)."""
     with _open() as service:
         mr = service.approve_merge(mr_id)
         if as_json:

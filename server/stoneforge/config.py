@@ -73,6 +73,11 @@ class AgentRoleConfig(_Section):
 class StewardConfig(AgentRoleConfig):
     autoMerge: bool = True
     runChecks: bool = True
+    #: A read-only steward session reviews each merge request's change before its checks.
+    review: bool = True
+    #: Reviews asking for changes that send the task back to a worker; after that many, the
+    #: merge request waits for a person in awaiting_approval.
+    maxReviewRounds: int = Field(default=2, ge=1, le=20)
     #: The conflict resolver edits conflicted files only: no MCP servers unless asked for.
     mcpServers: Literal["inherit", "none"] = "none"
 
@@ -242,7 +247,8 @@ agents:
   sandbox: auto   # required | auto | off: contain agents with bubblewrap
   claudeSetup: inherit   # inherit | none: your Claude Code settings, CLAUDE.md, MCP servers
   worker:   {provider: claude-code, model: claude-sonnet-4-20250514, maxSessionTokens: 200000}
-  steward:  {provider: claude-code, model: claude-sonnet-4-20250514, autoMerge: true, runChecks: true}
+  steward:  {provider: claude-code, model: claude-sonnet-4-20250514, autoMerge: true, runChecks: true,
+             review: true, maxReviewRounds: 2}
   director: {provider: claude-code, model: claude-sonnet-4-20250514}
 merge:
   targetBranch: main

@@ -38,9 +38,11 @@ class TaskEvent(StrEnum):
 
 
 class MrEvent(StrEnum):
+    PASS_REVIEW = "pass_review"  # the steward's review approved the change: on to the checks
+    REQUEST_CHANGES = "request_changes"  # the review asked for changes: the task goes back
     CHECK = "check"  # the steward builds its candidate and starts the checks
     REQUEUE = "requeue"  # back in the queue: batch rebuilt, target moved, approved after a move
-    AWAIT_APPROVAL = "await_approval"  # checks passed, autoMerge is off
+    AWAIT_APPROVAL = "await_approval"  # checks passed, autoMerge is off; or review gave up
     LAND = "land"  # the checked candidate is on the target
     FAIL_CHECKS = "fail_checks"  # a check failed, also on its retry
     CONFLICT = "conflict"  # the conflict ladder could not resolve it
@@ -74,6 +76,7 @@ TASK_TRANSITIONS: dict[tuple[TaskStatus, TaskEvent], TaskStatus] = {
 }
 
 _PE, _TE, _AW = MergeStatus.PENDING, MergeStatus.TESTING, MergeStatus.AWAITING_APPROVAL
+_RV = MergeStatus.REVIEWING
 _ME, _CO, _TF, _RE = (
     MergeStatus.MERGED,
     MergeStatus.CONFLICT,
@@ -81,7 +84,13 @@ _ME, _CO, _TF, _RE = (
     MergeStatus.REJECTED,
 )
 
+#: A merge request starts `reviewing` when `agents.steward.review` is on (else `pending`).
 MR_TRANSITIONS: dict[tuple[MergeStatus, MrEvent], MergeStatus] = {
+    (_RV, MrEvent.PASS_REVIEW): _PE,
+    (_RV, MrEvent.REQUEST_CHANGES): _RE,
+    # The review rounds are used up, or the reviewer gave no verdict twice: a person decides.
+    (_RV, MrEvent.AWAIT_APPROVAL): _AW,
+    (_RV, MrEvent.REJECT): _RE,
     (_PE, MrEvent.CHECK): _TE,
     (_TE, MrEvent.REQUEUE): _PE,
     (_AW, MrEvent.REQUEUE): _PE,

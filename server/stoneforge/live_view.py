@@ -50,6 +50,7 @@ def render_view(view: OrchestratorView) -> Group:
         f"{view.queued} ready",
         ("   merging ", "bold"),
         view.merging or "nothing",
+        *((("   reviewing ", "bold"), view.reviewing) if view.reviewing else ()),
     )
     limit = view.concurrency_limit
     if limit is not None and limit < view.max_concurrent:

@@ -66,6 +66,8 @@ class SessionStatus(StrEnum):
 
 
 class MergeStatus(StrEnum):
+    #: Waiting for (or under) the steward's review (`agents.steward.review`); checks come after.
+    REVIEWING = "reviewing"
     PENDING = "pending"
     TESTING = "testing"
     AWAITING_APPROVAL = "awaiting_approval"
@@ -176,6 +178,37 @@ class CheckRun(WireModel):
     quarantined: bool = False
 
 
+class ReviewVerdict(StrEnum):
+    APPROVE = "approve"
+    REQUEST_CHANGES = "request_changes"
+
+
+class ReviewComment(WireModel):
+    """One review comment, anchored to a file of the change and a line of its new version."""
+
+    path: str
+    line: int | None = None
+    body: str
+
+
+class Review(WireModel):
+    """The steward's review of one merge request's change (one round of the task's reviews)."""
+
+    id: str
+    mr_id: str
+    task_id: str
+    #: 1 for the task's first review, counting every review of the task's merge requests.
+    round: int
+    verdict: ReviewVerdict
+    summary: str = ""
+    comments: list[ReviewComment] = Field(default_factory=list)
+    #: The steward session that reviewed it (None: given by a person or a test).
+    session_id: str | None = None
+    #: The branch tip that was reviewed.
+    head_commit: str | None = None
+    created_at: datetime
+
+
 class MergeRequest(WireModel):
     id: str
     task_id: str
@@ -194,6 +227,8 @@ class MergeRequest(WireModel):
     attempt: int | None = None
     #: The task branch's tip when the MR was made: the task's own recorded commits.
     head_commit: str | None = None
+    #: The steward's reviews of this MR, oldest first.
+    reviews: list[Review] = Field(default_factory=list)
 
 
 class TaskQuestion(WireModel):

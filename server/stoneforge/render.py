@@ -123,6 +123,8 @@ def task_detail(task: Task) -> Group:
     if task.merge_request:
         mr = task.merge_request
         parts.append(Text.assemble(("merge request ", "bold"), f"{mr.id} {mr.status.value}"))
+        for review in mr.reviews:
+            parts.append(Text(f"  review {review.round}: {review.verdict.value}", style="dim"))
     return Group(*parts)
 
 
@@ -202,6 +204,44 @@ def merge_requests_table(mrs: list[MergeRequest]) -> Table:
             mr.id, mr.task_id, mr.status.value, mr.branch, (mr.candidate_commit or "")[:10], checks
         )
     return table
+
+
+def merge_request_detail(mr: MergeRequest) -> Group:
+    """One merge request: its state, checks and every review with its verdict and comments."""
+    parts: list[Text] = [
+        Text.assemble((mr.id, "bold"), f"  {mr.status.value}  task {mr.task_id}  {mr.branch}"),
+    ]
+    if mr.reason:
+        parts.append(Text.assemble(("reason: ", "bold"), mr.reason))
+    if mr.head_commit:
+        parts.append(Text.assemble(("head: ", "bold"), mr.head_commit))
+    if mr.candidate_commit:
+        parts.append(Text.assemble(("candidate: ", "bold"), mr.candidate_commit))
+    if mr.merged_commit:
+        parts.append(Text.assemble(("merged: ", "bold"), mr.merged_commit))
+    for check in mr.checks:
+        code = "timed out" if check.exit_code is None else f"exit {check.exit_code}"
+        parts.append(Text.assemble(("check ", "bold"), f"`{check.command}`: {code}"))
+    if not mr.reviews:
+        parts.append(Text("no reviews", style="dim"))
+    for review in mr.reviews:
+        approved = review.verdict.value == "approve"
+        verdict = "approved" if approved else "changes requested"
+        by = f", session {review.session_id}" if review.session_id else ""
+        at = f" at {review.head_commit[:10]}" if review.head_commit else ""
+        parts.append(
+            Text.assemble(
+                (f"review {review.round} ", "bold"),
+                (verdict, "green" if approved else "yellow"),
+                f" ({review.id}{at}{by})\n  {review.summary}",
+            )
+        )
+        for comment in review.comments:
+            where = comment.path + (f":{comment.line}" if comment.line else "")
+            parts.append(Text.assemble("  - ", (where, "cyan"), f": {comment.body}"))
+    if mr.summary:
+        parts.append(Text.assemble(("summary:\n", "bold"), mr.summary))
+    return Group(*parts)
 
 
 def flaky_checks_lines(flaky: list[FlakyCheck]) -> list[Text]:

@@ -399,6 +399,10 @@ class Service:
     def approve_merge(self, mr_id: str) -> MergeRequest:
         """Land a checked merge request that waits for approval.
 
+        One that waits because the steward's review did not approve it (its rounds used up, or
+        no verdict) has no candidate yet: approving it sends it on to the checks, and it lands
+        once they pass.
+
         If the target has not moved since its candidate was checked, the candidate lands now
         (compare-and-swap). Otherwise it is marked approved and goes back to the queue: the
         steward rebuilds it on the new tip, checks it again, and lands it without asking twice.
@@ -442,13 +446,13 @@ class Service:
                     reason=f"approved; not landed yet: {exc}",
                 )
             return self.store.update_merge_request(mr.id, approved_at=utcnow())
+        why = (
+            f"approved; {target.name} moved since the check, so it is rebuilt and checked again"
+            if candidate
+            else "approved without the steward's review; it goes on to its checks"
+        )
         return self.store.transition_merge_request(
-            mr.id,
-            MrEvent.REQUEUE,
-            approved_at=utcnow(),
-            reason=(
-                f"approved; {target.name} moved since the check, so it is rebuilt and checked again"
-            ),
+            mr.id, MrEvent.REQUEUE, approved_at=utcnow(), reason=why
         )
 
     def reject_merge(self, mr_id: str, reason: str) -> MergeRequest:

@@ -5,6 +5,7 @@ import * as vscode from "vscode";
 import type { DiffProvider } from "./docs";
 import { docUri } from "./docs";
 import { mergeRequestChoices, taskChoices } from "./model/choices";
+import { firstCommented } from "./model/reviewThreads";
 import { humanize, shortSha } from "./model/format";
 import type { NodeRef, TreeNode } from "./model/treeNode";
 import type { MergeRequest, MergeStatus, Task } from "./protocol";
@@ -151,6 +152,28 @@ export function registerCommands(server: StoneforgeServer, views: Views, diffs: 
         const resources = sides.map((s) => [vscode.Uri.file(s.file.path), s.original, s.modified]);
         await vscode.commands.executeCommand("vscode.changes", title, resources);
       }
+    }),
+
+    command("stoneforge.ui.showReview", async (mrId, reviewId) => {
+      if (typeof mrId !== "string") return;
+      const mr = (await api.mergeRequests()).find((m) => m.id === mrId);
+      const review = mr?.reviews?.find((r) => r.id === reviewId);
+      const at = review ? firstCommented(review) : undefined;
+      if (!mr || !at) {
+        await vscode.commands.executeCommand("stoneforge.ui.showDiff", mrId);
+        return;
+      }
+      // The commented file's diff, at the comment: its thread shows on the modified side.
+      const diff = await diffs.diff(mr.id);
+      const title = `${at.path} — ${mr.id}: ${mr.branch} (${shortSha(diff.base)} ↔ ${shortSha(diff.head)})`;
+      const selection = new vscode.Range(at.line, 0, at.line, 0);
+      await vscode.commands.executeCommand(
+        "vscode.diff",
+        diffs.uri(mr.id, "original", at.path),
+        diffs.uri(mr.id, "modified", at.path),
+        title,
+        { selection },
+      );
     }),
 
     command("stoneforge.ui.showChecks", async (arg) => {

@@ -8,6 +8,7 @@ import { registerCommands } from "./commands";
 import { DiffProvider, DocumentProvider } from "./docs";
 import { DIFF_SCHEME, DOC_SCHEME } from "./model/docUris";
 import { onInterpreterChanged } from "./python";
+import { ReviewComments } from "./reviewComments";
 import { StoneforgeServer } from "./server";
 import { StatusBar } from "./statusBar";
 import { Views } from "./views/views";
@@ -34,6 +35,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   const views = new Views(server);
   const docs = new DocumentProvider(server.api);
   const diffs = new DiffProvider(server.api);
+  const reviewComments = new ReviewComments(server.api);
   const statusBar = new StatusBar();
 
   const refreshStatus = async () => {
@@ -51,11 +53,13 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     void refreshStatus();
     docs.refreshOpen();
     diffs.refreshOpen();
+    void reviewComments.refreshOpen();
   };
 
   context.subscriptions.push(
     views,
     statusBar,
+    reviewComments,
     vscode.workspace.registerTextDocumentContentProvider(DOC_SCHEME, docs),
     vscode.workspace.registerTextDocumentContentProvider(DIFF_SCHEME, diffs),
     ...registerCommands(server, views, diffs),

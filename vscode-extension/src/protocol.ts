@@ -5,6 +5,7 @@ export type PlanStatus = "draft" | "active";
 export type SessionRole = "worker" | "steward" | "director";
 export type SessionStatus = "running" | "completed" | "handed_off" | "crashed" | "failed";
 export type MergeStatus =
+  | "reviewing"
   | "pending"
   | "testing"
   | "awaiting_approval"
@@ -52,6 +53,28 @@ export interface CheckRun {
   flaky: boolean;
 }
 
+export type ReviewVerdict = "approve" | "request_changes";
+
+/** One comment of a steward review: a file of the change, a line of its new version. */
+export interface ReviewComment {
+  path: string;
+  line: number | null;
+  body: string;
+}
+
+export interface Review {
+  id: string;
+  mrId: string;
+  taskId: string;
+  round: number;
+  verdict: ReviewVerdict;
+  summary: string;
+  comments: ReviewComment[];
+  sessionId: string | null;
+  headCommit: string | null;
+  createdAt: string;
+}
+
 export interface MergeRequest {
   id: string;
   taskId: string;
@@ -64,6 +87,8 @@ export interface MergeRequest {
   reason: string | null;
   createdAt: string;
   mergedAt: string | null;
+  /** The steward's reviews, oldest first (absent from servers that predate reviews). */
+  reviews?: Review[];
 }
 
 /** What a set of sessions spent (`tokens`: input, cached included, plus output). */

@@ -58,7 +58,7 @@ def changed_payload(events: list[Event]) -> dict[str, Any]:
 
 def user_messages(events: list[Event]) -> list[tuple[types.MessageType, str]]:
     """What deserves a pop-up: a failed task, a task stopped at its budget, a merge request
-    waiting for approval."""
+    waiting for a person."""
     messages = []
     for event in events:
         status = event.data.get("status")
@@ -73,13 +73,15 @@ def user_messages(events: list[Event]) -> list[tuple[types.MessageType, str]]:
                 (types.MessageType.Warning, f"Stoneforge: task {event.entity_id} stopped. {note}")
             )
         elif event.entity == "merge_request" and status == "awaiting_approval":
-            messages.append(
-                (
-                    types.MessageType.Info,
+            if event.data.get("from") == "reviewing":  # the review did not approve it
+                why = event.data.get("reason") or "the steward's review did not approve it"
+                text = f"Stoneforge: merge request {event.entity_id} waits for your decision: {why}"
+            else:
+                text = (
                     f"Stoneforge: merge request {event.entity_id} passed its checks and "
-                    "waits for your approval.",
+                    "waits for your approval."
                 )
-            )
+            messages.append((types.MessageType.Info, text))
     return messages
 
 

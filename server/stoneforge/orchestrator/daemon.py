@@ -38,6 +38,7 @@ from stoneforge.orchestrator.provider_health import ProviderHealth
 from stoneforge.orchestrator.provider_sessions import Credentials, TrackedProvider
 from stoneforge.orchestrator.provider_status import ProviderStatus
 from stoneforge.orchestrator.recovery import recover_orphans
+from stoneforge.orchestrator.review import Reviewer
 from stoneforge.orchestrator.steward import Steward
 from stoneforge.orchestrator.wakeups import wakes_steward
 from stoneforge.orchestrator.worker import RunResult, SlotState, WorkerRun
@@ -64,6 +65,8 @@ class OrchestratorView:
     merging: str | None = None
     #: "landing paused: <checkout> has uncommitted changes in a.py" while the steward waits.
     landing_paused: str | None = None
+    #: The merge request the steward's review session is reviewing now.
+    reviewing: str | None = None
     #: "provider unavailable, next try 00:41:10 (529 overloaded)" while no session may start.
     provider_unavailable: str | None = None
     #: Sessions allowed at once now: below `max_concurrent` after rate limits (AIMD).
@@ -122,6 +125,7 @@ class Orchestrator:
         self.runs: dict[str, WorkerRun] = {}
         self.recent: deque[str] = deque(maxlen=RECENT_EVENTS)
         self.steward: Steward | None = None  # made in run(), once the target is known
+        self.reviewer: Reviewer | None = None  # likewise: reviews MRs before the steward
         self._lease_token = uuid.uuid4().hex
         #: Proof of holding the lease, given to every run and the steward (set in run()).
         self.fence: Fence | None = None
@@ -161,6 +165,8 @@ class Orchestrator:
             run.kill()
         if self.steward is not None:
             self.steward.kill()
+        if self.reviewer is not None:
+            self.reviewer.kill()
 
     def view(self) -> OrchestratorView:
         queued = len([t for t in self.store.ready_task_ids() if t not in self.runs])
@@ -174,6 +180,7 @@ class Orchestrator:
             recent=list(self.recent),
             merging=getattr(self.steward, "current", None),
             landing_paused=pause.line if pause is not None else None,
+            reviewing=self.reviewer.current if self.reviewer is not None else None,
             provider_unavailable=outage.line if outage is not None else None,
             concurrency_limit=self.health.limit,
             budget_holds=[hold.reason for hold in self.budget_holds],
@@ -210,6 +217,17 @@ class Orchestrator:
                 steward_id=f"e{self.fence.epoch}",  # its check checkout is named by the lease
             )
             self.steward.on_current = self.on_merging
+            self.reviewer = Reviewer(
+                root=self.root,
+                config=self.config,
+                store=self.store,
+                provider=self.provider.for_owner("reviewer"),
+                target=self.target,
+                agent_env=self.agent_env,
+                note=self.note,
+                on_reviewed=self._after_review,
+                fence=self.fence,
+            )
             for line in await to_thread.run_sync(lambda: recover_orphans(self.store, self.fence)):
                 self.note(line)
             # Dispatch latency matters here: probe often (a PRAGMA, no table read) and don't wait.
@@ -222,6 +240,8 @@ class Orchestrator:
                 group.start_soon(self._heartbeat)
                 if self.steward is not None:
                     group.start_soon(self.steward.run)
+                if self.reviewer is not None:
+                    group.start_soon(self.reviewer.run)
                 await self._dispatch_loop(group)
                 group.cancel_scope.cancel()
         finally:
@@ -249,6 +269,8 @@ class Orchestrator:
         async with anyio.create_task_group() as stopping:
             if self.steward is not None:
                 stopping.start_soon(self.steward.stop)
+            if self.reviewer is not None:
+                stopping.start_soon(self.reviewer.stop)
             for run in list(self.runs.values()):
                 stopping.start_soon(run.stop, "shutdown")
         while self.runs:
@@ -353,6 +375,14 @@ class Orchestrator:
             self.wake()
             if self.steward is not None:
                 self.steward.wake()
+            if self.reviewer is not None:
+                self.reviewer.wake()
+
+    def _after_review(self) -> None:
+        # A review passed (the steward has a new MR) or sent a task back (the dispatcher has).
+        self.wake()
+        if self.steward is not None:
+            self.steward.wake()
 
     def _on_worker_commit(self) -> None:
         # A new commit may change the conflict forecast: the steward recomputes it.
@@ -434,6 +464,8 @@ class Orchestrator:
         # whole board and forecasts every pair of branches.
         if self.steward is not None and self._loop is not None and wakes_steward(events):
             self._loop.call_soon_threadsafe(self.steward.wake)
+        if self.reviewer is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(self.reviewer.wake)
 
     # -- idleness ------------------------------------------------------------------------------
 

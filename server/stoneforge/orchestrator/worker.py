@@ -644,6 +644,7 @@ class WorkerRun:
                 head_commit=head,
                 summary=details,
                 fence=self.fence,
+                review=self.config.agents.steward.review,
             )
         except InvalidTransitionError as exc:  # cancelled (or taken over) meanwhile: not ours
             log.info("task %s not completed: %s", self.task.id, exc)

@@ -7,7 +7,7 @@ change is visible in the log.
 
 One module per job: :mod:`.schema` (tables, migrations, the connection and its transactions),
 :mod:`.plans`, :mod:`.tasks` with :mod:`.task_graph`, :mod:`.sessions` (and handoffs),
-:mod:`.merge_requests`, :mod:`.costs` (spending roll-ups), :mod:`.transitions` (every status change, checked against
+:mod:`.merge_requests` (with :mod:`.reviews`), :mod:`.costs` (spending roll-ups), :mod:`.transitions` (every status change, checked against
 :mod:`stoneforge.lifecycle`), :mod:`.events`, :mod:`.lease` and :mod:`.summary`, each a mixin over
 :class:`~.schema.StoreBase` that :class:`Store` composes; :mod:`.planning` checks the tasks of a
 plan created in one go before anything is written.

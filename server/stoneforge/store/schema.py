@@ -16,7 +16,7 @@ from stoneforge.errors import InvalidInputError, NotFoundError, StoreBusyError
 from stoneforge.models import utcnow
 from stoneforge.redact import redact
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: How long a write (or read) waits for the store's lock, in this process or in SQLite, before it
 #: fails with StoreBusyError. Shorter than the orchestrator lease's time to live less one
 #: heartbeat interval (20 s and 5 s): a heartbeat stalled this long still lands in time, and a
@@ -143,8 +143,28 @@ ALTER TABLE tasks ADD COLUMN budget_tokens INTEGER;
 CREATE INDEX sessions_started ON sessions(started_at);
 """
 
+# Version 4: the steward's reviews of merge requests (`agents.steward.review`), one row per
+# review with its verdict and its comments (JSON: path, line, body).
+_SCHEMA_V4 = """
+CREATE TABLE reviews (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    mr_id TEXT NOT NULL REFERENCES merge_requests(id),
+    task_id TEXT NOT NULL REFERENCES tasks(id),
+    round INTEGER NOT NULL,
+    verdict TEXT NOT NULL,
+    summary TEXT NOT NULL DEFAULT '',
+    comments TEXT NOT NULL DEFAULT '[]',
+    session_id TEXT,
+    head_commit TEXT,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX reviews_mr ON reviews(mr_id);
+CREATE INDEX reviews_task ON reviews(task_id);
+"""
+
 #: Schema migrations, index i brings the database from version i to i + 1.
-_MIGRATIONS: list[str] = [_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3]
+_MIGRATIONS: list[str] = [_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4]
 
 #: How error messages name the rows of each table.
 _NOUNS = {
@@ -152,6 +172,7 @@ _NOUNS = {
     "tasks": "task",
     "sessions": "session",
     "merge_requests": "merge request",
+    "reviews": "review",
 }
 
 _TASK_COLUMNS = (

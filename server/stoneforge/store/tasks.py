@@ -15,6 +15,7 @@ from stoneforge.models import (
     CostTotals,
     Handoff,
     MergeRequest,
+    Review,
     Task,
     TaskQuestion,
     TaskStatus,
@@ -22,6 +23,7 @@ from stoneforge.models import (
 )
 from stoneforge.store.costs import CostRows
 from stoneforge.store.merge_requests import _mr_from_row
+from stoneforge.store.reviews import _review_from_row
 from stoneforge.store.schema import _TASK_COLUMNS, _iso, _time
 from stoneforge.store.sessions import _handoff_from_row, _session_from_row
 from stoneforge.store.task_graph import TaskGraph
@@ -130,9 +132,13 @@ class TaskRows(TaskGraph, CostRows):
         handoffs: dict[str, list[Handoff]] = {}
         for row in db.execute(f"SELECT * FROM handoffs {scope} ORDER BY seq", params):
             handoffs.setdefault(row["task_id"], []).append(_handoff_from_row(row))
+        reviews: dict[str, list[Review]] = {}
+        for row in db.execute(f"SELECT * FROM reviews {scope} ORDER BY seq", params):
+            reviews.setdefault(row["mr_id"], []).append(_review_from_row(row))
         merge_requests: dict[str, MergeRequest] = {}
         for row in db.execute(f"SELECT * FROM merge_requests {scope} ORDER BY seq", params):
-            merge_requests[row["task_id"]] = _mr_from_row(row)  # the latest wins
+            # the latest wins
+            merge_requests[row["task_id"]] = _mr_from_row(row, reviews.get(row["id"]))
         costs = self._task_costs(db, tuple(wanted) if few else None)
         questions: dict[str, list[TaskQuestion]] = {}
         event_scope = f"AND entity_id IN ({marks})" if few else ""

@@ -17,6 +17,8 @@ export interface Seeded {
   branch: string;
   conflictFile: string;
   rivalTaskId: string;
+  /** The body of the seeded review's comment (calc.py, line 7 of the branch's version). */
+  reviewComment: string;
 }
 
 export const repoRoot = (): string => path.dirname(extensionRoot());
