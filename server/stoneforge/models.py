@@ -218,6 +218,16 @@ class FlakyCheck(WireModel):
     last_commit: str | None = None
 
 
+class ClusterNode(WireModel):
+    """A node of the Ray backend's cluster, as `sf status` shows it."""
+
+    node_id: str
+    address: str
+    agent_slots: int
+    check_slots: int
+    busy: int = 0  # agent slots our sessions use there
+
+
 class StatusSummary(WireModel):
     repository: str
     tasks_by_status: dict[str, int]
@@ -228,3 +238,5 @@ class StatusSummary(WireModel):
     orchestrator: dict[str, Any] | None = None
     #: Set while an orchestrator runs and its steward waits for the target's checkout.
     landing_paused: LandingPause | None = None
+    #: The Ray backend's nodes while an orchestrator runs with it (None: local backend).
+    nodes: list[ClusterNode] | None = None

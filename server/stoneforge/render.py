@@ -209,6 +209,13 @@ def status_view(summary: StatusSummary) -> Table | Group:
     table.add_row("merge requests", mrs or "none")
     holder = summary.orchestrator
     table.add_row("orchestrator", f"running (pid {holder['pid']})" if holder else "not running")
+    for node in summary.nodes or []:
+        checks = f", {node.check_slots} check slots" if node.check_slots else ""
+        table.add_row(
+            "node",
+            f"{node.address} ({node.node_id[:12]}): {node.busy}/{node.agent_slots} agent slots "
+            f"busy{checks}",
+        )
     pause = summary.landing_paused
     if pause is None:
         return table

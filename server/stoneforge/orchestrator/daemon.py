@@ -69,6 +69,7 @@ class Orchestrator:
         until_idle: bool = False,
         agent_env: dict[str, str] | None = None,
         on_change: Callable[[], None] = lambda: None,
+        worker_provider: AgentProvider | None = None,
     ) -> None:
         self.root = root
         self.config = config
@@ -76,6 +77,8 @@ class Orchestrator:
         self.provider = provider or ClaudeCodeProvider(
             cli_path=config.agents.worker.cliPath, sandbox=config.agents.sandbox
         )
+        #: Where worker sessions run (the Ray backend); the steward and director stay here.
+        self.worker_provider = worker_provider
         self.max_concurrent = max_concurrent or config.orchestrator.maxConcurrent
         self.until_idle = until_idle
         self.agent_env = dict(agent_env or {})
@@ -247,6 +250,7 @@ class Orchestrator:
             on_change=self.on_change,
             on_commit=self._on_worker_commit,
             fence=self.fence,
+            session_provider=self.worker_provider,
         )
         self.runs[task.id] = run
         self._not_before.pop(task.id, None)
