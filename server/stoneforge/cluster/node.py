@@ -43,6 +43,7 @@ from stoneforge.cluster.protocol import (
     Started,
 )
 from stoneforge.git.node_sync import (
+    exclude_untracked,
     node_head,
     node_repository,
     prepare_node_checkout,
@@ -50,6 +51,7 @@ from stoneforge.git.node_sync import (
     push_wip,
 )
 from stoneforge.git.slug import check_task_id
+from stoneforge.orchestrator.checkout_setup import run_setup, setup_failure
 
 log = logging.getLogger("stoneforge.cluster.node")
 
@@ -110,10 +112,11 @@ class SlotRun:
         # Named like the head's checkouts: by task branch (one directory per task).
         name = req.branch.replace("/", "-")
         self.checkout = base.parent.parent / "tasks" / base.stem / name
-        return await asyncio.to_thread(
+        checkout = self.checkout
+        created = await asyncio.to_thread(
             lambda: prepare_node_checkout(
                 base,
-                self.checkout,  # type: ignore[arg-type]
+                checkout,
                 req.remote_url,
                 branch=req.branch,
                 commit=req.commit,
@@ -122,6 +125,15 @@ class SlotRun:
                 identity=req.identity,
             )
         )
+        if created and req.setup:
+            slot_env = {k: v for k, v in req.spec.env.items() if k == "SF_TASK_SLOT"}
+            runs = await run_setup(req.setup, checkout, req.setup_timeout_s, slot_env)
+            failure = setup_failure(runs)
+            if failure is not None:
+                raise RuntimeError(failure)
+            # What the set-up made (a venv, node_modules) is not the agent's work.
+            await asyncio.to_thread(exclude_untracked, checkout)
+        return created
 
     def spec(self) -> SessionSpec:
         req = self.request

@@ -59,6 +59,9 @@ class SessionRequest:
     sandbox: Literal["required", "auto", "off"]
     cli_path: str | None = None
     recovery_interval_s: float = 10.0
+    #: `worktree.setup`, run in a checkout new on the node (the head's mirror has its own).
+    setup: tuple[str, ...] = ()
+    setup_timeout_s: float = 900.0
 
 
 @dataclass(frozen=True)

@@ -89,6 +89,7 @@ class ClusterStats:
 
     start_ms: list[float] = field(default_factory=list)
     prepare_ms: list[float] = field(default_factory=list)
+    end_ms: list[float] = field(default_factory=list)
 
 
 class RayProvider:
@@ -284,6 +285,8 @@ class RaySession:
             sandbox=provider.config.agents.sandbox,
             cli_path=provider.config.agents.worker.cliPath,
             recovery_interval_s=provider.config.ray.recoveryIntervalS,
+            setup=tuple(provider.config.worktree.setup),
+            setup_timeout_s=provider.config.worktree.setupTimeoutS,
         )
         errors = provider._ray.exceptions
         for _ in range(3):  # a slot whose node just died is not the session's failure
@@ -373,6 +376,7 @@ class RaySession:
     async def _take_work(self, end: EndItem) -> None:
         """The session ended on its node: the mirror takes its last pushed state."""
         self._ended = True
+        began = time.perf_counter()
         if end.error:
             log.warning("session %s: the node's last push failed: %s", self.session_id, end.error)
         spec, url = self.spec, self.provider.url
@@ -382,6 +386,7 @@ class RaySession:
             )
         )
         await to_thread.run_sync(lambda: delete_remote_ref(spec.cwd, url, self.wip_ref))
+        self.provider.stats.end_ms.append((time.perf_counter() - began) * 1000)
 
     async def _node_lost(self, exc: BaseException) -> Failure:
         """Ray says the actor is dead (its node is gone): a crash, with the pushed work kept."""

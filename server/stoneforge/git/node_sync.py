@@ -208,6 +208,17 @@ def prepare_node_checkout(
     return checkout.created
 
 
+def exclude_untracked(checkout: Path) -> None:
+    """Keep what is untracked now (a set-up's output) out of every commit made for the agent."""
+    untracked = _git(checkout, ["ls-files", "--others", "--exclude-standard", "--directory"])
+    if untracked.split():
+        info = Path(_git(checkout, ["rev-parse", "--git-path", "info/exclude"]).strip())
+        info = info if info.is_absolute() else checkout / info
+        info.parent.mkdir(parents=True, exist_ok=True)
+        with info.open("a", encoding="utf-8") as out:
+            out.write("".join(f"/{name}\n" for name in untracked.split()))
+
+
 def node_head(checkout: Path) -> tuple[str, bool]:
     """The checkout's HEAD commit, and whether it is on ``refs/heads/*`` of the task."""
     head = _git(checkout, ["rev-parse", "HEAD"]).strip()
