@@ -107,7 +107,7 @@ def test_six_tasks_spread_over_both_nodes_and_land_and_the_key_stays_out_of_ray(
     initialised: Path, sf: SfRunner, fake_model: FakeModel, tmp_path: Path, cluster: LocalCluster
 ) -> None:
     origin = _repo_with_origin(
-        initialised, tmp_path, cluster, "  checks:\n    - test -z \"$(git status --porcelain)\"\n"
+        initialised, tmp_path, cluster, '  checks:\n    - test -z "$(git status --porcelain)"\n'
     )
     ids = [sf("task", "create", "--title", f"Feature {n}").stdout.strip() for n in range(6)]
     for n, task_id in enumerate(ids):
@@ -178,7 +178,9 @@ def test_losing_a_node_mid_task_redispatches_it_on_the_other_with_its_pushed_wor
     # The retry (its prompt names the recovery ref) brings the saved file back and commits it.
     fake_model.add_script(
         [
-            Step.bash(f"git checkout {recovery} -- draft.txt && git add -A && git commit -qm draft"),
+            Step.bash(
+                f"git checkout {recovery} -- draft.txt && git add -A && git commit -qm draft"
+            ),
             Step.mcp("complete_task", summary="Recovered the draft"),
             Step.say("Done."),
         ],
@@ -224,7 +226,9 @@ def test_losing_a_node_mid_task_redispatches_it_on_the_other_with_its_pushed_wor
     retried = {cluster.node_of(r.cwd or "") for r in fake_model.main_requests("retry")}
     assert retried == set(NODES) - {lost}, retried
     assert recovery in fake_model.main_requests("retry")[0].first_user_text
-    assert "was lost" in task["note"] or "was lost" in json.dumps(task), task
+    crashed, landed = task["sessions"]
+    assert crashed["status"] == "crashed" and "was lost" in crashed["error"], crashed
+    assert landed["status"] == "completed", landed
     assert git(initialised, "show", f"{recovery}:draft.txt") == "not committed yet"
 
 
