@@ -103,11 +103,16 @@ def _session_nodes(model: FakeModel, cluster: LocalCluster) -> dict[str, set[str
     return found
 
 
-def test_six_tasks_spread_over_both_nodes_and_land_and_the_key_stays_out_of_ray(
+def test_six_tasks_spread_over_both_nodes_land_checked_on_nodes_and_the_key_stays_out_of_ray(
     initialised: Path, sf: SfRunner, fake_model: FakeModel, tmp_path: Path, cluster: LocalCluster
 ) -> None:
+    checked = tmp_path / "checked.log"
     origin = _repo_with_origin(
-        initialised, tmp_path, cluster, '  checks:\n    - test -z "$(git status --porcelain)"\n'
+        initialised,
+        tmp_path,
+        cluster,
+        f"  checkOn: cluster\n  checks:\n    - pwd >> {checked}\n"
+        '    - test -z "$(git status --porcelain)"\n',
     )
     ids = [sf("task", "create", "--title", f"Feature {n}").stdout.strip() for n in range(6)]
     for n, task_id in enumerate(ids):
@@ -134,6 +139,10 @@ def test_six_tasks_spread_over_both_nodes_and_land_and_the_key_stays_out_of_ray(
         assert session["status"] == "completed", session
         assert session["outputTokens"] > 0 and session["providerSessionId"], session
         assert session["pid"] is None, session
+
+    # The steward's checks ran as Ray tasks, in check checkouts on the nodes, never here.
+    where = {cluster.node_of(line) for line in checked.read_text().splitlines()}
+    assert where and None not in where, checked.read_text()
 
     _assert_key_absent_from_ray(cluster)
 

@@ -44,6 +44,7 @@ from stoneforge.config import StoneforgeConfig
 from stoneforge.git.node_sync import (
     delete_remote_ref,
     follow_branch,
+    note_remote_tip,
     push_session_start,
     recovery_refs,
     remote_url,
@@ -183,6 +184,10 @@ class RayProvider:
             self._last_report = report
             self.on_nodes(report)
 
+    def note_tip(self, branch: str, tip: str) -> None:
+        if self.config.merge.remote:
+            note_remote_tip(self.root, self.config.merge.remote, branch, tip)
+
     def shutdown(self) -> None:
         for slot in [*self._idle, *self._busy]:
             with contextlib.suppress(Exception):
@@ -270,6 +275,7 @@ class RaySession:
             )
             return self
         self._head = commit
+        provider.note_tip(branch, commit)
         public_env, credentials = split_credentials(spec)
         request = SessionRequest(
             spec=dataclasses.replace(spec, mcp=None, api_key=None, env=public_env),
@@ -371,7 +377,8 @@ class RaySession:
     # -- internals ---------------------------------------------------------------------------
 
     def _follow(self) -> None:
-        follow_branch(self.spec.cwd, self.provider.url, self.branch)
+        tip = follow_branch(self.spec.cwd, self.provider.url, self.branch)
+        self.provider.note_tip(self.branch, tip)
 
     async def _take_work(self, end: EndItem) -> None:
         """The session ended on its node: the mirror takes its last pushed state."""
@@ -385,6 +392,7 @@ class RaySession:
                 spec.cwd, url, self.branch, self.wip_ref, on_branch=end.on_branch
             )
         )
+        self.provider.note_tip(self.branch, end.head)  # its last push that succeeded
         await to_thread.run_sync(lambda: delete_remote_ref(spec.cwd, url, self.wip_ref))
         self.provider.stats.end_ms.append((time.perf_counter() - began) * 1000)
 

@@ -99,6 +99,12 @@ def push_session_start(clone: Path | str, url: str, branch: str) -> str:
     return head
 
 
+def note_remote_tip(repo: Path | str, remote: str, branch: str, tip: str) -> None:
+    """The repository's tracking ref of the branch on ``remote`` is where a node or the head just
+    put it (so `merge.pushBranches`' lease-protected push starts from the truth)."""
+    run_git(["update-ref", f"refs/remotes/{remote}/{branch}", tip], repo, check=False)
+
+
 def recovery_refs(clone: Path | str) -> list[str]:
     """The task's recovery refs in its clone (a task clone holds only its own task's)."""
     return _git(clone, ["for-each-ref", "--format=%(refname)", RECOVERY_PREFIX]).split()
