@@ -216,6 +216,11 @@ def test_losing_a_node_mid_task_redispatches_it_on_the_other_with_its_pushed_wor
             )
 
         assert wait_until(draft_pushed, timeout=240), _serve_output(proc)
+        # `sf status` shows the nodes, their slots, and the one in use.
+        nodes = sf("status", "--json").json()["nodes"]
+        assert [(n["agentSlots"], n["checkSlots"]) for n in nodes] == [(1, 1), (1, 1)], nodes
+        assert sum(n["busy"] for n in nodes) == 1, nodes
+        assert "agent slots busy" in sf("status").stdout
         [first] = fake_model.main_requests("first")[:1]
         lost = cluster.node_of(first.cwd or "")
         assert lost in NODES
