@@ -163,7 +163,12 @@ def start_overhead(address: str, rounds: int, model: FakeModel, root: Path) -> l
 # -- 2. 8 tasks with 5 s checks on 2 nodes against 1 ----------------------------------------------
 
 
-def serve_wall(address: str, tasks: int, model: FakeModel, root: Path) -> float:
+def serve_wall(address: str, tasks: int, root: Path) -> float:
+    with FakeModel() as model:  # its own: task ids (and so the scripts' markers) repeat per run
+        return _serve_wall(address, tasks, model, root)
+
+
+def _serve_wall(address: str, tasks: int, model: FakeModel, root: Path) -> float:
     repo, origin = make_repo(root)
     sf(repo, "init")
     (repo / ".stoneforge" / "config.yaml").write_text(
@@ -182,12 +187,12 @@ def serve_wall(address: str, tasks: int, model: FakeModel, root: Path) -> float:
             marker=f"Stoneforge task {task_id}:",
         )
     began = time.perf_counter()
-    sf(repo, "serve", "--until-idle", "--backend", "ray", env=model.env(API_KEY))
+    out = sf(repo, "serve", "--until-idle", "--backend", "ray", env=model.env(API_KEY))
     wall = time.perf_counter() - began
     landed = git(origin, "ls-tree", "--name-only", "main").split()
     missing = [n for n in range(tasks) if f"feature_{n}.py" not in landed]
     if missing:
-        raise SystemExit(f"features {missing} did not land")
+        raise SystemExit(f"features {missing} did not land:\n{out}\n{sf(repo, 'task', 'list')}")
     return wall
 
 
@@ -203,19 +208,18 @@ def main() -> None:
         cluster, nodes = start_cluster(temp, root / "nodes")
         try:
             address = cluster.address  # type: ignore[attr-defined]
-            lines = start_overhead(address, opts.rounds, model, root)
+            lines = start_overhead(address, opts.rounds, model, root) if opts.rounds else []
+            print("\n".join(lines), flush=True)
             import ray
 
             ray.shutdown()
-            two = serve_wall(address, opts.tasks, model, root / "two")
+            two = serve_wall(address, opts.tasks, root / "two")
             cluster.remove_node(nodes["node-b"])  # type: ignore[attr-defined]
-            one = serve_wall(address, opts.tasks, model, root / "one")
+            one = serve_wall(address, opts.tasks, root / "one")
         finally:
             cluster.shutdown()  # type: ignore[attr-defined]
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"ray cluster: head + 2 nodes of 1 agent slot each, on this machine; load avg: {load}")
-    for line in lines:
-        print(line)
     print(
         f"{opts.tasks} tasks, check `sleep 5`: 2 nodes {two:.1f}s | 1 node {one:.1f}s"
         f" | ratio 1/2 nodes {one / two:.2f}"
