@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -217,7 +218,9 @@ def test_losing_a_node_mid_task_redispatches_it_on_the_other_with_its_pushed_wor
 
         assert wait_until(draft_pushed, timeout=240), _serve_output(proc)
         # `sf status` shows the nodes, their slots, and the one in use.
-        nodes = sf("status", "--json").json()["nodes"]
+        status = sf("status", "--json").json()
+        nodes = status["nodes"]
+        assert nodes, (status, _events(initialised, "cluster.nodes"))
         assert [(n["agentSlots"], n["checkSlots"]) for n in nodes] == [(1, 1), (1, 1)], nodes
         assert sum(n["busy"] for n in nodes) == 1, nodes
         assert "agent slots busy" in sf("status").stdout
@@ -244,6 +247,11 @@ def test_losing_a_node_mid_task_redispatches_it_on_the_other_with_its_pushed_wor
     assert crashed["status"] == "crashed" and "was lost" in crashed["error"], crashed
     assert landed["status"] == "completed", landed
     assert git(initialised, "show", f"{recovery}:draft.txt") == "not committed yet"
+
+
+def _events(repo: Path, kind: str) -> list[tuple[str, str]]:
+    with sqlite3.connect(repo / ".stoneforge" / "state.db") as db:
+        return db.execute("SELECT at, data FROM events WHERE kind = ?", (kind,)).fetchall()
 
 
 def _serve_output(proc: subprocess.Popen[str]) -> str:

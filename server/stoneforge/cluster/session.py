@@ -51,7 +51,7 @@ from stoneforge.git.node_sync import (
     take_node_work,
     wip_ref,
 )
-from stoneforge.git.repo import run_git
+from stoneforge.git.repo import ref_value, run_git
 from stoneforge.git.snapshot import checked_out_branch
 from stoneforge.redact import is_secret_name
 
@@ -184,6 +184,11 @@ class RayProvider:
             self._last_report = report
             self.on_nodes(report)
 
+    def known_tip(self, branch: str) -> str | None:
+        """Where the head last saw ``branch`` on the remote (its tracking ref)."""
+        remote = self.config.merge.remote
+        return ref_value(self.root, f"refs/remotes/{remote}/{branch}") if remote else None
+
     def note_tip(self, branch: str, tip: str) -> None:
         if self.config.merge.remote:
             note_remote_tip(self.root, self.config.merge.remote, branch, tip)
@@ -265,8 +270,9 @@ class RaySession:
             return self
         self.branch = branch
         try:
+            known = provider.known_tip(branch)
             commit = await to_thread.run_sync(
-                lambda: push_session_start(spec.cwd, provider.url, branch)
+                lambda: push_session_start(spec.cwd, provider.url, branch, known)
             )
             recovery = await to_thread.run_sync(lambda: recovery_refs(spec.cwd))
         except Exception as exc:  # the remote is unreachable: nothing can run on a node

@@ -28,9 +28,11 @@ from stoneforge.git.errors import GitError, GitLayerError
 from stoneforge.git.remote import NETWORK_TIMEOUT_S
 from stoneforge.git.repo import full_branch_ref, identity_env, ref_value, run_git
 from stoneforge.git.snapshot import RECOVERY_PREFIX, _worktree_tree
-from stoneforge.git.task_clone import ensure_task_clone, hardened_env
+from stoneforge.git.task_clone import ensure_task_clone, hardened_env, pool_for
 
 WIP_PREFIX = "refs/stoneforge/wip"
+#: Task clones a node keeps ready per repository.
+POOL_SIZE = 2
 #: Where the head's mirror keeps what it fetched from the remote (never a branch of its own).
 _FETCHED_BRANCH = "refs/stoneforge/node/branch"
 _FETCHED_WIP = "refs/stoneforge/node/wip"
@@ -72,16 +74,28 @@ def _remote_refs(path: Path | str, url: str, refs: list[str]) -> dict[str, str]:
 # -- the head's side --------------------------------------------------------------------------
 
 
-def push_session_start(clone: Path | str, url: str, branch: str) -> str:
+def push_session_start(
+    clone: Path | str, url: str, branch: str, known_tip: str | None = None
+) -> str:
     """Put the head's task clone on the remote before a node takes the task over; its HEAD.
 
-    If the remote's branch is ahead (a node pushed commits the head never heard of: it died
-    meanwhile), the clone fast-forwards to it first, so nothing a node pushed is overwritten.
-    The task's recovery refs go along: the task's note may name them.
+    ``known_tip`` is where the head last saw the remote's branch (its tracking ref): when the
+    remote is still there, one compare-and-swap push (or none) does it. Otherwise, if the remote's
+    branch is ahead (a node pushed commits the head never heard of: it died meanwhile), the clone
+    fast-forwards to it first, so nothing a node pushed is overwritten. The task's recovery refs
+    go along: the task's note may name them.
     """
     ref = full_branch_ref(branch)
     head = _git(clone, ["rev-parse", ref]).strip()
-    remote_tip = _remote_refs(clone, url, [ref]).get(ref)
+    recovery = recovery_refs(clone)
+    if known_tip == head and not recovery:
+        return head  # the remote has it (the usual retry or handoff): nothing to push
+    specs = [f"{ref}:{ref}", *(f"+{name}:{name}" for name in recovery)]
+    push = ["push", "--porcelain", "--no-verify", f"--force-with-lease={ref}:{known_tip or ''}"]
+    quick = run_git([*push, "--", url, *specs], clone, env=hardened_env(), check=False)
+    if quick.returncode == 0:
+        return head
+    remote_tip = _remote_refs(clone, url, [ref]).get(ref)  # it moved: see where to
     if remote_tip and remote_tip != head:
         _git(clone, ["fetch", "--quiet", "--no-tags", "--", url, f"+{ref}:{_FETCHED_BRANCH}"])
         ahead = run_git(
@@ -93,7 +107,6 @@ def push_session_start(clone: Path | str, url: str, branch: str) -> str:
         if ahead.returncode == 0:
             _git(clone, ["reset", "--hard", "--quiet", remote_tip])
             head = remote_tip
-    specs = [f"{ref}:{ref}", f"+{RECOVERY_PREFIX}/*:{RECOVERY_PREFIX}/*"]
     lease = f"--force-with-lease={ref}:{remote_tip or ''}"
     _git(clone, ["push", "--quiet", "--no-verify", lease, "--", url, *specs])
     return head
@@ -196,15 +209,19 @@ def prepare_node_checkout(
     """
     ref = full_branch_ref(branch)
     target_ref = full_branch_ref(target)
-    for key, value in identity.items():  # commits made here look like the head's own
-        run_git(["config", key, value], base)
+    if identity and _identity_of(base) != identity:  # commits here look like the head's own
+        for key, value in identity.items():
+            run_git(["config", key, value], base)
     specs = [f"+{ref}:{ref}", f"+{target_ref}:{target_ref}", *(f"+{r}:{r}" for r in recovery)]
     run_git(["fetch", "--quiet", "--no-tags", "--", url, *specs], base, timeout=NETWORK_TIMEOUT_S)
     if ref_value(base, ref) != commit:
         raise BranchMoved(
             f"{url} has {branch} at {ref_value(base, ref)}, not at {commit} where the head put it"
         )
-    checkout = ensure_task_clone(base, path, branch, start_point=target)
+    # A few clones kept ready at the target's tip (filled in the background): taking one is a
+    # rename and a checkout of what differs.
+    pool = pool_for(base, path.parent, target, size=POOL_SIZE)
+    checkout = ensure_task_clone(base, path, branch, start_point=target, pool=pool)
     if not checkout.created:  # an earlier session of the task ran here: the head's truth wins
         _git(path, ["checkout", "--quiet", "--force", "-B", branch, commit])
         _git(path, ["clean", "-f", "-d", "--quiet"])
@@ -223,6 +240,11 @@ def exclude_untracked(checkout: Path) -> None:
         info.parent.mkdir(parents=True, exist_ok=True)
         with info.open("a", encoding="utf-8") as out:
             out.write("".join(f"/{name}\n" for name in untracked.split()))
+
+
+def _identity_of(base: Path) -> dict[str, str]:
+    out = run_git(["config", "--get-regexp", r"^user\.(name|email)$"], base, check=False).stdout
+    return dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
 
 
 def node_head(checkout: Path) -> tuple[str, bool]:
