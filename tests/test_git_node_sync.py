@@ -11,6 +11,7 @@ import pytest
 from conftest import git
 from stoneforge.git.node_sync import (
     BranchMoved,
+    delete_remote_ref,
     node_head,
     node_repository,
     prepare_node_checkout,
@@ -80,6 +81,8 @@ def test_a_session_round_trip_leaves_the_mirror_as_the_node_left_its_checkout(
     status = git(mirror, "status", "--porcelain").splitlines()  # uncommitted again
     assert sorted(line.strip() for line in status) == ["?? new.txt", "D README.md", "M a.txt"]
     assert git(mirror, "diff", "--cached", "--name-only") == ""  # nothing staged
+    delete_remote_ref(mirror, url, ref)  # the head holds it now: gone from the remote
+    assert git(Path(url), "for-each-ref", "refs/stoneforge/wip/") == ""
 
 
 def test_work_in_progress_older_than_the_last_pushed_commit_is_not_laid_on_it(

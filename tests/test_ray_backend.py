@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -202,14 +201,15 @@ def test_losing_a_node_mid_task_redispatches_it_on_the_other_with_its_pushed_wor
             Step.write("done.txt", "committed\n"),
             Step.bash("git add done.txt && git commit -qm 'First part'"),
             Step.write("draft.txt", "not committed yet\n"),
-            Step.bash("sleep 300", text="Thinking for a long time."),
+            # A long command mid-task (the CLI itself refuses a bare long `sleep`).
+            Step.bash("python3 -c 'import time; time.sleep(100)'", text="Running the slow part."),
         ],
         marker=f"Stoneforge task {task_id}:",
         name="first",
     )
     proc = start_serve(initialised, fake_model, "--backend", "ray", "--until-idle")
     try:
-        # The node pushed the commit and, at the turn that started the sleep, the draft.
+        # The node pushed the commit and (at a turn end or on its interval) the draft.
         def draft_pushed() -> bool:
             refs = git(origin, "for-each-ref", "--format=%(refname)", "refs/stoneforge/wip/")
             return any(
@@ -220,7 +220,7 @@ def test_losing_a_node_mid_task_redispatches_it_on_the_other_with_its_pushed_wor
         # `sf status` shows the nodes, their slots, and the one in use.
         status = sf("status", "--json").json()
         nodes = status["nodes"]
-        assert nodes, (status, _events(initialised, "cluster.nodes"))
+        assert nodes, sf("status").stdout
         assert [(n["agentSlots"], n["checkSlots"]) for n in nodes] == [(1, 1), (1, 1)], nodes
         assert sum(n["busy"] for n in nodes) == 1, nodes
         assert "agent slots busy" in sf("status").stdout
@@ -247,11 +247,6 @@ def test_losing_a_node_mid_task_redispatches_it_on_the_other_with_its_pushed_wor
     assert crashed["status"] == "crashed" and "was lost" in crashed["error"], crashed
     assert landed["status"] == "completed", landed
     assert git(initialised, "show", f"{recovery}:draft.txt") == "not committed yet"
-
-
-def _events(repo: Path, kind: str) -> list[tuple[str, str]]:
-    with sqlite3.connect(repo / ".stoneforge" / "state.db") as db:
-        return db.execute("SELECT at, data FROM events WHERE kind = ?", (kind,)).fetchall()
 
 
 def _serve_output(proc: subprocess.Popen[str]) -> str:
