@@ -213,17 +213,19 @@ def main() -> None:
             import ray
 
             ray.shutdown()
-            two = serve_wall(address, opts.tasks, root / "two")
-            cluster.remove_node(nodes["node-b"])  # type: ignore[attr-defined]
-            one = serve_wall(address, opts.tasks, root / "one")
+            if opts.tasks:  # --tasks 0: only the session overhead
+                two = serve_wall(address, opts.tasks, root / "two")
+                cluster.remove_node(nodes["node-b"])  # type: ignore[attr-defined]
+                one = serve_wall(address, opts.tasks, root / "one")
         finally:
             cluster.shutdown()  # type: ignore[attr-defined]
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"ray cluster: head + 2 nodes of 1 agent slot each, on this machine; load avg: {load}")
-    print(
-        f"{opts.tasks} tasks, check `sleep 5`: 2 nodes {two:.1f}s | 1 node {one:.1f}s"
-        f" | ratio 1/2 nodes {one / two:.2f}"
-    )
+    if opts.tasks:
+        print(
+            f"{opts.tasks} tasks, check `sleep 5`: 2 nodes {two:.1f}s | 1 node {one:.1f}s"
+            f" | ratio 1/2 nodes {one / two:.2f}"
+        )
 
 
 if __name__ == "__main__":
