@@ -19,11 +19,13 @@ def serve_env(model: FakeModel) -> dict[str, str]:
     return {**os.environ, **GIT_ENV, **model.env(FAKE_KEY)}
 
 
-def start_serve(repo: Path, model: FakeModel, *args: str) -> subprocess.Popen[str]:
+def start_serve(
+    repo: Path, model: FakeModel, *args: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "stoneforge", "serve", *args],
         cwd=repo,
-        env=serve_env(model),
+        env={**serve_env(model), **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -32,9 +34,17 @@ def start_serve(repo: Path, model: FakeModel, *args: str) -> subprocess.Popen[st
 
 
 def run_serve(
-    repo: Path, model: FakeModel, *args: str, timeout: float = 120
+    repo: Path,
+    model: FakeModel,
+    *args: str,
+    timeout: float = 120,
+    env: dict[str, str] | None = None,
 ) -> tuple[int, str, str]:
-    proc = start_serve(repo, model, "--until-idle", *args)
+    return finish_serve(start_serve(repo, model, "--until-idle", *args, env=env), timeout)
+
+
+def finish_serve(proc: subprocess.Popen[str], timeout: float = 120) -> tuple[int, str, str]:
+    """Wait for a started `sf serve --until-idle` to end; kill it and fail after ``timeout``."""
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

@@ -404,8 +404,12 @@ def test_without_credentials_the_director_refuses_and_creates_nothing(
         "ANTHROPIC_BASE_URL",
     ):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(initialised.parent / "no-login-here"))  # no `claude` login
+    monkeypatch.delenv("CLAUDE_CONFIG_DIR", raising=False)
     with Service.open(initialised) as service:
-        with pytest.raises(DirectorError, match="cannot run: no API key or base URL is set"):
+        with pytest.raises(
+            DirectorError, match="cannot run: no API key, token or claude login found.*setup-token"
+        ):
             service.create_plan("Plan", "a goal")
         assert service.list_plans() == [] and service.store.list_sessions() == []
 

@@ -6,8 +6,9 @@ StubProvider stands in for the conflict ladder's agent) through interleavings of
 - creating tasks (some depending on others), dispatching them (a fenced `dispatch_task`),
   completing an attempt (a real commit on its branch, made with plumbing, then `complete_task`),
   a late completion by a worker whose attempt was cancelled or replaced, a crash of an attempt
-  (requeue/fail through the transitions, sometimes leaving a recovery ref), cancel, retry,
-  reject, approve (autoMerge drawn per machine);
+  (requeue/fail through the transitions, sometimes leaving a recovery ref), a provider outage
+  (`wait_provider`: back to the queue, the attempt given back even when it was the last),
+  cancel, retry, reject, approve (autoMerge drawn per machine);
 - steward rounds whose checks pass, fail (`bad_*`, `needs_*` without `provides_*`) or flake (the
   check script's counter), sometimes with a cancel, a cancel-retry-redispatch, an approval that
   moves the target or a lease take-over arriving while the first round runs its first or second
@@ -94,6 +95,7 @@ OUTCOMES = [
     "crash",
     "crash_saved",
     "crash_committed",
+    "provider_outage",
     "wait",
 ]
 
@@ -388,6 +390,9 @@ class LifecycleMachine(RuleBasedStateMachine):
                 )
             event("late completion refused")
             return
+        if outcome == "provider_outage":
+            self._provider_outage(attempt, task)
+            return
         if outcome.startswith("crash"):
             self._crash(attempt, task, committed=outcome == "crash_committed")
             if outcome == "crash_saved":
@@ -427,6 +432,24 @@ class LifecycleMachine(RuleBasedStateMachine):
             return
         after = call()
         assert after.status == (TaskStatus.FAILED if exhausted else TaskStatus.OPEN)
+
+    def _provider_outage(self, attempt: Attempt, task: Task) -> None:
+        """The provider failed the session (529, 429, refused): back to the queue with the
+        attempt given back, even when it was the last one (refused if the lease was lost)."""
+        call = lambda: self.store.transition_task(  # noqa: E731
+            task.id,
+            TaskEvent.WAIT_PROVIDER,
+            attempt=attempt.number,
+            fence=attempt.fence,
+            note="provider unavailable",
+        )
+        if attempt.fence != self.fence:
+            with self._unchanged(), pytest.raises(LeaseLostError):
+                call()
+            return
+        after = call()
+        assert after.status == TaskStatus.OPEN and after.attempts == task.attempts - 1
+        event("a provider outage gave an attempt back")
 
     def _save_wip(self, attempt: Attempt) -> None:
         """Uncommitted work of a crashed session kept in a recovery ref (not on the branch)."""

@@ -244,14 +244,17 @@ async def kill_a_steward_mid_check(rig: StewardRig, tmp_path: Path) -> int:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
+    run_file = rig.root / ".stoneforge" / "run" / "check-dead0001.json"
     try:
+        # The check writes its pid as it starts; the steward records it just after spawning.
         await wait_for(pidfile)
+        await wait_for(run_file)
     finally:
         child.send_signal(signal.SIGKILL)  # the orchestrator dies with its check running
         child.communicate()
     leftover = int(pidfile.read_text())
     assert alive(leftover), "the check should outlive its steward (its own session)"
-    assert (rig.root / ".stoneforge" / "run" / "check-dead0001.json").exists()
+    assert run_file.exists()
     assert (rig.root / ".stoneforge" / "worktrees" / "_steward-dead0001").is_dir()
     return leftover
 

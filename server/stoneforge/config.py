@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from stoneforge.errors import ConfigError
+from stoneforge.redact import is_secret_name
 
 CONFIG_RELPATH = Path(".stoneforge") / "config.yaml"
 
@@ -40,9 +41,22 @@ class OrchestratorConfig(_Section):
     maxAttempts: int = Field(default=3, ge=1, le=20)
     #: Seconds between the first retry of a crashed task and the next (doubles per attempt).
     retryBackoffS: float = Field(default=2.0, ge=0)
+    #: After a provider error (outage, overload): wait this long before one probe session;
+    #: doubles after each failed probe, up to `providerBackoffMaxS`.
+    providerBackoffS: float = Field(default=5.0, gt=0)
+    providerBackoffMaxS: float = Field(default=300.0, gt=0)
     #: Where worker sessions run: `local` (this machine) or `ray` (actors on a Ray cluster's
     #: nodes, see the `ray` section; needs `merge.remote`).
     backend: Literal["local", "ray"] = "local"
+
+    @model_validator(mode="after")
+    def _backoff_cap_above_start(self) -> OrchestratorConfig:
+        if self.providerBackoffMaxS < self.providerBackoffS:
+            raise ValueError(
+                f"providerBackoffMaxS ({self.providerBackoffMaxS:g}) must be at least "
+                f"providerBackoffS ({self.providerBackoffS:g})"
+            )
+        return self
 
 
 class AgentRoleConfig(_Section):
@@ -54,17 +68,55 @@ class AgentRoleConfig(_Section):
     maxTurns: int = Field(default=200, ge=1)
     #: Path of a `claude` executable to use instead of the one bundled with claude-agent-sdk.
     cliPath: str | None = None
+    #: `inherit`: the user's and the project's MCP servers are offered to this role's sessions
+    #: (their tools allowed); `none`: only stoneforge's own. Workers inherit by default.
+    mcpServers: Literal["inherit", "none"] = "inherit"
 
 
 class StewardConfig(AgentRoleConfig):
     autoMerge: bool = True
     runChecks: bool = True
+    #: The conflict resolver edits conflicted files only: no MCP servers unless asked for.
+    mcpServers: Literal["inherit", "none"] = "none"
+
+
+class DirectorConfig(AgentRoleConfig):
+    #: The director plans read-only; other servers' tools may change things: none by default.
+    mcpServers: Literal["inherit", "none"] = "none"
+
+
+#: How a credential reaches the CLI: an API key, or a subscription's token (`claude setup-token`).
+CredentialKind = Literal["ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN", "ANTHROPIC_AUTH_TOKEN"]
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class CredentialConfig(_Section):
+    """One credential: the environment variable of `sf serve` that holds it (never its value)."""
+
+    env: str
+    passAs: CredentialKind = "ANTHROPIC_API_KEY"
+
+    @field_validator("env")
+    @classmethod
+    def _a_secret_name(cls, value: str) -> str:
+        if not _ENV_NAME.match(value):
+            raise ValueError(f"{value!r} is not an environment variable name")
+        if not is_secret_name(value):
+            # Only such names are kept out of logs and of the agents' tools' environments.
+            raise ValueError(
+                f"{value} does not look like a credential's name (it must contain KEY, TOKEN, "
+                "SECRET, PASSWORD or CREDENTIAL, so that its value is kept out of logs and tools)"
+            )
+        return value
 
 
 class AgentsConfig(_Section):
     #: Contain agent processes with bubblewrap: `auto` when it works here (loud warning when
     #: not), `required` refuses to run agents without it, `off` never contains them.
     sandbox: Literal["required", "auto", "off"] = "auto"
+    #: `inherit`: your Claude Code settings, hooks, CLAUDE.md and MCP servers carry into agent
+    #: sessions (see docs/configuration.md); `none`: only the project's own.
+    claudeSetup: Literal["inherit", "none"] = "inherit"
     worker: AgentRoleConfig = AgentRoleConfig()
 
     @field_validator("sandbox", mode="before")
@@ -73,7 +125,27 @@ class AgentsConfig(_Section):
         return "off" if value is False else value  # YAML reads a bare `off` as false
 
     steward: StewardConfig = StewardConfig()
-    director: AgentRoleConfig = AgentRoleConfig()
+    director: DirectorConfig = DirectorConfig()
+    #: Environment variables holding API keys (or subscription tokens) to spread sessions over;
+    #: one that is rate-limited or out of credit rests while the others carry on. Empty: the
+    #: CLI's own (`ANTHROPIC_API_KEY` or its login).
+    credentials: list[CredentialConfig] = []
+
+    @field_validator("credentials", mode="before")
+    @classmethod
+    def _names_are_credentials(cls, value: Any) -> Any:
+        if isinstance(value, list):  # a bare name is an API key
+            return [{"env": item} if isinstance(item, str) else item for item in value]
+        return value
+
+    @field_validator("credentials")
+    @classmethod
+    def _distinct(cls, value: list[CredentialConfig]) -> list[CredentialConfig]:
+        names = [c.env for c in value]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"{', '.join(twice)} is named more than once")
+        return value
 
 
 class MergeConfig(_Section):
@@ -88,7 +160,8 @@ class MergeConfig(_Section):
     pushBranches: bool = False
     #: Changes to the gate itself need a human: an MR touching these paths (a directory ends in
     #: `/`) waits in awaiting_approval whatever `autoMerge` says.
-    protectedPaths: list[str] = [".stoneforge/", ".github/"]
+    #: `.mcp.json` too: it decides which commands agents start with the secrets its `env` names.
+    protectedPaths: list[str] = [".stoneforge/", ".github/", ".mcp.json"]
     #: A check command that failed and then passed its retry this many times is listed as flaky.
     flakyReportAfter: int = Field(default=3, ge=1)
     #: Check commands whose failure is reported but does not block landing. Never implicit.
@@ -182,6 +255,7 @@ orchestrator:
   maxAttempts: 3
 agents:
   sandbox: auto   # required | auto | off: contain agents with bubblewrap
+  claudeSetup: inherit   # inherit | none: your Claude Code settings, CLAUDE.md, MCP servers
   worker:   {provider: claude-code, model: claude-sonnet-4-20250514, maxSessionTokens: 200000}
   steward:  {provider: claude-code, model: claude-sonnet-4-20250514, autoMerge: true, runChecks: true}
   director: {provider: claude-code, model: claude-sonnet-4-20250514}

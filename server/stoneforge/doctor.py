@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stoneforge.agents.doctor import CheckResult, check_cli, check_credentials, check_sandbox
-from stoneforge.agents.sandbox import SandboxMode
-from stoneforge.config import load_config
+from stoneforge.agents.doctor import (
+    CheckResult,
+    check_claude_setup,
+    check_cli,
+    check_credentials,
+    check_sandbox,
+)
+from stoneforge.config import StoneforgeConfig, load_config
 from stoneforge.errors import StoneforgeError
 from stoneforge.git.repo import check_git
 
@@ -55,14 +60,33 @@ def run_doctor(start: Path | None = None) -> list[CheckResult]:
     results.append(repo)
     results.append(check_cli(cli_path))
     results.append(check_credentials())
-    results.append(check_sandbox(_sandbox_mode(start or Path.cwd())))
+    root, config = _config(start or Path.cwd())
+    results.append(check_sandbox(config.agents.sandbox))
+    roles = config.agents
+    results += check_claude_setup(
+        root,
+        inherit=roles.claudeSetup == "inherit",
+        mcp_roles=[
+            name
+            for name, role in (
+                ("worker", roles.worker),
+                ("steward", roles.steward),
+                ("director", roles.director),
+            )
+            if role.mcpServers == "inherit"
+        ],
+    )
     return results
 
 
-def _sandbox_mode(start: Path) -> SandboxMode:
+def _config(start: Path) -> tuple[Path | None, StoneforgeConfig]:
     from stoneforge.service import find_repo_root
 
     try:
-        return load_config(find_repo_root(start)).agents.sandbox
+        root = find_repo_root(start)
     except StoneforgeError:
-        return "auto"  # no repository or a broken config: the default applies
+        return None, StoneforgeConfig()
+    try:
+        return root, load_config(root)
+    except StoneforgeError:
+        return root, StoneforgeConfig()  # a broken config: the defaults apply (reported above)

@@ -26,6 +26,8 @@ class TaskEvent(StrEnum):
     DISPATCH = "dispatch"  # the dispatcher gives a ready task a slot
     COMPLETE = "complete"  # the attempt ended with commits on the task branch: a merge request
     REQUEUE = "requeue"  # the attempt ended without a result and may run again
+    #: The provider failed the session (outage, rate limit): back to the queue, attempt given back
+    WAIT_PROVIDER = "wait_provider"
     FAIL = "fail"  # attempts used up, or the merge queue gave up
     SEND_BACK = "send_back"  # the merge request was refused (checks, conflicts, a reviewer)
     LAND = "land"  # the task's work is on the target
@@ -51,6 +53,7 @@ TASK_TRANSITIONS: dict[tuple[TaskStatus, TaskEvent], TaskStatus] = {
     (_O, TaskEvent.DISPATCH): _P,
     (_P, TaskEvent.COMPLETE): _R,
     (_P, TaskEvent.REQUEUE): _O,
+    (_P, TaskEvent.WAIT_PROVIDER): _O,
     (_P, TaskEvent.FAIL): _F,
     (_R, TaskEvent.FAIL): _F,
     (_R, TaskEvent.SEND_BACK): _O,
@@ -93,6 +96,7 @@ TASK_EVENT_KINDS: dict[TaskEvent, str] = {
     TaskEvent.DISPATCH: "task.dispatched",
     TaskEvent.COMPLETE: "task.completed",
     TaskEvent.REQUEUE: "task.requeued",
+    TaskEvent.WAIT_PROVIDER: "task.waiting_for_provider",
     TaskEvent.FAIL: "task.failed",
     TaskEvent.SEND_BACK: "task.requeued",
     TaskEvent.LAND: "task.merged",

@@ -51,8 +51,13 @@ def render_view(view: OrchestratorView) -> Group:
         ("   merging ", "bold"),
         view.merging or "nothing",
     )
+    limit = view.concurrency_limit
+    if limit is not None and limit < view.max_concurrent:
+        summary.append(f"   at most {limit} of {view.max_concurrent} sessions (rate limited)")
     recent = Text("\n".join(view.recent[-8:]) or "no events yet", style="dim")
     parts = [table, summary]
+    if view.provider_unavailable:  # no session starts; tasks wait in the queue
+        parts.append(Text(view.provider_unavailable, style="bold red"))
     if view.landing_paused:  # waits for the user: shown until their checkout is clean
         parts.append(Text(view.landing_paused, style="bold yellow"))
     return Group(*parts, Text("recent events", style="bold"), recent)

@@ -208,6 +208,18 @@ class LandingPause(WireModel):
         return f"landing paused: {self.reason}"
 
 
+class ProviderOutage(WireModel):
+    """No new agent session starts: the provider failed (its circuit is open) or every credential
+    rests after a rate limit (see `provider.unavailable`). Tasks wait in the queue meanwhile."""
+
+    reason: str
+    #: When the next probe (or the first credential back) is due; None while a probe runs.
+    next_try_at: datetime | None = None
+    since: datetime
+    #: "provider unavailable, next try 00:41:10 (529 overloaded)"
+    line: str
+
+
 class FlakyCheck(WireModel):
     """A check command that failed and then passed its retry at least `merge.flakyReportAfter`
     times (each such pass is a `check.flaky` event)."""
@@ -238,5 +250,7 @@ class StatusSummary(WireModel):
     orchestrator: dict[str, Any] | None = None
     #: Set while an orchestrator runs and its steward waits for the target's checkout.
     landing_paused: LandingPause | None = None
+    #: Set while an orchestrator runs and starts no session because the provider is unavailable.
+    provider_unavailable: ProviderOutage | None = None
     #: The Ray backend's nodes while an orchestrator runs with it (None: local backend).
     nodes: list[ClusterNode] | None = None

@@ -19,9 +19,12 @@ SECRET_ENV_VARS = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAU
 
 # Names of variables whose values are credentials: never handed to a hook, a check or an agent's
 # tools (`GITHUB_TOKEN`, `NPM_AUTH_TOKEN`, `AWS_SECRET_ACCESS_KEY`, `PGPASSWORD`, ...).
-_SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
+#: (An extended regular expression, searched case-insensitively; the agents' command prefix script
+#: uses the same text with bash's `=~`.)
+SECRET_NAME_PATTERN = "KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL"
+_SECRET_NAME = re.compile(SECRET_NAME_PATTERN, re.IGNORECASE)
 #: Not secret by name, but they point our agents at their model endpoint: no child needs them.
-_AGENT_ONLY_VARS = ("ANTHROPIC_BASE_URL",)
+AGENT_ONLY_VARS = ("ANTHROPIC_BASE_URL",)
 _MIN_SECRET_LEN = 8  # shorter values would redact ordinary words
 
 # Anthropic keys look like sk-ant-api03-...; catch them even when they come from elsewhere.
@@ -37,7 +40,7 @@ def is_secret_name(name: str) -> bool:
 def scrub_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
     """``env`` (default: ours) without credentials: what checks and git hooks run with."""
     source = os.environ if env is None else env
-    return {k: v for k, v in source.items() if not is_secret_name(k) and k not in _AGENT_ONLY_VARS}
+    return {k: v for k, v in source.items() if not is_secret_name(k) and k not in AGENT_ONLY_VARS}
 
 
 def secret_values(env: Mapping[str, str]) -> list[str]:

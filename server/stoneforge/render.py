@@ -216,9 +216,13 @@ def status_view(summary: StatusSummary) -> Table | Group:
             f"{node.address} ({node.node_id[:12]}): {node.busy}/{node.agent_slots} agent slots "
             f"busy{checks}",
         )
+    lines: list[Text] = []
+    outage = summary.provider_unavailable
+    if outage is not None:  # tasks wait in the queue; nothing to do but wait (or fix the key)
+        lines.append(Text(f"{outage.line}\n  tasks wait in the queue", style="bold red"))
     pause = summary.landing_paused
-    if pause is None:
-        return table
-    hint = "commit, stash or move them" if pause.files else "make it clean"
-    line = f"{pause.line}\n  {hint}, and landing resumes by itself"
-    return Group(table, Text(line, style="bold yellow"))
+    if pause is not None:
+        hint = "commit, stash or move them" if pause.files else "make it clean"
+        line = f"{pause.line}\n  {hint}, and landing resumes by itself"
+        lines.append(Text(line, style="bold yellow"))
+    return Group(table, *lines) if lines else table

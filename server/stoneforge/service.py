@@ -50,6 +50,7 @@ from stoneforge.orchestrator.daemon import LEASE_NAME, Orchestrator
 from stoneforge.orchestrator.director import plan_from_goal
 from stoneforge.orchestrator.landing import land_merge_requests
 from stoneforge.orchestrator.pause import latest_pause
+from stoneforge.orchestrator.provider_status import latest_outage
 from stoneforge.store import Store
 
 #: The event the Ray backend records when the cluster's nodes or their use change.
@@ -490,6 +491,7 @@ class Service:
             orchestrator=holder,
             # A pause is the running steward's: with no orchestrator nothing waits to land.
             landing_paused=latest_pause(self.store) if holder is not None else None,
+            provider_unavailable=latest_outage(self.store) if holder is not None else None,
             nodes=self._cluster_nodes(holder) if holder is not None else None,
         )
 

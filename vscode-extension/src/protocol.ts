@@ -122,6 +122,16 @@ export interface LandingPause {
   since: string;
 }
 
+/** No agent session starts: the provider failed or every credential rests; see docs/protocol.md. */
+export interface ProviderOutage {
+  reason: string;
+  /** When one probe session (or the first rested credential) is let through; null while it runs. */
+  nextTryAt: string | null;
+  since: string;
+  /** "provider unavailable, next try 00:41:10 (529 overloaded)" (times in UTC). */
+  line: string;
+}
+
 export interface Status {
   repository: string;
   tasksByStatus: Partial<Record<TaskStatus, number>>;
@@ -137,6 +147,8 @@ export interface Status {
   handoffAtTokens?: number;
   /** Set while the running orchestrator cannot land because a checkout of the target is dirty. */
   landingPaused?: LandingPause | null;
+  /** Set while the running orchestrator starts no session: the provider is unavailable. */
+  providerUnavailable?: ProviderOutage | null;
 }
 
 export interface DiffFile {
@@ -190,6 +202,8 @@ export interface ChangedParams {
   changes: Array<{ kind: string; entity: string; id: string | null }>;
   /** Present only when the batch paused (a LandingPause) or resumed (null) landing. */
   landingPaused?: LandingPause | null;
+  /** Present only when the batch made the provider unavailable (a ProviderOutage) or available (null). */
+  providerUnavailable?: ProviderOutage | null;
 }
 
 export interface CreateTaskParams {

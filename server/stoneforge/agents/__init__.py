@@ -12,6 +12,7 @@ from stoneforge.agents.env import QUIET_ENV, default_config_dir, session_env
 from stoneforge.agents.events import (
     AGENT_EVENT_ADAPTER,
     AgentEvent,
+    ApiRetry,
     AssistantTurn,
     Failure,
     FailureKind,
@@ -27,6 +28,7 @@ from stoneforge.agents.events import (
 from stoneforge.agents.mcp_tools import HandoffNote, StoneforgeTools, ToolCallRecord
 from stoneforge.agents.process import is_alive, kill_tree
 from stoneforge.agents.provider import AgentProvider, AgentSession, SessionSpec
+from stoneforge.agents.provider_faults import FaultKind, ProviderFault, provider_fault
 from stoneforge.agents.roles import Role, build_spec, load_role_prompt
 from stoneforge.agents.runner import SessionOutcome, run_session
 from stoneforge.redact import RedactingFilter, Redactor
@@ -37,15 +39,18 @@ __all__ = [
     "AgentEvent",
     "AgentProvider",
     "AgentSession",
+    "ApiRetry",
     "AssistantTurn",
     "BashPolicy",
     "ClaudeCodeProvider",
     "ClaudeCodeSession",
     "Failure",
     "FailureKind",
+    "FaultKind",
     "HandoffNote",
     "PermissionDenial",
     "PermissionDenied",
+    "ProviderFault",
     "RedactingFilter",
     "Redactor",
     "Result",
@@ -66,6 +71,7 @@ __all__ = [
     "is_alive",
     "kill_tree",
     "load_role_prompt",
+    "provider_fault",
     "run_session",
     "session_env",
 ]

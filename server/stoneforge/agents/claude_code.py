@@ -27,7 +27,10 @@ from claude_agent_sdk import (
     HookMatcher,
 )
 
+from stoneforge.agents.claude_login import resolve_credential
 from stoneforge.agents.claude_messages import MessageTranslator, classify_result
+from stoneforge.agents.claude_setup import prepare
+from stoneforge.agents.command_prefix import write_prefix
 from stoneforge.agents.doctor import resolve_cli
 from stoneforge.agents.env import session_env
 from stoneforge.agents.events import (
@@ -154,15 +157,44 @@ class ClaudeCodeSession:
     def _options(self) -> ClaudeAgentOptions:
         spec = self.spec
         spec.config_dir.mkdir(parents=True, exist_ok=True)
-        env = session_env(
-            config_dir=spec.config_dir,
-            api_key=spec.api_key,
-            base_url=spec.base_url,
-            extra=spec.env,
-        )
+        # The user's own environment (not the session's CLAUDE_CONFIG_DIR) locates their set-up.
+        user_env = {**os.environ, **spec.env}
+        mcp_servers: dict[str, Any] = {SERVER_NAME: spec.mcp.server()} if spec.mcp else {}
+        setting_sources = list(spec.setting_sources)
+        inherited: dict[str, str] = {}
+        if spec.claude_setup is not None:
+            prepared = prepare(
+                spec.claude_setup, cwd=spec.cwd, config_dir=spec.config_dir, env=user_env
+            )
+            inherited = prepared.env
+            mcp_servers = {**prepared.mcp_servers, **mcp_servers}
+            # Only the file written into this session's own config dir (see claude_setup).
+            setting_sources = ["user"]
+            for secret in prepared.secrets:
+                self._redactor.add(secret)
+        if spec.api_key is None:
+            credential = resolve_credential({**user_env, **inherited}, base_url=spec.base_url)
+            for name, value in credential.secret_env().items():
+                inherited[name] = value
+                self._redactor.add(value)
+        # Ours win over the settings' env: the config dir, the endpoint, the quiet switches.
+        env = {
+            **inherited,
+            **session_env(
+                config_dir=spec.config_dir,
+                api_key=spec.api_key,
+                base_url=spec.base_url,
+                extra=spec.env,
+            ),
+        }
         cli_path = self._cli_path
         if self._contained:
             cli_path = self._sandboxed_cli(env)
+        else:
+            # Every command the CLI starts (Bash, hooks, stdio MCP servers) goes without
+            # credentials, contained or not.
+            prefix = spec.config_dir.with_name(spec.config_dir.name + ".shell.sh")
+            env["CLAUDE_CODE_SHELL_PREFIX"] = str(write_prefix(prefix))
         hooks = None
         if spec.bash_policy is not None:
             hooks = {"PreToolUse": [HookMatcher(matcher="Bash", hooks=[self._bash_hook])]}
@@ -182,9 +214,9 @@ class ClaudeCodeSession:
             # itself, which reports it as a permission_denied message.
             permission_mode="acceptEdits",
             hooks=hooks,  # type: ignore[arg-type]
-            mcp_servers={SERVER_NAME: spec.mcp.server()} if spec.mcp is not None else {},
+            mcp_servers=mcp_servers,
             strict_mcp_config=True,
-            setting_sources=list(spec.setting_sources),  # type: ignore[arg-type]
+            setting_sources=setting_sources,  # type: ignore[arg-type]
             env=env,
             resume=spec.resume,
             max_turns=spec.max_turns,

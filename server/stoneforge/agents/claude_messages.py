@@ -24,6 +24,7 @@ from claude_agent_sdk import (
 
 from stoneforge.agents.events import (
     AgentEvent,
+    ApiRetry,
     AssistantTurn,
     Failure,
     FailureKind,
@@ -196,6 +197,16 @@ class MessageTranslator:
                 model=data.get("model"),
                 cwd=data.get("cwd"),
                 tools=list(data.get("tools") or []),
+            )
+        elif message.subtype == "api_retry":
+            delay_ms = data.get("retry_delay_ms")
+            status = data.get("error_status")
+            yield ApiRetry(
+                attempt=int(data.get("attempt") or 0),
+                max_retries=int(data.get("max_retries") or 0),
+                delay_s=delay_ms / 1000 if isinstance(delay_ms, int | float) else None,
+                status=status if isinstance(status, int) else None,
+                error=self.redactor.text(str(data.get("error") or "")),
             )
         elif message.subtype == "permission_denied":
             tool_use_id = data.get("tool_use_id")

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from pydantic import BaseModel
 
+from stoneforge.agents import claude_setup as setup
+from stoneforge.agents.claude_login import resolve_credential, user_config_dir
 from stoneforge.agents.env import QUIET_ENV
 from stoneforge.agents.sandbox import INSTALL_HINT, SandboxMode, probe, report
-
-_CREDENTIAL_VARS = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
-_CLOUD_VARS = ("CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_USE_VERTEX", "CLAUDE_CODE_USE_FOUNDRY")
 
 
 class CheckResult(BaseModel):
@@ -66,23 +65,66 @@ def check_cli(cli_path: str | Path | None = None, *, timeout_s: float = 30.0) ->
 def check_credentials(
     env: Mapping[str, str] | None = None, *, base_url: str | None = None
 ) -> CheckResult:
-    """An API key, a token, a cloud provider or a base URL is configured.
-
-    Only names are reported, never values.
-    """
-    env = os.environ if env is None else env
-    found = [v for v in (*_CREDENTIAL_VARS, *_CLOUD_VARS) if env.get(v)]
-    url = base_url or env.get("ANTHROPIC_BASE_URL")
-    if url:
-        found.append(f"base URL {url}")
-    if found:
-        return CheckResult(name="credentials", ok=True, detail="set: " + ", ".join(found))
+    """Which credential agent sessions will use: a variable, a `claude` login, a cloud provider
+    or a base URL (see :mod:`~stoneforge.agents.claude_login`). Names only, never values."""
+    credential = resolve_credential(os.environ if env is None else env, base_url=base_url)
+    if credential.ok:
+        return CheckResult(name="credentials", ok=True, detail=f"agents use {credential.source}")
     return CheckResult(
-        name="credentials",
-        ok=False,
-        detail="no API key or base URL is set",
-        hint="export ANTHROPIC_API_KEY=... (or ANTHROPIC_BASE_URL for a local endpoint)",
+        name="credentials", ok=False, detail=credential.problem or "none", hint=credential.hint
     )
+
+
+def check_claude_setup(
+    repo_root: Path | None,
+    env: Mapping[str, str] | None = None,
+    *,
+    inherit: bool = True,
+    mcp_roles: Sequence[str] = ("worker",),
+) -> list[CheckResult]:
+    """What of the user's and the project's Claude Code set-up agents will get: MCP servers by
+    name and scope, settings files and their hook count, CLAUDE.md files."""
+    env = os.environ if env is None else env
+    servers, problems = setup.find_mcp_servers(repo_root, env)
+    if not inherit:
+        servers = [s for s in servers if s.scope == "project"]
+    listed = ", ".join(f"{s.name} ({s.scope}, {s.transport})" for s in servers) or "none"
+    roles = ", ".join(mcp_roles) or "no role (agents.<role>.mcpServers: none)"
+    results = [
+        CheckResult(
+            name="mcp-servers",
+            ok=not problems,
+            detail=f"{listed}; offered to: {roles}"
+            + "".join(f"; {p.path} {p.problem}" for p in problems),
+            hint="fix or remove the file named above" if problems else None,
+        )
+    ]
+    settings = [user_config_dir(env) / "settings.json"] if inherit else []
+    if repo_root is not None:
+        settings.append(repo_root / ".claude" / "settings.json")
+    found = [p for p in settings if p.is_file()]
+    bad: list[setup.SetupProblem] = []
+    hooks = sum(setup.hook_count(setup.read_json(p, bad)) for p in found)
+    results.append(
+        CheckResult(
+            name="claude-settings",
+            ok=not bad,
+            detail=(", ".join(map(str, found)) or "none")
+            + f"; {hooks} hook{'s' * (hooks != 1)} (run without credentials)"
+            + "".join(f"; {p.path} {p.problem}" for p in bad),
+            hint="fix the file named above" if bad else None,
+        )
+    )
+    memory = [setup.user_memory_file(env)] if inherit else []
+    memory = [p for p in memory if p.is_file()]
+    if repo_root is not None:
+        memory += setup.project_memory_files(repo_root)
+    results.append(
+        CheckResult(
+            name="claude-memory", ok=True, detail=", ".join(map(str, memory)) or "no CLAUDE.md"
+        )
+    )
+    return results
 
 
 def check_sandbox(mode: SandboxMode = "auto") -> CheckResult:

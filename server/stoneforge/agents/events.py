@@ -129,6 +129,21 @@ class Failure(BaseModel):
     retryable: bool = True
 
 
+class ApiRetry(BaseModel):
+    """The CLI retries a failed model request itself (its `api_retry` system message).
+
+    `delay_s` is how long it waits first: its own backoff, or the API's `retry-after`. The
+    CLI exposes that header nowhere else, so this is what the orchestrator honours.
+    """
+
+    event: Literal["api_retry"] = "api_retry"
+    attempt: int = 0
+    max_retries: int = 0
+    delay_s: float | None = None
+    status: int | None = None
+    error: str = ""
+
+
 class Stopped(BaseModel):
     """The session was stopped on request (not a failure)."""
 
@@ -137,7 +152,14 @@ class Stopped(BaseModel):
 
 
 AgentEvent = Annotated[
-    SessionStarted | AssistantTurn | ToolResult | PermissionDenied | Result | Failure | Stopped,
+    SessionStarted
+    | AssistantTurn
+    | ToolResult
+    | PermissionDenied
+    | Result
+    | Failure
+    | ApiRetry
+    | Stopped,
     Field(discriminator="event"),
 ]
 AGENT_EVENT_ADAPTER: TypeAdapter[AgentEvent] = TypeAdapter(AgentEvent)

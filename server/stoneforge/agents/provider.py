@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from stoneforge.agents.bash_policy import BashPolicy
+from stoneforge.agents.claude_setup import ClaudeSetup
 from stoneforge.agents.events import AgentEvent
 from stoneforge.agents.mcp_tools import StoneforgeTools
 
@@ -48,7 +49,11 @@ class SessionSpec:
     max_turns: int | None = None
     idle_timeout_s: float | None = 600.0
     tool_timeout_s: float | None = 1800.0
+    #: Setting sources the CLI loads when `claude_setup` is None (with one, the session's own
+    #: merged settings file is the only source: see :mod:`~stoneforge.agents.claude_setup`).
     setting_sources: Sequence[str] = ("project",)
+    #: The user's and the project's Claude Code set-up this session gets.
+    claude_setup: ClaudeSetup | None = None
     #: The repository the session works for: kept readable, its `.stoneforge/` hidden, when the
     #: provider contains the agent (see `agents.sandbox`).
     repo_root: Path | None = None

@@ -7,6 +7,7 @@ replaced by the configured target branch.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -15,6 +16,7 @@ from pathlib import Path
 from string import Template
 
 from stoneforge.agents.bash_policy import BashPolicy
+from stoneforge.agents.claude_setup import ClaudeSetup, model_setting
 from stoneforge.agents.mcp_tools import (
     ASK_DIRECTOR,
     COMPLETE_TASK,
@@ -94,15 +96,25 @@ def build_spec(
     idle_timeout_s: float | None = 600.0,
     tool_timeout_s: float | None = 1800.0,
     resume: str | None = None,
+    claude_setup: ClaudeSetup | None = None,
 ) -> SessionSpec:
     """A ready-to-run spec for `role`: its prompt, tools, permissions and MCP tools.
 
     Pass `mcp` to wire the orchestrator's callbacks (its `enabled` decides which tools
-    exist); by default the role's tools are offered and only recorded.
+    exist); by default the role's tools are offered and only recorded. `claude_setup` (from
+    :func:`~stoneforge.agents.claude_setup.for_role`) adds the user's and the project's
+    settings, memory and MCP servers, whose tools are then allowed; without one the session
+    still gets the project's settings and memory the same (merged, never loaded raw), nothing
+    of the user's and no other MCP server. `model="inherit"` is the
+    model of the user's Claude Code settings (else the CLI's default).
     """
     profile = PROFILES[Role(role)]
     tools = mcp if mcp is not None else StoneforgeTools(enabled=profile.mcp_tools)
     policy = BashPolicy(target_branch) if profile.guards_bash else None
+    if model == "inherit":
+        model = model_setting(os.environ)
+    if claude_setup is None:
+        claude_setup = ClaudeSetup(user=False)
     return SessionSpec(
         cwd=cwd,
         prompt=prompt,
@@ -113,6 +125,7 @@ def build_spec(
         allowed_tools=(
             *(t for t in profile.tools if t not in _CWD_BOUND_TOOLS),
             *tools.tool_names,
+            *claude_setup.mcp_tool_rules,
         ),
         disallowed_tools=tuple(policy.disallowed_tool_rules()) if policy else (),
         bash_policy=policy,
@@ -125,4 +138,5 @@ def build_spec(
         idle_timeout_s=idle_timeout_s,
         tool_timeout_s=tool_timeout_s,
         repo_root=repo_root,
+        claude_setup=claude_setup,
     )

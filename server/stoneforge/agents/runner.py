@@ -16,6 +16,7 @@ from typing import Literal, TypeVar
 from stoneforge.agents.accounting import TokenAccountant, TokenStats
 from stoneforge.agents.events import (
     AgentEvent,
+    ApiRetry,
     AssistantTurn,
     Failure,
     FailureKind,
@@ -26,6 +27,7 @@ from stoneforge.agents.events import (
     Stopped,
 )
 from stoneforge.agents.provider import AgentProvider, AgentSession, SessionSpec
+from stoneforge.agents.provider_faults import ProviderFault, provider_fault
 
 T = TypeVar("T")
 Callback = Callable[[T], Awaitable[None] | None]
@@ -48,10 +50,17 @@ class SessionOutcome:
     failure: Failure | None = None
     permission_denials: list[PermissionDenial] = field(default_factory=list)
     last_text: str = ""
+    #: The CLI's last own retry of a failed model request (its delay honours `retry-after`).
+    last_retry: ApiRetry | None = None
 
     @property
     def error(self) -> str | None:
         return self.failure.message if self.failure else None
+
+    @property
+    def provider_fault(self) -> ProviderFault | None:
+        """Set when the session ended on the provider's fault (an outage, a rate limit)."""
+        return provider_fault(self.failure, self.last_retry)
 
 
 async def _notify(callback: Callback[T] | None, value: T) -> None:
@@ -91,6 +100,8 @@ async def run_session(
                 outcome.last_text = event.text
             elif isinstance(event, PermissionDenied):
                 outcome.permission_denials.append(event.denial)
+            elif isinstance(event, ApiRetry):
+                outcome.last_retry = event
             elif isinstance(event, Result):
                 outcome.result = event
                 outcome.provider_session_id = event.provider_session_id

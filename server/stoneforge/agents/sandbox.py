@@ -6,9 +6,10 @@ checkout, the session's CLAUDE_CONFIG_DIR and a private `/tmp`; the repository's
 (the store, other tasks' checkouts, other sessions' state) is hidden. The network is shared:
 the CLI must reach its model endpoint.
 
-Every shell command the CLI runs is contained once more: `CLAUDE_CODE_SHELL_PREFIX` names a script
-that runs the command in a nested bubblewrap with a PID namespace of its own (so
-`/proc/<cli>/environ` is out of reach) and without the credentials in its environment. The nested
+Every command the CLI starts (Bash tool calls, hooks, stdio MCP servers) is contained once more:
+`CLAUDE_CODE_SHELL_PREFIX` names a script (:mod:`~stoneforge.agents.command_prefix`) that runs it
+in a nested bubblewrap with a PID namespace of its own (so `/proc/<cli>/environ` is out of reach)
+and without the credentials in its environment. The nested
 sandbox needs the real `/proc` (it writes uid maps and mounts a proc of its own), which is why the
 outer one binds `/proc` instead of unsharing the PID namespace: an outer `--unshare-pid` would
 put the tools in the CLI's namespace, where they can read its environ anyway.
@@ -38,15 +39,13 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from stoneforge.agents.command_prefix import CLI_CREDENTIALS, SECRET_CARRIER_PREFIX, write_prefix
 from stoneforge.errors import StoneforgeError
 from stoneforge.redact import is_secret_name
 
 SandboxMode = Literal["required", "auto", "off"]
 
-#: Credentials the CLI itself needs: removed only from the environment of the commands it runs.
-CLI_CREDENTIALS = frozenset(
-    {"ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN"}
-)
+__all__ = ["CLI_CREDENTIALS", "SandboxMode", "SandboxPolicy", "write_wrapper"]
 # Caches that tools write under a read-only home go to the private /tmp instead.
 _SANDBOX_ENV = {
     "TMPDIR": "/tmp",
@@ -202,12 +201,18 @@ class SandboxPolicy:
         # The nested per-command sandbox needs the real /proc (see the module docstring).
         args += ["--bind", "/proc", "/proc", "--tmpfs", "/tmp"]
         home = Path.home()
-        for name in HIDDEN_IN_HOME:
-            secret = home / name
+        claude_dirs = [home / ".claude"]
+        if os.environ.get("CLAUDE_CONFIG_DIR"):  # the user's own, holding their login
+            claude_dirs.append(Path(os.environ["CLAUDE_CONFIG_DIR"]).expanduser())
+        for secret in [*(home / name for name in HIDDEN_IN_HOME), *claude_dirs[1:]]:
             if secret.is_dir() and not secret.is_symlink():
                 args += ["--tmpfs", str(secret)]
             elif secret.is_file():
                 args += ["--ro-bind", os.devnull, str(secret)]
+        for claude in claude_dirs:
+            # The user's hook scripts usually live here; their settings name them by path.
+            if (claude / "hooks").is_dir():
+                args += ["--ro-bind", str(claude / "hooks"), str(claude / "hooks")]
         if self.repo_root is not None:
             args += ["--ro-bind", str(self.repo_root), str(self.repo_root)]
             state = self.repo_root / ".stoneforge"
@@ -232,9 +237,16 @@ class SandboxPolicy:
         return args
 
 
-def secret_names_to_unset(env: Mapping[str, str]) -> list[str]:
-    """Secret-named variables the CLI does not need: removed before it starts (`GITHUB_TOKEN`)."""
-    return sorted(k for k in env if is_secret_name(k) and k not in CLI_CREDENTIALS)
+def secret_names_to_unset(env: Mapping[str, str], keep: Iterable[str] = ()) -> list[str]:
+    """Secret-named variables the CLI does not need: removed before it starts (`GITHUB_TOKEN`).
+
+    Kept: its own credentials, the carriers of MCP servers' secrets and the names in `keep`."""
+    kept = {*CLI_CREDENTIALS, *keep}
+    return sorted(
+        k
+        for k in env
+        if is_secret_name(k) and k not in kept and not k.startswith(SECRET_CARRIER_PREFIX)
+    )
 
 
 def write_wrapper(
@@ -245,29 +257,19 @@ def write_wrapper(
     env: Mapping[str, str],
     bwrap: str | None = None,
 ) -> tuple[Path, dict[str, str]]:
-    """Scripts that start `cli` inside the sandbox, and each of its commands in a nested one.
+    """Scripts that start `cli` inside the sandbox, and each command it starts in a nested one.
 
     Returns the script to run as the CLI and the environment variables that make the CLI use
-    the nested one for its commands.
+    the nested one for its commands (Bash tool calls, hooks, stdio MCP servers).
     """
     found = probe(bwrap)
     if found.bwrap is None:
         raise SandboxUnavailable(found.detail)
-    shell = shutil.which("bash") or "/bin/bash"
-    prefix = dest.with_name(dest.name.removesuffix(".sh") + ".shell.sh")
+    prefix = dest.with_name(dest.name.removesuffix(".sandbox.sh") + ".shell.sh")
     secrets = secret_names_to_unset(env)
-    # `env -u` rather than bwrap's --unsetenv: bwrap itself stays as PID 1 of the command's
-    # namespace, and its /proc/1/environ is readable there.
-    inner = ["env"]
-    for name in sorted({*secrets, *(k for k in env if k in CLI_CREDENTIALS)}):
-        inner += ["-u", name]
-    inner += [found.bwrap, "--bind", "/", "/", "--dev-bind", "/dev", "/dev"]
-    inner += ["--unshare-user", "--unshare-pid", "--proc", "/proc", "--die-with-parent"]
-    _write_script(
-        prefix,
-        "# Written by stoneforge: one shell command of the agent, without its credentials.",
-        f'exec {_quote([*inner, "--", shell, "-c"])} "$1"',
-    )
+    nested = [found.bwrap, "--bind", "/", "/", "--dev-bind", "/dev", "/dev"]
+    nested += ["--unshare-user", "--unshare-pid", "--proc", "/proc", "--die-with-parent", "--"]
+    write_prefix(prefix, nested)
     outer = SandboxPolicy(policy.writable, policy.repo_root, (*policy.readable, prefix))
     args = [found.bwrap, *outer.bwrap_args(cwd, secrets), "--", str(cli)]
     _write_script(

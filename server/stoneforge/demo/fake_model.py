@@ -22,11 +22,12 @@ import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from stoneforge.demo import messages_api as api
-from stoneforge.demo.recording import RecordedRequest, redact_headers
+from stoneforge.demo.recording import RecordedRequest, key_fingerprint, redact_headers
 from stoneforge.demo.script import Script, Step, StepFactory, ToolCall
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,30 @@ TOOL_SEARCH = "ToolSearch"
 
 def _norm(path: str) -> str:
     return os.path.realpath(path.rstrip("/") or "/")
+
+
+@dataclass
+class Outage:
+    """The endpoint answers every `/v1/messages` request with `status` while this holds, whatever
+    the scripts say (they do not move): for `duration_s` (None: until removed) from `start`
+    (``time.monotonic()``; None: from the first request it answers), for every key or only the key
+    whose fingerprint is `key_fingerprint`."""
+
+    status: int
+    start: float | None
+    duration_s: float | None = None
+    key_fingerprint: str | None = None
+    retry_after_s: float | None = None
+    message: str | None = None
+
+    def applies(self, now: float, fingerprint: str | None) -> bool:
+        if self.key_fingerprint is not None and self.key_fingerprint != fingerprint:
+            return False
+        if self.start is None:
+            self.start = now  # the window opens with the first request it meets
+        if now < self.start:
+            return False
+        return self.duration_s is None or now < self.start + self.duration_s
 
 
 class _Server(ThreadingHTTPServer):
@@ -64,6 +89,7 @@ class FakeModel:
         self.default = default or Step(text="OK.")
         self.model_name = model_name
         self.scripts: list[Script] = []
+        self.outages: list[Outage] = []
         self._requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
@@ -143,6 +169,43 @@ class FakeModel:
         with self._lock:
             self.scripts.append(script)
         return script
+
+    def fail(
+        self,
+        status: int,
+        *,
+        for_s: float | None = None,
+        after_s: float | None = 0.0,
+        api_key: str | None = None,
+        retry_after_s: float | None = None,
+        message: str | None = None,
+    ) -> Outage:
+        """Answer `status` (529, 429, 500, ...) to every model request for `for_s` seconds (None:
+        until :meth:`clear_outages`), from `after_s` seconds from now (None: from the first model
+        request, so a slow CLI start does not eat the window), for every key or only `api_key`,
+        with a `retry-after` header when given. Scripts do not advance meanwhile."""
+        outage = Outage(
+            status=status,
+            start=None if after_s is None else time.monotonic() + after_s,
+            duration_s=for_s,
+            key_fingerprint=key_fingerprint(api_key) if api_key is not None else None,
+            retry_after_s=retry_after_s,
+            message=message,
+        )
+        with self._lock:
+            self.outages.append(outage)
+        return outage
+
+    def clear_outages(self) -> None:
+        with self._lock:
+            self.outages.clear()
+
+    def outage_for(self, request: RecordedRequest) -> Outage | None:
+        now = time.monotonic()
+        with self._lock:  # held: a window opening at its first request opens once
+            return next(
+                (o for o in self.outages if o.applies(now, request.api_key_fingerprint)), None
+            )
 
     def _route(self, request: RecordedRequest) -> Script | None:
         first = request.first_user_text
@@ -318,15 +381,25 @@ class _Handler(BaseHTTPRequestHandler):
             started_at=time.time(),
         )
 
-    def _send_json(self, status: int, payload: dict[str, Any], record: RecordedRequest) -> None:
+    def _send_json(
+        self,
+        status: int,
+        payload: dict[str, Any],
+        record: RecordedRequest,
+        *,
+        retry_after_s: float | None = None,
+        should_retry: bool = False,
+    ) -> None:
         data = json.dumps(payload).encode()
         record.status = status
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.send_header("request-id", self.model.new_id("req"))
-        if status >= 400:
-            self.send_header("x-should-retry", "false")
+        if retry_after_s is not None:
+            self.send_header("retry-after", f"{retry_after_s:g}")
+        if status >= 400:  # a scripted error is final; an outage lets the client retry
+            self.send_header("x-should-retry", "true" if should_retry else "false")
         self.end_headers()
         self.wfile.write(data)
 
@@ -386,6 +459,18 @@ class _Handler(BaseHTTPRequestHandler):
     def _messages(self, record: RecordedRequest, raw_size: int) -> None:
         if record.body is None:
             self._send_json(400, api.error_body(400, "Body is not a JSON object"), record)
+            return
+        outage = self.model.outage_for(record)
+        if outage is not None:
+            record.kind = "outage"
+            payload = api.error_body(outage.status, outage.message, self.model.new_id("req"))
+            self._send_json(
+                outage.status,
+                payload,
+                record,
+                retry_after_s=outage.retry_after_s,
+                should_retry=True,
+            )
             return
         step = self.model.plan(record)
         if step.delay_s and self.model.stopping.wait(step.delay_s):

@@ -126,6 +126,7 @@ def demo_config() -> str:
         "orchestrator:\n"
         "  maxConcurrent: 4\n"
         "  retryBackoffS: 0.5\n"
+        "  providerBackoffS: 1\n"
         "merge:\n"
         f"  checks: [{check_command()!r}]\n"
         "  checkTimeoutS: 120\n"

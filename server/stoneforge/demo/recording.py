@@ -60,7 +60,7 @@ class RecordedRequest:
     body: dict[str, Any] | None
     api_key_fingerprint: str | None
     started_at: float
-    kind: str = "unknown"  # main | side | count_tokens | models | unknown
+    kind: str = "unknown"  # main | side | count_tokens | models | outage | unknown
     script: str | None = None
     step_index: int | None = None
     auto: str | None = None  # "tool_search" when the endpoint loaded deferred tools itself

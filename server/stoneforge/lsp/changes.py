@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from lsprotocol import types
 
 from stoneforge.models import Event
+from stoneforge.orchestrator import provider_status
 from stoneforge.orchestrator.pause import last_change, pause_of
 from stoneforge.service import Service
 from stoneforge.store_watch import StoreWatcher
@@ -34,6 +35,20 @@ def summarize(events: list[Event]) -> list[dict[str, Any]]:
         if key not in seen:
             seen[key] = {"kind": event.kind, "entity": event.entity, "id": event.entity_id}
     return list(seen.values())
+
+
+def changed_payload(events: list[Event]) -> dict[str, Any]:
+    """The `stoneforge/changed` params for a batch of new events."""
+    payload: dict[str, Any] = {"lastEventId": events[-1].id, "changes": summarize(events)}
+    change = last_change(events)
+    if change is not None:  # landing paused or resumed: the client needs no extra request
+        pause = pause_of(change)
+        payload["landingPaused"] = pause.wire() if pause is not None else None
+    outage_change = provider_status.last_change(events)
+    if outage_change is not None:  # provider unavailable (with its next try), or back
+        outage = provider_status.outage_of(outage_change)
+        payload["providerUnavailable"] = outage.wire() if outage is not None else None
+    return payload
 
 
 def user_messages(events: list[Event]) -> list[tuple[types.MessageType, str]]:
@@ -74,11 +89,7 @@ class ChangeWatcher:
         self.watcher.stop()
 
     def _deliver(self, events: list[Event]) -> None:
-        payload: dict[str, Any] = {"lastEventId": events[-1].id, "changes": summarize(events)}
-        change = last_change(events)
-        if change is not None:  # landing paused or resumed: the client needs no extra request
-            pause = pause_of(change)
-            payload["landingPaused"] = pause.wire() if pause is not None else None
+        payload = changed_payload(events)
         self.loop.call_soon_threadsafe(self.server.protocol.notify, CHANGED, payload)
         for kind, text in user_messages(events):
             self.loop.call_soon_threadsafe(

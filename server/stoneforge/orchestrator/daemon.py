@@ -2,8 +2,14 @@
 
 It wakes when something happens, never on a timer: a worker run ends, the steward lands a merge,
 or the store changes under it (the CLI or the editor created a task: seen through SQLite's
-``data_version``, see :mod:`stoneforge.store_watch`). The only timers are the lease heartbeat and
-the backoff before a crashed task is retried.
+``data_version``, see :mod:`stoneforge.store_watch`). The only timers are the lease heartbeat,
+the backoff before a crashed task is retried and the provider's next probe.
+
+Provider health is not task health: every session goes through a
+:class:`~stoneforge.orchestrator.provider_sessions.TrackedProvider`, and
+:class:`~stoneforge.orchestrator.provider_health.ProviderHealth` decides whether a task may start
+now (circuit breaker, concurrency after rate limits, credentials). A task whose session the
+provider failed waits in the queue with its attempt given back.
 """
 
 from __future__ import annotations
@@ -23,12 +29,16 @@ from anyio import to_thread
 
 from stoneforge.agents import AgentProvider, ClaudeCodeProvider
 from stoneforge.config import StoneforgeConfig
-from stoneforge.errors import LeaseHeldError, LeaseLostError
+from stoneforge.errors import LeaseHeldError, LeaseLostError, StoreBusyError
 from stoneforge.git.merge import enable_shared_rerere
 from stoneforge.git.repo import resolve_target_branch
 from stoneforge.models import Event, MergeStatus, TaskStatus, utcnow
+from stoneforge.orchestrator.provider_health import ProviderHealth
+from stoneforge.orchestrator.provider_sessions import Credentials, TrackedProvider
+from stoneforge.orchestrator.provider_status import ProviderStatus
 from stoneforge.orchestrator.recovery import recover_orphans
 from stoneforge.orchestrator.steward import Steward
+from stoneforge.orchestrator.wakeups import wakes_steward
 from stoneforge.orchestrator.worker import RunResult, SlotState, WorkerRun
 from stoneforge.store import Fence, Store
 from stoneforge.store_watch import StoreWatcher
@@ -53,6 +63,10 @@ class OrchestratorView:
     merging: str | None = None
     #: "landing paused: <checkout> has uncommitted changes in a.py" while the steward waits.
     landing_paused: str | None = None
+    #: "provider unavailable, next try 00:41:10 (529 overloaded)" while no session may start.
+    provider_unavailable: str | None = None
+    #: Sessions allowed at once now: below `max_concurrent` after rate limits (AIMD).
+    concurrency_limit: int | None = None
 
 
 class Orchestrator:
@@ -74,17 +88,39 @@ class Orchestrator:
         self.root = root
         self.config = config
         self.store = store
-        self.provider = provider or ClaudeCodeProvider(
-            cli_path=config.agents.worker.cliPath, sandbox=config.agents.sandbox
-        )
-        #: Where worker sessions run (the Ray backend); the steward and director stay here.
-        self.worker_provider = worker_provider
         self.max_concurrent = max_concurrent or config.orchestrator.maxConcurrent
         self.until_idle = until_idle
         self.agent_env = dict(agent_env or {})
         self.on_change = on_change
         #: Called with each line added to the recent events (a plain-text log for non-terminals).
         self.on_note: Callable[[str], None] | None = None
+        credentials = Credentials(config.agents.credentials, {**os.environ, **self.agent_env})
+        self.health = ProviderHealth(
+            max_concurrent=self.max_concurrent,
+            credentials=credentials.names,
+            backoff_s=config.orchestrator.providerBackoffS,
+            backoff_max_s=config.orchestrator.providerBackoffMaxS,
+            note=self.note,
+            on_change=self.wake,
+        )
+        #: Every agent session goes through it: provider health sees what the API answers.
+        self.provider = TrackedProvider(
+            provider
+            or ClaudeCodeProvider(
+                cli_path=config.agents.worker.cliPath, sandbox=config.agents.sandbox
+            ),
+            self.health,
+            credentials,
+            owner="steward",
+        )
+        #: Where worker sessions run (the Ray backend), tracked the same way; the steward and
+        #: director stay on `provider`.
+        self.worker_provider = (
+            TrackedProvider(worker_provider, self.health, credentials, owner="steward")
+            if worker_provider is not None
+            else None
+        )
+        self._provider_status = ProviderStatus(store)
         #: Called when the merge request(s) the steward checks change (None: none).
         self.on_merging: Callable[[str | None], None] = lambda current: None
         self.target = ""
@@ -131,6 +167,7 @@ class Orchestrator:
     def view(self) -> OrchestratorView:
         queued = len([t for t in self.store.ready_task_ids() if t not in self.runs])
         pause = self.steward.landing_paused if self.steward is not None else None
+        outage = self.health.unavailable()
         return OrchestratorView(
             max_concurrent=self.max_concurrent,
             slots=[run.slot for run in self.runs.values()],
@@ -139,6 +176,8 @@ class Orchestrator:
             recent=list(self.recent),
             merging=getattr(self.steward, "current", None),
             landing_paused=pause.line if pause is not None else None,
+            provider_unavailable=outage.line if outage is not None else None,
+            concurrency_limit=self.health.limit,
         )
 
     def note(self, text: str) -> None:
@@ -189,7 +228,10 @@ class Orchestrator:
         finally:
             if self._watcher is not None:
                 self._watcher.stop()
-            self.store.release_lease(LEASE_NAME, self._lease_token)
+            try:
+                self.store.release_lease(LEASE_NAME, self._lease_token)
+            except StoreBusyError as exc:  # it ends with this process (or its time to live)
+                self.note(f"the orchestrator lease was not released: {exc}")
             self.note("orchestrator stopped")
 
     async def _dispatch_loop(self, group: anyio.abc.TaskGroup) -> None:
@@ -215,17 +257,20 @@ class Orchestrator:
             await self._wake.wait()
 
     def _dispatch(self, group: anyio.abc.TaskGroup) -> None:
-        free = self.max_concurrent - len(self.runs)
-        if free <= 0:
-            return
-        now = time.monotonic()
-        for task_id in self.store.ready_task_ids():
-            if free <= 0:
-                break
-            if task_id in self.runs or self._not_before.get(task_id, 0) > now:
-                continue
-            if self._start(group, task_id):
-                free -= 1
+        try:
+            if self.max_concurrent - len(self.runs) <= 0:
+                return
+            now = time.monotonic()
+            for task_id in self.store.ready_task_ids():
+                if task_id in self.runs or self._not_before.get(task_id, 0) > now:
+                    continue
+                if not self.health.admit(len(self.runs), task_id).allowed:
+                    break  # full, or the provider is unavailable: every task waits alike
+                if not self._start(group, task_id):
+                    self.health.run_ended(task_id)  # it never ran (a probe is due again)
+        finally:
+            # Changes only: a recorded event wakes us again through the store watcher.
+            self._provider_status.update(self.health.unavailable())
 
     def _start(self, group: anyio.abc.TaskGroup, task_id: str) -> bool:
         try:
@@ -241,7 +286,7 @@ class Orchestrator:
             root=self.root,
             config=self.config,
             store=self.store,
-            provider=self.provider,
+            provider=self.provider.for_owner(task.id),
             task=task,
             target=self.target,
             agent_env=self.agent_env,
@@ -250,7 +295,9 @@ class Orchestrator:
             on_change=self.on_change,
             on_commit=self._on_worker_commit,
             fence=self.fence,
-            session_provider=self.worker_provider,
+            session_provider=(
+                self.worker_provider.for_owner(task.id) if self.worker_provider else None
+            ),
         )
         self.runs[task.id] = run
         self._not_before.pop(task.id, None)
@@ -275,6 +322,7 @@ class Orchestrator:
             result = run._fail_attempt(f"internal error: {type(exc).__name__}: {exc}", retry=True)
         finally:
             self.runs.pop(task_id, None)
+            self.health.run_ended(task_id)
             if result is not None:
                 self._after_run(result)
             self.wake()
@@ -287,7 +335,12 @@ class Orchestrator:
             self.steward.wake()
 
     def _after_run(self, result: RunResult) -> None:
-        if result.retry:
+        if result.provider_fault is not None:  # no backoff of its own: the provider's circuit
+            self.note(
+                f"{result.task_id} waits for the provider ({result.provider_fault.label}); "
+                "its attempt is not counted"
+            )
+        elif result.retry:
             task = self.store.get_task(result.task_id)
             delay = self.config.orchestrator.retryBackoffS * 2 ** max(task.attempts - 1, 0)
             self._not_before[result.task_id] = time.monotonic() + delay
@@ -298,16 +351,38 @@ class Orchestrator:
             self.note(f"{result.task_id} failed: {result.reason[:120]}")
 
     def _next_retry_in(self) -> float | None:
-        if not self._not_before:
+        times = list(self._not_before.values())
+        if (health_at := self.health.next_check_at()) is not None:
+            times.append(health_at)  # the same monotonic clock
+        if not times:
             return None
-        return max(min(self._not_before.values()) - time.monotonic(), 0.0) + 0.01
+        return max(min(times) - time.monotonic(), 0.0) + 0.01
 
     async def _heartbeat(self) -> None:
+        last_beat = time.monotonic()
         while True:
             await anyio.sleep(HEARTBEAT_S)
-            if not self.store.heartbeat_lease(LEASE_NAME, self._lease_token):
+            try:
+                # Off the loop: a heartbeat waiting for the store's lock must not stall dispatch.
+                held = await to_thread.run_sync(
+                    self.store.heartbeat_lease, LEASE_NAME, self._lease_token
+                )
+            except StoreBusyError as exc:
+                if time.monotonic() - last_beat < LEASE_TTL_S:
+                    self.note(f"lease heartbeat not written, trying again: {exc}")
+                    continue
+                # Our lease may have expired: another orchestrator can take over now.
+                log.error("no lease heartbeat for %.0f s; stopping: %s", LEASE_TTL_S, exc)
+                self.note(
+                    f"no lease heartbeat could be written for {LEASE_TTL_S:g} s (the store stayed "
+                    f"locked); stopping: {exc}"
+                )
+                self.request_stop()
+                return
+            if not held:
                 self._lease_lost()
                 return
+            last_beat = time.monotonic()
 
     def _lease_lost(self) -> None:
         """Another orchestrator took over: stop. Our fenced writes already fail, so nothing we
@@ -318,14 +393,17 @@ class Orchestrator:
         self.request_stop()
 
     def _on_store_events(self, events: list[Event]) -> None:
-        """From the watcher thread: wake up for new work; stop runs of cancelled tasks."""
+        """From the watcher thread: wake up for new work; stop runs of cancelled tasks; wake the
+        steward for what can change its queue."""
         for event in events:
             if event.kind == "task.cancelled" and event.entity_id in self.runs:
                 run = self.runs[event.entity_id]
                 if self._loop is not None:
                     asyncio.run_coroutine_threadsafe(run.stop("cancelled"), self._loop)
         self.wake_threadsafe()
-        if self.steward is not None and self._loop is not None:
+        # Token counts and other session updates never wake the steward: a round reads the
+        # whole board and forecasts every pair of branches.
+        if self.steward is not None and self._loop is not None and wakes_steward(events):
             self._loop.call_soon_threadsafe(self.steward.wake)
 
     # -- idleness ------------------------------------------------------------------------------

@@ -42,6 +42,7 @@ from stoneforge.agents import (
     SessionStarted,
     StoneforgeTools,
     build_spec,
+    claude_setup,
     default_config_dir,
     run_session,
 )
@@ -577,6 +578,11 @@ class Director:
             max_turns=self.settings.maxTurns,
             idle_timeout_s=self.settings.idleTimeoutS,
             resume=resume,
+            claude_setup=claude_setup.for_role(
+                self.root,
+                inherit=self.config.agents.claudeSetup == "inherit",
+                mcp_servers=self.settings.mcpServers == "inherit",
+            ),
         )
 
     async def _run(

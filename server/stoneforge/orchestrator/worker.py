@@ -8,6 +8,9 @@ The rules that matter:
 - A session that crashes, hangs or fails keeps nothing in limbo: its uncommitted work goes to a
   recovery ref, the worktree returns to the last commit, and the task goes back to the queue
   (or to ``failed`` after ``maxAttempts``).
+- A session the provider failed (529, 5xx, refused connection, rate limit, no credit) is not the
+  task's fault: its work is saved the same way, but the task waits in the queue
+  (``wait_provider``) with its attempt given back.
 """
 
 from __future__ import annotations
@@ -33,12 +36,14 @@ from stoneforge.agents import (
     StoneforgeTools,
     ToolResult,
     build_spec,
+    claude_setup,
     default_config_dir,
     kill_tree,
     run_session,
 )
 from stoneforge.agents.accounting import TokenStats
 from stoneforge.agents.events import AgentEvent
+from stoneforge.agents.provider_faults import ProviderFault
 from stoneforge.config import StoneforgeConfig
 from stoneforge.errors import InvalidTransitionError
 from stoneforge.git.errors import GitLayerError
@@ -94,6 +99,8 @@ class RunResult:
     status: TaskStatus
     reason: str = ""
     retry: bool = False
+    #: Set when the provider ended the attempt (the task waits for it; no attempt spent).
+    provider_fault: ProviderFault | None = None
 
 
 @dataclass
@@ -240,7 +247,9 @@ class WorkerRun:
                 continue
             if outcome.status == "completed":
                 return await self._completed(session_id, base)
-            return await self._crashed(session_id, outcome.status, outcome.error or "ended badly")
+            return await self._crashed(
+                session_id, outcome.status, outcome.error or "ended badly", outcome.provider_fault
+            )
         return self._fail_attempt(
             f"more than {MAX_SESSIONS_PER_ATTEMPT} sessions in one attempt", retry=False
         )
@@ -304,6 +313,11 @@ class WorkerRun:
             env=self.agent_env,
             max_turns=worker.maxTurns,
             idle_timeout_s=worker.idleTimeoutS,
+            claude_setup=claude_setup.for_role(
+                self.root,
+                inherit=self.config.agents.claudeSetup == "inherit",
+                mcp_servers=worker.mcpServers == "inherit",
+            ),
         )
 
         async def on_start(live: AgentSession) -> None:
@@ -644,7 +658,9 @@ class WorkerRun:
             log.info("task %s not requeued: %s", self.task.id, exc)
         return RunResult(self.task.id, TaskStatus.OPEN, "stopped")
 
-    async def _crashed(self, session_id: str, status: str, error: str) -> RunResult:
+    async def _crashed(
+        self, session_id: str, status: str, error: str, fault: ProviderFault | None = None
+    ) -> RunResult:
         snapshot = None
         try:
             snapshot = await to_thread.run_sync(
@@ -663,7 +679,29 @@ class WorkerRun:
                 f"with `git checkout {snapshot.ref} -- <paths>` or "
                 f"`git cherry-pick --no-commit {snapshot.ref}`"
             )
+        if fault is not None:
+            return self._wait_for_provider(reason, fault)
         return self._fail_attempt(reason, retry=True)
+
+    def _wait_for_provider(self, reason: str, fault: ProviderFault) -> RunResult:
+        """The provider failed the session: back to the queue with the attempt given back."""
+        task = self.store.get_task(self.task.id)
+        history = [line for line in (task.note or "").splitlines() if line.startswith("attempt ")]
+        history.append(f"not counted as an attempt, the provider failed ({fault.label}): {reason}")
+        try:
+            self.store.transition_task(
+                task.id,
+                TaskEvent.WAIT_PROVIDER,
+                attempt=self.attempt,
+                fence=self.fence,
+                note="\n".join(history),
+            )
+        except InvalidTransitionError as exc:
+            log.info("task %s: provider wait not recorded: %s", task.id, exc)
+            self.slot.state = "cancelled"
+            return RunResult(task.id, TaskStatus.CANCELLED, str(exc))
+        self.slot.state = "waiting for the provider"
+        return RunResult(task.id, TaskStatus.OPEN, reason, provider_fault=fault)
 
     def _fail_attempt(self, reason: str, *, retry: bool) -> RunResult:
         """Record a failed attempt: back to the queue, or `failed` after maxAttempts.

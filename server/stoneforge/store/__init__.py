@@ -1,8 +1,9 @@
 """SQLite persistence and the append-only event log. The only package that speaks SQL.
 
 Several processes share one store (a `sf serve` in a terminal, the CLI, the language server), so:
-WAL journal, a generous busy timeout, and every write in a ``BEGIN IMMEDIATE`` transaction that
-also appends its event, so no write is lost and every change is visible in the log.
+WAL journal, a busy timeout shorter than the orchestrator lease's time to live, and every write in
+a ``BEGIN IMMEDIATE`` transaction that also appends its event, so no write is lost and every
+change is visible in the log.
 
 One module per job: :mod:`.schema` (tables, migrations, the connection and its transactions),
 :mod:`.plans`, :mod:`.tasks` with :mod:`.task_graph`, :mod:`.sessions` (and handoffs),

@@ -194,6 +194,17 @@ class TaskRows(TaskGraph):
         with self._read() as db:
             return self._assemble(db, self._task_rows(db, where, params))
 
+    def active_branches(self) -> dict[str, str]:
+        """Task id -> branch of every task in progress or in review that has a branch (what the
+        conflict forecast compares), read through the status index, not the whole board."""
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT id, branch FROM tasks WHERE status IN (?, ?) AND branch IS NOT NULL "
+                "ORDER BY seq",
+                (TaskStatus.IN_PROGRESS.value, TaskStatus.REVIEW.value),
+            ).fetchall()
+        return {row["id"]: row["branch"] for row in rows}
+
     def ready_task_ids(self) -> list[str]:
         """Open, unblocked tasks of active plans (or none), most urgent first, then oldest."""
         return self.graph().ready()

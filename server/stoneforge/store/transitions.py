@@ -57,7 +57,8 @@ class Transitions(TaskRows, MergeRequestRows, Lease):
 
         ``attempt``: the write is for that attempt (the task's ``dispatches`` when it was made);
         ``give_back_attempt``: the attempt ended through no fault of the task's (a shutdown, an
-        orchestrator crash), so it does not count against ``maxAttempts``.
+        orchestrator crash), so it does not count against ``maxAttempts``. A `wait_provider`
+        (the provider failed the session) always gives it back.
         """
         if not set(fields) <= _TASK_FIELDS:
             raise InvalidInputError(f"a transition cannot set {sorted(set(fields) - _TASK_FIELDS)}")
@@ -77,7 +78,7 @@ class Transitions(TaskRows, MergeRequestRows, Lease):
                 values["dispatches"] = row["dispatches"] + 1
             elif event == TaskEvent.RETRY:
                 values["attempts"] = 0
-            elif give_back_attempt:
+            elif give_back_attempt or event == TaskEvent.WAIT_PROVIDER:
                 values["attempts"] = max(row["attempts"] - 1, 0)
             self._set_task_columns(
                 db,

@@ -21,8 +21,11 @@ export function statusBarView(s: Status): StatusBarView {
   if (inQueue) parts.push(`$(git-merge) ${inQueue}`);
   const paused = s.landingPaused;
   if (paused) parts.push(`$(debug-pause) landing paused: ${paused.files.length ? someFiles(paused.files, 2) : "checkout"}`);
+  const outage = s.providerUnavailable;
+  if (outage) parts.push(`$(cloud-offline) provider unavailable, ${outage.nextTryAt ? `next try ${utcTime(outage.nextTryAt)}` : "probing now"}`);
 
   const tip = [
+    ...(outage ? [outage.line, "Tasks wait in the queue; their attempts are not spent.", ""] : []),
     ...(paused ? [`landing paused: ${paused.reason}`, "Commit, stash or move them: landing resumes by itself.", ""] : []),
     s.serving
       ? `${workers} of ${s.maxConcurrent} agents busy`
@@ -34,7 +37,12 @@ export function statusBarView(s: Status): StatusBarView {
     "",
     "Click to show the Stoneforge views.",
   ];
-  return { text: parts.join("  "), tooltip: tip.join("\n"), attention: toApprove > 0 || !!paused };
+  return { text: parts.join("  "), tooltip: tip.join("\n"), attention: toApprove > 0 || !!paused || !!outage };
+}
+
+/** "00:41:10": the UTC time of an ISO timestamp, as `sf status` prints it. */
+export function utcTime(iso: string): string {
+  return new Date(iso).toISOString().slice(11, 19);
 }
 
 /** "a.py, b.py +3": the first `shown` files and how many more, short enough for the status bar. */

@@ -15,6 +15,7 @@ from stoneforge.agents import (
     AgentSession,
     Role,
     build_spec,
+    claude_setup,
     default_config_dir,
     run_session,
 )
@@ -70,6 +71,11 @@ class ResolverMixin(StewardBase):
             env=self.agent_env,
             max_turns=steward.maxTurns,
             idle_timeout_s=steward.idleTimeoutS,
+            claude_setup=claude_setup.for_role(
+                self.root,
+                inherit=self.config.agents.claudeSetup == "inherit",
+                mcp_servers=steward.mcpServers == "inherit",
+            ),
         )
 
         def on_update(stats: TokenStats) -> None:
