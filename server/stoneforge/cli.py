@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -407,6 +408,11 @@ def forecast(as_json: JsonFlag = False) -> None:
 # -- orchestration -------------------------------------------------------------------------------
 
 
+class Backend(StrEnum):
+    local = "local"
+    ray = "ray"
+
+
 @app.command()
 def serve(
     max_concurrent: Annotated[
@@ -420,12 +426,25 @@ def serve(
             help="Exit 0 once nothing is open, in progress or in review.",
         ),
     ] = False,
+    backend: Annotated[
+        Backend | None,
+        typer.Option(
+            "--backend",
+            help="Where worker sessions run: this machine, or a Ray cluster's nodes "
+            "(default: orchestrator.backend).",
+        ),
+    ] = None,
 ) -> None:
     """Run the orchestrator in the foreground with a live view; Ctrl-C stops it gracefully."""
     from stoneforge.serve import serve_foreground
 
     with _open() as service:
-        serve_foreground(service, max_concurrent=max_concurrent, until_idle=until_idle)
+        serve_foreground(
+            service,
+            max_concurrent=max_concurrent,
+            until_idle=until_idle,
+            backend=backend.value if backend is not None else None,
+        )
 
 
 @app.command()

@@ -45,6 +45,9 @@ class OrchestratorConfig(_Section):
     #: doubles after each failed probe, up to `providerBackoffMaxS`.
     providerBackoffS: float = Field(default=5.0, gt=0)
     providerBackoffMaxS: float = Field(default=300.0, gt=0)
+    #: Where worker sessions run: `local` (this machine) or `ray` (actors on a Ray cluster's
+    #: nodes, see the `ray` section; needs `merge.remote`).
+    backend: Literal["local", "ray"] = "local"
 
     @model_validator(mode="after")
     def _backoff_cap_above_start(self) -> OrchestratorConfig:
@@ -168,6 +171,9 @@ class MergeConfig(_Section):
     flakyReportAfter: int = Field(default=3, ge=1)
     #: Check commands whose failure is reported but does not block landing. Never implicit.
     quarantine: list[str] = []
+    #: Where the steward runs checks: `local` (its own check checkout) or `cluster` (a Ray task
+    #: on a node with a free `stoneforge_check_slots`; needs `orchestrator.backend: ray`).
+    checkOn: Literal["local", "cluster"] = "local"
 
     @field_validator("quarantine")
     @classmethod
@@ -215,12 +221,40 @@ class BudgetsConfig(_Section):
     perDayTokens: int | None = Field(default=None, gt=0)
 
 
+class RayConfig(_Section):
+    """The Ray cluster of `orchestrator.backend: ray`."""
+
+    #: `auto`: the cluster this machine belongs to (`ray start` ran here, or RAY_ADDRESS);
+    #: else `host:port` of its head, or `ray://host:10001` for Ray Client.
+    address: str = "auto"
+    #: Seconds between pushes of a session's uncommitted work to the remote (a recovery ref);
+    #: it is pushed at every turn end as well.
+    recoveryIntervalS: float = Field(default=10.0, gt=0)
+
+
 class StoneforgeConfig(_Section):
     orchestrator: OrchestratorConfig = OrchestratorConfig()
     worktree: WorktreeConfig = WorktreeConfig()
     agents: AgentsConfig = AgentsConfig()
     merge: MergeConfig = MergeConfig()
     budgets: BudgetsConfig = BudgetsConfig()
+    ray: RayConfig = RayConfig()
+
+    @model_validator(mode="after")
+    def _cluster_needs_a_remote(self) -> StoneforgeConfig:
+        # Nodes share no disk with the head: work travels only as refs on the remote.
+        if self.orchestrator.backend == "ray" and not self.merge.remote:
+            raise ValueError(
+                "orchestrator.backend: ray needs merge.remote (the git remote through which "
+                "the cluster's nodes and this machine exchange task branches), e.g. "
+                "`merge: {remote: origin}`"
+            )
+        if self.merge.checkOn == "cluster" and self.orchestrator.backend != "ray":
+            raise ValueError(
+                "merge.checkOn: cluster runs checks on the Ray cluster and needs "
+                "orchestrator.backend: ray"
+            )
+        return self
 
     @model_validator(mode="after")
     def _handoff_below_session_limit(self) -> StoneforgeConfig:
@@ -278,6 +312,10 @@ def _line_for(loc: tuple[str, ...], lines: dict[tuple[str, ...], int]) -> int | 
     return None
 
 
+# "Value error, merge.checkOn: cluster needs ..." from a model-level check.
+_NAMED_KEY = re.compile(r"(?:Value error, )?(?P<key>[A-Za-z]+(?:\.[A-Za-z]+)+): (?P<rest>.*)", re.S)
+
+
 def parse_config(text: str, source: str = str(CONFIG_RELPATH)) -> StoneforgeConfig:
     """Parse config text; ``source`` is the file name used in error messages."""
     try:
@@ -301,10 +339,13 @@ def parse_config(text: str, source: str = str(CONFIG_RELPATH)) -> StoneforgeConf
         problems = []
         for err in exc.errors():
             loc = tuple(str(part) for part in err["loc"])
+            message = err["msg"]
+            if not loc and (named := _NAMED_KEY.match(message)):
+                # A check across sections names the key at fault: point at its line.
+                loc, message = tuple(named["key"].split(".")), named["rest"]
             key = ".".join(loc) or "(top level)"
             line = _line_for(loc, lines)
             where = f"{source}:{line}" if line else source
-            message = err["msg"]
             if err["type"] == "extra_forbidden":
                 message = "unknown key"
             problems.append(f"{where}: {key}: {message}")

@@ -324,6 +324,16 @@ class FlakyCheck(WireModel):
     last_commit: str | None = None
 
 
+class ClusterNode(WireModel):
+    """A node of the Ray backend's cluster, as `sf status` shows it."""
+
+    node_id: str
+    address: str
+    agent_slots: int
+    check_slots: int
+    busy: int = 0  # agent slots our sessions use there
+
+
 class StatusSummary(WireModel):
     repository: str
     tasks_by_status: dict[str, int]
@@ -341,3 +351,5 @@ class StatusSummary(WireModel):
     cost_total: CostTotals = Field(default_factory=CostTotals)
     #: Plan and day budgets that stop new dispatch now.
     budget_holds: list[BudgetHold] = Field(default_factory=list)
+    #: The Ray backend's nodes while an orchestrator runs with it (None: local backend).
+    nodes: list[ClusterNode] | None = None

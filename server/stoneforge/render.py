@@ -272,6 +272,13 @@ def status_view(summary: StatusSummary) -> Table | Group:
     table.add_row("orchestrator", f"running (pid {holder['pid']})" if holder else "not running")
     table.add_row("spent today", spent(summary.cost_today) + " (UTC day)")
     table.add_row("spent in all", spent(summary.cost_total))
+    for node in summary.nodes or []:
+        checks = f", {node.check_slots} check slots" if node.check_slots else ""
+        table.add_row(
+            "node",
+            f"{node.address} ({node.node_id[:12]}): {node.busy}/{node.agent_slots} agent slots "
+            f"busy{checks}",
+        )
     lines: list[Text] = []
     outage = summary.provider_unavailable
     if outage is not None:  # tasks wait in the queue; nothing to do but wait (or fix the key)

@@ -35,6 +35,7 @@ def serve_foreground(
     until_idle: bool = False,
     agent_env: dict[str, str] | None = None,
     console: Console | None = None,
+    backend: str | None = None,
 ) -> None:
     console = console or Console(highlight=False)
     _configure_logging(console)
@@ -44,7 +45,7 @@ def serve_foreground(
             f"[bold red]WARNING:[/] {escape(sandbox.warning)}"
         )
     orchestrator = service.orchestrator(
-        max_concurrent=max_concurrent, until_idle=until_idle, agent_env=agent_env
+        max_concurrent=max_concurrent, until_idle=until_idle, agent_env=agent_env, backend=backend
     )
     interactive = console.is_terminal
     if not interactive:  # a pipe or CI: each event as a plain line instead of a live table

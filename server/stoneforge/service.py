@@ -8,6 +8,7 @@ is a method here, so both front ends behave the same.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from stoneforge.agents.sandbox import SandboxStatus
 from stoneforge.agents.sandbox import report as sandbox_report
 from stoneforge.config import CONFIG_RELPATH, DEFAULT_CONFIG_YAML, StoneforgeConfig, load_config
 from stoneforge.errors import (
+    ConfigError,
     InvalidInputError,
     InvalidTransitionError,
     NotARepositoryError,
@@ -32,6 +34,7 @@ from stoneforge.git.repo import resolve_target_branch, run_git
 from stoneforge.git.target import TargetBranch
 from stoneforge.lifecycle import MrEvent, TaskEvent, next_task_status
 from stoneforge.models import (
+    ClusterNode,
     CostReport,
     FlakyCheck,
     Handoff,
@@ -52,6 +55,8 @@ from stoneforge.orchestrator.pause import latest_pause
 from stoneforge.orchestrator.provider_status import latest_outage
 from stoneforge.store import Store
 
+#: The event the Ray backend records when the cluster's nodes or their use change.
+CLUSTER_NODES = "cluster.nodes"
 STATE_DIR = ".stoneforge"
 STATE_DB = "state.db"
 
@@ -484,12 +489,18 @@ class Service:
         until_idle: bool = False,
         on_change: Callable[[], None] = lambda: None,
         agent_env: dict[str, str] | None = None,
+        backend: str | None = None,
     ) -> Orchestrator:
         """An orchestrator for this repository; ``await orchestrator.run()`` to start it.
 
         ``agent_env`` is added to every agent process's environment (and only theirs): the
-        demo points the agents at its scripted endpoint this way.
+        demo points the agents at its scripted endpoint this way. ``backend`` overrides
+        `orchestrator.backend`; with `ray` the slots default to the cluster's agent slots.
         """
+        worker_provider = None
+        if (backend or self.config.orchestrator.backend) == "ray":
+            worker_provider = self._ray_provider()
+            max_concurrent = max_concurrent or worker_provider.capacity
         return Orchestrator(
             self.root,
             self.config,
@@ -498,6 +509,26 @@ class Service:
             until_idle=until_idle,
             on_change=on_change,
             agent_env=agent_env,
+            worker_provider=worker_provider,
+        )
+
+    def _ray_provider(self) -> Any:
+        if not self.config.merge.remote:  # the config refuses it; `--backend ray` gets here
+            raise ConfigError(
+                f"{self.root / CONFIG_RELPATH}: the Ray backend needs merge.remote (the git "
+                "remote through which the cluster's nodes and this machine exchange task "
+                "branches), e.g. `merge: {remote: origin}`"
+            )
+        from stoneforge.cluster.session import RayProvider  # imports Ray: only when asked for
+
+        target = resolve_target_branch(self.root, self.config.merge.targetBranch)
+        return RayProvider(
+            root=self.root,
+            config=self.config,
+            target=target,
+            on_nodes=lambda nodes: self.store.record_event(
+                CLUSTER_NODES, "cluster", None, {"pid": os.getpid(), "nodes": nodes}
+            ),
         )
 
     # -- status --------------------------------------------------------------------------------
@@ -521,7 +552,15 @@ class Service:
             cost_today=self.store.cost_totals(day=utc_today()),
             cost_total=self.store.cost_totals(),
             budget_holds=dispatch_holds(self.store, self.config.budgets),
+            nodes=self._cluster_nodes(holder) if holder is not None else None,
         )
+
+    def _cluster_nodes(self, holder: dict[str, Any]) -> list[ClusterNode] | None:
+        """The running orchestrator's Ray nodes and their slots (None: it runs locally)."""
+        event = self.store.last_event(CLUSTER_NODES)
+        if event is None or event.data.get("pid") != holder["pid"]:
+            return None  # none, or an earlier orchestrator's
+        return [ClusterNode.model_validate(node) for node in event.data.get("nodes", [])]
 
     def sandbox_status(self) -> SandboxStatus:
         """How agents run here (`agents.sandbox`): contained, or why not (a loud warning)."""

@@ -89,6 +89,7 @@ class Orchestrator:
         until_idle: bool = False,
         agent_env: dict[str, str] | None = None,
         on_change: Callable[[], None] = lambda: None,
+        worker_provider: AgentProvider | None = None,
     ) -> None:
         self.root = root
         self.config = config
@@ -117,6 +118,13 @@ class Orchestrator:
             self.health,
             credentials,
             owner="steward",
+        )
+        #: Where worker sessions run (the Ray backend), tracked the same way; the steward and
+        #: director stay on `provider`.
+        self.worker_provider = (
+            TrackedProvider(worker_provider, self.health, credentials, owner="steward")
+            if worker_provider is not None
+            else None
         )
         self._provider_status = ProviderStatus(store)
         #: Called when the merge request(s) the steward checks change (None: none).
@@ -345,6 +353,9 @@ class Orchestrator:
             on_change=self.on_change,
             on_commit=self._on_worker_commit,
             fence=self.fence,
+            session_provider=(
+                self.worker_provider.for_owner(task.id) if self.worker_provider else None
+            ),
         )
         self.runs[task.id] = run
         self._not_before.pop(task.id, None)

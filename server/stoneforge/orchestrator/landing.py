@@ -76,7 +76,8 @@ def remove_merged_worktrees(
 ) -> None:
     """Remove the merged tasks' worktrees and branches (``deleteMergedBranches``), if we may.
 
-    With ``pushBranches``, the branch goes from the remote too.
+    With ``pushBranches`` (or the Ray backend, whose nodes push it), the branch goes from the
+    remote too.
     """
     worktree_dir = Path(config.orchestrator.worktreeDir)
     # Pool clones are kept at the target's tip: after a landing they are brought up to it.
@@ -88,7 +89,8 @@ def remove_merged_worktrees(
         task = store.get_task(mr.task_id)
         if task.worktree:
             _remove(root, Path(task.worktree), task.id, target.ref)
-        if target.remote and config.merge.pushBranches:
+        pushed = config.merge.pushBranches or config.orchestrator.backend == "ray"
+        if target.remote and pushed:
             delete_remote_branch(root, target.remote, mr.branch)
 
 

@@ -140,11 +140,15 @@ class WorkerRun:
         on_commit: Callable[[], None] = lambda: None,
         slot_index: int = 0,
         fence: Fence | None = None,
+        session_provider: AgentProvider | None = None,
     ) -> None:
         self.root = root
         self.config = config
         self.store = store
         self.provider = provider
+        #: Where the task's own sessions run (the Ray backend's nodes); `provider` (this machine)
+        #: still answers `ask_director`.
+        self.session_provider = session_provider or provider
         self.task = task
         self.target = target
         #: `SF_TASK_SLOT` (0..maxConcurrent-1) lets parallel tasks pick distinct ports.
@@ -351,7 +355,11 @@ class WorkerRun:
         outcome: SessionOutcome | None = None
         with anyio.CancelScope() as self._starting:
             outcome = await run_session(
-                self.provider, spec, on_update=on_update, on_event=on_event, on_start=on_start
+                self.session_provider,
+                spec,
+                on_update=on_update,
+                on_event=on_event,
+                on_start=on_start,
             )
         self._starting = None
         self.live = None

@@ -52,27 +52,37 @@ class ChecksMixin(StewardBase):
         commands = self.config.merge.checks if steward.runChecks else []
         if not commands:
             return []
-        path = await self._fresh_checkout(commit)
         setup = self.config.worktree
-        if setup.setupChecks and (setup.setup or setup.copyFiles):
-            # The same set-up as a task checkout, on each freshly cleaned candidate; a failing
-            # set-up command fails the candidate like a check.
-            await to_thread.run_sync(lambda: copy_untracked(self.root, path, setup.copyFiles))
-            commands = [*setup.setup, *commands]
         registry = self._checks_registry
+        timeout_s, quarantine = self.config.merge.checkTimeoutS, self.config.merge.quarantine
+        if self.config.merge.checkOn == "cluster":
+            # A Ray task on a node with a check slot, in that node's own check checkout.
+            from stoneforge.cluster.checks import run_checks_on_cluster
+
+            if setup.setupChecks and setup.setup:
+                commands = [*setup.setup, *commands]
+            checking = run_checks_on_cluster(self.root, self.config, commit, commands, self.id)
+        else:
+            path = await self._fresh_checkout(commit)
+            if setup.setupChecks and (setup.setup or setup.copyFiles):
+                # The same set-up as a task checkout, on each freshly cleaned candidate; a
+                # failing set-up command fails the candidate like a check.
+                await to_thread.run_sync(lambda: copy_untracked(self.root, path, setup.copyFiles))
+                commands = [*setup.setup, *commands]
+            checking = run_checks(
+                commands,
+                path,
+                timeout_s,
+                quarantine=quarantine,
+                marker=self.id,
+                on_start=lambda command, pgid: registry.check_started(pgid, command, commit),
+            )
         with anyio.CancelScope() as scope:
             self._check_scope = scope
             if self._stopped:
                 scope.cancel()
             try:
-                runs = await run_checks(
-                    commands,
-                    path,
-                    self.config.merge.checkTimeoutS,
-                    quarantine=self.config.merge.quarantine,
-                    marker=self.id,
-                    on_start=lambda command, pgid: registry.check_started(pgid, command, commit),
-                )
+                runs = await checking
             finally:
                 self._check_scope = None
                 registry.check_ended()
