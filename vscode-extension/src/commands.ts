@@ -5,6 +5,8 @@ import * as vscode from "vscode";
 import type { DiffProvider } from "./docs";
 import { docUri } from "./docs";
 import { mergeRequestChoices, taskChoices } from "./model/choices";
+import { type DiffEntry, diffEntries } from "./model/diffEntries";
+import type { DiffSide } from "./model/docUris";
 import { humanize, shortSha } from "./model/format";
 import type { NodeRef, TreeNode } from "./model/treeNode";
 import type { MergeRequest, MergeStatus, Task } from "./protocol";
@@ -137,18 +139,22 @@ export function registerCommands(server: StoneforgeServer, views: Views, diffs: 
         void vscode.window.showInformationMessage(`${mr.branch} changes no files against the target.`);
         return;
       }
-      const sides = diff.files.map((f) => ({
-        file: f,
-        original: diffs.uri(mr.id, "original", f.path),
-        modified: diffs.uri(mr.id, "modified", f.path),
-      }));
       const title = `${mr.id}: ${mr.branch} (${shortSha(diff.base)} ↔ ${shortSha(diff.head)})`;
-      if (sides.length === 1) {
-        const [only] = sides as [(typeof sides)[number]];
-        await vscode.commands.executeCommand("vscode.diff", only.original, only.modified, `${only.file.path} — ${title}`);
+      const side = (e: DiffEntry, which: DiffSide) => (e.sides.includes(which) ? diffs.uri(mr.id, which, e.path) : undefined);
+      const entries = diffEntries(diff.files);
+      if (entries.length === 1) {
+        // The plain diff editor needs both sides: a missing one is an empty document.
+        const [only] = entries as [DiffEntry];
+        await vscode.commands.executeCommand(
+          "vscode.diff",
+          diffs.uri(mr.id, "original", only.path),
+          diffs.uri(mr.id, "modified", only.path),
+          `${only.path} — ${title}`,
+        );
       } else {
-        // The multi-file diff editor, one entry per changed file.
-        const resources = sides.map((s) => [vscode.Uri.file(s.file.path), s.original, s.modified]);
+        // The multi-file diff editor, one entry per changed file: [file in the workspace, original, modified].
+        const folder = server.folderUri;
+        const resources = entries.map((e) => [vscode.Uri.joinPath(folder, e.path), side(e, "original"), side(e, "modified")]);
         await vscode.commands.executeCommand("vscode.changes", title, resources);
       }
     }),
@@ -189,6 +195,14 @@ export function registerCommands(server: StoneforgeServer, views: Views, diffs: 
     command("stoneforge.ui.retryTask", async (arg) => {
       const task = await chooseTask(arg, "Retry which task?", (t) => ["failed", "cancelled"].includes(t.status));
       if (task) await api.retryTask(task.id);
+    }),
+
+    command("stoneforge.ui.init", async () => {
+      const result = await api.init();
+      server.markInitialized();
+      const created = result.created.length ? `created ${result.created.join(", ")}` : "it was set up already";
+      void vscode.window.showInformationMessage(`Stoneforge is set up in ${result.repository}: ${created}.`);
+      return result;
     }),
 
     command("stoneforge.ui.refresh", () => views.refreshAll()),

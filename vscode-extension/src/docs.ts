@@ -4,7 +4,7 @@
 import * as vscode from "vscode";
 import type { StoneforgeApi } from "./api";
 import { checksMarkdown } from "./model/checksDoc";
-import { DIFF_SCHEME, DOC_SCHEME, type DocTarget, diffPath, docPath, parseDiffPath, parseDocPath } from "./model/docUris";
+import { DIFF_SCHEME, DOC_SCHEME, type DiffSide, type DocTarget, diffUriParts, docPath, parseDiffUri, parseDocPath } from "./model/docUris";
 import { forecastMarkdown } from "./model/forecastDoc";
 import { findHandoff, handoffMarkdown } from "./model/handoffDoc";
 import type { MergeDiff } from "./protocol";
@@ -66,12 +66,12 @@ export class DiffProvider implements vscode.TextDocumentContentProvider {
     return pending;
   }
 
-  uri(mrId: string, side: "original" | "modified", path: string): vscode.Uri {
-    return vscode.Uri.from({ scheme: DIFF_SCHEME, path: diffPath({ mrId, side, path }) });
+  uri(mrId: string, side: DiffSide, path: string): vscode.Uri {
+    return vscode.Uri.from({ scheme: DIFF_SCHEME, ...diffUriParts({ mrId, side, path }) });
   }
 
   async provideTextDocumentContent(uri: vscode.Uri): Promise<string> {
-    const target = parseDiffPath(uri.path);
+    const target = parseDiffUri(uri.path, uri.query);
     if (!target) return "";
     const file = (await this.diff(target.mrId)).files.find((f) => f.path === target.path);
     return (target.side === "original" ? file?.original : file?.modified) ?? "";

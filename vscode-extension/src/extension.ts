@@ -38,6 +38,10 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
 
   const refreshStatus = async () => {
     if (server?.state !== "running") return;
+    if (!server.initialized) {
+      statusBar.showUninitialized();
+      return;
+    }
     try {
       const status = await server.api.status();
       statusBar.update(status);

@@ -1,5 +1,6 @@
 // Owns the language client: resolves the server command, starts `sf lsp --stdio` in the workspace
 // folder, restarts it when it crashes, and exposes the typed API and the `changed` notification.
+import * as os from "node:os";
 import * as vscode from "vscode";
 import {
   CloseAction,
@@ -11,7 +12,7 @@ import {
   State,
 } from "vscode-languageclient/node";
 import { StoneforgeApi } from "./api";
-import { CHANGED_NOTIFICATION, type ChangedParams } from "./protocol";
+import { CHANGED_NOTIFICATION, type ChangedParams, Methods, type WorkspaceState } from "./protocol";
 import { RestartPolicy } from "./restartPolicy";
 import { INTERPRETER_SOURCE, cannotStartMessage, resolveServerCommand, type ServerCommand } from "./serverCommand";
 import { selectedInterpreter } from "./python";
@@ -26,6 +27,7 @@ export class StoneforgeServer implements vscode.Disposable {
   private readonly changedEmitter = new vscode.EventEmitter<ChangedParams>();
   private readonly stateEmitter = new vscode.EventEmitter<ServerState>();
   private current: ServerState = "starting";
+  private initializedFolder = true;
 
   /** Fires on every `stoneforge/changed` notification. */
   readonly onChanged = this.changedEmitter.event;
@@ -46,6 +48,11 @@ export class StoneforgeServer implements vscode.Disposable {
     readonly output: vscode.OutputChannel,
   ) {}
 
+  /** The workspace folder the server runs in. */
+  get folderUri(): vscode.Uri {
+    return this.folder.uri;
+  }
+
   /** Whether the command in use came from the Python extension (so an interpreter change matters). */
   get usesInterpreter(): boolean {
     return this.command?.source === INTERPRETER_SOURCE;
@@ -53,6 +60,36 @@ export class StoneforgeServer implements vscode.Disposable {
 
   get state(): ServerState {
     return this.current;
+  }
+
+  /** False while the folder does not use Stoneforge yet (the server wrote nothing; offer init). */
+  get initialized(): boolean {
+    return this.initializedFolder;
+  }
+
+  /** After `stoneforge/init`: the views can load, so tell everyone as if the server came up. */
+  markInitialized(): void {
+    this.setInitialized(true);
+    this.stateEmitter.fire(this.current);
+  }
+
+  private setInitialized(value: boolean): void {
+    this.initializedFolder = value;
+    void vscode.commands.executeCommand("setContext", "stoneforge.workspace", value ? "ready" : "uninitialized");
+  }
+
+  /** Ask whether the folder uses Stoneforge yet, then say the server is running. */
+  private async cameUp(client: LanguageClient): Promise<void> {
+    try {
+      const ws = await client.sendRequest<WorkspaceState>(Methods.workspace, {});
+      this.setInitialized(ws.initialized);
+      if (!ws.initialized) this.output.appendLine(`[stoneforge] ${ws.problem ?? "this folder does not use Stoneforge yet"}`);
+    } catch (e) {
+      // An older server without stoneforge/workspace set the folder up itself.
+      this.output.appendLine(`[stoneforge] stoneforge/workspace: ${errorText(e)}`);
+      this.setInitialized(true);
+    }
+    if (this.client === client) this.setState("running");
   }
 
   private setState(state: ServerState): void {
@@ -70,6 +107,7 @@ export class StoneforgeServer implements vscode.Disposable {
         envPath: process.env.PATH,
         pythonInterpreter: await selectedInterpreter(this.folder.uri),
         workspaceFolder: this.folder.uri.fsPath,
+        home: os.homedir(),
       });
     } catch (e) {
       return this.fail(undefined, errorText(e));
@@ -98,7 +136,7 @@ export class StoneforgeServer implements vscode.Disposable {
     client.onDidChangeState((e) => {
       if (e.newState === State.Running) {
         this.reachedRunning = true;
-        this.setState("running");
+        void this.cameUp(client);
       } else if (e.newState === State.Starting) {
         this.setState("starting");
       }

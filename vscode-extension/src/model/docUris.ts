@@ -41,17 +41,19 @@ export function parseDocPath(path: string): DocTarget | undefined {
   return undefined;
 }
 
-/** `/mr1/original/src/calc.py`: the file path stays last so the editor picks its language from it. */
-export function diffPath(target: DiffTarget): string {
-  return `/${seg(target.mrId)}/${target.side}/${target.path.split("/").map(seg).join("/")}`;
+/**
+ * A diff side's URI as path + query: the path is the file's own (`/src/calc.py`), the same on both
+ * sides, so the editor picks the language from it and the multi-file diff editor does not take
+ * the two sides for a rename (it compares their paths); which merge request and side go in the query.
+ */
+export function diffUriParts(target: DiffTarget): { path: string; query: string } {
+  return { path: `/${target.path}`, query: `mr=${seg(target.mrId)}&side=${target.side}` };
 }
 
-export function parseDiffPath(path: string): DiffTarget | undefined {
-  const m = /^\/([^/]+)\/(original|modified)\/(.+)$/.exec(path);
-  if (!m) return undefined;
-  return {
-    mrId: decodeURIComponent(m[1]!),
-    side: m[2] as DiffSide,
-    path: m[3]!.split("/").map(decodeURIComponent).join("/"),
-  };
+export function parseDiffUri(path: string, query: string): DiffTarget | undefined {
+  const params = new URLSearchParams(query);
+  const mrId = params.get("mr");
+  const side = params.get("side");
+  if (!mrId || (side !== "original" && side !== "modified") || !path.startsWith("/") || path.length < 2) return undefined;
+  return { mrId, side, path: path.slice(1) };
 }

@@ -34,6 +34,11 @@ export function duration(seconds: number): string {
   return `${Math.floor(s / 3600)}h ${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`;
 }
 
+/** How long something has run, ticking by whole seconds: "just started", "7s", "3m 05s". */
+export function elapsed(seconds: number): string {
+  return seconds < 1 ? "just started" : duration(Math.floor(seconds));
+}
+
 /** Seconds between an ISO time and `now`, never negative. */
 export function secondsSince(iso: string, now: Date): number {
   return Math.max(0, (now.getTime() - Date.parse(iso)) / 1000);

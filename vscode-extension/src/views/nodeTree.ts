@@ -53,6 +53,12 @@ export class NodeTreeProvider implements vscode.TreeDataProvider<TreeNode>, vsco
     return this.reload.trigger();
   }
 
+  /** Show rows computed without a reload (the Agents view's running times, once a second). */
+  show(rows: TreeNode[]): void {
+    this.roots = rows;
+    this.emitter.fire();
+  }
+
   /** The loaded top-level rows (commands use them to offer choices). */
   get rootNodes(): readonly TreeNode[] {
     return this.roots;

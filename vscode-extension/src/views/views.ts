@@ -1,9 +1,11 @@
 // The three views of the Stoneforge container and what each loads from the server.
+import * as fs from "node:fs";
 import * as vscode from "vscode";
-import { agentsTree } from "../model/agentsModel";
+import { agentsTree, hasRunningTime } from "../model/agentsModel";
 import { mergeQueueTree } from "../model/mergeQueueModel";
 import { tasksTree } from "../model/tasksModel";
 import type { TreeNode } from "../model/treeNode";
+import type { Status } from "../protocol";
 import type { StoneforgeServer } from "../server";
 import { KEEP, NodeTreeProvider } from "./nodeTree";
 
@@ -14,21 +16,28 @@ export class Views implements vscode.Disposable {
   /** Last threshold seen in taskTree, for a server whose status lacks it. */
   private handoffAt = 140_000;
   private readonly disposables: vscode.Disposable[] = [];
+  /** The Agents view's last status, re-rendered every second while an agent runs. */
+  private agentsStatus: Status | undefined;
+  private ticker: ReturnType<typeof setInterval> | undefined;
 
-  constructor(server: StoneforgeServer) {
+  constructor(private readonly server: StoneforgeServer) {
     const api = server.api;
     // While the server restarts the views keep their rows (and so the user's expanded rows);
-    // once it has failed they empty, which shows the welcome text with the log and restart links.
+    // once it has failed they empty, which shows the welcome text with the log and restart links
+    // (and in a folder that does not use Stoneforge yet, the one that offers to set it up).
     const whenUp =
       (load: () => Promise<TreeNode[]>) =>
       async (): Promise<TreeNode[] | typeof KEEP> =>
-        server.state === "starting" ? KEEP : server.state === "failed" ? [] : load();
+        server.state === "starting" ? KEEP : server.state === "failed" || !server.initialized ? [] : load();
 
     this.tasks = new NodeTreeProvider(
       whenUp(async () => {
-        const tree = await api.taskTree();
+        const [tree, status] = await Promise.all([api.taskTree(), api.status()]);
         this.handoffAt = tree.handoffAtTokens;
-        return tasksTree(tree);
+        return tasksTree(tree, {
+          worktreeExists: (p) => fs.existsSync(p),
+          interrupted: new Set((status.interruptedSessions ?? []).map((a) => a.sessionId)),
+        });
       }),
     );
     this.mergeQueue = new NodeTreeProvider(
@@ -40,7 +49,9 @@ export class Views implements vscode.Disposable {
     this.agents = new NodeTreeProvider(
       whenUp(async () => {
         const status = await api.status();
-        return agentsTree(status, status.handoffAtTokens ?? this.handoffAt, new Date());
+        this.agentsStatus = status;
+        this.tickWhile(hasRunningTime(status));
+        return this.agentRows(status);
       }),
     );
     this.disposables.push(
@@ -53,11 +64,29 @@ export class Views implements vscode.Disposable {
     );
   }
 
+  private agentRows(status: Status): TreeNode[] {
+    return agentsTree(status, status.handoffAtTokens ?? this.handoffAt, new Date());
+  }
+
+  /** A one-second timer that redraws the running times, only while some session runs. */
+  private tickWhile(running: boolean): void {
+    if (running && !this.ticker) {
+      this.ticker = setInterval(() => {
+        if (this.server.state !== "running" || !this.agentsStatus) return this.tickWhile(false);
+        this.agents.show(this.agentRows(this.agentsStatus));
+      }, 1000);
+    } else if (!running && this.ticker) {
+      clearInterval(this.ticker);
+      this.ticker = undefined;
+    }
+  }
+
   async refreshAll(): Promise<void> {
     await Promise.all([this.tasks.refresh(), this.mergeQueue.refresh(), this.agents.refresh()]);
   }
 
   dispose(): void {
+    this.tickWhile(false);
     for (const d of this.disposables) d.dispose();
   }
 }

@@ -16,6 +16,7 @@ export interface Seeded {
   mrId: string;
   branch: string;
   conflictFile: string;
+  worktree: string;
   rivalTaskId: string;
 }
 

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { type DocTarget, diffPath, docPath, parseDiffPath, parseDocPath } from "../../src/model/docUris";
+import { type DocTarget, diffUriParts, docPath, parseDiffUri, parseDocPath } from "../../src/model/docUris";
 
 test("document paths round-trip, ids with odd characters included", () => {
   const targets: DocTarget[] = [
@@ -14,9 +14,14 @@ test("document paths round-trip, ids with odd characters included", () => {
   assert.equal(parseDocPath("/nonsense/x.md"), undefined);
 });
 
-test("diff paths keep the file path last, so the editor picks its language", () => {
-  const p = diffPath({ mrId: "mr1", side: "original", path: "src/a b.py" });
-  assert.equal(p, "/mr1/original/src/a%20b.py");
-  assert.deepEqual(parseDiffPath(p), { mrId: "mr1", side: "original", path: "src/a b.py" });
-  assert.equal(parseDiffPath("/mr1/sideways/x.py"), undefined);
+test("both sides of a diff have the file's own path (so no side reads as a rename); the query says which", () => {
+  const original = diffUriParts({ mrId: "mr 1", side: "original", path: "src/a b.py" });
+  const modified = diffUriParts({ mrId: "mr 1", side: "modified", path: "src/a b.py" });
+  assert.equal(original.path, "/src/a b.py");
+  assert.equal(original.path, modified.path);
+  assert.notEqual(original.query, modified.query);
+  assert.deepEqual(parseDiffUri(original.path, original.query), { mrId: "mr 1", side: "original", path: "src/a b.py" });
+  assert.deepEqual(parseDiffUri(modified.path, modified.query), { mrId: "mr 1", side: "modified", path: "src/a b.py" });
+  assert.equal(parseDiffUri("/x.py", "mr=mr1&side=sideways"), undefined);
+  assert.equal(parseDiffUri("/x.py", "side=original"), undefined);
 });
