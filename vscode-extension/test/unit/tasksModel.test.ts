@@ -109,3 +109,23 @@ test("a merge request and a note show up on the task", () => {
   const done = task({ id: "t2", status: "merged", mergeRequest: { id: "mr2", taskId: "t2", status: "merged" } as never });
   assert.equal(tasksTree(tree([], [done]))[0]!.description, "t2 · P3 · merged");
 });
+
+test("Open Task Worktree is offered only while the task's checkout exists (landing removes it)", () => {
+  const t = task({ id: "t1", status: "merged", worktree: "/wt/t1" });
+  const [gone] = tasksTree(tree([], [t]), { worktreeExists: () => false });
+  assert.doesNotMatch(gone!.contextValue, /\bhas-worktree\b/);
+  const [there] = tasksTree(tree([], [{ ...t, status: "review" }]), { worktreeExists: (p) => p === "/wt/t1" });
+  assert.match(there!.contextValue, /\bhas-worktree\b/);
+});
+
+test("a session whose process is gone reads interrupted, not running", () => {
+  const t = task({ id: "t1", status: "in_progress", sessions: [session({ id: "s4", status: "running" })] });
+  const [row] = tasksTree(tree([], [t]), { interrupted: new Set(["s4"]) });
+  assert.match(row!.description!, /agent s4 interrupted/);
+  assert.doesNotMatch(row!.description!, /working/);
+  const [s4] = row!.children;
+  assert.match(s4!.description!, /^interrupted · /);
+  assert.notEqual(s4!.icon!.id, "loading~spin");
+  const [live] = tasksTree(tree([], [t]));
+  assert.match(live!.description!, /agent s4 working/);
+});
