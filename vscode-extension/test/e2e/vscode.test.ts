@@ -3,7 +3,7 @@
 // (scripts/install-code-server.sh) and the .vsix built (npm run package); scripts/extension-test
 // does both first.
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { after, before, describe, type TestContext, test } from "node:test";
@@ -11,7 +11,7 @@ import { type Browser, type BrowserServer, type Locator, type Page, chromium } f
 import { extensionRoot } from "../fixtures";
 import { CodeServer, codeServerDir, xdgDirs } from "../support/codeServer";
 import { alive, descendants, stopTree } from "../support/processes";
-import { type Seeded, git, isolatedEnv, removeTempDirs, seedWorkspace, sfPath, tempDir } from "../support/workspace";
+import { type Seeded, git, isolatedEnv, removeTempDirs, seedWorkspace, sfPath, tempDir, venvPython } from "../support/workspace";
 
 const CHROMIUM = process.env.STONEFORGE_CHROMIUM ?? "/usr/bin/chromium";
 const OUT = process.env.STONEFORGE_TEST_OUTPUT ?? path.join(extensionRoot(), "test-output");
@@ -95,6 +95,20 @@ describe("e2e: the extension in code-server", { timeout: 5 * 60_000 }, () => {
   const row = (view: Locator, name: RegExp | string): Locator => view.getByRole("treeitem", { name });
   const toast = (text: RegExp): Locator => page.locator(".notifications-toasts .notification-toast").filter({ hasText: text });
 
+  /** The multi-file diff editor's entries: file label, status letter (R/A/D/none), struck original. */
+  async function diffEntries(): Promise<Array<{ path: string; status: string; original: string }>> {
+    const entries = page.locator(".multiDiffEntry .file-path");
+    await entries.nth(1).waitFor({ timeout: LONG });
+    // Runs in the page: no DOM types in this project, hence `any`.
+    const found = await entries.evaluateAll((els: any[]) =>
+      els.map((el) => {
+        const text = (sel: string): string => (el.querySelector(sel)?.innerText ?? "").trim();
+        return { path: text(".title.modified").split(/\s+/)[0] ?? "", status: text(".status"), original: text(".title.original") };
+      }),
+    );
+    return found.sort((a, b) => a.path.localeCompare(b.path));
+  }
+
   async function runCommand(title: string): Promise<void> {
     await page.keyboard.press("F1");
     const input = page.locator(".quick-input-widget input");
@@ -107,7 +121,7 @@ describe("e2e: the extension in code-server", { timeout: 5 * 60_000 }, () => {
   step("the status-bar item opens the Stoneforge views, which show the seeded plan and tasks", async () => {
     // The item reads "<robot> stopped <list> 0 <merge> 1" once the server answered `status`.
     const item = page.locator(".statusbar-item").filter({ hasText: /stopped/ }).first();
-    await item.waitFor({ timeout: LONG });
+    await item.waitFor({ timeout: 2 * LONG }); // the first start of the server, on a shared machine
     await item.click();
     const tasks = pane("Tasks");
     await row(tasks, /Sprint 14/).waitFor({ timeout: LONG });
@@ -161,9 +175,21 @@ describe("e2e: the extension in code-server", { timeout: 5 * 60_000 }, () => {
     // Two files change, so the multi-file diff editor opens, titled with the MR and branch.
     await page.locator(".tab").filter({ hasText: `mr1: ${ws.branch}` }).waitFor({ timeout: LONG });
     await page.locator(".editor-instance").filter({ hasText: "calc.py" }).filter({ hasText: "NotImplementedError" }).first().waitFor({ timeout: LONG });
+    // calc.py is modified, test_calc.py added: neither reads as a rename with a struck original path.
+    assert.deepEqual(await diffEntries(), [
+      { path: "calc.py", status: "", original: "" },
+      { path: "test_calc.py", status: "A", original: "" },
+    ]);
+    await page.screenshot({ path: path.join(OUT, "diff-multi-file.png") });
     await mrRow.hover();
     await mrRow.locator('.action-label[aria-label="Show Checks"]').click();
     await page.locator(".editor-instance").filter({ hasText: "# Checks of mr1" }).filter({ hasText: "passed" }).waitFor({ timeout: LONG });
+  });
+
+  step("a task whose checkout exists offers Open Task Worktree", async () => {
+    const taskRow = row(pane("Tasks"), /^Add a parser/);
+    await taskRow.hover();
+    await taskRow.locator('.action-label[aria-label="Open Task Worktree"]').waitFor({ timeout: LONG });
   });
 
   step("approve the merge request from the Merge Queue view", async (t) => {
@@ -184,6 +210,65 @@ describe("e2e: the extension in code-server", { timeout: 5 * 60_000 }, () => {
       // The request went through the client to the server, and its answer came back and was shown.
       assert.match(text, /stoneforge\/approveMerge/);
       t.diagnostic(`the server does not implement stoneforge/approveMerge yet; its answer was shown: "${text}"`);
+    }
+  });
+
+  step("a merged merge request's diff comes from its recorded commits; its task offers no worktree", async () => {
+    // Landing deleted the branch and removed the task's checkout.
+    assert.equal(git(ws.root, "branch", "--list", ws.branch), "");
+    assert.ok(!fs.existsSync(ws.worktree));
+    await runCommand("View: Close All Editors");
+    const mrRow = row(pane("Merge Queue"), /mr1 · merged/);
+    await mrRow.hover();
+    await mrRow.locator('.action-label[aria-label="Show Diff"]').click();
+    await page.locator(".tab").filter({ hasText: `mr1: ${ws.branch}` }).waitFor({ timeout: LONG });
+    assert.deepEqual((await diffEntries()).map((e) => [e.path, e.status]), [["calc.py", ""], ["test_calc.py", "A"]]);
+    await page.screenshot({ path: path.join(OUT, "diff-merged.png") });
+    const taskRow = row(pane("Tasks"), /^Add a parser.*merged/);
+    await taskRow.hover();
+    await page.waitForTimeout(300);
+    assert.equal(await taskRow.locator('.action-label[aria-label="Open Task Worktree"]').count(), 0);
+    await taskRow.click({ button: "right" });
+    const menu = page.locator(".context-view .monaco-menu");
+    await menu.waitFor({ timeout: LONG });
+    assert.doesNotMatch(await menu.innerText(), /Open Task Worktree/);
+    await page.keyboard.press("Escape");
+  });
+
+  step("the Agents view's running times tick; a session whose process died is shown interrupted", async () => {
+    // Another stoneforge process runs a session (as a `sf serve` would), then dies without ending it.
+    const code = [
+      "import sys, time",
+      "from pathlib import Path",
+      "from stoneforge.models import SessionRole",
+      "from stoneforge.service import Service",
+      `s = Service.open(Path(${JSON.stringify(ws.root)}))`,
+      `print(s.store.start_session(${JSON.stringify(ws.blockedTaskId)}, SessionRole.WORKER).id, flush=True)`,
+      "time.sleep(600)",
+    ].join("\n");
+    const child = spawn(venvPython(), ["-c", code], { env: isolatedEnv(), stdio: ["ignore", "pipe", "inherit"] });
+    try {
+      const sessionId = await new Promise<string>((resolve) => child.stdout!.once("data", (d: Buffer) => resolve(d.toString().trim())));
+      const agents = pane("Agents");
+      const agentRow = row(agents, new RegExp(`worker ${sessionId}`));
+      await agentRow.waitFor({ timeout: LONG });
+      const first = /(\d+)s$/.exec(await agentRow.innerText());
+      // No store change happens meanwhile: only the view's own timer can move the time on.
+      const seconds = async () => Number(/(\d+)s\s*$/.exec(await agentRow.innerText())?.[1] ?? 0);
+      const deadline = Date.now() + LONG;
+      while ((await seconds()) < Number(first?.[1] ?? 0) + 2) {
+        assert.ok(Date.now() < deadline, `the running time stays at "${await agentRow.innerText()}"`);
+        await page.waitForTimeout(250);
+      }
+      await agents.screenshot({ path: path.join(OUT, "agents-ticking.png") });
+      await stopTree(child);
+      // Any store change refreshes the view: the dead process's session is no longer "running".
+      execFileSync(sfPath(), ["task", "create", "--title", "Nudge"], { cwd: ws.root });
+      await row(agents, new RegExp(`worker ${sessionId} · interrupted`)).waitFor({ timeout: LONG });
+      await row(agents, /Orchestration is stopped/).waitFor();
+      await agents.screenshot({ path: path.join(OUT, "agents-interrupted.png") });
+    } finally {
+      await stopTree(child);
     }
   });
 
@@ -249,5 +334,30 @@ describe("e2e: the extension in code-server", { timeout: 5 * 60_000 }, () => {
 
     setServerCommand(sfPath());
     await row(pane("Tasks"), new RegExp(NEW_TASK)).waitFor({ timeout: LONG });
+  });
+
+  step("in a repository that does not use Stoneforge the side bar writes nothing and offers to set it up", async () => {
+    const plainRepo = path.join(tempDir("sf-plain-"), "plain");
+    fs.mkdirSync(plainRepo);
+    git(plainRepo, "init", "-q", "-b", "main");
+    fs.writeFileSync(path.join(plainRepo, "README.md"), "# plain\n");
+    git(plainRepo, "add", "README.md");
+    git(plainRepo, "-c", "user.name=e2e", "-c", "user.email=e2e@stoneforge.invalid", "commit", "-q", "-m", "init");
+    await page.goto(`${server!.url}/?folder=${encodeURIComponent(plainRepo)}`);
+    await page.locator(".monaco-workbench").waitFor({ timeout: LONG });
+    await runCommand("Stoneforge: Show Views");
+    const welcome = page.locator(".welcome-view-content").filter({ hasText: "does not use Stoneforge yet" });
+    await welcome.waitFor({ timeout: LONG });
+    await page.locator(".statusbar-item").filter({ hasText: "Stoneforge: not set up" }).first().waitFor({ timeout: LONG });
+    // Nothing new in the repository: no .stoneforge/, nothing for Source Control to show.
+    assert.ok(!fs.existsSync(path.join(plainRepo, ".stoneforge")));
+    assert.equal(git(plainRepo, "status", "--porcelain", "--ignored"), "");
+    await page.screenshot({ path: path.join(OUT, "not-set-up.png") });
+
+    await welcome.getByRole("button", { name: "Initialize Stoneforge Here" }).click();
+    await toast(/Stoneforge is set up in .*created \.stoneforge\/config\.yaml/).waitFor({ timeout: LONG });
+    await page.locator(".welcome-view-content").filter({ hasText: "No tasks yet" }).waitFor({ timeout: LONG });
+    assert.ok(fs.existsSync(path.join(plainRepo, ".stoneforge", "config.yaml")));
+    await page.locator(".statusbar-item").filter({ hasText: /stopped/ }).first().waitFor({ timeout: LONG });
   });
 });
