@@ -25,6 +25,11 @@ function argId(arg: unknown, kind: NodeRef["kind"]): string | undefined {
   return undefined;
 }
 
+/** A modal question for a consequential action; true only when the person chose `action`. */
+async function confirm(message: string, detail: string, action: string): Promise<boolean> {
+  return (await vscode.window.showWarningMessage(message, { modal: true, detail }, action)) === action;
+}
+
 export function registerCommands(server: StoneforgeServer, views: Views, diffs: DiffProvider): vscode.Disposable[] {
   const api = server.api;
 
@@ -95,6 +100,14 @@ export function registerCommands(server: StoneforgeServer, views: Views, diffs: 
 
     command("stoneforge.ui.start", async () => {
       const max = vscode.workspace.getConfiguration("stoneforge").get<number | null>("maxConcurrent");
+      const status = await api.status();
+      const slots = max ?? status.maxConcurrent;
+      const ok = await confirm(
+        "Start orchestration?",
+        `Up to ${slots} agents start working on this repository's ${status.ready} ready tasks, each in its own checkout, and the merge queue lands checked work on the target branch. Agents run until you stop orchestration.`,
+        "Start",
+      );
+      if (!ok) return;
       await api.serve(max ?? undefined);
       void vscode.window.setStatusBarMessage("$(play) Stoneforge orchestration started", 3000);
     }),
@@ -107,6 +120,13 @@ export function registerCommands(server: StoneforgeServer, views: Views, diffs: 
     command("stoneforge.ui.approveMerge", async (arg) => {
       const mr = await chooseMr(arg, "Approve which merge request?", ["awaiting_approval"]);
       if (!mr) return;
+      const title = (await api.listTasks()).find((t) => t.id === mr.taskId)?.title ?? mr.taskId;
+      const ok = await confirm(
+        `Approve ${mr.id} and land “${title}”?`,
+        `The checked merge of ${mr.branch} lands on the target branch now (if the target moved since, it is checked again first).`,
+        "Approve and Land",
+      );
+      if (!ok) return;
       const result = await vscode.window.withProgress(
         { location: vscode.ProgressLocation.Notification, title: `Approving ${mr.id} (${mr.branch})…` },
         () => api.approveMerge(mr.id),
@@ -160,13 +180,17 @@ export function registerCommands(server: StoneforgeServer, views: Views, diffs: 
     }),
 
     command("stoneforge.ui.showChecks", async (arg) => {
-      const mrId = typeof arg === "string" ? arg : argId(arg, "mr") ?? (await chooseMr(undefined, "Show the checks of which merge request?"))?.id;
+      const checkRow = isNode(arg) && arg.ref.kind === "check" ? arg.ref.mrId : undefined;
+      const mrId =
+        typeof arg === "string" ? arg : (checkRow ?? argId(arg, "mr") ?? (await chooseMr(undefined, "Show the checks of which merge request?"))?.id);
       if (!mrId) return;
       const doc = await vscode.workspace.openTextDocument(docUri({ kind: "checks", mrId }));
       await vscode.window.showTextDocument(doc, { preview: true });
     }),
 
-    command("stoneforge.ui.openHandoff", async (taskId, key) => {
+    command("stoneforge.ui.openHandoff", async (arg, handoffKey) => {
+      // A click passes (taskId, key); the context menu passes the row.
+      const [taskId, key] = isNode(arg) && arg.ref.kind === "handoff" ? [arg.ref.taskId, arg.ref.id] : [arg, handoffKey];
       if (typeof taskId !== "string" || typeof key !== "string") return;
       const doc = await vscode.workspace.openTextDocument(docUri({ kind: "handoff", taskId, handoffKey: key }));
       await vscode.window.showTextDocument(doc, { preview: true });
@@ -189,7 +213,13 @@ export function registerCommands(server: StoneforgeServer, views: Views, diffs: 
 
     command("stoneforge.ui.cancelTask", async (arg) => {
       const task = await chooseTask(arg, "Cancel which task?", (t) => ["open", "in_progress", "review", "failed"].includes(t.status));
-      if (task) await api.cancelTask(task.id);
+      if (!task) return;
+      const ok = await confirm(
+        `Cancel task ${task.id} “${task.title}”?`,
+        "Its agent is stopped and its merge request is not landed. Its branch is kept: Retry Task starts it again.",
+        "Cancel Task",
+      );
+      if (ok) await api.cancelTask(task.id);
     }),
 
     command("stoneforge.ui.retryTask", async (arg) => {
@@ -204,6 +234,16 @@ export function registerCommands(server: StoneforgeServer, views: Views, diffs: 
       void vscode.window.showInformationMessage(`Stoneforge is set up in ${result.repository}: ${created}.`);
       return result;
     }),
+
+    command("stoneforge.ui.copyId", async (arg) => {
+      if (!isNode(arg) || !("id" in arg.ref)) return;
+      await vscode.env.clipboard.writeText(arg.ref.id);
+      void vscode.window.setStatusBarMessage(`Copied ${arg.ref.id}`, 2000);
+    }),
+
+    command("stoneforge.ui.showFinished", () => views.setShowFinished(true)),
+
+    command("stoneforge.ui.hideFinished", () => views.setShowFinished(false)),
 
     command("stoneforge.ui.refresh", () => views.refreshAll()),
 

@@ -31,7 +31,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   }
 
   server = new StoneforgeServer(folder, output);
-  const views = new Views(server);
+  const views = new Views(server, context.workspaceState);
   const docs = new DocumentProvider(server.api);
   const diffs = new DiffProvider(server.api);
   const statusBar = new StatusBar();
@@ -46,6 +46,8 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       const status = await server.api.status();
       statusBar.update(status);
       void vscode.commands.executeCommand("setContext", "stoneforge.serving", status.serving);
+      void vscode.commands.executeCommand("setContext", "stoneforge.awaitingApproval", (status.mergeRequestsByStatus.awaiting_approval ?? 0) > 0);
+      views.showNeedsYou(status);
     } catch (e) {
       output.appendLine(`[stoneforge] status: ${e instanceof Error ? e.message : String(e)}`);
     }

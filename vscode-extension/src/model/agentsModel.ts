@@ -10,11 +10,15 @@ export function agentsTree(status: Status, handoffAt: number, now: Date): TreeNo
     rows.push(
       elsewhere
         ? messageNode("elsewhere", `Orchestrator runs elsewhere (pid ${elsewhere.pid} on ${elsewhere.host})`, { id: "remote" })
-        : messageNode("stopped", "Orchestration is stopped — click to start", { id: "debug-pause" }, {
-            command: "stoneforge.ui.start",
-            title: "Start Orchestration",
-            arguments: [],
-          }),
+        : {
+            ...messageNode("stopped", "Orchestration is stopped", { id: "debug-pause" }, {
+              command: "stoneforge.ui.start",
+              title: "Start Orchestration",
+              arguments: [],
+            }),
+            description: "click to start (asks first)",
+            contextValue: "message stopped",
+          },
     );
   }
   rows.push(...status.agents.map((a) => agentNode(a, handoffAt, now)));

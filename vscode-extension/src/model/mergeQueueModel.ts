@@ -2,6 +2,7 @@
 import type { CheckRun, LandingPause, MergeRequest, MergeStatus, Task } from "../protocol";
 import { duration, humanize, oneLine, plural, shortSha, when } from "./format";
 import { checkIcon, mergeIcon } from "./icons";
+import { hiddenRow } from "./tasksModel";
 import type { TreeNode } from "./treeNode";
 
 const RANK: Record<MergeStatus, number> = {
@@ -16,16 +17,23 @@ const RANK: Record<MergeStatus, number> = {
 
 const REJECTABLE: ReadonlySet<MergeStatus> = new Set(["awaiting_approval", "conflict", "test_failed"]);
 
+/** Merge requests that are done with: hidden by default, like merged and cancelled tasks. */
+const FINISHED_MR: ReadonlySet<MergeStatus> = new Set(["merged", "rejected"]);
+
 export function mergeQueueTree(
-  mrs: MergeRequest[],
+  all: MergeRequest[],
   tasks: Pick<Task, "id" | "title">[],
   paused: LandingPause | null = null,
+  hideFinished = false,
 ): TreeNode[] {
   const titles = new Map(tasks.map((t) => [t.id, t.title]));
+  const mrs = hideFinished ? all.filter((m) => !FINISHED_MR.has(m.status)) : all;
+  const hidden = all.length - mrs.length;
   const rows = mrs
     .map((mr, i) => ({ mr, i }))
     .sort((a, b) => (RANK[a.mr.status] ?? 9) - (RANK[b.mr.status] ?? 9) || a.i - b.i)
     .map(({ mr }) => mrNode(mr, titles.get(mr.taskId)));
+  if (hidden) rows.push(hiddenRow(hidden, hidden === 1 ? "merged or rejected request" : "merged or rejected requests"));
   return paused ? [pausedNode(paused), ...rows] : rows;
 }
 

@@ -13,6 +13,26 @@ export interface TreeOptions {
   worktreeExists?: (path: string) => boolean;
   /** Sessions marked running whose process is gone (status.interruptedSessions). */
   interrupted?: ReadonlySet<string>;
+  /** Leave out merged and cancelled tasks (a row at the end says how many, and shows them). */
+  hideFinished?: boolean;
+}
+
+/** Statuses hidden by default: the work is done (or dropped), the row only adds length. */
+export const HIDDEN_WHEN_FINISHED: ReadonlySet<TaskStatus> = new Set(["merged", "cancelled"]);
+
+/** The row that says how many rows a filter hides, and shows them when clicked. */
+export function hiddenRow(count: number, what: string): TreeNode {
+  return {
+    id: "message:hidden",
+    label: `${count} ${what} hidden`,
+    description: "click to show",
+    icon: { id: "eye-closed", color: "disabledForeground" },
+    contextValue: "message hidden-rows",
+    collapsible: "none",
+    ref: { kind: "message" },
+    command: { command: "stoneforge.ui.showFinished", title: "Show Merged and Cancelled", arguments: [] },
+    children: [],
+  };
 }
 
 export function tasksTree(tree: TaskTree, opts: TreeOptions = {}): TreeNode[] {
@@ -24,10 +44,13 @@ export function tasksTree(tree: TaskTree, opts: TreeOptions = {}): TreeNode[] {
     worktreeExists: opts.worktreeExists ?? (() => true),
     interrupted: opts.interrupted ?? new Set(),
   };
-  return [
-    ...tree.plans.map((p) => planNode(p, p.tasks, ctx)),
-    ...tree.unplanned.map((t) => taskNode(t, ctx)),
+  const shown = (tasks: Task[]) => (opts.hideFinished ? tasks.filter((t) => !HIDDEN_WHEN_FINISHED.has(t.status)) : tasks);
+  const rows = [
+    ...tree.plans.map((p) => planNode(p, p.tasks, shown(p.tasks), ctx)),
+    ...shown(tree.unplanned).map((t) => taskNode(t, ctx)),
   ];
+  const hidden = byId.size - [...tree.plans.flatMap((p) => shown(p.tasks)), ...shown(tree.unplanned)].length;
+  return hidden ? [...rows, hiddenRow(hidden, hidden === 1 ? "merged or cancelled task" : "merged or cancelled tasks")] : rows;
 }
 
 interface Ctx {
@@ -37,7 +60,7 @@ interface Ctx {
   interrupted: ReadonlySet<string>;
 }
 
-function planNode(plan: Plan, tasks: Task[], ctx: Ctx): TreeNode {
+function planNode(plan: Plan, tasks: Task[], shown: Task[], ctx: Ctx): TreeNode {
   const merged = tasks.filter((t) => t.status === "merged").length;
   const tooltip = [`**${plan.title}** (${plan.id}, ${plan.status})`];
   if (plan.goal) tooltip.push("", plan.goal);
@@ -51,7 +74,7 @@ function planNode(plan: Plan, tasks: Task[], ctx: Ctx): TreeNode {
     contextValue: `plan plan-${plan.status}`,
     collapsible: "expanded",
     ref: { kind: "plan", id: plan.id },
-    children: tasks.map((t) => taskNode(t, ctx)),
+    children: shown.map((t) => taskNode(t, ctx)),
   };
 }
 

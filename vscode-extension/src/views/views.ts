@@ -3,6 +3,7 @@ import * as fs from "node:fs";
 import * as vscode from "vscode";
 import { agentsTree, hasRunningTime } from "../model/agentsModel";
 import { mergeQueueTree } from "../model/mergeQueueModel";
+import { needsYou } from "../model/statusBarModel";
 import { tasksTree } from "../model/tasksModel";
 import type { TreeNode } from "../model/treeNode";
 import type { Status } from "../protocol";
@@ -19,8 +20,17 @@ export class Views implements vscode.Disposable {
   /** The Agents view's last status, re-rendered every second while an agent runs. */
   private agentsStatus: Status | undefined;
   private ticker: ReturnType<typeof setInterval> | undefined;
+  private readonly tasksView: vscode.TreeView<TreeNode>;
 
-  constructor(private readonly server: StoneforgeServer) {
+  /** Whether merged/cancelled tasks and merged/rejected requests are shown (default: hidden). */
+  private finishedShown: boolean;
+
+  constructor(
+    private readonly server: StoneforgeServer,
+    private readonly memento?: vscode.Memento,
+  ) {
+    this.finishedShown = memento?.get<boolean>("stoneforge.showFinished") ?? false;
+    void vscode.commands.executeCommand("setContext", "stoneforge.showFinished", this.finishedShown);
     const api = server.api;
     // While the server restarts the views keep their rows (and so the user's expanded rows);
     // once it has failed they empty, which shows the welcome text with the log and restart links
@@ -35,6 +45,7 @@ export class Views implements vscode.Disposable {
         const [tree, status] = await Promise.all([api.taskTree(), api.status()]);
         this.handoffAt = tree.handoffAtTokens;
         return tasksTree(tree, {
+          hideFinished: !this.finishedShown,
           worktreeExists: (p) => fs.existsSync(p),
           interrupted: new Set((status.interruptedSessions ?? []).map((a) => a.sessionId)),
         });
@@ -43,7 +54,7 @@ export class Views implements vscode.Disposable {
     this.mergeQueue = new NodeTreeProvider(
       whenUp(async () => {
         const [mrs, tasks, status] = await Promise.all([api.mergeRequests(), api.listTasks(), api.status()]);
-        return mergeQueueTree(mrs, tasks, status.landingPaused ?? null);
+        return mergeQueueTree(mrs, tasks, status.landingPaused ?? null, !this.finishedShown);
       }),
     );
     this.agents = new NodeTreeProvider(
@@ -54,14 +65,32 @@ export class Views implements vscode.Disposable {
         return this.agentRows(status);
       }),
     );
+    this.tasksView = vscode.window.createTreeView("stoneforge.tasks", { treeDataProvider: this.tasks, showCollapseAll: true });
     this.disposables.push(
       this.tasks,
       this.mergeQueue,
       this.agents,
-      vscode.window.createTreeView("stoneforge.tasks", { treeDataProvider: this.tasks, showCollapseAll: true }),
+      this.tasksView,
       vscode.window.createTreeView("stoneforge.mergeQueue", { treeDataProvider: this.mergeQueue }),
       vscode.window.createTreeView("stoneforge.agents", { treeDataProvider: this.agents }),
     );
+  }
+
+  /** The badge on the Stoneforge views: how many things wait for the user. */
+  showNeedsYou(status: Status): void {
+    const { count, summary } = needsYou(status);
+    this.tasksView.badge = count ? { value: count, tooltip: `Needs you: ${summary}` } : undefined;
+  }
+
+  get showFinished(): boolean {
+    return this.finishedShown;
+  }
+
+  async setShowFinished(show: boolean): Promise<void> {
+    this.finishedShown = show;
+    await this.memento?.update("stoneforge.showFinished", show);
+    await vscode.commands.executeCommand("setContext", "stoneforge.showFinished", show);
+    await Promise.all([this.tasks.refresh(), this.mergeQueue.refresh()]);
   }
 
   private agentRows(status: Status): TreeNode[] {

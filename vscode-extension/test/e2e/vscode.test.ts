@@ -103,7 +103,7 @@ describe("e2e: the extension in code-server", { timeout: 5 * 60_000 }, () => {
     const found = await entries.evaluateAll((els: any[]) =>
       els.map((el) => {
         const text = (sel: string): string => (el.querySelector(sel)?.innerText ?? "").trim();
-        return { path: text(".title.modified").split(/\s+/)[0] ?? "", status: text(".status"), original: text(".title.original") };
+        return { path: text(".title.modified .label-name") || text(".title.modified"), status: text(".status"), original: text(".title.original") };
       }),
     );
     return found.sort((a, b) => a.path.localeCompare(b.path));
@@ -186,6 +186,53 @@ describe("e2e: the extension in code-server", { timeout: 5 * 60_000 }, () => {
     await page.locator(".editor-instance").filter({ hasText: "# Checks of mr1" }).filter({ hasText: "passed" }).waitFor({ timeout: LONG });
   });
 
+  /** The entries of a row's context menu. */
+  async function contextMenu(target: Locator): Promise<string[]> {
+    await target.click({ button: "right" });
+    const menu = page.locator(".context-view .monaco-menu");
+    await menu.waitFor({ timeout: LONG });
+    const items = (await menu.locator(".action-label").allInnerTexts()).map((t) => t.trim()).filter(Boolean);
+    await page.keyboard.press("Escape");
+    return items;
+  }
+
+  step("every kind of row has its actions in a context menu", async () => {
+    const tasks = pane("Tasks");
+    const mq = pane("Merge Queue");
+    const menus: Record<string, string[]> = {
+      plan: await contextMenu(row(tasks, /^Sprint 14/)),
+      task: await contextMenu(row(tasks, /^Add a parser/)),
+      session: await contextMenu(row(tasks, /^worker /).first()),
+      handoff: await contextMenu(row(tasks, /handoff h1/)),
+      "merge request": await contextMenu(row(mq, /Add a parser/)),
+    };
+    await row(mq, /Add a parser/).click();
+    await page.keyboard.press("ArrowRight");
+    menus.check = await contextMenu(row(mq, /git --version/));
+    const want: Record<string, string[]> = {
+      plan: ["Create Task", "Copy ID"],
+      task: ["Open Task Worktree", "Cancel Task", "Copy ID"],
+      session: ["Copy ID"],
+      handoff: ["Open Handoff", "Copy ID"],
+      "merge request": ["Show Diff", "Show Checks", "Approve Merge", "Reject Merge", "Copy ID"],
+      check: ["Show Checks"],
+    };
+    for (const [kind, items] of Object.entries(want)) {
+      for (const item of items) assert.ok(menus[kind]!.includes(item), `${kind} row menu ${JSON.stringify(menus[kind])} lacks ${item}`);
+    }
+  });
+
+  step("the stopped-orchestration row asks before it starts agents", async () => {
+    await row(pane("Agents"), /Orchestration is stopped/).click();
+    const dialog = page.locator(".monaco-dialog-box").filter({ hasText: "Start orchestration?" });
+    await dialog.waitFor({ timeout: LONG });
+    await page.screenshot({ path: path.join(OUT, "confirm-start.png") });
+    await dialog.getByRole("button", { name: "Cancel" }).click();
+    await dialog.waitFor({ state: "hidden" });
+    const status = JSON.parse(execFileSync(sfPath(), ["status", "--json"], { cwd: ws.root, encoding: "utf8" })) as { orchestrator: unknown };
+    assert.equal(status.orchestrator, null, "no orchestrator was started");
+  });
+
   step("a task whose checkout exists offers Open Task Worktree", async () => {
     const taskRow = row(pane("Tasks"), /^Add a parser/);
     await taskRow.hover();
@@ -196,6 +243,11 @@ describe("e2e: the extension in code-server", { timeout: 5 * 60_000 }, () => {
     const mrRow = row(pane("Merge Queue"), /Add a parser/);
     await mrRow.hover();
     await mrRow.locator('.action-label[aria-label="Approve Merge"]').click();
+    // Landing on main is consequential: a modal asks first.
+    const dialog = page.locator(".monaco-dialog-box").filter({ hasText: "Approve mr1 and land" });
+    await dialog.waitFor({ timeout: LONG });
+    await page.screenshot({ path: path.join(OUT, "confirm-approve.png") });
+    await dialog.getByRole("button", { name: "Approve and Land" }).click();
     const outcome = toast(/Merge request mr1: |stoneforge\/approveMerge/);
     await outcome.first().waitFor({ timeout: LONG });
     const text = (await outcome.first().innerText()).replace(/\s+/g, " ");
@@ -204,6 +256,12 @@ describe("e2e: the extension in code-server", { timeout: 5 * 60_000 }, () => {
       // main moved to the merge commit, whose second parent is the task's branch.
       assert.ok(git(ws.root, "rev-parse", "main").startsWith(merged[1]!), text);
       assert.equal(git(ws.root, "rev-parse", "main^2"), git(ws.root, "rev-parse", ws.branch));
+      // Finished rows are hidden by default; a row says how many, and shows them when clicked.
+      const hidden = row(pane("Merge Queue"), /1 merged or rejected request hidden/);
+      await hidden.waitFor({ timeout: LONG });
+      assert.equal(await row(pane("Merge Queue"), /mr1 · merged/).count(), 0);
+      await pane("Merge Queue").screenshot({ path: path.join(OUT, "merged-hidden.png") });
+      await hidden.click();
       await row(pane("Merge Queue"), /mr1 · merged/).waitFor({ timeout: LONG });
       await row(pane("Tasks"), /Add a parser.*merged/).waitFor({ timeout: LONG });
     } else {

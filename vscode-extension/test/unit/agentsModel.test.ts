@@ -42,7 +42,7 @@ test("running times tick by whole seconds and read sensibly at start", () => {
 
 test("sessions whose process is gone are listed as interrupted under a stopped orchestration", () => {
   const rows = agentsTree(status({ serving: false, agents: [], interruptedSessions: [agent({ sessionId: "s7" })] }), 140_000, NOW);
-  assert.deepEqual(rows.map((r) => r.label), ["Orchestration is stopped — click to start", "t1 Add a parser"]);
+  assert.deepEqual(rows.map((r) => r.label), ["Orchestration is stopped", "t1 Add a parser"]);
   assert.match(rows[1]!.description!, /interrupted/);
   assert.notEqual(rows[1]!.icon!.id, "loading~spin");
 });

@@ -129,3 +129,17 @@ test("a session whose process is gone reads interrupted, not running", () => {
   const [live] = tasksTree(tree([], [t]));
   assert.match(live!.description!, /agent s4 working/);
 });
+
+test("merged and cancelled tasks are hidden on request; a last row counts them and shows them", () => {
+  const t = tree(
+    [{ ...plan({ id: "p1", status: "active" }), tasks: [task({ id: "t1", planId: "p1", status: "merged" }), task({ id: "t2", planId: "p1" })] }],
+    [task({ id: "t3", status: "cancelled" }), task({ id: "t4" })],
+  );
+  const rows = tasksTree(t, { hideFinished: true });
+  assert.deepEqual(rows.map((r) => r.id), ["plan:p1", "task:t4", "message:hidden"]);
+  assert.deepEqual(rows[0]!.children.map((c) => c.id), ["task:t2"]);
+  assert.equal(rows[0]!.description, "p1 · active · 1/2 tasks merged"); // the plan still counts them
+  assert.equal(rows[2]!.label, "2 merged or cancelled tasks hidden");
+  assert.equal(rows[2]!.command!.command, "stoneforge.ui.showFinished");
+  assert.deepEqual(tasksTree(t).map((r) => r.id), ["plan:p1", "task:t3", "task:t4"]);
+});
