@@ -1,6 +1,6 @@
 // stoneforge/status -> rows of the Agents view: one per slot, busy ones with what they run.
 import type { Agent, Status } from "../protocol";
-import { contextUse, cost, elapsed, secondsSince, when } from "./format";
+import { contextShort, contextUse, cost, elapsed, secondsSince, when } from "./format";
 import { messageNode, type TreeNode } from "./treeNode";
 
 export function agentsTree(status: Status, handoffAt: number, now: Date): TreeNode[] {
@@ -37,7 +37,7 @@ export function agentNode(a: Agent, handoffAt: number, now: Date): TreeNode {
   return {
     id: `agent:${a.sessionId}`,
     label: what,
-    description: [`${a.role} ${a.sessionId}`, contextUse(a.contextTokens, handoffAt), cost(a.costUsd), elapsed(secondsSince(a.startedAt, now))].join(" · "),
+    description: [`${a.role} ${a.sessionId}`, contextShort(a.contextTokens, handoffAt), cost(a.costUsd), elapsed(secondsSince(a.startedAt, now))].join(" · "),
     tooltip: `**${a.role} session ${a.sessionId}**${a.pid ? ` (pid ${a.pid})` : ""}\n\n- task: ${what}\n- context: ${contextUse(a.contextTokens, handoffAt)}\n- cost: ${cost(a.costUsd)}\n- started ${when(a.startedAt)}`,
     icon: { id: a.role === "worker" ? "loading~spin" : a.role === "steward" ? "git-merge" : "compass", color: "charts.blue" },
     contextValue: `agent agent-${a.role}`,

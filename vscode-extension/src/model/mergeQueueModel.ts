@@ -1,6 +1,6 @@
 // stoneforge/mergeRequests -> rows of the Merge Queue view, the ones needing a person first.
 import type { CheckRun, LandingPause, MergeRequest, MergeStatus, Task } from "../protocol";
-import { duration, humanize, oneLine, plural, shortSha, when } from "./format";
+import { duration, humanize, oneLine, plural, shortCommand, shortSha, when } from "./format";
 import { checkIcon, mergeIcon } from "./icons";
 import { hiddenRow } from "./tasksModel";
 import type { TreeNode } from "./treeNode";
@@ -104,7 +104,7 @@ function checkNode(mrId: string, c: CheckRun, index: number): TreeNode {
   const result = c.exitCode === null ? "did not finish" : c.exitCode === 0 ? "passed" : `exit ${c.exitCode}`;
   return {
     id: `check:${mrId}:${index}`,
-    label: c.command,
+    label: shortCommand(c.command),
     description: [result, duration(c.durationS), c.flaky ? "flaky" : undefined].filter(Boolean).join(" · "),
     tooltip: "```\n" + (c.outputTail || "(no output)") + "\n```",
     icon: checkIcon(c.exitCode, c.flaky),

@@ -1,6 +1,6 @@
 // stoneforge/taskTree -> rows of the Tasks view: plans -> tasks -> sessions and handoffs.
 import type { Handoff, Plan, Session, Task, TaskStatus, TaskTree } from "../protocol";
-import { contextUse, cost, humanize, oneLine, plural, when } from "./format";
+import { contextShort, contextUse, cost, humanize, oneLine, plural, when } from "./format";
 import { handoffKey } from "./handoffDoc";
 import { sessionIcon, taskIcon } from "./icons";
 import type { TreeNode } from "./treeNode";
@@ -90,7 +90,7 @@ export function blockedBy(task: Task, byId: Map<string, Task>): string[] {
 export function agentState(task: Task, handoffAt: number, interrupted: ReadonlySet<string> = new Set()): string | undefined {
   const running = task.sessions.find((s) => s.status === "running");
   if (running && interrupted.has(running.id)) return `agent ${running.id} interrupted (resumes when orchestration starts)`;
-  if (running) return `agent ${running.id} working, ${contextUse(running.contextTokens, handoffAt)}`;
+  if (running) return `agent ${running.id} working, ${contextShort(running.contextTokens, handoffAt)}`;
   if (task.status === "in_progress") return "waiting for an agent";
   return undefined;
 }
@@ -174,7 +174,7 @@ function taskChildren(task: Task, ctx: Ctx): TreeNode[] {
 export function sessionNode(s: Session, handoffAt: number, interrupted = false): TreeNode {
   // Marked running, but the process that ran it is gone: nothing runs it until the next start.
   const state = interrupted ? "interrupted" : humanize(s.status);
-  const description = [state, contextUse(s.contextTokens, handoffAt), cost(s.costUsd)].join(" · ");
+  const description = [state, contextShort(s.contextTokens, handoffAt), cost(s.costUsd)].join(" · ");
   const tooltip = [
     `**${s.role} session ${s.id}** (${state})`,
     "",

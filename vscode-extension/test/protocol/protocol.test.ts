@@ -103,7 +103,7 @@ describe("protocol: one seeded repository", () => {
     const [row1, row2] = rows[0]!.children;
     assert.equal(row1!.description, `${ws.taskId} · P2 · review · MR awaiting approval`);
     assert.deepEqual(row1!.children.map((c) => c.id.split(":")[0]), ["session", "handoff", "session"]);
-    assert.match(row1!.children[0]!.description!, /^handed off · 141\.2k \/ 140k tokens \(101%\) · \$0\.42$/);
+    assert.match(row1!.children[0]!.description!, /^handed off · 141\.2k tokens \(101%\) · \$0\.42$/);
     assert.equal(row2!.description, `${ws.blockedTaskId} · P3 · blocked by ${ws.taskId}`);
   });
 

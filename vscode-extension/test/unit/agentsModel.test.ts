@@ -12,7 +12,7 @@ test("while serving: one row per busy agent, then the idle slots", () => {
     NOW,
   );
   assert.deepEqual(rows.map((r) => r.label), ["t1 Add a parser", "slot 2", "slot 3"]);
-  assert.equal(rows[0]!.description, "worker s3 · 5.2k / 140k tokens (4%) · $0.01 · 3m 05s");
+  assert.equal(rows[0]!.description, "worker s3 · 5.2k tokens (4%) · $0.01 · 3m 05s");
   assert.equal(rows[1]!.description, "idle");
 });
 

@@ -53,7 +53,7 @@ test("an inherited priority shows both the own and the effective one", () => {
 
 test("agent state: a running session with its context use, or waiting", () => {
   const running = task({ id: "t1", status: "in_progress", sessions: [session({ id: "s2", status: "running", contextTokens: 70_000 })] });
-  assert.equal(agentState(running, 140_000), "agent s2 working, 70k / 140k tokens (50%)");
+  assert.equal(agentState(running, 140_000), "agent s2 working, 70k tokens (50%)");
   assert.equal(agentState(task({ id: "t1", status: "in_progress" }), 140_000), "waiting for an agent");
   assert.equal(agentState(task({ id: "t1" }), 140_000), undefined);
   const [row] = tasksTree(tree([], [running]));
@@ -76,7 +76,7 @@ test("sessions and handoffs are children in the order they happened", () => {
   assert.deepEqual(row!.children.map((c) => c.id), ["session:s1", "handoff:t1:h1", "session:s2"]);
   const [s1, h1] = row!.children;
   assert.equal(s1!.label, "worker s1");
-  assert.equal(s1!.description, "handed off · 141k / 140k tokens (101%) · $0.42");
+  assert.equal(s1!.description, "handed off · 141k tokens (101%) · $0.42");
   assert.equal(h1!.description, "next: Write the error path");
   assert.deepEqual(h1!.command, { command: "stoneforge.ui.openHandoff", title: "Open Handoff", arguments: ["t1", "h1"] });
 });
