@@ -63,7 +63,7 @@ describe("e2e: the extension in code-server", { timeout: 5 * 60_000 }, () => {
     });
     browser = await chromium.connect(chromiumServer.wsEndpoint());
     page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
-    await page.goto(`${server.url}/?folder=${encodeURIComponent(ws.root)}`);
+    await page.goto(`${server.url}/?folder=${encodeURIComponent(ws.root)}`, { timeout: 2 * LONG });
     await page.locator(".monaco-workbench").waitFor({ timeout: LONG });
   });
 
@@ -401,7 +401,7 @@ describe("e2e: the extension in code-server", { timeout: 5 * 60_000 }, () => {
     fs.writeFileSync(path.join(plainRepo, "README.md"), "# plain\n");
     git(plainRepo, "add", "README.md");
     git(plainRepo, "-c", "user.name=e2e", "-c", "user.email=e2e@stoneforge.invalid", "commit", "-q", "-m", "init");
-    await page.goto(`${server!.url}/?folder=${encodeURIComponent(plainRepo)}`);
+    await page.goto(`${server!.url}/?folder=${encodeURIComponent(plainRepo)}`, { timeout: 2 * LONG });
     await page.locator(".monaco-workbench").waitFor({ timeout: LONG });
     await runCommand("Stoneforge: Show Views");
     const welcome = page.locator(".welcome-view-content").filter({ hasText: "does not use Stoneforge yet" });
