@@ -66,7 +66,9 @@ export function registerCommands(server: StoneforgeServer, views: Views, diffs: 
       const params = await askNewTask(await api.listTasks(), planId);
       if (!params) return;
       const task = await api.createTask(params);
-      void vscode.window.showInformationMessage(`Created task ${task.id}: ${task.title}`);
+      await views.tasks.refresh();
+      await views.revealTask(task.id); // the new row, selected
+      void vscode.window.setStatusBarMessage(`$(add) Created task ${task.id}: ${task.title}`, 4000);
       return task;
     }),
 

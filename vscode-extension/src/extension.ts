@@ -10,6 +10,7 @@ import { DIFF_SCHEME, DOC_SCHEME } from "./model/docUris";
 import { onInterpreterChanged } from "./python";
 import { StoneforgeServer } from "./server";
 import { StatusBar } from "./statusBar";
+import { Toasts } from "./toasts";
 import { Views } from "./views/views";
 
 let server: StoneforgeServer | undefined;
@@ -35,6 +36,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   const docs = new DocumentProvider(server.api);
   const diffs = new DiffProvider(server.api);
   const statusBar = new StatusBar();
+  const toasts = new Toasts(server, views);
 
   const refreshStatus = async () => {
     if (server?.state !== "running") return;
@@ -66,8 +68,11 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     vscode.workspace.registerTextDocumentContentProvider(DIFF_SCHEME, diffs),
     ...registerCommands(server, views, diffs),
     server.onChanged(refreshEverything),
+    toasts,
+    server.onMessage((m) => toasts.show(m)),
     server.onState((state) => {
       statusBar.showState(state);
+      views.showFailure(state === "failed" ? server?.lastFailure : undefined);
       refreshEverything();
     }),
     vscode.workspace.onDidChangeConfiguration((e) => {

@@ -19,6 +19,12 @@ import { selectedInterpreter } from "./python";
 
 export type ServerState = "starting" | "running" | "failed";
 
+/** window/showMessage params: type 1 error, 2 warning, 3 info, 4 log. */
+export interface ServerMessage {
+  type: number;
+  message: string;
+}
+
 export class StoneforgeServer implements vscode.Disposable {
   private client: LanguageClient | undefined;
   private command: ServerCommand | undefined;
@@ -28,6 +34,12 @@ export class StoneforgeServer implements vscode.Disposable {
   private readonly stateEmitter = new vscode.EventEmitter<ServerState>();
   private current: ServerState = "starting";
   private initializedFolder = true;
+  /** Why the server last failed to start (shown atop the views while it is failed). */
+  lastFailure: string | undefined;
+
+  private readonly messageEmitter = new vscode.EventEmitter<ServerMessage>();
+  /** The server's pop-ups (window/showMessage), for the extension to show its own way. */
+  readonly onMessage = this.messageEmitter.event;
 
   /** Fires on every `stoneforge/changed` notification. */
   readonly onChanged = this.changedEmitter.event;
@@ -142,6 +154,8 @@ export class StoneforgeServer implements vscode.Disposable {
       }
     });
     client.onNotification(CHANGED_NOTIFICATION, (params: ChangedParams) => this.changedEmitter.fire(params));
+    // Replaces the client's default toast per message (registered before start, so it wins).
+    client.onNotification("window/showMessage", (params: ServerMessage) => this.messageEmitter.fire(params));
     try {
       await client.start();
     } catch (e) {
@@ -166,8 +180,9 @@ export class StoneforgeServer implements vscode.Disposable {
 
   /** Mark the server failed and tell the user why and how to fix it (without waiting for them). */
   private fail(cmd: ServerCommand | undefined, reason: string): void {
-    this.setState("failed");
     const message = cannotStartMessage(cmd, reason);
+    this.lastFailure = message;
+    this.setState("failed");
     this.output.appendLine(`[stoneforge] ${message}`);
     void vscode.window.showErrorMessage(message, "Open Settings", "Show Log", "Retry").then(async (choice) => {
       if (choice === "Open Settings") {
@@ -201,6 +216,7 @@ export class StoneforgeServer implements vscode.Disposable {
   async dispose(): Promise<void> {
     await this.stopClient();
     this.changedEmitter.dispose();
+    this.messageEmitter.dispose();
     this.stateEmitter.dispose();
   }
 }

@@ -76,6 +76,22 @@ export class Views implements vscode.Disposable {
     );
   }
 
+  /** Select a task's row (showing finished rows first if it is one of them). */
+  async revealTask(taskId: string): Promise<void> {
+    await vscode.commands.executeCommand("workbench.view.extension.stoneforge");
+    let node = this.tasks.find(`task:${taskId}`);
+    if (!node && !this.finishedShown) {
+      await this.setShowFinished(true);
+      node = this.tasks.find(`task:${taskId}`);
+    }
+    if (node) await this.tasksView.reveal(node, { select: true, focus: true, expand: true });
+  }
+
+  /** While the server is failed, why, above the welcome text with its Open Settings link. */
+  showFailure(reason: string | undefined): void {
+    this.tasksView.message = reason?.replace(/^Stoneforge: /, "");
+  }
+
   /** The badge on the Stoneforge views: how many things wait for the user. */
   showNeedsYou(status: Status): void {
     const { count, summary } = needsYou(status);
