@@ -3,7 +3,7 @@
 // apart from the server's own `stoneforge.<method>` commands, which the language client registers.)
 import * as vscode from "vscode";
 import type { DiffProvider } from "./docs";
-import { docUri } from "./docs";
+import { showDocument } from "./docs";
 import { mergeRequestChoices, taskChoices } from "./model/choices";
 import { type DiffEntry, diffEntries } from "./model/diffEntries";
 import type { DiffSide } from "./model/docUris";
@@ -186,21 +186,18 @@ export function registerCommands(server: StoneforgeServer, views: Views, diffs: 
       const mrId =
         typeof arg === "string" ? arg : (checkRow ?? argId(arg, "mr") ?? (await chooseMr(undefined, "Show the checks of which merge request?"))?.id);
       if (!mrId) return;
-      const doc = await vscode.workspace.openTextDocument(docUri({ kind: "checks", mrId }));
-      await vscode.window.showTextDocument(doc, { preview: true });
+      await showDocument({ kind: "checks", mrId });
     }),
 
     command("stoneforge.ui.openHandoff", async (arg, handoffKey) => {
       // A click passes (taskId, key); the context menu passes the row.
       const [taskId, key] = isNode(arg) && arg.ref.kind === "handoff" ? [arg.ref.taskId, arg.ref.id] : [arg, handoffKey];
       if (typeof taskId !== "string" || typeof key !== "string") return;
-      const doc = await vscode.workspace.openTextDocument(docUri({ kind: "handoff", taskId, handoffKey: key }));
-      await vscode.window.showTextDocument(doc, { preview: true });
+      await showDocument({ kind: "handoff", taskId, handoffKey: key });
     }),
 
     command("stoneforge.ui.showForecast", async () => {
-      const doc = await vscode.workspace.openTextDocument(docUri({ kind: "forecast" }));
-      await vscode.window.showTextDocument(doc, { preview: true });
+      await showDocument({ kind: "forecast" });
     }),
 
     command("stoneforge.ui.openWorktree", async (arg) => {

@@ -4,30 +4,41 @@
 import * as vscode from "vscode";
 import type { StoneforgeApi } from "./api";
 import { checksMarkdown } from "./model/checksDoc";
-import { DIFF_SCHEME, DOC_SCHEME, type DiffSide, type DocTarget, diffUriParts, docPath, parseDiffUri, parseDocPath } from "./model/docUris";
+import { DIFF_SCHEME, DOC_SCHEME, type DiffSide, type DocTarget, diffUriParts, docUriParts, parseDiffUri, parseDocQuery } from "./model/docUris";
 import { forecastMarkdown } from "./model/forecastDoc";
 import { findHandoff, handoffMarkdown } from "./model/handoffDoc";
 import type { MergeDiff } from "./protocol";
 
 export function docUri(target: DocTarget): vscode.Uri {
-  return vscode.Uri.from({ scheme: DOC_SCHEME, path: docPath(target) });
+  return vscode.Uri.from({ scheme: DOC_SCHEME, ...docUriParts(target) });
+}
+
+/** Open a document rendered (Markdown preview), as a person reads it; its source stays a click away. */
+export async function showDocument(target: DocTarget): Promise<void> {
+  const uri = docUri(target);
+  await vscode.workspace.openTextDocument(uri); // loads it, so a server error shows before the preview
+  await vscode.commands.executeCommand("markdown.showPreview", uri);
 }
 
 export class DocumentProvider implements vscode.TextDocumentContentProvider {
   private readonly emitter = new vscode.EventEmitter<vscode.Uri>();
   readonly onDidChange = this.emitter.event;
 
-  constructor(private readonly api: StoneforgeApi) {}
+  constructor(
+    private readonly api: StoneforgeApi,
+    /** The repository's folder: files named in documents link there. */
+    private readonly root?: string,
+  ) {}
 
   async provideTextDocumentContent(uri: vscode.Uri): Promise<string> {
-    const target = parseDocPath(uri.path);
+    const target = parseDocQuery(uri.query);
     if (!target) return `Unknown Stoneforge document: ${uri.toString()}`;
     switch (target.kind) {
       case "handoff": {
         const [handoffs, tasks] = await Promise.all([this.api.handoffs(target.taskId), this.api.listTasks()]);
         const handoff = findHandoff(handoffs, target.handoffKey);
         if (!handoff) return `# Handoff ${target.handoffKey}\n\nTask ${target.taskId} has no such handoff any more.\n`;
-        return handoffMarkdown(handoff, tasks.find((t) => t.id === target.taskId));
+        return handoffMarkdown(handoff, tasks.find((t) => t.id === target.taskId), this.root);
       }
       case "checks": {
         const mr = (await this.api.mergeRequests()).find((m) => m.id === target.mrId);
@@ -35,7 +46,7 @@ export class DocumentProvider implements vscode.TextDocumentContentProvider {
       }
       case "forecast": {
         const [forecast, tasks] = await Promise.all([this.api.forecast(), this.api.listTasks()]);
-        return forecastMarkdown(forecast, new Map(tasks.map((t) => [t.id, t.title])));
+        return forecastMarkdown(forecast, new Map(tasks.map((t) => [t.id, t.title])), this.root);
       }
     }
   }

@@ -20,24 +20,30 @@ export interface DiffTarget {
 
 const seg = encodeURIComponent;
 
-export function docPath(target: DocTarget): string {
+/**
+ * A document's URI as path + query: the path is what its tab shows ("Handoff h1 of t1.md"), the
+ * query says what to load, so names can read well without being parsed back.
+ */
+export function docUriParts(target: DocTarget): { path: string; query: string } {
   switch (target.kind) {
     case "handoff":
-      return `/handoff/${seg(target.taskId)}/${seg(target.handoffKey)}.md`;
+      return { path: `/Handoff ${target.handoffKey} of ${target.taskId}.md`, query: `kind=handoff&task=${seg(target.taskId)}&key=${seg(target.handoffKey)}` };
     case "checks":
-      return `/checks/${seg(target.mrId)}.md`;
+      return { path: `/Checks of ${target.mrId}.md`, query: `kind=checks&mr=${seg(target.mrId)}` };
     case "forecast":
-      return "/forecast.md";
+      return { path: "/Conflict forecast.md", query: "kind=forecast" };
   }
 }
 
-export function parseDocPath(path: string): DocTarget | undefined {
-  const parts = path.replace(/^\//, "").replace(/\.md$/, "").split("/").map(decodeURIComponent);
-  if (parts[0] === "handoff" && parts.length === 3) {
-    return { kind: "handoff", taskId: parts[1]!, handoffKey: parts[2]! };
-  }
-  if (parts[0] === "checks" && parts.length === 2) return { kind: "checks", mrId: parts[1]! };
-  if (parts[0] === "forecast" && parts.length === 1) return { kind: "forecast" };
+export function parseDocQuery(query: string): DocTarget | undefined {
+  const q = new URLSearchParams(query);
+  const kind = q.get("kind");
+  const task = q.get("task");
+  const key = q.get("key");
+  const mr = q.get("mr");
+  if (kind === "handoff" && task && key) return { kind, taskId: task, handoffKey: key };
+  if (kind === "checks" && mr) return { kind, mrId: mr };
+  if (kind === "forecast") return { kind };
   return undefined;
 }
 

@@ -95,6 +95,12 @@ describe("e2e: the extension in code-server", { timeout: 5 * 60_000 }, () => {
   const row = (view: Locator, name: RegExp | string): Locator => view.getByRole("treeitem", { name });
   const toast = (text: RegExp): Locator => page.locator(".notifications-toasts .notification-toast").filter({ hasText: text });
 
+  /** Wait for a text in the Markdown preview (a webview: an iframe in an iframe). */
+  async function preview(text: string): Promise<void> {
+    const doc = page.frameLocator("iframe.webview.ready").last().frameLocator("#active-frame");
+    await doc.getByText(text).first().waitFor({ timeout: LONG });
+  }
+
   /** The multi-file diff editor's entries: file label, status letter (R/A/D/none), struck original. */
   async function diffEntries(): Promise<Array<{ path: string; status: string; original: string }>> {
     const entries = page.locator(".multiDiffEntry .file-path");
@@ -151,9 +157,11 @@ describe("e2e: the extension in code-server", { timeout: 5 * 60_000 }, () => {
     await row(tasks, /Add a parser/).click();
     await page.keyboard.press("ArrowRight"); // expand: sessions and the handoff
     await row(tasks, /handoff h1/).click();
-    const editor = page.locator(".editor-instance");
-    await editor.filter({ hasText: "Strip whitespace in parse()" }).waitFor({ timeout: LONG });
-    await editor.filter({ hasText: "## Done" }).waitFor();
+    // Rendered (the Markdown preview), in a tab named for what it is.
+    await page.locator(".tab").filter({ hasText: "Preview Handoff h1 of t1.md" }).waitFor({ timeout: LONG });
+    await preview("Strip whitespace in parse()");
+    await preview("Files touched");
+    await page.screenshot({ path: path.join(OUT, "handoff-preview.png") });
   });
 
   step("a file with conflict markers gets a stoneforge squiggle", async () => {
@@ -183,7 +191,8 @@ describe("e2e: the extension in code-server", { timeout: 5 * 60_000 }, () => {
     await page.screenshot({ path: path.join(OUT, "diff-multi-file.png") });
     await mrRow.hover();
     await mrRow.locator('.action-label[aria-label="Show Checks"]').click();
-    await page.locator(".editor-instance").filter({ hasText: "# Checks of mr1" }).filter({ hasText: "passed" }).waitFor({ timeout: LONG });
+    await page.locator(".tab").filter({ hasText: "Preview Checks of mr1.md" }).waitFor({ timeout: LONG });
+    await preview("Checks of mr1");
   });
 
   /** The entries of a row's context menu. */

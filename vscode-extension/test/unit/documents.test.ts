@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { checksMarkdown } from "../../src/model/checksDoc";
 import { forecastMarkdown } from "../../src/model/forecastDoc";
-import { findHandoff, handoffKey, handoffMarkdown } from "../../src/model/handoffDoc";
+import { fileLink, findHandoff, handoffKey, handoffMarkdown } from "../../src/model/handoffDoc";
 import { handoff, mr, task } from "../fixtures";
 
 test("a handoff reads as done, remaining, next step, files, decisions, failing tests", () => {
@@ -74,4 +74,11 @@ test("forecast lists the conflicting pairs with files and line ranges", () => {
   assert.match(md, /## Could not forecast\n\n- t4: no such branch/);
   const none = forecastMarkdown({ target: "main", targetCommit: "c0", branches: [], pairs: [], errors: {}, durationS: 0 }, new Map());
   assert.match(none, /No conflicts predicted/);
+});
+
+test("files in a handoff and the forecast link to the repository's files (at the conflicting line)", () => {
+  const md = handoffMarkdown(handoff({ filesTouched: ["src/a b.py"] }), undefined, "/repo");
+  assert.match(md, /- \[`src\/a b\.py`\]\(file:\/\/\/repo\/src\/a%20b\.py\)/);
+  assert.match(handoffMarkdown(handoff()), /- `calc\.py`/); // no root: plain code
+  assert.equal(fileLink("/repo", "calc.py", 12), "[`calc.py`](file:///repo/calc.py#L12)");
 });
