@@ -144,6 +144,16 @@ export class StoneforgeServer implements vscode.Disposable {
     };
     this.reachedRunning = false;
     const client = new LanguageClient("stoneforge", "Stoneforge", serverOptions, clientOptions);
+    // No work-done progress: the orchestrator's would be an endless spinner in the status bar,
+    // repeating what the Stoneforge item and the views already show.
+    client.registerFeature({
+      fillClientCapabilities: (caps) => {
+        if (caps.window) caps.window.workDoneProgress = false;
+      },
+      initialize: () => {},
+      getState: () => ({ kind: "static" }),
+      clear: () => {},
+    });
     this.client = client;
     client.onDidChangeState((e) => {
       if (e.newState === State.Running) {
