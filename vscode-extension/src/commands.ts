@@ -63,7 +63,8 @@ export function registerCommands(server: StoneforgeServer, views: Views, diffs: 
   return [
     command("stoneforge.ui.createTask", async (arg) => {
       const planId = argId(arg, "plan");
-      const params = await askNewTask(await api.listTasks(), planId);
+      const [tasks, tree] = await Promise.all([api.listTasks(), api.taskTree()]);
+      const params = await askNewTask(tasks, tree.plans, planId);
       if (!params) return;
       const task = await api.createTask(params);
       await views.tasks.refresh();

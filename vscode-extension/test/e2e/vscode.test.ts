@@ -139,17 +139,29 @@ describe("e2e: the extension in code-server", { timeout: 5 * 60_000 }, () => {
   step("Stoneforge: Create Task from the command palette shows the new task in the Tasks view", async () => {
     await runCommand("Stoneforge: Create Task");
     const input = page.locator(".quick-input-widget input");
-    await page.locator(".quick-input-widget").filter({ hasText: "Create Task (1/3)" }).waitFor();
+    await page.locator(".quick-input-widget").filter({ hasText: "Create Task (1/5)" }).waitFor();
     await input.fill(NEW_TASK);
     await page.keyboard.press("Enter");
+    await page.locator(".quick-input-widget").filter({ hasText: "description" }).waitFor();
+    await input.fill("Say how to run calc.");
+    await page.keyboard.press("Enter");
+    await page.locator(".quick-input-widget").filter({ hasText: "plan" }).waitFor();
+    await page.keyboard.press("Enter"); // No plan
     await page.locator(".quick-input-widget").filter({ hasText: "priority" }).waitFor();
     await page.keyboard.press("Enter"); // P3, the default
-    await page.locator(".quick-input-widget").filter({ hasText: "dependencies" }).waitFor();
+    const deps = page.locator(".quick-input-widget").filter({ hasText: "dependencies" });
+    await deps.waitFor();
+    // Only tasks that can still land: the one in review and the open one.
+    const offered = await deps.locator(".quick-input-list .monaco-list-row").allInnerTexts();
+    assert.equal(offered.length, 2, offered.join(" | "));
     await page.keyboard.press("Enter"); // none
-    await row(pane("Tasks"), new RegExp(NEW_TASK)).waitFor({ timeout: LONG });
+    // The new row is revealed and selected.
+    const created = row(pane("Tasks"), new RegExp(NEW_TASK));
+    await created.waitFor({ timeout: LONG });
+    assert.equal(await created.getAttribute("aria-selected"), "true");
     // The server has it too: the view showed what the store holds.
-    const listed = JSON.parse(execFileSync(sfPath(), ["task", "list", "--json"], { cwd: ws.root, encoding: "utf8" })) as Array<{ title: string; priority: number }>;
-    assert.ok(listed.some((t) => t.title === NEW_TASK && t.priority === 3), JSON.stringify(listed));
+    const listed = JSON.parse(execFileSync(sfPath(), ["task", "list", "--json"], { cwd: ws.root, encoding: "utf8" })) as Array<{ title: string; priority: number; description: string }>;
+    assert.ok(listed.some((t) => t.title === NEW_TASK && t.priority === 3 && t.description === "Say how to run calc."), JSON.stringify(listed));
   });
 
   step("selecting a handoff opens it as a readable document", async () => {
@@ -250,6 +262,7 @@ describe("e2e: the extension in code-server", { timeout: 5 * 60_000 }, () => {
 
   step("approve the merge request from the Merge Queue view", async (t) => {
     const mrRow = row(pane("Merge Queue"), /Add a parser/);
+    const branchTip = git(ws.root, "rev-parse", ws.branch); // landing deletes the branch
     await mrRow.hover();
     await mrRow.locator('.action-label[aria-label="Approve Merge"]').click();
     // Landing on main is consequential: a modal asks first.
@@ -264,7 +277,7 @@ describe("e2e: the extension in code-server", { timeout: 5 * 60_000 }, () => {
     if (merged) {
       // main moved to the merge commit, whose second parent is the task's branch.
       assert.ok(git(ws.root, "rev-parse", "main").startsWith(merged[1]!), text);
-      assert.equal(git(ws.root, "rev-parse", "main^2"), git(ws.root, "rev-parse", ws.branch));
+      assert.equal(git(ws.root, "rev-parse", "main^2"), branchTip);
       // Finished rows are hidden by default; a row says how many, and shows them when clicked.
       const hidden = row(pane("Merge Queue"), /1 merged or rejected request hidden/);
       await hidden.waitFor({ timeout: LONG });
