@@ -156,9 +156,7 @@ describe("e2e: the extension in code-server", { timeout: 5 * 60_000 }, () => {
     assert.equal(offered.length, 2, offered.join(" | "));
     await page.keyboard.press("Enter"); // none
     // The new row is revealed and selected.
-    const created = row(pane("Tasks"), new RegExp(NEW_TASK));
-    await created.waitFor({ timeout: LONG });
-    assert.equal(await created.getAttribute("aria-selected"), "true");
+    await pane("Tasks").locator('[role="treeitem"][aria-selected="true"]').filter({ hasText: NEW_TASK }).waitFor({ timeout: LONG });
     // The server has it too: the view showed what the store holds.
     const listed = JSON.parse(execFileSync(sfPath(), ["task", "list", "--json"], { cwd: ws.root, encoding: "utf8" })) as Array<{ title: string; priority: number; description: string }>;
     assert.ok(listed.some((t) => t.title === NEW_TASK && t.priority === 3 && t.description === "Say how to run calc."), JSON.stringify(listed));
