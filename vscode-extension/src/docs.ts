@@ -24,11 +24,7 @@ export class DocumentProvider implements vscode.TextDocumentContentProvider {
   private readonly emitter = new vscode.EventEmitter<vscode.Uri>();
   readonly onDidChange = this.emitter.event;
 
-  constructor(
-    private readonly api: StoneforgeApi,
-    /** The repository's folder: files named in documents link there. */
-    private readonly root?: string,
-  ) {}
+  constructor(private readonly api: StoneforgeApi) {}
 
   async provideTextDocumentContent(uri: vscode.Uri): Promise<string> {
     const target = parseDocQuery(uri.query);
@@ -38,7 +34,7 @@ export class DocumentProvider implements vscode.TextDocumentContentProvider {
         const [handoffs, tasks] = await Promise.all([this.api.handoffs(target.taskId), this.api.listTasks()]);
         const handoff = findHandoff(handoffs, target.handoffKey);
         if (!handoff) return `# Handoff ${target.handoffKey}\n\nTask ${target.taskId} has no such handoff any more.\n`;
-        return handoffMarkdown(handoff, tasks.find((t) => t.id === target.taskId), this.root);
+        return handoffMarkdown(handoff, tasks.find((t) => t.id === target.taskId));
       }
       case "checks": {
         const mr = (await this.api.mergeRequests()).find((m) => m.id === target.mrId);
@@ -46,7 +42,7 @@ export class DocumentProvider implements vscode.TextDocumentContentProvider {
       }
       case "forecast": {
         const [forecast, tasks] = await Promise.all([this.api.forecast(), this.api.listTasks()]);
-        return forecastMarkdown(forecast, new Map(tasks.map((t) => [t.id, t.title])), this.root);
+        return forecastMarkdown(forecast, new Map(tasks.map((t) => [t.id, t.title])));
       }
     }
   }

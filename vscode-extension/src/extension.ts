@@ -33,7 +33,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
 
   server = new StoneforgeServer(folder, output);
   const views = new Views(server, context.workspaceState);
-  const docs = new DocumentProvider(server.api, folder.uri.fsPath);
+  const docs = new DocumentProvider(server.api);
   const diffs = new DiffProvider(server.api);
   const statusBar = new StatusBar();
   const toasts = new Toasts(server, views);

@@ -16,18 +16,7 @@ function list(items: string[], empty: string, code = false): string {
   return items.map((i) => (code ? `- \`${i}\`` : `- ${i}`)).join("\n");
 }
 
-/** A repository file as a link the Markdown preview opens in an editor (at a line, if given). */
-export function fileLink(root: string | undefined, file: string, line?: number): string {
-  if (!root || file.startsWith("/") || /[\n\]]/.test(file)) return `\`${file}\``;
-  const uri = `file://${encodeURI(`${root.replace(/\/$/, "")}/${file}`).replace(/#/g, "%23").replace(/\?/g, "%3F")}${line ? `#L${line}` : ""}`;
-  return `[\`${file}\`](${uri})`;
-}
-
-function para(text: string, empty: string): string {
-  return text.trim() ? text.trim() : `_${empty}_`;
-}
-
-export function handoffMarkdown(h: Handoff, task?: Pick<Task, "id" | "title" | "branch">, root?: string): string {
+export function handoffMarkdown(h: Handoff, task?: Pick<Task, "id" | "title" | "branch">): string {
   const heading = task ? `# Handoff ${h.id ?? ""} — ${task.title} (${task.id})` : `# Handoff ${h.id ?? ""}`;
   const by = h.source === "orchestrator" ? "written by the orchestrator from the facts" : "written by the agent";
   const meta = [
@@ -55,7 +44,7 @@ export function handoffMarkdown(h: Handoff, task?: Pick<Task, "id" | "title" | "
     "",
     "## Files touched",
     "",
-    h.filesTouched.length ? h.filesTouched.map((f) => `- ${fileLink(root, f)}`).join("\n") : "_none_",
+    list(h.filesTouched, "none", true),
     "",
     "## Decisions",
     "",

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { checksMarkdown } from "../../src/model/checksDoc";
 import { forecastMarkdown } from "../../src/model/forecastDoc";
-import { fileLink, findHandoff, handoffKey, handoffMarkdown } from "../../src/model/handoffDoc";
+import { findHandoff, handoffKey, handoffMarkdown } from "../../src/model/handoffDoc";
 import { handoff, mr, task } from "../fixtures";
 
 test("a handoff reads as done, remaining, next step, files, decisions, failing tests", () => {
@@ -76,9 +76,3 @@ test("forecast lists the conflicting pairs with files and line ranges", () => {
   assert.match(none, /No conflicts predicted/);
 });
 
-test("files in a handoff and the forecast link to the repository's files (at the conflicting line)", () => {
-  const md = handoffMarkdown(handoff({ filesTouched: ["src/a b.py"] }), undefined, "/repo");
-  assert.match(md, /- \[`src\/a b\.py`\]\(file:\/\/\/repo\/src\/a%20b\.py\)/);
-  assert.match(handoffMarkdown(handoff()), /- `calc\.py`/); // no root: plain code
-  assert.equal(fileLink("/repo", "calc.py", 12), "[`calc.py`](file:///repo/calc.py#L12)");
-});
