@@ -16,6 +16,10 @@ function list(items: string[], empty: string, code = false): string {
   return items.map((i) => (code ? `- \`${i}\`` : `- ${i}`)).join("\n");
 }
 
+function para(text: string, empty: string): string {
+  return text.trim() ? text.trim() : `_${empty}_`;
+}
+
 export function handoffMarkdown(h: Handoff, task?: Pick<Task, "id" | "title" | "branch">): string {
   const heading = task ? `# Handoff ${h.id ?? ""} — ${task.title} (${task.id})` : `# Handoff ${h.id ?? ""}`;
   const by = h.source === "orchestrator" ? "written by the orchestrator from the facts" : "written by the agent";
