@@ -72,7 +72,6 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     server.onMessage((m) => toasts.show(m)),
     server.onState((state) => {
       statusBar.showState(state);
-      views.showFailure(state === "failed" ? server?.lastFailure : undefined);
       refreshEverything();
     }),
     vscode.workspace.onDidChangeConfiguration((e) => {

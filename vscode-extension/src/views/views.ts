@@ -87,11 +87,6 @@ export class Views implements vscode.Disposable {
     if (node) await this.tasksView.reveal(node, { select: true, focus: true, expand: true });
   }
 
-  /** While the server is failed, why, above the welcome text with its Open Settings link. */
-  showFailure(reason: string | undefined): void {
-    this.tasksView.message = reason?.replace(/^Stoneforge: /, "");
-  }
-
   /** The badge on the Stoneforge views: how many things wait for the user. */
   showNeedsYou(status: Status): void {
     const { count, summary } = needsYou(status);
