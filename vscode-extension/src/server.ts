@@ -34,8 +34,6 @@ export class StoneforgeServer implements vscode.Disposable {
   private readonly stateEmitter = new vscode.EventEmitter<ServerState>();
   private current: ServerState = "starting";
   private initializedFolder = true;
-  /** Why the server last failed to start (shown atop the views while it is failed). */
-  lastFailure: string | undefined;
 
   private readonly messageEmitter = new vscode.EventEmitter<ServerMessage>();
   /** The server's pop-ups (window/showMessage), for the extension to show its own way. */
@@ -191,7 +189,6 @@ export class StoneforgeServer implements vscode.Disposable {
   /** Mark the server failed and tell the user why and how to fix it (without waiting for them). */
   private fail(cmd: ServerCommand | undefined, reason: string): void {
     const message = cannotStartMessage(cmd, reason);
-    this.lastFailure = message;
     this.setState("failed");
     this.output.appendLine(`[stoneforge] ${message}`);
     void vscode.window.showErrorMessage(message, "Open Settings", "Show Log", "Retry").then(async (choice) => {
