@@ -37,7 +37,7 @@ test("a paused landing names the files in the text and the reason in the tooltip
 test("an unavailable provider shows the next try in the text and its line in the tooltip", () => {
   const line = "provider unavailable, next try 00:41:10 (529 overloaded)";
   const v = statusBarView(status({ serving: true, maxConcurrent: 4, providerUnavailable: { reason: "529 overloaded", nextTryAt: "2026-05-01T00:41:10Z", since: "2026-05-01T00:40:58Z", line } }));
-  assert.equal(v.text, "$(hubot) 0/4  $(list-ordered) 0  $(cloud-offline) provider unavailable, next try 00:41:10");
+  assert.equal(v.text, "$(hubot) Stoneforge 0/4  $(list-ordered) 0  $(cloud-offline) provider unavailable, next try 00:41:10");
   assert.match(v.tooltip, /^provider unavailable, next try 00:41:10 \(529 overloaded\)\nTasks wait in the queue/);
   assert.equal(v.attention, true);
   const probing = statusBarView(status({ providerUnavailable: { reason: "529 overloaded", nextTryAt: null, since: "2026-05-01T00:40:58Z", line } }));
