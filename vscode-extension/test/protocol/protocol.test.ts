@@ -208,8 +208,11 @@ describe("protocol: one seeded repository", () => {
     assert.equal(s.mergeRequestsByStatus.awaiting_approval, 1);
     assert.equal(fs.realpathSync(s.repository), fs.realpathSync(ws.root));
     const view = statusBarView(s);
-    assert.match(view.text, /^\$\(hubot\) stopped {2}\$\(list-ordered\) \d+ {2}\$\(git-merge\) 1$/);
+    assert.match(view.text, /^\$\(hubot\) Stoneforge stopped {2}\$\(list-ordered\) \d+ {2}\$\(git-merge\) 1 {2}\$\(bell-dot\) 1$/);
     assert.equal(view.attention, true);
+    assert.equal(view.needsYou.summary, "1 merge request to approve");
+    // Sessions whose process is alive only; none here is marked running.
+    assert.deepEqual(s.interruptedSessions, []);
     assert.equal(agentsTree(s, 140_000, new Date())[0]!.command?.command, "stoneforge.ui.start");
   });
 
