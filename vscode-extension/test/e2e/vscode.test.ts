@@ -426,7 +426,8 @@ describe("e2e: the extension in code-server", { timeout: 5 * 60_000 }, () => {
     git(plainRepo, "-c", "user.name=e2e", "-c", "user.email=e2e@stoneforge.invalid", "commit", "-q", "-m", "init");
     await page.goto(`${server!.url}/?folder=${encodeURIComponent(plainRepo)}`, { timeout: 2 * LONG });
     await page.locator(".monaco-workbench").waitFor({ timeout: LONG });
-    await runCommand("Stoneforge: Show Views");
+    // Open the side bar as a person would: the Stoneforge icon in the activity bar.
+    await page.locator('.activitybar .action-item a[aria-label^="Stoneforge"]').click({ timeout: LONG });
     const welcome = page.locator(".welcome-view-content").filter({ hasText: "does not use Stoneforge yet" });
     await welcome.waitFor({ timeout: LONG });
     await page.locator(".statusbar-item").filter({ hasText: "Stoneforge: not set up" }).first().waitFor({ timeout: LONG });
