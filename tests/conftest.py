@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 pytest_plugins = ["fake_model_fixtures"]
 
@@ -20,6 +21,25 @@ GIT_ENV = {
     "GIT_COMMITTER_NAME": "Test User",
     "GIT_COMMITTER_EMAIL": "test@example.com",
 }
+
+
+def review_off(config_text: str) -> str:
+    """The config with `agents.steward.review: false` unless it says otherwise.
+
+    For tests about other things (the queue, checks, stopping) whose scripted model gives no
+    review: with review on, each merge request would first wait for a review session.
+    """
+    data = yaml.safe_load(config_text) or {}
+    steward = data.setdefault("agents", {}).setdefault("steward", {})
+    steward.setdefault("review", False)
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def write_config(repo: Path, config_text: str, *, review: bool = False) -> None:
+    """Write `.stoneforge/config.yaml` (review off unless asked for, see `review_off`)."""
+    (repo / ".stoneforge").mkdir(exist_ok=True)
+    path = repo / ".stoneforge" / "config.yaml"
+    path.write_text(config_text if review else review_off(config_text))
 
 
 @pytest.fixture(autouse=True)

@@ -211,7 +211,10 @@ class StewardRig:
         provider: StubProvider | None = None,
         files: Mapping[str, str] | None = None,
         flaky_every: int = 0,
+        review: bool = False,
     ) -> None:
+        """``review``: `agents.steward.review` (off: these tests are about the queue; a worker
+        run of the rig would otherwise open its merge request for a review first)."""
         self.root = root
         root.mkdir(parents=True)
         git(root, "init", "-q", "-b", "main")
@@ -231,7 +234,7 @@ class StewardRig:
         self.config = StoneforgeConfig.model_validate(
             {
                 "orchestrator": {"maxAttempts": max_attempts},
-                "agents": {"steward": {"autoMerge": auto_merge}},
+                "agents": {"steward": {"autoMerge": auto_merge, "review": review}},
                 "merge": {
                     "checks": [self.check_command(flaky_every)] if checks is None else checks,
                     "batchSize": batch_size,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import GIT_ENV, SfRunner, git
+from conftest import GIT_ENV, SfRunner, git, write_config
 from serve_helpers import FAKE_KEY, run_serve, serve_env
 from stoneforge.agents.sandbox import probe
 from stoneforge.demo import FakeModel, Step
@@ -51,10 +51,11 @@ def _local_config(repo: Path) -> list[str]:
 
 
 def _configure(repo: Path, sandbox: str) -> None:
-    (repo / ".stoneforge" / "config.yaml").write_text(
+    write_config(
+        repo,
         "orchestrator:\n  retryBackoffS: 0.2\n  maxAttempts: 1\n"
         f"agents:\n  sandbox: {sandbox}\n"
-        "merge:\n  checks: []\n"
+        "merge:\n  checks: []\n",
     )
 
 

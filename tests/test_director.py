@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from conftest import SfResult, SfRunner
+from conftest import SfResult, SfRunner, write_config
 from lsp_helpers import lsp_session, request
 from serve_helpers import run_serve, serve_env
 from stoneforge import render
@@ -57,9 +57,7 @@ TASKS = [
 
 
 def configure(repo: Path) -> None:
-    (repo / ".stoneforge" / "config.yaml").write_text(
-        "orchestrator:\n  retryBackoffS: 0.2\nmerge:\n  checks: []\n"
-    )
+    write_config(repo, "orchestrator:\n  retryBackoffS: 0.2\nmerge:\n  checks: []\n")
 
 
 def sf_model(repo: Path, model: FakeModel, *args: str, check: bool = True) -> SfResult:

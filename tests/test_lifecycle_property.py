@@ -7,12 +7,17 @@ StubProvider stands in for the conflict ladder's agent) through interleavings of
   completing an attempt (a real commit on its branch, made with plumbing, then `complete_task`),
   a late completion by a worker whose attempt was cancelled or replaced, a crash of an attempt
   (requeue/fail through the transitions, sometimes leaving a recovery ref), a provider outage
-  (`wait_provider`: back to the queue, the attempt given back even when it was the last),
-  cancel, retry, reject, approve (autoMerge drawn per machine);
+  (`wait_provider`: back to the queue, the attempt given back even when it was the last), an
+  attempt stopped at its task's budget (its work committed on the branch, the task
+  `budget_exceeded`; a late one is refused), cancel, retry (from `budget_exceeded` with a budget of
+  its own), reject, approve (autoMerge drawn per machine);
 - steward rounds whose checks pass, fail (`bad_*`, `needs_*` without `provides_*`) or flake (the
   check script's counter), sometimes with a cancel, a cancel-retry-redispatch, an approval that
   moves the target or a lease take-over arriving while the first round runs its first or second
   check;
+- the steward's review (`agents.steward.review`, drawn per machine): completed attempts open
+  `reviewing` merge requests; reviewer rounds whose (stub) session approves, asks for changes
+  with a comment, gives no verdict or crashes, with `maxReviewRounds` drawn per machine;
 - lease take-overs: the deposed steward's round must raise LeaseLostError or do nothing, and a
   write fenced with a deposed epoch must be refused.
 
@@ -28,7 +33,9 @@ After every step:
   work only saved in a recovery ref never lands, and the ref stays;
 - no task lands twice: its files arrive on main in at most one first-parent commit;
 - every status change in the event log is a row of the lifecycle tables, each starts from the
-  status the log last recorded, and the log's last status of every task and MR is its status now.
+  status the log last recorded, and the log's last status of every task and MR is its status now;
+- with review on, every merged MR was approved by a review or by a person, and a review asking
+  for changes never costs the task an attempt.
 
 A defect it found (a deposed steward took its lost lease for a lost race and went round again)
 is pinned by the regression test at the end of the file.
@@ -60,11 +67,13 @@ from hypothesis.stateful import (
     rule,
 )
 
+from review_helpers import ReviewScript, ScriptedReviewProvider
 from steward_helpers import StewardRig, StubProvider, check_tree, checked_ok, commit_files, git
 from stoneforge.errors import InvalidInputError, InvalidTransitionError, LeaseLostError
 from stoneforge.git.snapshot import RECOVERY_PREFIX, recovery_ref
 from stoneforge.lifecycle import MR_TRANSITIONS, TASK_TRANSITIONS, MrEvent, TaskEvent
-from stoneforge.models import MergeRequest, MergeStatus, Task, TaskStatus
+from stoneforge.models import MergeRequest, MergeStatus, ReviewVerdict, Task, TaskStatus
+from stoneforge.orchestrator.review import Reviewer
 from stoneforge.orchestrator.steward import Steward
 from stoneforge.service import Service
 from stoneforge.store import Fence
@@ -96,6 +105,7 @@ OUTCOMES = [
     "crash_saved",
     "crash_committed",
     "provider_outage",
+    "over_budget",
     "wait",
 ]
 
@@ -144,6 +154,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         self.models: dict[str, TaskModel] = {}
         self.attempts: dict[tuple[str, int], Attempt] = {}
         self.deposed: list[Steward] = []
+        self.deposed_reviewers: list[Reviewer] = []
         self.deposed_fences: list[Fence] = []
         self.holders = 0
         # invariant caches (main only moves forward, so what held for a commit keeps holding)
@@ -163,25 +174,39 @@ class LifecycleMachine(RuleBasedStateMachine):
         resolve=st.booleans(),
         batch_size=st.sampled_from([1, 2, 4]),
         initial=st.lists(st.sampled_from(EXTRAS), min_size=1, max_size=4),
+        review=st.booleans(),
+        max_review_rounds=st.integers(1, 2),
     )
     def start(
-        self, auto_merge: bool, flaky_every: int, resolve: bool, batch_size: int, initial: list[str]
+        self,
+        auto_merge: bool,
+        flaky_every: int,
+        resolve: bool,
+        batch_size: int,
+        initial: list[str],
+        review: bool,
+        max_review_rounds: int,
     ) -> None:
+        self.review_script = ReviewScript()
         self.rig = StewardRig(
             self.tmp / "repo",
             batch_size=batch_size,
             auto_merge=auto_merge,
             max_attempts=3,
-            provider=StubProvider(resolve=resolve),
+            provider=ScriptedReviewProvider(StubProvider(resolve=resolve), self.review_script),
             files={"shared.txt": SHARED},
             flaky_every=flaky_every,
+            review=review,
         )
+        self.review = review
+        self.rig.config.agents.steward.maxReviewRounds = max_review_rounds
         self.store = self.rig.store
         self.service = Service(self.rig.root, self.rig.config, self.store)
         self._portal_cm = start_blocking_portal()
         self.portal = self._portal_cm.__enter__()
         self.fence = self._take_lease(first=True)
         self._steward: Steward | None = None
+        self._reviewer: Reviewer | None = None
         self.last_tip = self.rig.tip()
         for n, extra in enumerate(initial):  # a plan's worth of tasks to begin with
             task = self.store.create_task(f"initial {n + 1} ({extra})")
@@ -225,6 +250,29 @@ class LifecycleMachine(RuleBasedStateMachine):
             self._steward = self.portal.call(make)
         return self._steward
 
+    @property
+    def reviewer(self) -> Reviewer:
+        """The lease holder's reviewer (made in the portal's loop, like the steward)."""
+        if self._reviewer is None:
+            rig, fence = self.rig, self.fence
+            assert rig is not None
+
+            def make() -> Reviewer:
+                return Reviewer(
+                    root=rig.root,
+                    config=rig.config,
+                    store=self.store,
+                    provider=rig.provider,  # type: ignore[arg-type]
+                    target="main",
+                    agent_env={},
+                    note=rig.notes.append,
+                    on_reviewed=lambda: None,
+                    fence=fence,
+                )
+
+            self._reviewer = self.portal.call(make)
+        return self._reviewer
+
     def _take_over(self) -> None:
         """A new orchestrator takes the lease; the old steward and fence are deposed."""
         old = self.fence
@@ -232,8 +280,11 @@ class LifecycleMachine(RuleBasedStateMachine):
         assert self.fence.epoch > old.epoch
         if self._steward is not None:
             self.deposed.append(self._steward)
+        if self._reviewer is not None:
+            self.deposed_reviewers.append(self._reviewer)
         self.deposed_fences.append(old)
         self._steward = None
+        self._reviewer = None
 
     def _task(self, task_id: str) -> Task:
         return self.store.get_task(task_id)
@@ -379,6 +430,17 @@ class LifecycleMachine(RuleBasedStateMachine):
             # does that first), its completion is refused (by the lost lease first, if deposed).
             head = self._commit_work(attempt)
             refusal = LeaseLostError if deposed else InvalidTransitionError
+            if outcome == "over_budget":  # a late stop at the budget is refused the same way
+                with self._unchanged(), pytest.raises(refusal):
+                    self.store.transition_task(
+                        task.id,
+                        TaskEvent.EXCEED_BUDGET,
+                        attempt=attempt.number,
+                        fence=attempt.fence,
+                        note="budget reached",
+                    )
+                event("late stop at the budget refused")
+                return
             with self._unchanged(), pytest.raises(refusal):
                 self.store.complete_task(
                     task.id,
@@ -393,6 +455,9 @@ class LifecycleMachine(RuleBasedStateMachine):
         if outcome == "provider_outage":
             self._provider_outage(attempt, task)
             return
+        if outcome == "over_budget":
+            self._over_budget(attempt, task)
+            return
         if outcome.startswith("crash"):
             self._crash(attempt, task, committed=outcome == "crash_committed")
             if outcome == "crash_saved":
@@ -406,13 +471,15 @@ class LifecycleMachine(RuleBasedStateMachine):
             head_commit=head,
             summary=f"attempt {attempt.number}",
             fence=attempt.fence,
+            review=self.review,
         )
         if deposed:  # the orchestrator that dispatched it lost the lease
             with self._unchanged(), pytest.raises(LeaseLostError):
                 call()
             return
         mr = call()
-        assert mr.status == MergeStatus.PENDING and mr.attempt == attempt.number
+        opened = MergeStatus.REVIEWING if self.review else MergeStatus.PENDING
+        assert mr.status == opened and mr.attempt == attempt.number
         assert self._task(task.id).status == TaskStatus.REVIEW
 
     def _crash(self, attempt: Attempt, task: Task, *, committed: bool) -> None:
@@ -450,6 +517,26 @@ class LifecycleMachine(RuleBasedStateMachine):
         after = call()
         assert after.status == TaskStatus.OPEN and after.attempts == task.attempts - 1
         event("a provider outage gave an attempt back")
+
+    def _over_budget(self, attempt: Attempt, task: Task) -> None:
+        """The task's spending reached its budget: the session handed off, its work is
+        committed on the branch, the task waits for a person (refused if the lease is lost)."""
+        head = self._commit_work(attempt)
+        call = lambda: self.store.transition_task(  # noqa: E731
+            task.id,
+            TaskEvent.EXCEED_BUDGET,
+            attempt=attempt.number,
+            fence=attempt.fence,
+            note="budget reached",
+        )
+        if attempt.fence != self.fence:
+            with self._unchanged(), pytest.raises(LeaseLostError):
+                call()
+            return
+        after = call()
+        assert after.status == TaskStatus.BUDGET_EXCEEDED
+        assert self.rig is not None and self.rig.tip(attempt.branch) == head  # nothing lost
+        event("an attempt stopped at its budget")
 
     def _save_wip(self, attempt: Attempt) -> None:
         """Uncommitted work of a crashed session kept in a recovery ref (not on the branch)."""
@@ -509,7 +596,12 @@ class LifecycleMachine(RuleBasedStateMachine):
             with self._unchanged(), pytest.raises(InvalidTransitionError):
                 self.service.retry_task(before.id)
             return
-        after = self.service.retry_task(before.id)
+        if before.status == TaskStatus.BUDGET_EXCEEDED:  # it continues with a budget of its own
+            after = self.service.retry_task(before.id, budget_usd=5.0)
+            assert after.budget_usd == 5.0
+            event("retried a task stopped at its budget")
+        else:
+            after = self.service.retry_task(before.id)
         assert after.status == TaskStatus.OPEN and after.attempts == 0
 
     def _reject(self, mr: MergeRequest) -> None:
@@ -551,6 +643,54 @@ class LifecycleMachine(RuleBasedStateMachine):
             assert self._task(mr.task_id).status == TaskStatus.MERGED
         else:
             assert after.status == MergeStatus.PENDING and rig.tip() == tip
+
+    # -- the steward's review ------------------------------------------------------------------
+
+    @precondition(lambda self: self.review)
+    @rule(
+        verdicts=st.lists(
+            st.sampled_from(
+                ["approve", "approve", "request_changes", "request_changes", "none", "crash"]
+            ),
+            min_size=1,
+            max_size=3,
+        )
+    )
+    def reviewer_rounds(self, verdicts: list[str]) -> None:
+        """The reviewer takes the head of its queue, once per verdict its sessions give."""
+        for verdict in verdicts:
+            queue = self.reviewer.queue()
+            if not queue:
+                event("reviewer: nothing to review")
+                return
+            mr, task = queue[0]
+            # A session without a verdict is tried once more: give that try the same answer.
+            self.review_script.verdicts[:] = [verdict, verdict]
+            self.portal.call(self.reviewer.round)
+            after = self.store.get_merge_request(mr.id)
+            now = self._task(task.id)
+            event(f"review {verdict}: {after.status.value}")
+            if verdict == "approve":
+                assert after.status == MergeStatus.PENDING
+                assert after.reviews[-1].verdict == ReviewVerdict.APPROVE
+            elif verdict in ("none", "crash"):
+                assert after.status == MergeStatus.AWAITING_APPROVAL
+                assert "no verdict in 2 tries" in (after.reason or "")
+            else:
+                asked = [
+                    r
+                    for r in self.store.list_reviews(task_id=task.id)
+                    if r.verdict == ReviewVerdict.REQUEST_CHANGES
+                ]
+                rounds = self.rig.config.agents.steward.maxReviewRounds  # type: ignore[union-attr]
+                if len(asked) >= rounds:
+                    assert after.status == MergeStatus.AWAITING_APPROVAL
+                    assert now.status == TaskStatus.REVIEW
+                else:
+                    assert after.status == MergeStatus.REJECTED
+                    assert now.status == TaskStatus.OPEN
+                    assert now.attempts == task.attempts - 1, "a review round cost an attempt"
+                    assert asked[-1].comments[0].body in (now.note or "")
 
     # -- stewards and the lease ----------------------------------------------------------------
 
@@ -674,6 +814,10 @@ class LifecycleMachine(RuleBasedStateMachine):
                     event(f"deposed round: changed nothing, returned {progressed}")
                 except LeaseLostError:
                     event("deposed round: LeaseLostError")
+            if self.deposed_reviewers and self.store.list_merge_requests(MergeStatus.REVIEWING):
+                with pytest.raises(LeaseLostError):
+                    self.portal.call(pick(self.deposed_reviewers, n).round)
+                event("deposed reviewer: LeaseLostError")
             ready = self.store.ready_task_ids()
             if ready:
                 with pytest.raises(LeaseLostError):
@@ -743,6 +887,9 @@ class LifecycleMachine(RuleBasedStateMachine):
             assert (task.status == TaskStatus.MERGED) == bool(mrs), (task.id, task.status, mrs)
             for mr in mrs:
                 assert mr.head_commit and mr.merged_commit in line, mr
+                if self.review:
+                    approved = any(r.verdict == ReviewVerdict.APPROVE for r in mr.reviews)
+                    assert approved or mr.approved_at is not None, f"{mr.id} landed unreviewed"
                 if mr.id not in self.reached:  # main only moves forward: once is enough
                     git(rig.root, "merge-base", "--is-ancestor", mr.head_commit, "main")
                     self.reached.add(mr.id)
@@ -796,7 +943,7 @@ class LifecycleMachine(RuleBasedStateMachine):
             self.logged_status[key] = TaskStatus.OPEN.value
             return
         if kind == "mr.created":
-            self.logged_status[key] = MergeStatus.PENDING.value
+            self.logged_status[key] = data.get("status", MergeStatus.PENDING.value)
             return
         if "from" not in data:
             return

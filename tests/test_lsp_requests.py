@@ -15,6 +15,9 @@ from pygls.exceptions import JsonRpcException
 from conftest import GIT_ENV
 from lsp_helpers import lsp_session, request
 from stoneforge.agents.sandbox import probe
+from stoneforge.lifecycle import MrEvent
+from stoneforge.models import ReviewComment, ReviewVerdict
+from stoneforge.store import Store
 
 
 async def test_task_and_plan_requests_round_trip(repo: Path) -> None:
@@ -202,3 +205,45 @@ async def test_server_outside_a_repository_explains(tmp_path: Path) -> None:
         with pytest.raises(JsonRpcException) as info:
             await request(client, "stoneforge/listTasks", {})
         assert "not inside a git repository" in str(info.value)
+
+
+async def test_reviews_reach_the_editor_with_the_merge_request(repo: Path) -> None:
+    """A review recorded by the orchestrator (another process) is in `stoneforge/changed` and in
+    the merge request the editor asks for; one that leaves the MR to a person pops up with why."""
+    async with lsp_session(repo) as client:
+        task = await request(client, "stoneforge/createTask", {"title": "Reviewed"})
+        with Store(repo / ".stoneforge" / "state.db", actor="orchestrator") as store:
+            attempt = store.dispatch_task(task["id"]).dispatches
+            mr = store.complete_task(
+                task["id"], attempt=attempt, branch="sf/x", head_commit="abc", summary="s",
+                review=True,
+            )  # fmt: skip
+            waiting = client.wait_for_notification("stoneforge/changed")
+            with store.transaction():
+                store.add_review(
+                    mr.id,
+                    ReviewVerdict.REQUEST_CHANGES,
+                    "one bug",
+                    [ReviewComment(path="app.py", line=3, body="off by one")],
+                    session_id="s9",
+                    head_commit="abc",
+                )
+                store.transition_merge_request(
+                    mr.id, MrEvent.AWAIT_APPROVAL, reason="the review asked for changes twice"
+                )
+        changed = await asyncio.wait_for(waiting, 10)
+        assert ("mr.reviewed", mr.id) in [(c["kind"], c["id"]) for c in _changes(changed)]
+        wanted = (
+            f"merge request {mr.id} waits for your decision: the review asked for changes twice"
+        )
+        for _ in range(100):  # pytest-lsp keeps window/showMessage in client.messages
+            if any(wanted in m.message for m in client.messages):
+                break
+            await asyncio.sleep(0.1)
+        assert any(wanted in m.message for m in client.messages), client.messages
+        [listed] = (await request(client, "stoneforge/mergeRequests"))["mergeRequests"]
+        assert listed["status"] == "awaiting_approval"
+        [review] = listed["reviews"]
+        assert review["verdict"] == "request_changes" and review["round"] == 1
+        assert review["comments"] == [{"path": "app.py", "line": 3, "body": "off by one"}]
+        assert review["sessionId"] == "s9" and review["headCommit"] == "abc"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pygls.exceptions import JsonRpcException
 
-from conftest import GIT_ENV, git
+from conftest import GIT_ENV, git, write_config
 from lsp_helpers import lsp_session, request
 from serve_helpers import FAKE_KEY, commit_steps
 from stoneforge.demo import FakeModel
@@ -35,10 +35,11 @@ async def wait_for_status(client, task_id: str, status: str, timeout: float = 90
 
 def _configure(repo: Path, steward: str = "") -> None:
     (repo / ".stoneforge").mkdir(exist_ok=True)
-    (repo / ".stoneforge" / "config.yaml").write_text(
+    write_config(
+        repo,
         "orchestrator:\n  retryBackoffS: 0.2\n"
         + steward
-        + "merge:\n  checks: ['test -f feature.py']\n"
+        + "merge:\n  checks: ['test -f feature.py']\n",
     )
 
 

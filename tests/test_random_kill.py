@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import git
+from conftest import git, write_config
 from serve_helpers import start_serve
 from stoneforge.demo import FakeModel, Step
 from stoneforge.demo.recording import RecordedRequest
@@ -211,8 +211,9 @@ def test_random_kills_lose_nothing_and_land_every_task_exactly_once(
     check_log = repo.parent / "checks.log"
     check_sh = repo.parent / "check.sh"
     check_sh.write_text(CHECK_SH)
-    (repo / ".stoneforge" / "config.yaml").write_text(
-        f'orchestrator:\n  retryBackoffS: 0.2\nmerge:\n  checks: ["bash {check_sh} {check_log}"]\n'
+    write_config(
+        repo,
+        f'orchestrator:\n  retryBackoffS: 0.2\nmerge:\n  checks: ["bash {check_sh} {check_log}"]\n',
     )
     store = Store(repo / ".stoneforge" / "state.db", actor="test")
     ids: list[str] = []

@@ -86,17 +86,28 @@ def test_the_readme_demo_command_runs_the_whole_product(tmp_path: Path) -> None:
         env=env,
     ).stdout
     tasks = {t["title"]: t for t in json.loads(status)}
-    assert [s["status"] for s in tasks["Add a multiply operation"]["sessions"]] == [
-        "handed_off",
-        "completed",
-    ]
+
+    def worker_statuses(title: str) -> list[str]:
+        return [s["status"] for s in tasks[title]["sessions"] if s["role"] == "worker"]
+
+    assert worker_statuses("Add a multiply operation") == ["handed_off", "completed"]
     assert len(tasks["Add a multiply operation"]["handoffs"]) == 1
-    assert [s["status"] for s in tasks["Add a divide operation"]["sessions"]] == [
-        "crashed",
-        "completed",
+    assert worker_statuses("Add a divide operation") == ["crashed", "completed"]
+    # The steward reviewed every merge request before its checks (a session of its own each),
+    # and resolved the conflict in another.
+    for task in tasks.values():
+        [review] = task["mergeRequest"]["reviews"]
+        assert review["verdict"] == "approve" and review["summary"], task["title"]
+        stewards = [s for s in task["sessions"] if s["role"] == "steward"]
+        assert review["sessionId"] in {s["id"] for s in stewards}
+    assert out.count("review t") == 5 and "approve by steward session" in out
+    resolvers = [
+        s
+        for t in tasks.values()
+        for s in t["sessions"]
+        if s["role"] == "steward" and s["id"] != t["mergeRequest"]["reviews"][0]["sessionId"]
     ]
-    roles = [s["role"] for t in tasks.values() for s in t["sessions"]]
-    assert "steward" in roles
+    assert resolvers, "no steward session resolved the conflict"
     # Nothing is left running: no process of this demo (agent CLIs, checks) survives it.
     leftover = []
     for proc_dir in Path("/proc").iterdir():

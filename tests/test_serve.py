@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SfRunner, git
+from conftest import SfRunner, git, write_config
 from serve_helpers import FAKE_KEY, commit_steps, run_serve
 from stoneforge.demo import FakeModel, Step
 
@@ -23,9 +23,7 @@ def task_json(sf: SfRunner, task_id: str) -> dict:
 
 
 def configure(repo: Path, extra: str = "") -> None:
-    (repo / ".stoneforge" / "config.yaml").write_text(
-        "orchestrator:\n  retryBackoffS: 0.2\n" + extra + "merge:\n  checks: []\n"
-    )
+    write_config(repo, "orchestrator:\n  retryBackoffS: 0.2\n" + extra + "merge:\n  checks: []\n")
 
 
 def test_three_tasks_run_in_parallel_and_end_in_review(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SfRunner, git
+from conftest import SfRunner, git, write_config
 from serve_helpers import commit_steps, run_serve, start_serve, wait_until
 from stoneforge.demo import FakeModel, Step, Usage
 from stoneforge.store import Store
@@ -17,9 +17,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 def configure(repo: Path, extra: str = "") -> None:
-    (repo / ".stoneforge" / "config.yaml").write_text(
-        "orchestrator:\n  retryBackoffS: 0.2\n" + extra + "merge:\n  checks: []\n"
-    )
+    write_config(repo, "orchestrator:\n  retryBackoffS: 0.2\n" + extra + "merge:\n  checks: []\n")
 
 
 def task_json(sf: SfRunner, task_id: str) -> dict:

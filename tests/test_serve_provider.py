@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SfRunner
+from conftest import SfRunner, write_config
 from serve_helpers import commit_steps, finish_serve, run_serve, start_serve, wait_until
 from stoneforge.demo import FakeModel
 from stoneforge.demo.recording import key_fingerprint
@@ -25,11 +25,12 @@ KEY_B = "sk-ant-api03-CREDENTIAL-B-0123456789abcdef"
 
 
 def configure(repo: Path, extra: str = "", agents: str = "") -> None:
-    (repo / ".stoneforge" / "config.yaml").write_text(
+    write_config(
+        repo,
         "orchestrator:\n  maxAttempts: 1\n  retryBackoffS: 0.2\n"
         + extra
         + (f"agents:\n{agents}" if agents else "")
-        + "merge:\n  checks: []\n"
+        + "merge:\n  checks: []\n",
     )
 
 

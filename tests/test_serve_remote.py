@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SfRunner, git
+from conftest import SfRunner, git, write_config
 from serve_helpers import commit_steps, run_serve
 from stoneforge.demo import FakeModel
 
@@ -31,10 +31,11 @@ def test_six_tasks_land_through_the_remote_and_it_holds_only_checked_commits(
     log = tmp_path / "checks.log"
     # The check names the exact commit it ran on, and fails any tree with a `broken.txt`.
     check = f'echo "$(git rev-parse HEAD) $(test -e broken.txt && echo bad || echo ok)" >> {log}'
-    (initialised / ".stoneforge" / "config.yaml").write_text(
+    write_config(
+        initialised,
         "orchestrator:\n  retryBackoffS: 0.2\n  maxAttempts: 1\n"
         "merge:\n  remote: origin\n  pushBranches: true\n  batchSize: 2\n"
-        f"  checks:\n    - {check!r}\n    - test ! -e broken.txt\n"
+        f"  checks:\n    - {check!r}\n    - test ! -e broken.txt\n",
     )
     ids = [sf("task", "create", "--title", f"Feature {n}").stdout.strip() for n in range(GOOD)]
     broken = sf("task", "create", "--title", "Broken feature").stdout.strip()

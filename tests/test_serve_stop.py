@@ -17,7 +17,7 @@ from pathlib import Path
 import claude_agent_sdk
 import pytest
 
-from conftest import SfRunner, git
+from conftest import SfRunner, git, write_config
 from serve_helpers import commit_steps, run_serve, start_serve, wait_until
 from stoneforge.demo import FakeModel, Step
 from stoneforge.store import Store
@@ -28,9 +28,7 @@ BUNDLED_CLI = Path(claude_agent_sdk.__file__).parent / "_bundled" / "claude"
 
 
 def configure(repo: Path, extra: str = "") -> None:
-    (repo / ".stoneforge" / "config.yaml").write_text(
-        "orchestrator:\n  retryBackoffS: 0.2\n" + extra + "merge:\n  checks: []\n"
-    )
+    write_config(repo, "orchestrator:\n  retryBackoffS: 0.2\n" + extra + "merge:\n  checks: []\n")
 
 
 def store_of(repo: Path) -> Store:

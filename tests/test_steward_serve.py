@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SfRunner, git
+from conftest import SfRunner, git, write_config
 from serve_helpers import run_serve, start_serve, wait_until
 from stoneforge.demo import FakeModel, Step
 from stoneforge.store import Store
@@ -98,11 +98,12 @@ def make_project(
     log = repo.parent / "checks.log"
     logged = f'{PY} check.py; r=$?; echo "$(git rev-parse HEAD) $r" >> {log}; exit $r'
     commands = [*(checks or []), logged]
-    (repo / ".stoneforge" / "config.yaml").write_text(
+    write_config(
+        repo,
         "orchestrator:\n  retryBackoffS: 0.2\n"
         + config
         + f"merge:\n  checks: {json.dumps(commands)}\n"
-        + merge
+        + merge,
     )
     return log
 

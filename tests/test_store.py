@@ -122,3 +122,24 @@ def test_any_credential_of_the_environment_is_redacted_before_it_is_stored(
             [e.data for e in store.events_since(0)] + [stored.model_dump(mode="json")]
         )
     assert token not in dumped and "[REDACTED]" in stored.summary
+
+
+def test_active_branches_names_only_tasks_in_progress_or_review_with_a_branch(
+    tmp_path: Path,
+) -> None:
+    """What the steward's forecast compares, read without loading the board."""
+    store = Store(tmp_path / "state.db")
+    working = store.dispatch_task(store.create_task("working").id)
+    store.update_task(working.id, branch="sf/working")
+    no_branch = store.dispatch_task(store.create_task("no branch yet").id)
+    store.create_task("open")
+    reviewed = store.dispatch_task(store.create_task("in review").id)
+    store.complete_task(
+        reviewed.id,
+        attempt=reviewed.dispatches,
+        branch="sf/review",
+        head_commit="0" * 40,
+        summary="done",
+    )
+    assert no_branch.branch is None
+    assert store.active_branches() == {working.id: "sf/working", reviewed.id: "sf/review"}

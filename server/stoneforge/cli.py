@@ -262,11 +262,27 @@ def task_cancel(
 
 @task_app.command("retry")
 def task_retry(
-    task_id: Annotated[str, typer.Argument(help="Task id.")], as_json: JsonFlag = False
+    task_id: Annotated[str, typer.Argument(help="Task id.")],
+    budget: Annotated[
+        float | None,
+        typer.Option(
+            "--budget",
+            help="Set the task's own budget to this many USD in total (what it spent so far "
+            "counts), instead of budgets.perTaskUsd.",
+        ),
+    ] = None,
+    budget_tokens: Annotated[
+        int | None,
+        typer.Option(
+            "--budget-tokens",
+            help="Set the task's own token budget to this total, instead of budgets.perTaskTokens.",
+        ),
+    ] = None,
+    as_json: JsonFlag = False,
 ) -> None:
-    """Put a failed or cancelled task back in the queue."""
+    """Put a failed, cancelled or budget_exceeded task back in the queue."""
     with _open() as service:
-        task = service.retry_task(task_id)
+        task = service.retry_task(task_id, budget_usd=budget, budget_tokens=budget_tokens)
         if as_json:
             _print_json(task)
         else:
@@ -318,11 +334,24 @@ def merge_list(
                 out.print(line)
 
 
+@merge_app.command("show")
+def merge_show(
+    mr_id: Annotated[str, typer.Argument(help="Merge request id.")], as_json: JsonFlag = False
+) -> None:
+    """One merge request: its state, checks, and the steward's reviews with their comments."""
+    with _open() as service:
+        mr = service.get_merge_request(mr_id)
+        if as_json:
+            _print_json(mr)
+        else:
+            out.print(render.merge_request_detail(mr))
+
+
 @merge_app.command("approve")
 def merge_approve(
     mr_id: Annotated[str, typer.Argument(help="Merge request id.")], as_json: JsonFlag = False
 ) -> None:
-    """Land a merge request that passed its checks and waits for approval."""
+    """Land a merge request that waits for approval (or send it on to its checks)."""
     with _open() as service:
         mr = service.approve_merge(mr_id)
         if as_json:
@@ -346,6 +375,20 @@ def merge_reject(
             _print_json(mr)
         else:
             out.print(f"{mr.id} rejected; task {mr.task_id} is back in the queue")
+
+
+# -- costs (issue 15) ----------------------------------------------------------------------------
+
+
+@app.command()
+def cost(as_json: JsonFlag = False) -> None:
+    """What the agent sessions spent: in total, by task, plan, role and UTC day."""
+    with _open() as service:
+        report = service.cost_report()
+        if as_json:
+            _print_json(report)
+        else:
+            out.print(render.cost_report(report))
 
 
 @app.command()

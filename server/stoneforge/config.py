@@ -73,6 +73,11 @@ class AgentRoleConfig(_Section):
 class StewardConfig(AgentRoleConfig):
     autoMerge: bool = True
     runChecks: bool = True
+    #: A read-only steward session reviews each merge request's change before its checks.
+    review: bool = True
+    #: Reviews asking for changes that send the task back to a worker; after that many, the
+    #: merge request waits for a person in awaiting_approval.
+    maxReviewRounds: int = Field(default=2, ge=1, le=20)
     #: The conflict resolver edits conflicted files only: no MCP servers unless asked for.
     mcpServers: Literal["inherit", "none"] = "none"
 
@@ -192,11 +197,30 @@ class WorktreeConfig(_Section):
     setupTimeoutS: float = Field(default=900.0, gt=0)
 
 
+# -- budgets (issue 15) ----------------------------------------------------------------------------
+
+
+class BudgetsConfig(_Section):
+    """Spending limits; None (the default) is no limit. Tokens count every prompt token (cached
+    or not) and every output token of every session; a day is a UTC calendar day."""
+
+    #: A task's sessions reaching this end with a handoff; the task waits in budget_exceeded.
+    perTaskUsd: float | None = Field(default=None, gt=0)
+    perTaskTokens: int | None = Field(default=None, gt=0)
+    #: A plan's sessions reaching this: none of its tasks is dispatched any more.
+    perPlanUsd: float | None = Field(default=None, gt=0)
+    perPlanTokens: int | None = Field(default=None, gt=0)
+    #: Today's sessions reaching this: nothing is dispatched until the next UTC day.
+    perDayUsd: float | None = Field(default=None, gt=0)
+    perDayTokens: int | None = Field(default=None, gt=0)
+
+
 class StoneforgeConfig(_Section):
     orchestrator: OrchestratorConfig = OrchestratorConfig()
     worktree: WorktreeConfig = WorktreeConfig()
     agents: AgentsConfig = AgentsConfig()
     merge: MergeConfig = MergeConfig()
+    budgets: BudgetsConfig = BudgetsConfig()
 
     @model_validator(mode="after")
     def _handoff_below_session_limit(self) -> StoneforgeConfig:
@@ -223,7 +247,8 @@ agents:
   sandbox: auto   # required | auto | off: contain agents with bubblewrap
   claudeSetup: inherit   # inherit | none: your Claude Code settings, CLAUDE.md, MCP servers
   worker:   {provider: claude-code, model: claude-sonnet-4-20250514, maxSessionTokens: 200000}
-  steward:  {provider: claude-code, model: claude-sonnet-4-20250514, autoMerge: true, runChecks: true}
+  steward:  {provider: claude-code, model: claude-sonnet-4-20250514, autoMerge: true, runChecks: true,
+             review: true, maxReviewRounds: 2}
   director: {provider: claude-code, model: claude-sonnet-4-20250514}
 merge:
   targetBranch: main

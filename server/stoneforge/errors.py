@@ -45,3 +45,11 @@ class LeaseLostError(StoneforgeError):
     Deliberately not an :class:`InvalidTransitionError`: code that shrugs off a lost race
     ("cancelled meanwhile") must never shrug off a lost lease by accident.
     """
+
+
+class StoreBusyError(StoneforgeError):
+    """The store stayed locked by another writer (or a long read) past the busy timeout.
+
+    The timeout is shorter than the orchestrator lease's time to live, so a stalled write fails
+    while the lease still holds instead of finishing after another process took over.
+    """

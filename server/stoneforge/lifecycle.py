@@ -33,12 +33,16 @@ class TaskEvent(StrEnum):
     LAND = "land"  # the task's work is on the target
     CANCEL = "cancel"  # a person cancelled it; final for the attempt it cancels
     RETRY = "retry"  # a person asks for a fresh start after failed/cancelled
+    # -- budgets (issue 15) --
+    EXCEED_BUDGET = "exceed_budget"  # the task's spending reached its budget: a person decides
 
 
 class MrEvent(StrEnum):
+    PASS_REVIEW = "pass_review"  # the steward's review approved the change: on to the checks
+    REQUEST_CHANGES = "request_changes"  # the review asked for changes: the task goes back
     CHECK = "check"  # the steward builds its candidate and starts the checks
     REQUEUE = "requeue"  # back in the queue: batch rebuilt, target moved, approved after a move
-    AWAIT_APPROVAL = "await_approval"  # checks passed, autoMerge is off
+    AWAIT_APPROVAL = "await_approval"  # checks passed, autoMerge is off; or review gave up
     LAND = "land"  # the checked candidate is on the target
     FAIL_CHECKS = "fail_checks"  # a check failed, also on its retry
     CONFLICT = "conflict"  # the conflict ladder could not resolve it
@@ -47,6 +51,7 @@ class MrEvent(StrEnum):
 
 _O, _P, _R = TaskStatus.OPEN, TaskStatus.IN_PROGRESS, TaskStatus.REVIEW
 _M, _F, _C = TaskStatus.MERGED, TaskStatus.FAILED, TaskStatus.CANCELLED
+_B = TaskStatus.BUDGET_EXCEEDED
 
 #: (from, event) -> to. Anything else is illegal.
 TASK_TRANSITIONS: dict[tuple[TaskStatus, TaskEvent], TaskStatus] = {
@@ -64,9 +69,14 @@ TASK_TRANSITIONS: dict[tuple[TaskStatus, TaskEvent], TaskStatus] = {
     (_F, TaskEvent.CANCEL): _C,
     (_F, TaskEvent.RETRY): _O,
     (_C, TaskEvent.RETRY): _O,
+    # -- budgets (issue 15): a task over its budget waits for a person (retry with more, cancel)
+    (_P, TaskEvent.EXCEED_BUDGET): _B,
+    (_B, TaskEvent.RETRY): _O,
+    (_B, TaskEvent.CANCEL): _C,
 }
 
 _PE, _TE, _AW = MergeStatus.PENDING, MergeStatus.TESTING, MergeStatus.AWAITING_APPROVAL
+_RV = MergeStatus.REVIEWING
 _ME, _CO, _TF, _RE = (
     MergeStatus.MERGED,
     MergeStatus.CONFLICT,
@@ -74,7 +84,13 @@ _ME, _CO, _TF, _RE = (
     MergeStatus.REJECTED,
 )
 
+#: A merge request starts `reviewing` when `agents.steward.review` is on (else `pending`).
 MR_TRANSITIONS: dict[tuple[MergeStatus, MrEvent], MergeStatus] = {
+    (_RV, MrEvent.PASS_REVIEW): _PE,
+    (_RV, MrEvent.REQUEST_CHANGES): _RE,
+    # The review rounds are used up, or the reviewer gave no verdict twice: a person decides.
+    (_RV, MrEvent.AWAIT_APPROVAL): _AW,
+    (_RV, MrEvent.REJECT): _RE,
     (_PE, MrEvent.CHECK): _TE,
     (_TE, MrEvent.REQUEUE): _PE,
     (_AW, MrEvent.REQUEUE): _PE,
@@ -102,6 +118,7 @@ TASK_EVENT_KINDS: dict[TaskEvent, str] = {
     TaskEvent.LAND: "task.merged",
     TaskEvent.CANCEL: "task.cancelled",
     TaskEvent.RETRY: "task.retried",
+    TaskEvent.EXCEED_BUDGET: "task.budget_exceeded",
 }
 
 

@@ -50,6 +50,7 @@ def render_view(view: OrchestratorView) -> Group:
         f"{view.queued} ready",
         ("   merging ", "bold"),
         view.merging or "nothing",
+        *((("   reviewing ", "bold"), view.reviewing) if view.reviewing else ()),
     )
     limit = view.concurrency_limit
     if limit is not None and limit < view.max_concurrent:
@@ -60,4 +61,6 @@ def render_view(view: OrchestratorView) -> Group:
         parts.append(Text(view.provider_unavailable, style="bold red"))
     if view.landing_paused:  # waits for the user: shown until their checkout is clean
         parts.append(Text(view.landing_paused, style="bold yellow"))
+    for hold in view.budget_holds:  # a plan or day budget: no new dispatch (issue 15)
+        parts.append(Text(f"dispatch held: {hold}", style="bold yellow"))
     return Group(*parts, Text("recent events", style="bold"), recent)

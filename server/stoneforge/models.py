@@ -42,6 +42,9 @@ class TaskStatus(StrEnum):
     MERGED = "merged"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    #: Its spending reached its budget: its work is committed, its handoff kept; a person
+    #: retries it with a bigger budget (`sf task retry --budget`) or cancels it.
+    BUDGET_EXCEEDED = "budget_exceeded"
 
 
 #: Statuses in which a task no longer waits for anything.
@@ -63,6 +66,8 @@ class SessionStatus(StrEnum):
 
 
 class MergeStatus(StrEnum):
+    #: Waiting for (or under) the steward's review (`agents.steward.review`); checks come after.
+    REVIEWING = "reviewing"
     PENDING = "pending"
     TESTING = "testing"
     AWAITING_APPROVAL = "awaiting_approval"
@@ -72,6 +77,54 @@ class MergeStatus(StrEnum):
     REJECTED = "rejected"
 
 
+# -- costs and budgets (issue 15) -----------------------------------------------------------------
+
+
+class CostTotals(WireModel):
+    """What a set of agent sessions spent: the sum of their recorded tokens and cost.
+
+    ``tokens`` is what the token budgets count: every prompt token (cached or not) plus every
+    output token.
+    """
+
+    sessions: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    tokens: int = 0
+    cost_usd: float = 0.0
+
+
+class CostRow(CostTotals):
+    """One group of a cost roll-up: ``key`` is the task id, plan id, role or UTC day
+    (None: sessions of no task / no plan)."""
+
+    key: str | None = None
+    title: str | None = None
+
+
+class CostReport(WireModel):
+    """`sf cost`: every session's spending, rolled up four ways (each way sums to ``total``)."""
+
+    total: CostTotals
+    by_task: list[CostRow] = Field(default_factory=list)
+    by_plan: list[CostRow] = Field(default_factory=list)
+    by_role: list[CostRow] = Field(default_factory=list)
+    by_day: list[CostRow] = Field(default_factory=list)
+
+
+class BudgetHold(WireModel):
+    """A plan or day budget that stops new dispatch, and why (shown by `sf status`)."""
+
+    #: "day" (every task) or "plan" (the tasks of ``plan_id``).
+    scope: str
+    plan_id: str | None = None
+    #: One line: "day budget reached: $5.02 of $5.00 spent today (UTC)".
+    reason: str
+
+
+# -- plans, sessions, tasks --------------------------------------------------------------------
+
+
 class Plan(WireModel):
     id: str
     title: str
@@ -79,6 +132,8 @@ class Plan(WireModel):
     status: PlanStatus = PlanStatus.DRAFT
     created_at: datetime
     task_ids: list[str] = Field(default_factory=list)
+    #: What the plan's sessions (its tasks' and its director's) spent.
+    cost: CostTotals = Field(default_factory=CostTotals)
 
 
 class AgentSession(WireModel):
@@ -123,6 +178,37 @@ class CheckRun(WireModel):
     quarantined: bool = False
 
 
+class ReviewVerdict(StrEnum):
+    APPROVE = "approve"
+    REQUEST_CHANGES = "request_changes"
+
+
+class ReviewComment(WireModel):
+    """One review comment, anchored to a file of the change and a line of its new version."""
+
+    path: str
+    line: int | None = None
+    body: str
+
+
+class Review(WireModel):
+    """The steward's review of one merge request's change (one round of the task's reviews)."""
+
+    id: str
+    mr_id: str
+    task_id: str
+    #: 1 for the task's first review, counting every review of the task's merge requests.
+    round: int
+    verdict: ReviewVerdict
+    summary: str = ""
+    comments: list[ReviewComment] = Field(default_factory=list)
+    #: The steward session that reviewed it (None: given by a person or a test).
+    session_id: str | None = None
+    #: The branch tip that was reviewed.
+    head_commit: str | None = None
+    created_at: datetime
+
+
 class MergeRequest(WireModel):
     id: str
     task_id: str
@@ -141,6 +227,8 @@ class MergeRequest(WireModel):
     attempt: int | None = None
     #: The task branch's tip when the MR was made: the task's own recorded commits.
     head_commit: str | None = None
+    #: The steward's reviews of this MR, oldest first.
+    reviews: list[Review] = Field(default_factory=list)
 
 
 class TaskQuestion(WireModel):
@@ -180,6 +268,12 @@ class Task(WireModel):
     merge_request: MergeRequest | None = None
     #: Questions the task's workers asked the director, with the answers, oldest first.
     questions: list[TaskQuestion] = Field(default_factory=list)
+    #: What the task's sessions (every role) spent so far.
+    cost: CostTotals = Field(default_factory=CostTotals)
+    #: The task's own budget (`sf task retry --budget`), instead of `budgets.perTaskUsd` /
+    #: `budgets.perTaskTokens`; None: the configured one.
+    budget_usd: float | None = None
+    budget_tokens: int | None = None
 
 
 class Event(WireModel):
@@ -242,3 +336,8 @@ class StatusSummary(WireModel):
     landing_paused: LandingPause | None = None
     #: Set while an orchestrator runs and starts no session because the provider is unavailable.
     provider_unavailable: ProviderOutage | None = None
+    #: Spending of the sessions started today (UTC) and of all sessions.
+    cost_today: CostTotals = Field(default_factory=CostTotals)
+    cost_total: CostTotals = Field(default_factory=CostTotals)
+    #: Plan and day budgets that stop new dispatch now.
+    budget_holds: list[BudgetHold] = Field(default_factory=list)

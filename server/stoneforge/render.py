@@ -7,7 +7,17 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from stoneforge.models import FlakyCheck, MergeRequest, Plan, StatusSummary, Task, TaskStatus
+from stoneforge.models import (
+    CostReport,
+    CostRow,
+    CostTotals,
+    FlakyCheck,
+    MergeRequest,
+    Plan,
+    StatusSummary,
+    Task,
+    TaskStatus,
+)
 
 STATUS_STYLE = {
     TaskStatus.OPEN: "cyan",
@@ -16,6 +26,7 @@ STATUS_STYLE = {
     TaskStatus.MERGED: "green",
     TaskStatus.FAILED: "red",
     TaskStatus.CANCELLED: "dim",
+    TaskStatus.BUDGET_EXCEEDED: "bold red",
 }
 
 
@@ -60,6 +71,7 @@ def task_detail(task: Task) -> Group:
     if task.worktree:
         lines.add_row("worktree", task.worktree)
     lines.add_row("attempts", str(task.attempts))
+    lines.add_row("cost", spent(task.cost) + task_budget_text(task))
     lines.add_row("created", task.created_at.isoformat(timespec="seconds"))
     if task.note:
         lines.add_row("note", task.note)
@@ -111,6 +123,8 @@ def task_detail(task: Task) -> Group:
     if task.merge_request:
         mr = task.merge_request
         parts.append(Text.assemble(("merge request ", "bold"), f"{mr.id} {mr.status.value}"))
+        for review in mr.reviews:
+            parts.append(Text(f"  review {review.round}: {review.verdict.value}", style="dim"))
     return Group(*parts)
 
 
@@ -118,7 +132,14 @@ def plan_tree(plan: Plan, tasks: list[Task]) -> Tree:
     """A plan as a dependency tree: tasks that wait on no task of the plan at the top, each
     other task under the first task of the plan it waits on. Every other dependency is named
     on the task's line ("after ..."), so the tree shows every edge."""
-    tree = Tree(Text.assemble((plan.id, "bold"), f"  {plan.title}  ", (plan.status.value, "cyan")))
+    tree = Tree(
+        Text.assemble(
+            (plan.id, "bold"),
+            f"  {plan.title}  ",
+            (plan.status.value, "cyan"),
+            (f"  {spent(plan.cost)}", "dim"),
+        )
+    )
     if plan.goal:
         tree.add(Text(f"goal: {plan.goal}", style="italic"))
     if not tasks:
@@ -139,6 +160,8 @@ def plan_tree(plan: Plan, tasks: list[Task]) -> Tree:
             (task.id, "bold"), "  ", task_status_text(task), f"  p{task.priority}  "
         )
         text.append(task.title)
+        if task.cost.sessions:
+            text.append(f"  ${task.cost.cost_usd:.2f}", style="dim")
         others = [dep for dep in task.depends_on if dep != shown_under]
         if others:
             word = "also after" if shown_under else "after"
@@ -183,6 +206,44 @@ def merge_requests_table(mrs: list[MergeRequest]) -> Table:
     return table
 
 
+def merge_request_detail(mr: MergeRequest) -> Group:
+    """One merge request: its state, checks and every review with its verdict and comments."""
+    parts: list[Text] = [
+        Text.assemble((mr.id, "bold"), f"  {mr.status.value}  task {mr.task_id}  {mr.branch}"),
+    ]
+    if mr.reason:
+        parts.append(Text.assemble(("reason: ", "bold"), mr.reason))
+    if mr.head_commit:
+        parts.append(Text.assemble(("head: ", "bold"), mr.head_commit))
+    if mr.candidate_commit:
+        parts.append(Text.assemble(("candidate: ", "bold"), mr.candidate_commit))
+    if mr.merged_commit:
+        parts.append(Text.assemble(("merged: ", "bold"), mr.merged_commit))
+    for check in mr.checks:
+        code = "timed out" if check.exit_code is None else f"exit {check.exit_code}"
+        parts.append(Text.assemble(("check ", "bold"), f"`{check.command}`: {code}"))
+    if not mr.reviews:
+        parts.append(Text("no reviews", style="dim"))
+    for review in mr.reviews:
+        approved = review.verdict.value == "approve"
+        verdict = "approved" if approved else "changes requested"
+        by = f", session {review.session_id}" if review.session_id else ""
+        at = f" at {review.head_commit[:10]}" if review.head_commit else ""
+        parts.append(
+            Text.assemble(
+                (f"review {review.round} ", "bold"),
+                (verdict, "green" if approved else "yellow"),
+                f" ({review.id}{at}{by})\n  {review.summary}",
+            )
+        )
+        for comment in review.comments:
+            where = comment.path + (f":{comment.line}" if comment.line else "")
+            parts.append(Text.assemble("  - ", (where, "cyan"), f": {comment.body}"))
+    if mr.summary:
+        parts.append(Text.assemble(("summary:\n", "bold"), mr.summary))
+    return Group(*parts)
+
+
 def flaky_checks_lines(flaky: list[FlakyCheck]) -> list[Text]:
     """One line per check command that keeps failing once and passing its retry."""
     return [
@@ -209,13 +270,64 @@ def status_view(summary: StatusSummary) -> Table | Group:
     table.add_row("merge requests", mrs or "none")
     holder = summary.orchestrator
     table.add_row("orchestrator", f"running (pid {holder['pid']})" if holder else "not running")
+    table.add_row("spent today", spent(summary.cost_today) + " (UTC day)")
+    table.add_row("spent in all", spent(summary.cost_total))
     lines: list[Text] = []
     outage = summary.provider_unavailable
     if outage is not None:  # tasks wait in the queue; nothing to do but wait (or fix the key)
         lines.append(Text(f"{outage.line}\n  tasks wait in the queue", style="bold red"))
+    for hold in summary.budget_holds:
+        lines.append(Text(f"dispatch held: {hold.reason}", style="bold yellow"))
     pause = summary.landing_paused
     if pause is not None:
         hint = "commit, stash or move them" if pause.files else "make it clean"
         line = f"{pause.line}\n  {hint}, and landing resumes by itself"
         lines.append(Text(line, style="bold yellow"))
     return Group(table, *lines) if lines else table
+
+
+# -- costs (issue 15) ----------------------------------------------------------------------------
+
+
+def spent(totals: CostTotals) -> str:
+    """ "$0.42, 12,345 tokens, 3 sessions"."""
+    sessions = "1 session" if totals.sessions == 1 else f"{totals.sessions} sessions"
+    return f"${totals.cost_usd:.2f}, {totals.tokens:,} tokens, {sessions}"
+
+
+def task_budget_text(task: Task) -> str:
+    own = [f"${task.budget_usd:.2f}"] if task.budget_usd is not None else []
+    own += [f"{task.budget_tokens:,} tokens"] if task.budget_tokens is not None else []
+    return f" (its own budget: {' and '.join(own)})" if own else ""
+
+
+def _cost_table(name: str, rows: list[CostRow], none_label: str) -> Table:
+    table = Table(show_edge=False, header_style="bold")
+    for column in (name, "cost", "tokens", "in", "out", "sessions"):
+        table.add_column(column, justify="left" if column == name else "right")
+    for row in rows:
+        name = row.key or none_label
+        if row.title:
+            name += f"  {row.title}"
+        table.add_row(
+            name,
+            f"${row.cost_usd:.4f}",
+            f"{row.tokens:,}",
+            f"{row.input_tokens:,}",
+            f"{row.output_tokens:,}",
+            str(row.sessions),
+        )
+    return table
+
+
+def cost_report(report: CostReport) -> Group:
+    total = Text.assemble(("total ", "bold"), spent(report.total))
+    if not report.total.sessions:
+        return Group(total)
+    return Group(
+        total,
+        _cost_table("day (UTC)", report.by_day, "-"),
+        _cost_table("role", report.by_role, "-"),
+        _cost_table("plan", report.by_plan, "(no plan)"),
+        _cost_table("task", report.by_task, "(no task)"),
+    )

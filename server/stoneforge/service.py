@@ -30,8 +30,9 @@ from stoneforge.git.forecast import Forecast, forecast
 from stoneforge.git.remote import PushRefused, adopt_branch
 from stoneforge.git.repo import resolve_commits, resolve_target_branch, run_git
 from stoneforge.git.target import TargetBranch
-from stoneforge.lifecycle import MrEvent, TaskEvent
+from stoneforge.lifecycle import MrEvent, TaskEvent, next_task_status
 from stoneforge.models import (
+    CostReport,
     FlakyCheck,
     Handoff,
     MergeRequest,
@@ -42,6 +43,7 @@ from stoneforge.models import (
     TaskStatus,
     utcnow,
 )
+from stoneforge.orchestrator.budgets import dispatch_holds, task_limit, utc_today
 from stoneforge.orchestrator.daemon import LEASE_NAME, LEASE_TTL_S, Orchestrator
 from stoneforge.orchestrator.director import plan_from_goal
 from stoneforge.orchestrator.landing import land_merge_requests
@@ -248,8 +250,47 @@ class Service:
     def cancel_task(self, task_id: str) -> Task:
         return self.store.cancel_task(task_id)
 
-    def retry_task(self, task_id: str) -> Task:
-        return self.store.retry_task(task_id)
+    def retry_task(
+        self,
+        task_id: str,
+        *,
+        budget_usd: float | None = None,
+        budget_tokens: int | None = None,
+    ) -> Task:
+        """Put a failed, cancelled or budget_exceeded task back in the queue.
+
+        ``budget_usd`` / ``budget_tokens`` set the task's own budget *to* that total (what it
+        spent so far counts), replacing `budgets.perTaskUsd` / `perTaskTokens` for it. A retry
+        that would stop again at once (spending already at the budget) is refused.
+        """
+        task = self.store.get_task(task_id)
+        next_task_status(task.id, task.status, TaskEvent.RETRY)  # a wrong state says so first
+        if budget_usd is not None and budget_usd <= 0:
+            raise InvalidInputError(f"--budget must be above 0 USD, got {budget_usd}")
+        if budget_tokens is not None and budget_tokens <= 0:
+            raise InvalidInputError(f"--budget-tokens must be above 0, got {budget_tokens}")
+        fields: dict[str, Any] = {}
+        if budget_usd is not None:
+            fields["budget_usd"] = budget_usd
+        if budget_tokens is not None:
+            fields["budget_tokens"] = budget_tokens
+        limit = task_limit(task.model_copy(update=fields), self.config.budgets)
+        reached = limit.reached(task.cost)
+        if reached is not None:
+            raise InvalidInputError(
+                f"task {task.id} has spent {reached}: it would stop again at once; give it a "
+                "bigger budget with `sf task retry "
+                f"{task.id} --budget USD` (a total, above ${task.cost.cost_usd:.2f}) or "
+                f"`--budget-tokens N` (above {task.cost.tokens:,})"
+            )
+        if task.status == TaskStatus.BUDGET_EXCEEDED:
+            budget = [f"${v:.2f}" for v in [limit.usd] if v is not None]
+            budget += [f"{v:,} tokens" for v in [limit.tokens] if v is not None]
+            fields["note"] = (
+                f"A person raised this task's budget (now {' and '.join(budget)}, "
+                f"${task.cost.cost_usd:.2f} spent so far). Continue from the handoff."
+            )
+        return self.store.transition_task(task_id, TaskEvent.RETRY, **fields)
 
     def add_dependency(self, blocked: str, blocker: str) -> Task:
         return self.store.add_dependency(blocked, blocker)
@@ -297,6 +338,18 @@ class Service:
             }
             for s in sessions
         ]
+
+    # -- costs (issue 15) ----------------------------------------------------------------------
+
+    def cost_report(self) -> CostReport:
+        """Every session's spending, by task, plan, role and UTC day (summed in the store)."""
+        return CostReport(
+            total=self.store.cost_totals(),
+            by_task=self.store.cost_by("task"),
+            by_plan=self.store.cost_by("plan"),
+            by_role=self.store.cost_by("role"),
+            by_day=self.store.cost_by("day"),
+        )
 
     # -- git views -----------------------------------------------------------------------------
 
@@ -397,6 +450,10 @@ class Service:
     def approve_merge(self, mr_id: str) -> MergeRequest:
         """Land a checked merge request that waits for approval.
 
+        One that waits because the steward's review did not approve it (its rounds used up, or
+        no verdict) has no candidate yet: approving it sends it on to the checks, and it lands
+        once they pass.
+
         If the target has not moved since its candidate was checked, the candidate lands now
         (compare-and-swap). Otherwise it is marked approved and goes back to the queue: the
         steward rebuilds it on the new tip, checks it again, and lands it without asking twice.
@@ -440,13 +497,13 @@ class Service:
                     reason=f"approved; not landed yet: {exc}",
                 )
             return self.store.update_merge_request(mr.id, approved_at=utcnow())
+        why = (
+            f"approved; {target.name} moved since the check, so it is rebuilt and checked again"
+            if candidate
+            else "approved without the steward's review; it goes on to its checks"
+        )
         return self.store.transition_merge_request(
-            mr.id,
-            MrEvent.REQUEUE,
-            approved_at=utcnow(),
-            reason=(
-                f"approved; {target.name} moved since the check, so it is rebuilt and checked again"
-            ),
+            mr.id, MrEvent.REQUEUE, approved_at=utcnow(), reason=why
         )
 
     def reject_merge(self, mr_id: str, reason: str) -> MergeRequest:
@@ -513,6 +570,9 @@ class Service:
             # A pause is the running steward's: with no orchestrator nothing waits to land.
             landing_paused=latest_pause(self.store) if holder is not None else None,
             provider_unavailable=latest_outage(self.store) if holder is not None else None,
+            cost_today=self.store.cost_totals(day=utc_today()),
+            cost_total=self.store.cost_totals(),
+            budget_holds=dispatch_holds(self.store, self.config.budgets),
         )
 
     def sandbox_status(self) -> SandboxStatus:

@@ -2,7 +2,7 @@
 
 A thread with its own connection probes SQLite's ``data_version`` (a counter that moves only when
 another connection commits; it reads no table) and, when it moves, hands the new rows of the
-event log to a callback. The language server (to tell the editor) and the orchestrator (to wake
+event log to a callback (every one, in order, a page at a time). The language server (to tell the editor) and the orchestrator (to wake
 the dispatcher when the CLI adds a task) both use it.
 """
 
@@ -20,6 +20,8 @@ log = logging.getLogger("stoneforge.store_watch")
 
 PROBE_INTERVAL_S = 0.1
 DEBOUNCE_S = 0.05
+#: Events read (and handed over) at a time; a bigger burst is delivered page after page.
+PAGE_SIZE = 5000
 
 
 class StoreWatcher:
@@ -30,11 +32,13 @@ class StoreWatcher:
         *,
         debounce_s: float = DEBOUNCE_S,
         probe_interval_s: float = PROBE_INTERVAL_S,
+        page_size: int = PAGE_SIZE,
         name: str = "stoneforge-store-watch",
     ) -> None:
         self.on_events = on_events
         self.debounce_s = debounce_s
         self.probe_interval_s = probe_interval_s
+        self.page_size = page_size
         # Its own connection: data_version moves for commits of every *other* connection,
         # and this one never writes.
         self.store = Store(db_path, actor="watcher")
@@ -61,11 +65,21 @@ class StoreWatcher:
                 version = current
                 if self.debounce_s:
                     self._stop.wait(self.debounce_s)  # let a burst of writes finish
-                events = self.store.events_since(self.last_id, limit=5000)
-                if not events:
-                    continue
-                self.last_id = events[-1].id
-                self.on_events(events)
+                self._deliver_all()
             except Exception:  # keep watching whatever one round did
                 log.exception("store watcher round failed")
         self.store.close()
+
+    def _deliver_all(self) -> None:
+        """Hand over every event after the last one delivered, in order, a page at a time.
+
+        All of a burst now, not the first page until the next commit moves data_version again.
+        """
+        while not self._stop.is_set():
+            events = self.store.events_since(self.last_id, limit=self.page_size)
+            if not events:
+                return
+            self.last_id = events[-1].id
+            self.on_events(events)
+            if len(events) < self.page_size:
+                return

@@ -5,8 +5,8 @@ Prints a JSON object with the ids it created.
 
 The state is what a user sees after a worker finished one task and the merge queue checked it:
 a plan with a task in review whose branch really exists, its sessions (one handed off), the
-handoff, and a merge request awaiting approval whose candidate is the real merge commit of the
-branch into main. A second task waits on the first. An untracked file holds conflict markers.
+handoff, the steward's review (approved, with one comment on calc.py line 7), and a merge request
+awaiting approval whose candidate is the real merge commit of the branch into main. A second task waits on the first. An untracked file holds conflict markers.
 
 Only the parts of a real run that need Claude Code (the sessions themselves) are written straight
 to the store; everything git-side is real, so mergeDiff and approveMerge work on it.
@@ -23,6 +23,8 @@ from stoneforge.lifecycle import MrEvent, TaskEvent
 from stoneforge.models import (
     CheckRun,
     Handoff,
+    ReviewComment,
+    ReviewVerdict,
     SessionRole,
     SessionStatus,
     utcnow,
@@ -30,6 +32,9 @@ from stoneforge.models import (
 from stoneforge.service import Service
 
 BRANCH = "sf/t1-add-a-parser"
+#: The review's comment: on line 7 of calc.py's new version (`left, right = text.split("+")`).
+REVIEW_COMMENT = 'Split once: text.split("+", 1) keeps "1+2+3" from unpacking into three values.'
+REVIEW_LINE = 7
 RIVAL_BRANCH = "sf/t3-parse-with-a-regex"
 
 CALC = """\
@@ -182,7 +187,19 @@ def seed(root: Path, forecast_conflict: bool = False) -> dict[str, str]:
             branch=BRANCH,
             head_commit=git(root, "rev-parse", BRANCH),
             summary="calc: parse a + b (1 commit, 2 files)",
+            review=True,
         )
+        reviewer = store.start_session(task.id, SessionRole.STEWARD)
+        store.update_session(reviewer.id, status=SessionStatus.COMPLETED, ended_at=utcnow())
+        store.add_review(
+            mr.id,
+            ReviewVerdict.APPROVE,
+            "parse() does what the task asks, and the test covers it.",
+            [ReviewComment(path="calc.py", line=REVIEW_LINE, body=REVIEW_COMMENT)],
+            session_id=reviewer.id,
+            head_commit=git(root, "rev-parse", BRANCH),
+        )
+        store.transition_merge_request(mr.id, MrEvent.PASS_REVIEW)
         store.transition_merge_request(mr.id, MrEvent.CHECK)
         store.transition_merge_request(
             mr.id,
@@ -210,6 +227,7 @@ def seed(root: Path, forecast_conflict: bool = False) -> dict[str, str]:
         "taskId": task.id,
         "blockedTaskId": blocked.id,
         "sessionIds": f"{first.id},{second.id}",
+        "reviewComment": REVIEW_COMMENT,
         "handoffId": handoff.id or "",
         "mrId": mr.id,
         "branch": BRANCH,

@@ -46,8 +46,9 @@ export class StoneforgeApi {
     return this.call(Methods.cancelTask, { id });
   }
 
-  retryTask(id: string): Promise<Task> {
-    return this.call(Methods.retryTask, { id });
+  /** `budgetUsd`: the task's own budget, a total (what it spent counts). */
+  retryTask(id: string, budgetUsd?: number): Promise<Task> {
+    return this.call(Methods.retryTask, budgetUsd === undefined ? { id } : { id, budgetUsd });
   }
 
   async listTasks(filter: { planId?: string; status?: TaskStatus } = {}): Promise<Task[]> {

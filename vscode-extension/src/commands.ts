@@ -7,6 +7,7 @@ import { showDocument } from "./docs";
 import { mergeRequestChoices, taskChoices } from "./model/choices";
 import { type DiffEntry, diffEntries } from "./model/diffEntries";
 import type { DiffSide } from "./model/docUris";
+import { firstCommented } from "./model/reviewThreads";
 import { humanize, shortSha } from "./model/format";
 import type { NodeRef, TreeNode } from "./model/treeNode";
 import type { MergeRequest, MergeStatus, Task } from "./protocol";
@@ -182,6 +183,30 @@ export function registerCommands(server: StoneforgeServer, views: Views, diffs: 
       }
     }),
 
+    command("stoneforge.ui.showReview", async (arg, reviewArg) => {
+      // From the row's click (mrId, reviewId) or its context menu (the row itself).
+      const [mrId, reviewId] = isNode(arg) && arg.ref.kind === "review" ? [arg.ref.mrId, arg.ref.id] : [arg, reviewArg];
+      if (typeof mrId !== "string") return;
+      const mr = (await api.mergeRequests()).find((m) => m.id === mrId);
+      const review = mr?.reviews?.find((r) => r.id === reviewId);
+      const at = review ? firstCommented(review) : undefined;
+      if (!mr || !at) {
+        await vscode.commands.executeCommand("stoneforge.ui.showDiff", mrId);
+        return;
+      }
+      // The commented file's diff, at the comment: its thread shows on the modified side.
+      const diff = await diffs.diff(mr.id);
+      const title = `${at.path} — ${mr.id}: ${mr.branch} (${shortSha(diff.base)} ↔ ${shortSha(diff.head)})`;
+      const selection = new vscode.Range(at.line, 0, at.line, 0);
+      await vscode.commands.executeCommand(
+        "vscode.diff",
+        diffs.uri(mr.id, "original", at.path),
+        diffs.uri(mr.id, "modified", at.path),
+        title,
+        { selection },
+      );
+    }),
+
     command("stoneforge.ui.showChecks", async (arg) => {
       const checkRow = isNode(arg) && arg.ref.kind === "check" ? arg.ref.mrId : undefined;
       const mrId =
@@ -212,7 +237,9 @@ export function registerCommands(server: StoneforgeServer, views: Views, diffs: 
     }),
 
     command("stoneforge.ui.cancelTask", async (arg) => {
-      const task = await chooseTask(arg, "Cancel which task?", (t) => ["open", "in_progress", "review", "failed"].includes(t.status));
+      const task = await chooseTask(arg, "Cancel which task?", (t) =>
+        ["open", "in_progress", "review", "failed", "budget_exceeded"].includes(t.status),
+      );
       if (!task) return;
       const ok = await confirm(
         `Cancel task ${task.id} “${task.title}”?`,
@@ -223,8 +250,17 @@ export function registerCommands(server: StoneforgeServer, views: Views, diffs: 
     }),
 
     command("stoneforge.ui.retryTask", async (arg) => {
-      const task = await chooseTask(arg, "Retry which task?", (t) => ["failed", "cancelled"].includes(t.status));
-      if (task) await api.retryTask(task.id);
+      const task = await chooseTask(arg, "Retry which task?", (t) => ["failed", "cancelled", "budget_exceeded"].includes(t.status));
+      if (!task) return;
+      if (task.status !== "budget_exceeded") return void (await api.retryTask(task.id));
+      // Stopped at its budget: it continues only with a bigger one (a total; what it spent counts).
+      const spent = task.cost?.costUsd ?? 0;
+      const answer = await vscode.window.showInputBox({
+        title: `Retry ${task.id} with a budget of (USD, in total)`,
+        prompt: `It has spent $${spent.toFixed(2)} so far.`,
+        validateInput: (v) => (Number(v) > spent ? undefined : `A number above ${spent.toFixed(2)}`),
+      });
+      if (answer !== undefined) await api.retryTask(task.id, Number(answer));
     }),
 
     command("stoneforge.ui.init", async () => {

@@ -8,6 +8,7 @@ import { registerCommands } from "./commands";
 import { DiffProvider, DocumentProvider } from "./docs";
 import { DIFF_SCHEME, DOC_SCHEME } from "./model/docUris";
 import { onInterpreterChanged } from "./python";
+import { ReviewComments } from "./reviewComments";
 import { StoneforgeServer } from "./server";
 import { StatusBar } from "./statusBar";
 import { Toasts } from "./toasts";
@@ -35,6 +36,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   const views = new Views(server, context.workspaceState);
   const docs = new DocumentProvider(server.api);
   const diffs = new DiffProvider(server.api);
+  const reviewComments = new ReviewComments(server.api);
   const statusBar = new StatusBar();
   const toasts = new Toasts(server, views);
 
@@ -59,11 +61,13 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     void refreshStatus();
     docs.refreshOpen();
     diffs.refreshOpen();
+    void reviewComments.refreshOpen();
   };
 
   context.subscriptions.push(
     views,
     statusBar,
+    reviewComments,
     vscode.workspace.registerTextDocumentContentProvider(DOC_SCHEME, docs),
     vscode.workspace.registerTextDocumentContentProvider(DIFF_SCHEME, diffs),
     ...registerCommands(server, views, diffs),

@@ -1,10 +1,11 @@
 // The wire shapes of the Stoneforge language server (docs/protocol.md). Pure types: no `vscode`.
 
-export type TaskStatus = "open" | "in_progress" | "review" | "merged" | "failed" | "cancelled";
+export type TaskStatus = "open" | "in_progress" | "review" | "merged" | "failed" | "cancelled" | "budget_exceeded";
 export type PlanStatus = "draft" | "active";
 export type SessionRole = "worker" | "steward" | "director";
 export type SessionStatus = "running" | "completed" | "handed_off" | "crashed" | "failed";
 export type MergeStatus =
+  | "reviewing"
   | "pending"
   | "testing"
   | "awaiting_approval"
@@ -52,6 +53,28 @@ export interface CheckRun {
   flaky: boolean;
 }
 
+export type ReviewVerdict = "approve" | "request_changes";
+
+/** One comment of a steward review: a file of the change, a line of its new version. */
+export interface ReviewComment {
+  path: string;
+  line: number | null;
+  body: string;
+}
+
+export interface Review {
+  id: string;
+  mrId: string;
+  taskId: string;
+  round: number;
+  verdict: ReviewVerdict;
+  summary: string;
+  comments: ReviewComment[];
+  sessionId: string | null;
+  headCommit: string | null;
+  createdAt: string;
+}
+
 export interface MergeRequest {
   id: string;
   taskId: string;
@@ -66,6 +89,17 @@ export interface MergeRequest {
   mergedAt: string | null;
   /** The task branch's tip the request was made for (its diff once the branch is gone). */
   headCommit?: string | null;
+  /** The steward's reviews, oldest first (absent from servers that predate reviews). */
+  reviews?: Review[];
+}
+
+/** What a set of sessions spent (`tokens`: input, cached included, plus output). */
+export interface CostTotals {
+  sessions: number;
+  inputTokens: number;
+  outputTokens: number;
+  tokens: number;
+  costUsd: number;
 }
 
 export interface Task {
@@ -87,6 +121,11 @@ export interface Task {
   sessions: Session[];
   handoffs: Handoff[];
   mergeRequest: MergeRequest | null;
+  /** What the task's sessions spent (absent from servers before budgets). */
+  cost?: CostTotals;
+  /** The task's own budget, set by a retry with a budget; null: the configured one. */
+  budgetUsd?: number | null;
+  budgetTokens?: number | null;
 }
 
 export interface Plan {
@@ -96,6 +135,8 @@ export interface Plan {
   status: PlanStatus;
   createdAt: string;
   taskIds: string[];
+  /** What its tasks' and director's sessions spent (absent from servers before budgets). */
+  cost?: CostTotals;
 }
 
 export interface TaskTree {

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from stoneforge.agents.events import AgentEvent, AssistantTurn, Result
+from stoneforge.agents.events import AgentEvent, AssistantTurn, Result, SessionStarted
+from stoneforge.agents.pricing import turn_cost
 
 
 class TokenStats(BaseModel):
@@ -12,6 +13,8 @@ class TokenStats(BaseModel):
 
     `context_tokens` is the prompt size of the latest turn (input + cache read + cache
     creation), the number compared with ``handoffAtTokens``; the other counts are totals.
+    `cost_usd` is priced turn by turn (:mod:`.pricing`) while the session runs, when its model's
+    prices are known, and is the CLI's own total once its result arrives.
     """
 
     context_tokens: int = 0
@@ -31,14 +34,21 @@ class TokenStats(BaseModel):
 class TokenAccountant:
     """Consumes events; :meth:`observe` says whether the stats changed."""
 
-    def __init__(self) -> None:
+    def __init__(self, model: str | None = None) -> None:
         self._stats = TokenStats()
+        #: The model that prices the turns: the spec's, then the one the CLI says it uses.
+        self._model = model
+        self._estimate: float | None = None
+        self._final = False
 
     @property
     def stats(self) -> TokenStats:
         return self._stats.model_copy()
 
     def observe(self, event: AgentEvent) -> bool:
+        if isinstance(event, SessionStarted):
+            self._model = event.model or self._model
+            return False
         if isinstance(event, AssistantTurn):
             self._observe_turn(event)
             return True
@@ -54,6 +64,10 @@ class TokenAccountant:
         s.cache_read_input_tokens += u.cache_read_input_tokens
         s.cache_creation_input_tokens += u.cache_creation_input_tokens
         s.turns += 1
+        cost = turn_cost(self._model, u)
+        if cost is not None and not self._final:
+            self._estimate = (self._estimate or 0.0) + cost
+            s.cost_usd = self._estimate
 
     def _observe_result(self, result: Result) -> bool:
         # The CLI's result totals are cumulative and include turns we may not have seen
@@ -68,4 +82,5 @@ class TokenAccountant:
         )
         if result.total_cost_usd is not None:
             s.cost_usd = result.total_cost_usd
+            self._final = True
         return s.model_dump() != before

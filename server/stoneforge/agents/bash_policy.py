@@ -237,3 +237,118 @@ class BashPolicy:
                     f"git reset --hard {t}", f"git reset --hard origin/{t}",
                     f"git branch -f {t}", f"git update-ref refs/heads/{t}"]  # fmt: skip
         return [f"Bash({p}:*)" for p in prefixes]
+
+
+# -- read-only sessions (the steward's reviewer) ------------------------------------------------
+
+#: Programs that only read (with the options refused below).
+_READ_ONLY_PROGRAMS = frozenset(
+    {"ls", "cat", "head", "tail", "wc", "grep", "egrep", "fgrep", "rg", "find", "tree", "stat",
+     "du", "diff", "cmp", "sort", "cut", "tr", "nl", "echo", "printf", "pwd", "basename",
+     "dirname", "realpath", "readlink", "true", "false", "test", "[", "which", "type", "od",
+     "hexdump", "md5sum", "sha1sum", "sha256sum", "column", "jq", "git"}
+)  # fmt: skip
+#: git subcommands that read the repository and write nothing of it.
+_READ_ONLY_GIT = frozenset(
+    {"log", "show", "diff", "status", "blame", "annotate", "grep", "ls-files", "ls-tree",
+     "rev-parse", "rev-list", "cat-file", "merge-base", "describe", "shortlog", "name-rev",
+     "for-each-ref", "show-ref", "whatchanged", "count-objects", "diff-tree", "diff-files",
+     "diff-index", "range-diff", "cherry", "version", "help", "var", "check-ignore",
+     "check-attr", "branch", "tag"}
+)  # fmt: skip
+#: Options that make a reading program write or run something.
+_WRITING_OPTIONS = {
+    "find": ("-delete", "-exec", "-execdir", "-ok", "-okdir", "-fprint", "-fprint0", "-fprintf",
+             "-fls"),
+    "sort": ("-o", "--output", "--compress-program"),
+    "tree": ("-o",),
+    "rg": ("--pre",),
+    "git": ("--output", "-O", "--open-files-in-pager", "--ext-diff", "--textconv"),
+}  # fmt: skip
+#: git options that set configuration (a pager, an fsmonitor, an external diff runs commands).
+_GIT_CONFIG_OPTIONS = ("-c", "--config-env", "--exec-path")
+#: `git branch` / `git tag` only list with these (any other word names a ref to make or move).
+_GIT_LISTING = {"-a", "-r", "-l", "--list", "-v", "-vv", "--all", "--remotes", "--contains",
+                "--merged", "--no-merged", "--points-at", "--sort", "--format", "-n",
+                "--show-current", "--column", "--no-column", "--color", "--no-color"}  # fmt: skip
+_OUTPUT_REDIRECT = re.compile(r"(?<![<&0-9])[0-9]*(>>?|>\||&>>?)")
+
+
+@dataclass(frozen=True)
+class ReadOnlyBashPolicy(BashPolicy):
+    """Only commands that read: a fixed list of programs, git's reading subcommands, no output
+    redirection to a file. For a session that must change nothing (the steward's review)."""
+
+    def check(self, command: str) -> str | None:
+        if _writes_by_redirect(command):
+            return (
+                "stoneforge: this session is read-only: output redirection to a file (`>`, "
+                "`>>`, `tee`) is not allowed"
+            )
+        try:
+            commands = list(simple_commands(command))
+        except UnparsableCommand as exc:
+            return f"stoneforge could not parse this command safely ({exc}); simplify it"
+        for argv in commands:
+            reason = self._check_argv(argv)
+            if reason:
+                return f"stoneforge: this session is read-only: {reason}"
+        return None
+
+    def _check_argv(self, argv: list[str]) -> str | None:
+        name = os.path.basename(argv[0])
+        if name not in _READ_ONLY_PROGRAMS:
+            return f"`{name}` may change things; use Read, Glob, Grep or a reading command"
+        for option in _WRITING_OPTIONS.get(name, ()):
+            if any(a == option or a.startswith(option + "=") for a in argv[1:]):
+                return f"`{name} {option}` may write files or run commands"
+        if name != "git":
+            return None
+        if any(a in _GIT_CONFIG_OPTIONS or a.startswith("--config-env=") for a in argv[1:]):
+            return "git configuration on the command line (`-c`) is not allowed"
+        git = parse_git(argv)
+        if git is None:
+            return None  # `git --version` and the like
+        if git.subcommand not in _READ_ONLY_GIT:
+            return f"`git {git.subcommand}` changes the repository; only reading git commands run"
+        if git.subcommand in ("branch", "tag"):
+            words = [a for a in git.args if not a.startswith("-")]
+            flags = [a.split("=", 1)[0] for a in git.args if a.startswith("-")]
+            listing_args = {"--contains", "--merged", "--no-merged", "--points-at", "--sort",
+                            "--format", "-n"}  # fmt: skip
+            if any(f not in _GIT_LISTING for f in flags) or (
+                words and not (set(flags) & (listing_args | {"-l", "--list"}))
+            ):
+                return f"`git {git.subcommand}` with these arguments changes refs; list them only"
+        return None
+
+    def disallowed_tool_rules(self) -> list[str]:
+        return [
+            *super().disallowed_tool_rules(),
+            *(f"Bash(git {sub}:*)" for sub in ("commit", "reset", "checkout", "switch", "add",
+                                                 "rm", "mv", "restore", "stash", "clean",
+                                                 "cherry-pick", "revert", "am", "apply",
+                                                 "update-ref", "worktree")),
+        ]  # fmt: skip
+
+
+def _writes_by_redirect(command: str) -> bool:
+    """Whether ``command`` sends output into a file (`>`, `>>`, `&>`, `>|`) or through `tee`.
+
+    Quoted text is blanked first, so `grep '>' file` reads; `2>/dev/null` and `>&2` stay
+    allowed (they write no file of the repository).
+    """
+    bare = re.sub(r"'[^']*'|\"(?:\\.|[^\"\\])*\"", "''", command)
+    for match in _OUTPUT_REDIRECT.finditer(bare):
+        rest = bare[match.end() :].lstrip()
+        if rest.startswith("&") or rest.startswith("/dev/null"):
+            continue
+        return True
+    return any(os.path.basename(argv[0]) == "tee" for argv in _safe_commands(command))
+
+
+def _safe_commands(command: str) -> list[list[str]]:
+    try:
+        return [argv for argv in simple_commands(command) if argv]
+    except UnparsableCommand:
+        return []

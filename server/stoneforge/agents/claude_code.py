@@ -230,7 +230,9 @@ class ClaudeCodeSession:
         cli = resolve_cli(self._cli_path)
         if cli is None:
             raise FileNotFoundError("no Claude Code CLI found (the claude-agent-sdk bundles one)")
-        policy = SandboxPolicy.for_session(spec.cwd, spec.config_dir, spec.repo_root)
+        policy = SandboxPolicy.for_session(
+            spec.cwd, spec.config_dir, spec.repo_root, read_only=spec.read_only
+        )
         wrapper = spec.config_dir.with_name(spec.config_dir.name + ".sandbox.sh")
         script, extra = write_wrapper(wrapper, cli, policy, spec.cwd, {**os.environ, **env})
         env.update(extra)

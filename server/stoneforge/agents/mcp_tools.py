@@ -10,19 +10,21 @@ these calls; they only add information.
 from __future__ import annotations
 
 import inspect
+import json
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from claude_agent_sdk import McpSdkServerConfig, SdkMcpTool, create_sdk_mcp_server, tool
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 SERVER_NAME = "stoneforge"
 COMPLETE_TASK = "complete_task"
 HANDOFF = "handoff"
 ASK_DIRECTOR = "ask_director"
 PROPOSE_PLAN = "propose_plan"
+SUBMIT_REVIEW = "submit_review"
 #: The tools a StoneforgeTools offers by default (propose_plan is the director's, opt-in).
 ALL_TOOLS = (COMPLETE_TASK, HANDOFF, ASK_DIRECTOR)
 DEFAULT_DIRECTOR_ANSWER = (
@@ -49,6 +51,71 @@ class HandoffNote(BaseModel):
     decisions: list[str] = Field(default_factory=list)
     failing_tests: list[str] = Field(default_factory=list, alias="failingTests")
     next_step: str = Field(alias="nextStep")
+
+
+class ReviewCommentInput(BaseModel):
+    """One comment of a submitted review: a file of the change, a line of its new version."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(min_length=1)
+    line: int | None = Field(default=None, ge=1)
+    body: str = Field(min_length=1)
+
+    @field_validator("path")
+    @classmethod
+    def _relative(cls, value: str) -> str:
+        value = value.strip().removeprefix("./")
+        if not value or value.startswith("/"):
+            raise ValueError("must be a path relative to the repository root, like src/app.py")
+        return value
+
+
+class ReviewSubmission(BaseModel):
+    """The arguments of `submit_review`, checked before the orchestrator sees them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    verdict: Literal["approve", "request_changes"]
+    summary: str = Field(min_length=1)
+    comments: list[ReviewCommentInput] = Field(default_factory=list)
+
+    @field_validator("comments", mode="before")
+    @classmethod
+    def _json_text(cls, value: Any) -> Any:
+        # Models sometimes send the list as JSON text.
+        if isinstance(value, str):
+            try:
+                return json.loads(value) if value.strip() else []
+            except ValueError:
+                raise ValueError("must be a list of {path, line, body} objects") from None
+        return value
+
+    @field_validator("summary")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must say what you found, in a sentence or two")
+        return value.strip()
+
+    def problems(self) -> list[str]:
+        """What is wrong beyond the types: a change request must say what to change, where."""
+        if self.verdict == "request_changes" and not self.comments:
+            return [
+                "comments: request_changes needs at least one comment with path, line and body "
+                "saying what to change"
+            ]
+        return []
+
+
+def review_submission_errors(error: ValidationError) -> list[str]:
+    """Every problem of a bad `submit_review` call, one line each, naming the field."""
+    lines = []
+    for err in error.errors():
+        where = ".".join(str(part) for part in err["loc"]) or "(arguments)"
+        message = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+        lines.append(f"{where}: {message}")
+    return lines
 
 
 @dataclass(frozen=True)
@@ -109,6 +176,32 @@ _PROPOSE_PLAN_SCHEMA: dict[str, Any] = {
 }
 
 
+# Loose for the same reason as propose_plan's: ReviewSubmission names every problem at once.
+_SUBMIT_REVIEW_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "verdict": {
+            "type": "string",
+            "description": "approve, or request_changes when the change must be fixed first.",
+        },
+        "summary": {"type": "string", "description": "Your overall judgement, briefly."},
+        "comments": {
+            "type": ["array", "string"],
+            "description": "Comments anchored to the change: path (relative to the repository "
+            "root), line (in the file's new version) and body (what to change and why).",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "path": {"type": "string"},
+                    "line": {"type": ["integer", "string", "null"]},
+                    "body": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+
+
 @dataclass(frozen=True)
 class ToolReply:
     """What a callback answers to the model: the tool result's text, and whether it is an
@@ -147,6 +240,9 @@ class StoneforgeTools:
     on_ask_director: Callable[[str], MaybeAwaitable[str]] | None = None
     #: Validates a proposed plan (the tool's raw arguments) and says what was wrong, if anything.
     on_propose_plan: Callable[[dict[str, Any]], MaybeAwaitable[ToolReply]] | None = None
+    #: Takes a well-formed review; may still refuse it (a comment on a file the change does not
+    #: touch) with an error reply the model can act on.
+    on_submit_review: Callable[[ReviewSubmission], MaybeAwaitable[ToolReply | None]] | None = None
     enabled: tuple[str, ...] = ALL_TOOLS
     calls: list[ToolCallRecord] = field(default_factory=list)
 
@@ -196,6 +292,26 @@ class StoneforgeTools:
         reply = await _call(self.on_propose_plan, dict(args))
         return _text(reply.text, error=reply.is_error)
 
+    async def submit_review(self, args: dict[str, Any]) -> dict[str, Any]:
+        self._record(SUBMIT_REVIEW, args)
+        try:
+            review = ReviewSubmission.model_validate(args)
+            problems = review.problems()
+        except ValidationError as exc:
+            problems = review_submission_errors(exc)
+        if problems:
+            return _text(
+                "The review was not recorded:\n- " + "\n- ".join(problems) + "\nCall "
+                "submit_review again with verdict (approve | request_changes), summary, and "
+                "comments [{path, line, body}].",
+                error=True,
+            )
+        if self.on_submit_review is not None:
+            reply = await _call(self.on_submit_review, review)
+            if reply is not None and reply.is_error:
+                return _text(reply.text, error=True)
+        return _text(f"Review recorded ({review.verdict}). You are done: stop now.")
+
     def _tools(self) -> Iterable[SdkMcpTool[Any]]:
         specs = {
             COMPLETE_TASK: (
@@ -222,6 +338,14 @@ class StoneforgeTools:
                 "The reply says whether the plan was accepted or what to fix.",
                 _PROPOSE_PLAN_SCHEMA,
                 self.propose_plan,
+            ),
+            SUBMIT_REVIEW: (
+                "Submit your review of the change: verdict approve or request_changes, a "
+                "summary, and comments anchored to file and line (path, line, body). "
+                "request_changes needs at least one comment. The reply says whether it was "
+                "recorded or what to fix.",
+                _SUBMIT_REVIEW_SCHEMA,
+                self.submit_review,
             ),
         }
         for name in self.enabled:

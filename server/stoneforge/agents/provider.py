@@ -57,6 +57,9 @@ class SessionSpec:
     #: The repository the session works for: kept readable, its `.stoneforge/` hidden, when the
     #: provider contains the agent (see `agents.sandbox`).
     repo_root: Path | None = None
+    #: The session changes nothing: contained, its working directory is mounted read-only too
+    #: (only its config dir is writable).
+    read_only: bool = False
 
     def resumed(self, provider_session_id: str, prompt: str) -> SessionSpec:
         """The same session continued by the provider (same config dir: the transcript

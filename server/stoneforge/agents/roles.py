@@ -15,13 +15,14 @@ from importlib import resources
 from pathlib import Path
 from string import Template
 
-from stoneforge.agents.bash_policy import BashPolicy
+from stoneforge.agents.bash_policy import BashPolicy, ReadOnlyBashPolicy
 from stoneforge.agents.claude_setup import ClaudeSetup, model_setting
 from stoneforge.agents.mcp_tools import (
     ASK_DIRECTOR,
     COMPLETE_TASK,
     HANDOFF,
     PROPOSE_PLAN,
+    SUBMIT_REVIEW,
     StoneforgeTools,
 )
 from stoneforge.agents.provider import SessionSpec
@@ -33,10 +34,13 @@ class Role(StrEnum):
     WORKER = "worker"
     STEWARD = "steward"
     DIRECTOR = "director"
+    #: The steward reviewing a merge request: reads everything, changes nothing.
+    REVIEWER = "reviewer"
 
 
 _EDIT_TOOLS = ("Read", "Write", "Edit", "Glob", "Grep", "Bash")
 _READ_TOOLS = ("Read", "Glob", "Grep")
+_REVIEW_TOOLS = ("Read", "Glob", "Grep", "Bash")  # Bash only for reading commands
 # Never listed in allowed_tools: an allow rule would approve edits anywhere on disk,
 # while the acceptEdits mode approves them only inside the working directory (edits
 # elsewhere would need a human's approval, so the headless CLI refuses them).
@@ -49,6 +53,7 @@ class RoleProfile:
     tools: tuple[str, ...]  # built-in tools the model sees (all of them allowed)
     mcp_tools: tuple[str, ...]  # stoneforge MCP tools
     guards_bash: bool  # Bash commands go through BashPolicy
+    read_only: bool = False  # Bash runs reading commands only; contained, cwd is read-only
 
 
 PROFILES: dict[Role, RoleProfile] = {
@@ -57,6 +62,7 @@ PROFILES: dict[Role, RoleProfile] = {
     ),
     Role.STEWARD: RoleProfile(Role.STEWARD, _EDIT_TOOLS, (COMPLETE_TASK, ASK_DIRECTOR), True),
     Role.DIRECTOR: RoleProfile(Role.DIRECTOR, _READ_TOOLS, (COMPLETE_TASK, PROPOSE_PLAN), False),
+    Role.REVIEWER: RoleProfile(Role.REVIEWER, _REVIEW_TOOLS, (SUBMIT_REVIEW,), True, True),
 }
 
 
@@ -110,7 +116,8 @@ def build_spec(
     """
     profile = PROFILES[Role(role)]
     tools = mcp if mcp is not None else StoneforgeTools(enabled=profile.mcp_tools)
-    policy = BashPolicy(target_branch) if profile.guards_bash else None
+    policy_class = ReadOnlyBashPolicy if profile.read_only else BashPolicy
+    policy = policy_class(target_branch) if profile.guards_bash else None
     if model == "inherit":
         model = model_setting(os.environ)
     if claude_setup is None:
@@ -139,4 +146,5 @@ def build_spec(
         tool_timeout_s=tool_timeout_s,
         repo_root=repo_root,
         claude_setup=claude_setup,
+        read_only=profile.read_only,
     )

@@ -85,7 +85,7 @@ async def run_session(
     on_start: Callback[AgentSession] | None = None,
 ) -> SessionOutcome:
     """Run `spec` until its result, failure or stop; never raises for agent failures."""
-    accountant = TokenAccountant()
+    accountant = TokenAccountant(spec.model)
     outcome = SessionOutcome(status="crashed")
     async with provider.open(spec) as session:
         await _notify(on_start, session)

@@ -189,12 +189,18 @@ class SandboxPolicy:
 
     @classmethod
     def for_session(
-        cls, cwd: Path, config_dir: Path, repo_root: Path | None = None
+        cls,
+        cwd: Path,
+        config_dir: Path,
+        repo_root: Path | None = None,
+        *,
+        read_only: bool = False,
     ) -> SandboxPolicy:
-        return cls(
-            writable=(cwd.resolve(), config_dir.resolve()),
-            repo_root=repo_root.resolve() if repo_root is not None else None,
-        )
+        """A session's policy; ``read_only``: its checkout is mounted read-only (a reviewer)."""
+        root = repo_root.resolve() if repo_root is not None else None
+        if read_only:
+            return cls(writable=(config_dir.resolve(),), repo_root=root, readable=(cwd.resolve(),))
+        return cls(writable=(cwd.resolve(), config_dir.resolve()), repo_root=root)
 
     def bwrap_args(self, cwd: Path, unset: Iterable[str] = ()) -> list[str]:
         args = ["--die-with-parent", "--new-session", "--ro-bind", "/", "/", "--dev", "/dev"]

@@ -39,8 +39,9 @@ BANNER = (
     "a real merge queue with real checks.\n"
     "[yellow]No AI is called in this demo.[/yellow] A scripted local endpoint plays the model, "
     "so it runs offline with no API key. Watch for a context handoff (multiply), a crashed "
-    "session that is recovered (divide) and a merge conflict resolved by the steward "
-    "(french vs spanish)."
+    "session that is recovered (divide), a merge conflict resolved by the steward "
+    "(french vs spanish), and the steward's read-only review of every merge request before "
+    "its checks."
 )
 
 
@@ -144,12 +145,22 @@ def summarize(service: Service, console: Console) -> DemoResult:
                     f"{task.id}: done: {handoff.done}; next: {handoff.next_step}",
                 )
             )
+        reviews = task.merge_request.reviews if task.merge_request else []
+        reviewers = {r.session_id for r in reviews}
+        for review in reviews:
+            console.print(
+                Text.assemble(
+                    ("review ", "bold"),
+                    f"{task.id}: {review.verdict.value} by steward session {review.session_id}: "
+                    f"{review.summary}",
+                )
+            )
         for session in task.sessions:
             if session.status.value == "crashed":
                 console.print(
                     Text.assemble(("crash ", "bold"), f"{task.id} {session.id}: {session.error}")
                 )
-            if session.role == SessionRole.STEWARD:
+            if session.role == SessionRole.STEWARD and session.id not in reviewers:
                 console.print(
                     Text.assemble(
                         ("conflict ", "bold"),

@@ -2,7 +2,8 @@
 
 Every step is executed for real by the Claude Code CLI: files are written, tests run, commits
 made. The script includes one forced context handoff (multiply), one crashed session (divide: the
-model API fails mid-task) and one conflict that a steward agent resolves (french vs spanish).
+model API fails mid-task), one conflict that a steward agent resolves (french vs spanish), and a
+read-only steward review of every merge request before its checks (each approves).
 """
 
 from __future__ import annotations
@@ -84,6 +85,24 @@ def install(model: FakeModel, task_ids: dict[str, str], branches: dict[str, str]
     def marker(key: str) -> str:
         return f"Stoneforge task {task_ids[key]}:"
 
+    # The steward's reviews: one per task, each approving (its prompt names the task).
+    reviews = {
+        "multiply": "multiply(a, b) is right and its test checks 6 * 7.",
+        "divide": "divide(a, b) refuses a zero divisor, and both cases are tested.",
+        "cli": "cli.py parses two integers and multiplies them; the test calls main().",
+        "french": "GREETING becomes 'bonjour'; the tests still pass.",
+        "spanish": "GREETING becomes 'hola'; the tests still pass.",
+    }
+    for key, summary in reviews.items():
+        model.add_script(
+            [
+                Step.bash("git log --oneline -2", text="Reading the change."),
+                Step.mcp("submit_review", verdict="approve", summary=summary, comments=[]),
+                Step.say("Approved."),
+            ],
+            marker=f"(review 1 of this task): task {task_ids[key]}:",
+            name=f"steward reviews {key}",
+        )
     # Continuations first: their markers are the more specific routes.
     model.add_script(
         [

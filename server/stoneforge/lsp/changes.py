@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from stoneforge.lsp.server import StoneforgeServer
 
 CHANGED = "stoneforge/changed"
+#: The dispatcher's record of the plan and day budgets that hold dispatch back (issue 15).
+BUDGET_HOLDS = "budget.holds"
 DEBOUNCE_S = 0.1
 # Changes of these entities can change what a forecast would say (a branch starts, lands, ends).
 FORECAST_ENTITIES = {"task", "merge_request", "forecast"}
@@ -48,11 +50,15 @@ def changed_payload(events: list[Event]) -> dict[str, Any]:
     if outage_change is not None:  # provider unavailable (with its next try), or back
         outage = provider_status.outage_of(outage_change)
         payload["providerUnavailable"] = outage.wire() if outage is not None else None
+    holds = next((e for e in reversed(events) if e.kind == BUDGET_HOLDS), None)
+    if holds is not None:  # the plan and day budgets holding dispatch back changed
+        payload["budgetHolds"] = holds.data.get("holds", [])
     return payload
 
 
 def user_messages(events: list[Event]) -> list[tuple[types.MessageType, str]]:
-    """What deserves a pop-up: a failed task, a merge request waiting for approval."""
+    """What deserves a pop-up: a failed task, a task stopped at its budget, a merge request
+    waiting for a person."""
     messages = []
     for event in events:
         status = event.data.get("status")
@@ -61,14 +67,21 @@ def user_messages(events: list[Event]) -> list[tuple[types.MessageType, str]]:
             messages.append(
                 (types.MessageType.Error, f"Stoneforge: task {event.entity_id} failed. {note}")
             )
-        elif event.entity == "merge_request" and status == "awaiting_approval":
+        elif event.entity == "task" and status == "budget_exceeded":
+            note = event.data.get("note") or ""
             messages.append(
-                (
-                    types.MessageType.Info,
-                    f"Stoneforge: merge request {event.entity_id} passed its checks and "
-                    "waits for your approval.",
-                )
+                (types.MessageType.Warning, f"Stoneforge: task {event.entity_id} stopped. {note}")
             )
+        elif event.entity == "merge_request" and status == "awaiting_approval":
+            if event.data.get("from") == "reviewing":  # the review did not approve it
+                why = event.data.get("reason") or "the steward's review did not approve it"
+                text = f"Stoneforge: merge request {event.entity_id} waits for your decision: {why}"
+            else:
+                text = (
+                    f"Stoneforge: merge request {event.entity_id} passed its checks and "
+                    "waits for your approval."
+                )
+            messages.append((types.MessageType.Info, text))
     return messages
 
 

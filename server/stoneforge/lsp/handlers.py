@@ -76,8 +76,14 @@ def cancel_task(ctx: Context, params: p.IdParams) -> dict[str, Any]:
     return ctx.service.cancel_task(params.id).wire()
 
 
-def retry_task(ctx: Context, params: p.IdParams) -> dict[str, Any]:
-    return ctx.service.retry_task(params.id).wire()
+def retry_task(ctx: Context, params: p.RetryTaskParams) -> dict[str, Any]:
+    return ctx.service.retry_task(
+        params.id, budget_usd=params.budget_usd, budget_tokens=params.budget_tokens
+    ).wire()
+
+
+def cost(ctx: Context, params: p.NoParams) -> dict[str, Any]:
+    return ctx.service.cost_report().wire()
 
 
 def list_tasks(ctx: Context, params: p.ListTasksParams) -> dict[str, Any]:
@@ -156,7 +162,8 @@ METHODS: dict[str, Method] = {
     "createPlan": Method(p.CreatePlanParams, create_plan),
     "activatePlan": Method(p.PlanIdParams, activate_plan),
     "cancelTask": Method(p.IdParams, cancel_task),
-    "retryTask": Method(p.IdParams, retry_task),
+    "retryTask": Method(p.RetryTaskParams, retry_task),
+    "cost": Method(p.NoParams, cost),
     "listTasks": Method(p.ListTasksParams, list_tasks),
     "taskTree": Method(p.NoParams, task_tree),
     "handoffs": Method(p.HandoffsParams, handoffs),

@@ -61,6 +61,13 @@ class IdParams(Params):
     id: StrictStr
 
 
+class RetryTaskParams(Params):
+    id: StrictStr
+    #: The task's own budget, as a total (budgets, issue 15).
+    budget_usd: float | None = Field(default=None, gt=0)
+    budget_tokens: int | None = Field(default=None, gt=0)
+
+
 class ListTasksParams(Params):
     plan_id: StrictStr | None = None
     status: TaskStatus | None = None

@@ -29,15 +29,18 @@ from anyio import to_thread
 
 from stoneforge.agents import AgentProvider, ClaudeCodeProvider
 from stoneforge.config import StoneforgeConfig
-from stoneforge.errors import LeaseHeldError, LeaseLostError
+from stoneforge.errors import LeaseHeldError, LeaseLostError, StoreBusyError
 from stoneforge.git.merge import enable_shared_rerere
 from stoneforge.git.repo import resolve_target_branch
-from stoneforge.models import Event, MergeStatus, TaskStatus, utcnow
+from stoneforge.models import BudgetHold, Event, MergeStatus, TaskStatus, utcnow
+from stoneforge.orchestrator.budgets import dispatch_holds, held_task, seconds_to_next_day
 from stoneforge.orchestrator.provider_health import ProviderHealth
 from stoneforge.orchestrator.provider_sessions import Credentials, TrackedProvider
 from stoneforge.orchestrator.provider_status import ProviderStatus
 from stoneforge.orchestrator.recovery import recover_orphans
+from stoneforge.orchestrator.review import Reviewer
 from stoneforge.orchestrator.steward import Steward
+from stoneforge.orchestrator.wakeups import wakes_steward
 from stoneforge.orchestrator.worker import RunResult, SlotState, WorkerRun
 from stoneforge.store import Fence, Store
 from stoneforge.store_watch import StoreWatcher
@@ -62,10 +65,14 @@ class OrchestratorView:
     merging: str | None = None
     #: "landing paused: <checkout> has uncommitted changes in a.py" while the steward waits.
     landing_paused: str | None = None
+    #: The merge request the steward's review session is reviewing now.
+    reviewing: str | None = None
     #: "provider unavailable, next try 00:41:10 (529 overloaded)" while no session may start.
     provider_unavailable: str | None = None
     #: Sessions allowed at once now: below `max_concurrent` after rate limits (AIMD).
     concurrency_limit: int | None = None
+    #: Plan and day budgets that stop new dispatch ("day budget reached: ...").
+    budget_holds: list[str] = field(default_factory=list)
 
 
 class Orchestrator:
@@ -118,10 +125,14 @@ class Orchestrator:
         self.runs: dict[str, WorkerRun] = {}
         self.recent: deque[str] = deque(maxlen=RECENT_EVENTS)
         self.steward: Steward | None = None  # made in run(), once the target is known
+        self.reviewer: Reviewer | None = None  # likewise: reviews MRs before the steward
         self._lease_token = uuid.uuid4().hex
         #: Proof of holding the lease, given to every run and the steward (set in run()).
         self.fence: Fence | None = None
         self._not_before: dict[str, float] = {}
+        #: Plan and day budgets holding dispatch back, as last seen (budgets, issue 15).
+        self.budget_holds: list[BudgetHold] = []
+        self._day_starts_at: float | None = None  # monotonic time of the next UTC day, if held
         self._wake = asyncio.Event()
         self._stop_requested = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -154,6 +165,8 @@ class Orchestrator:
             run.kill()
         if self.steward is not None:
             self.steward.kill()
+        if self.reviewer is not None:
+            self.reviewer.kill()
 
     def view(self) -> OrchestratorView:
         queued = len([t for t in self.store.ready_task_ids() if t not in self.runs])
@@ -167,8 +180,10 @@ class Orchestrator:
             recent=list(self.recent),
             merging=getattr(self.steward, "current", None),
             landing_paused=pause.line if pause is not None else None,
+            reviewing=self.reviewer.current if self.reviewer is not None else None,
             provider_unavailable=outage.line if outage is not None else None,
             concurrency_limit=self.health.limit,
+            budget_holds=[hold.reason for hold in self.budget_holds],
         )
 
     def note(self, text: str) -> None:
@@ -202,6 +217,17 @@ class Orchestrator:
                 steward_id=f"e{self.fence.epoch}",  # its check checkout is named by the lease
             )
             self.steward.on_current = self.on_merging
+            self.reviewer = Reviewer(
+                root=self.root,
+                config=self.config,
+                store=self.store,
+                provider=self.provider.for_owner("reviewer"),
+                target=self.target,
+                agent_env=self.agent_env,
+                note=self.note,
+                on_reviewed=self._after_review,
+                fence=self.fence,
+            )
             for line in await to_thread.run_sync(lambda: recover_orphans(self.store, self.fence)):
                 self.note(line)
             # Dispatch latency matters here: probe often (a PRAGMA, no table read) and don't wait.
@@ -214,12 +240,17 @@ class Orchestrator:
                 group.start_soon(self._heartbeat)
                 if self.steward is not None:
                     group.start_soon(self.steward.run)
+                if self.reviewer is not None:
+                    group.start_soon(self.reviewer.run)
                 await self._dispatch_loop(group)
                 group.cancel_scope.cancel()
         finally:
             if self._watcher is not None:
                 self._watcher.stop()
-            self.store.release_lease(LEASE_NAME, self._lease_token)
+            try:
+                self.store.release_lease(LEASE_NAME, self._lease_token)
+            except StoreBusyError as exc:  # it ends with this process (or its time to live)
+                self.note(f"the orchestrator lease was not released: {exc}")
             self.note("orchestrator stopped")
 
     async def _dispatch_loop(self, group: anyio.abc.TaskGroup) -> None:
@@ -238,6 +269,8 @@ class Orchestrator:
         async with anyio.create_task_group() as stopping:
             if self.steward is not None:
                 stopping.start_soon(self.steward.stop)
+            if self.reviewer is not None:
+                stopping.start_soon(self.reviewer.stop)
             for run in list(self.runs.values()):
                 stopping.start_soon(run.stop, "shutdown")
         while self.runs:
@@ -249,9 +282,13 @@ class Orchestrator:
             if self.max_concurrent - len(self.runs) <= 0:
                 return
             now = time.monotonic()
+            holds = self._update_budget_holds()
+            plans = self._plans_of_ready() if holds else {}
             for task_id in self.store.ready_task_ids():
                 if task_id in self.runs or self._not_before.get(task_id, 0) > now:
                     continue
+                if holds and held_task(holds, plans.get(task_id)) is not None:
+                    continue  # its plan's budget, or the day's, is spent
                 if not self.health.admit(len(self.runs), task_id).allowed:
                     break  # full, or the provider is unavailable: every task waits alike
                 if not self._start(group, task_id):
@@ -259,6 +296,31 @@ class Orchestrator:
         finally:
             # Changes only: a recorded event wakes us again through the store watcher.
             self._provider_status.update(self.health.unavailable())
+
+    # -- budgets (issue 15) --------------------------------------------------------------------
+
+    def _update_budget_holds(self) -> list[BudgetHold]:
+        """The plan and day budgets that hold dispatch back; a change is noted and logged (the
+        `budget.holds` event), so `sf status`, the live view and the editor say why."""
+        holds = dispatch_holds(self.store, self.config.budgets)
+        day_held = any(hold.scope == "day" for hold in holds)
+        self._day_starts_at = time.monotonic() + seconds_to_next_day() if day_held else None
+        if [h.reason for h in holds] != [h.reason for h in self.budget_holds]:
+            self.budget_holds = holds
+            self.store.record_event(
+                "budget.holds", "orchestrator", None, {"holds": [h.wire() for h in holds]}
+            )
+            for hold in holds:
+                self.note(f"dispatch held: {hold.reason}")
+            if not holds:
+                self.note("dispatch resumed: no plan or day budget holds it back")
+        return holds
+
+    def _plans_of_ready(self) -> dict[str, str | None]:
+        return {t.id: t.plan_id for t in self.store.list_tasks(status=TaskStatus.OPEN)}
+
+    def _held_by_budget(self, task_id: str, plans: dict[str, str | None]) -> bool:
+        return held_task(self.budget_holds, plans.get(task_id)) is not None
 
     def _start(self, group: anyio.abc.TaskGroup, task_id: str) -> bool:
         try:
@@ -313,6 +375,14 @@ class Orchestrator:
             self.wake()
             if self.steward is not None:
                 self.steward.wake()
+            if self.reviewer is not None:
+                self.reviewer.wake()
+
+    def _after_review(self) -> None:
+        # A review passed (the steward has a new MR) or sent a task back (the dispatcher has).
+        self.wake()
+        if self.steward is not None:
+            self.steward.wake()
 
     def _on_worker_commit(self) -> None:
         # A new commit may change the conflict forecast: the steward recomputes it.
@@ -334,21 +404,44 @@ class Orchestrator:
             self.note(f"{result.task_id} completed; merge request opened")
         elif result.status == TaskStatus.FAILED:
             self.note(f"{result.task_id} failed: {result.reason[:120]}")
+        elif result.status == TaskStatus.BUDGET_EXCEEDED:
+            self.note(f"{result.task_id} stopped at its budget: {result.reason[:160]}")
 
     def _next_retry_in(self) -> float | None:
         times = list(self._not_before.values())
         if (health_at := self.health.next_check_at()) is not None:
             times.append(health_at)  # the same monotonic clock
+        if self._day_starts_at is not None:  # a day budget holds: look again when the day ends
+            times.append(self._day_starts_at)
         if not times:
             return None
         return max(min(times) - time.monotonic(), 0.0) + 0.01
 
     async def _heartbeat(self) -> None:
+        last_beat = time.monotonic()
         while True:
             await anyio.sleep(HEARTBEAT_S)
-            if not self.store.heartbeat_lease(LEASE_NAME, self._lease_token):
+            try:
+                # Off the loop: a heartbeat waiting for the store's lock must not stall dispatch.
+                held = await to_thread.run_sync(
+                    self.store.heartbeat_lease, LEASE_NAME, self._lease_token
+                )
+            except StoreBusyError as exc:
+                if time.monotonic() - last_beat < LEASE_TTL_S:
+                    self.note(f"lease heartbeat not written, trying again: {exc}")
+                    continue
+                # Our lease may have expired: another orchestrator can take over now.
+                log.error("no lease heartbeat for %.0f s; stopping: %s", LEASE_TTL_S, exc)
+                self.note(
+                    f"no lease heartbeat could be written for {LEASE_TTL_S:g} s (the store stayed "
+                    f"locked); stopping: {exc}"
+                )
+                self.request_stop()
+                return
+            if not held:
                 self._lease_lost()
                 return
+            last_beat = time.monotonic()
 
     def _lease_lost(self) -> None:
         """Another orchestrator took over: stop. Our fenced writes already fail, so nothing we
@@ -359,23 +452,29 @@ class Orchestrator:
         self.request_stop()
 
     def _on_store_events(self, events: list[Event]) -> None:
-        """From the watcher thread: wake up for new work; stop runs of cancelled tasks."""
+        """From the watcher thread: wake up for new work; stop runs of cancelled tasks; wake the
+        steward for what can change its queue."""
         for event in events:
             if event.kind == "task.cancelled" and event.entity_id in self.runs:
                 run = self.runs[event.entity_id]
                 if self._loop is not None:
                     asyncio.run_coroutine_threadsafe(run.stop("cancelled"), self._loop)
         self.wake_threadsafe()
-        if self.steward is not None and self._loop is not None:
+        # Token counts and other session updates never wake the steward: a round reads the
+        # whole board and forecasts every pair of branches.
+        if self.steward is not None and self._loop is not None and wakes_steward(events):
             self._loop.call_soon_threadsafe(self.steward.wake)
+        if self.reviewer is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(self.reviewer.wake)
 
     # -- idleness ------------------------------------------------------------------------------
 
     def is_idle(self) -> bool:
         """Nothing open that can still run, nothing in progress, nothing in review.
 
-        An open task blocked (transitively) by a failed or cancelled task counts as done, as does
-        one in a draft plan, and a merge request waiting for a human's approval.
+        An open task blocked (transitively) by a failed, cancelled or budget_exceeded task counts
+        as done, as does one in a draft plan, one a plan or day budget holds back, and a merge
+        request waiting for a human's approval.
         """
         if self.runs:
             return False
@@ -389,7 +488,11 @@ class Orchestrator:
             if task_id in dead_ends:
                 return dead_ends[task_id]
             node = graph.nodes.get(task_id)
-            result = node is None or node.status in (TaskStatus.FAILED, TaskStatus.CANCELLED)
+            result = node is None or node.status in (
+                TaskStatus.FAILED,
+                TaskStatus.CANCELLED,
+                TaskStatus.BUDGET_EXCEEDED,
+            )
             if not result and node is not None and node.status != TaskStatus.MERGED:
                 result = any(
                     stuck(dep, seen | {task_id})
@@ -399,7 +502,10 @@ class Orchestrator:
             dead_ends[task_id] = result
             return result
 
+        plans = self._plans_of_ready() if self.budget_holds else {}
         for task_id, node in graph.nodes.items():
+            if node.status == TaskStatus.OPEN and self._held_by_budget(task_id, plans):
+                continue  # waits for a person to raise the budget (or for the next day)
             if node.status == TaskStatus.IN_PROGRESS:
                 return False
             if node.status == TaskStatus.REVIEW and task_id not in waiting_for_human:

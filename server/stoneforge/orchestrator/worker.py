@@ -5,6 +5,9 @@ The rules that matter:
   the agent called `complete_task`; work it left uncommitted is committed for it.
 - When a turn's context reaches ``handoffAtTokens`` the agent is asked for a handoff; its work is
   committed, the session ends as ``handed_off`` and a fresh session continues on the same branch.
+- When the task's spending reaches its budget (`budgets.perTaskUsd` / `perTaskTokens`, or its own)
+  the agent is asked for a handoff the same way; after it, the task waits in ``budget_exceeded``
+  for a person, its work committed and the handoff kept.
 - A session that crashes, hangs or fails keeps nothing in limbo: its uncommitted work goes to a
   recovery ref, the worktree returns to the last commit, and the task goes back to the queue
   (or to ``failed`` after ``maxAttempts``).
@@ -62,9 +65,10 @@ from stoneforge.models import (
     TaskStatus,
     utcnow,
 )
+from stoneforge.orchestrator.budgets import task_over_budget
 from stoneforge.orchestrator.checkout_setup import copy_untracked, run_setup, setup_failure
 from stoneforge.orchestrator.director import answer_question
-from stoneforge.orchestrator.prompts import HANDOFF_REQUEST, worker_prompt
+from stoneforge.orchestrator.prompts import BUDGET_HANDOFF_REQUEST, HANDOFF_REQUEST, worker_prompt
 from stoneforge.orchestrator.recovery import processes_of_session
 from stoneforge.orchestrator.session_rows import record_token_stats
 from stoneforge.store import Fence, Store
@@ -113,6 +117,9 @@ class _HandoffWatch:
     note: HandoffNote | None = None
     handoff_tool_ids: set[str] = field(default_factory=set)
     stop_now: bool = False
+    #: Set when the task's spending reached its budget during this session: why.
+    budget: str | None = None
+    turns_priced: int = 0
 
 
 class WorkerRun:
@@ -234,12 +241,17 @@ class WorkerRun:
         for _ in range(MAX_SESSIONS_PER_ATTEMPT):
             if self.stopping:  # stopped between sessions, or before the first one started
                 return await self._stopped(None)
+            over = task_over_budget(self.store, self.task, self.config.budgets)
+            if over is not None:  # no session starts on a spent budget
+                return self._over_budget(over, handoff)
             outcome, watch, session_id = await self._run_session(handoff, note)
             note = None  # said once
             if self.stopping:
                 return await self._stopped(session_id)
             if watch.requested and (watch.note is not None or watch.stop_now):
                 handoff = await self._hand_off(session_id, watch.note, base)
+                if watch.budget is not None:
+                    return self._over_budget(watch.budget, handoff)
                 continue
             if outcome.status == "completed":
                 return await self._completed(session_id, base)
@@ -327,11 +339,14 @@ class WorkerRun:
         async def on_event(event: AgentEvent) -> None:
             await self._watch_event(session.id, watch, event)
 
-        def on_update(stats: TokenStats) -> None:
+        async def on_update(stats: TokenStats) -> None:
             self.slot.context_tokens = stats.context_tokens
             self.slot.cost_usd = stats.cost_usd or self.slot.cost_usd
             record_token_stats(self.store, session.id, stats)
             self.on_change()
+            if stats.turns > watch.turns_priced:  # a new turn (not the final result)
+                watch.turns_priced = stats.turns
+                await self._check_budget(session.id, watch)
 
         outcome: SessionOutcome | None = None
         with anyio.CancelScope() as self._starting:
@@ -387,6 +402,59 @@ class WorkerRun:
             self.on_commit()
         if watch.stop_now and self.live is not None:
             await self.live.stop("handoff")
+
+    async def _check_budget(self, session_id: str, watch: _HandoffWatch) -> None:
+        """After each turn: once the task's spending (this session's included) reaches its
+        budget, ask for a handoff, as at the context threshold; the run ends after it."""
+        if watch.budget is not None:
+            return
+        over = task_over_budget(self.store, self.task, self.config.budgets)
+        if over is None:
+            return
+        watch.budget = over
+        spent = self.store.cost_totals(task_id=self.task.id)
+        self.store.record_event(
+            "session.budget_reached",
+            "session",
+            session_id,
+            {
+                "taskId": self.task.id,
+                "why": over,
+                "costUsd": spent.cost_usd,
+                "tokens": spent.tokens,
+            },
+        )
+        if watch.requested:  # a context handoff is under way already: it serves for both
+            return
+        watch.requested = True
+        self.slot.state = "handing off (budget)"
+        self.on_change()
+        if self.live is not None:
+            await self.live.send(BUDGET_HANDOFF_REQUEST)
+
+    def _over_budget(self, why: str, handoff: Handoff | None) -> RunResult:
+        """The task's budget is spent: it waits in budget_exceeded for a person, its work
+        committed on its branch and its latest handoff kept for the session that continues."""
+        kept = f"; handoff {handoff.id} is kept for the next session" if handoff else ""
+        note = (
+            f"Budget reached: {why}. The work so far is committed on {self.branch}{kept}. "
+            f"`sf task retry {self.task.id} --budget USD` gives it a bigger budget and "
+            "continues it; `sf task cancel` ends it."
+        )
+        try:
+            self.store.transition_task(
+                self.task.id,
+                TaskEvent.EXCEED_BUDGET,
+                attempt=self.attempt,
+                fence=self.fence,
+                note=note,
+            )
+        except InvalidTransitionError as exc:  # cancelled meanwhile, or the lease is gone
+            log.info("task %s not stopped at its budget: %s", self.task.id, exc)
+            self.slot.state = "cancelled"
+            return RunResult(self.task.id, TaskStatus.CANCELLED, str(exc))
+        self.slot.state = "budget reached"
+        return RunResult(self.task.id, TaskStatus.BUDGET_EXCEEDED, why)
 
     async def _on_complete(self, summary: str) -> None:
         self.summary = summary
@@ -576,6 +644,7 @@ class WorkerRun:
                 head_commit=head,
                 summary=details,
                 fence=self.fence,
+                review=self.config.agents.steward.review,
             )
         except InvalidTransitionError as exc:  # cancelled (or taken over) meanwhile: not ours
             log.info("task %s not completed: %s", self.task.id, exc)

@@ -1,12 +1,13 @@
 """SQLite persistence and the append-only event log. The only package that speaks SQL.
 
 Several processes share one store (a `sf serve` in a terminal, the CLI, the language server), so:
-WAL journal, a generous busy timeout, and every write in a ``BEGIN IMMEDIATE`` transaction that
-also appends its event, so no write is lost and every change is visible in the log.
+WAL journal, a busy timeout shorter than the orchestrator lease's time to live, and every write in
+a ``BEGIN IMMEDIATE`` transaction that also appends its event, so no write is lost and every
+change is visible in the log.
 
 One module per job: :mod:`.schema` (tables, migrations, the connection and its transactions),
 :mod:`.plans`, :mod:`.tasks` with :mod:`.task_graph`, :mod:`.sessions` (and handoffs),
-:mod:`.merge_requests`, :mod:`.transitions` (every status change, checked against
+:mod:`.merge_requests` (with :mod:`.reviews`), :mod:`.costs` (spending roll-ups), :mod:`.transitions` (every status change, checked against
 :mod:`stoneforge.lifecycle`), :mod:`.events`, :mod:`.lease` and :mod:`.summary`, each a mixin over
 :class:`~.schema.StoreBase` that :class:`Store` composes; :mod:`.planning` checks the tasks of a
 plan created in one go before anything is written.
@@ -14,6 +15,7 @@ plan created in one go before anything is written.
 
 from __future__ import annotations
 
+from stoneforge.store.costs import CostDimension
 from stoneforge.store.events import EventLog
 from stoneforge.store.lease import Fence, Lease
 from stoneforge.store.merge_requests import MergeRequestRows
@@ -32,6 +34,7 @@ from stoneforge.store.transitions import Transitions
 
 __all__ = [
     "BUSY_TIMEOUT_MS",
+    "CostDimension",
     "DIRECTOR_SESSION_EVENT",
     "QUESTION_EVENT",
     "SCHEMA_VERSION",
@@ -57,4 +60,7 @@ class Store(
     Summary,
     StoreBase,
 ):
-    """One connection to `.stoneforge/state.db`; safe to share between threads."""
+    """One connection to `.stoneforge/state.db`; safe to share between threads.
+
+    (The cost roll-ups, :class:`~.costs.CostRows`, come in through `PlanRows` and `TaskRows`.)
+    """

@@ -9,12 +9,13 @@ from datetime import datetime
 from typing import Any
 
 from stoneforge.errors import InvalidInputError
-from stoneforge.models import CheckRun, MergeRequest, MergeStatus, utcnow
+from stoneforge.models import CheckRun, MergeRequest, MergeStatus, Review, utcnow
 from stoneforge.redact import redact
-from stoneforge.store.schema import StoreBase, _iso, _time
+from stoneforge.store.reviews import ReviewRows
+from stoneforge.store.schema import _iso, _time
 
 
-def _mr_from_row(row: sqlite3.Row) -> MergeRequest:
+def _mr_from_row(row: sqlite3.Row, reviews: list[Review] | None = None) -> MergeRequest:
     return MergeRequest(
         id=row["id"],
         task_id=row["task_id"],
@@ -30,10 +31,11 @@ def _mr_from_row(row: sqlite3.Row) -> MergeRequest:
         merged_at=_time(row["merged_at"]),
         attempt=row["attempt"],
         head_commit=row["head_commit"],
+        reviews=reviews or [],
     )
 
 
-class MergeRequestRows(StoreBase):
+class MergeRequestRows(ReviewRows):
     def create_merge_request(
         self,
         task_id: str,
@@ -42,7 +44,10 @@ class MergeRequestRows(StoreBase):
         *,
         attempt: int | None = None,
         head_commit: str | None = None,
+        review: bool = False,
     ) -> MergeRequest:
+        """A new merge request: `pending`, or `reviewing` when the steward reviews it first."""
+        status = MergeStatus.REVIEWING if review else MergeStatus.PENDING
         with self._write() as db:
             seq, mr_id = self._next_id(db, "merge_requests", "mr")
             db.execute(
@@ -52,7 +57,7 @@ class MergeRequestRows(StoreBase):
                     seq,
                     mr_id,
                     task_id,
-                    MergeStatus.PENDING.value,
+                    status.value,
                     branch,
                     redact(summary),
                     _iso(utcnow()),
@@ -60,13 +65,16 @@ class MergeRequestRows(StoreBase):
                     head_commit,
                 ),
             )
-            self._event(db, "mr.created", "merge_request", mr_id, {"taskId": task_id})
+            self._event(
+                db, "mr.created", "merge_request", mr_id, {"taskId": task_id, "status": status}
+            )
         return self.get_merge_request(mr_id)
 
     def get_merge_request(self, mr_id: str) -> MergeRequest:
         with self._read() as db:
             row = self._require(db, "merge_requests", mr_id)
-        return _mr_from_row(row)
+            reviews = self._reviews_by_mr(db, mr_id=mr_id)
+        return _mr_from_row(row, reviews.get(mr_id))
 
     def list_merge_requests(self, status: MergeStatus | None = None) -> list[MergeRequest]:
         with self._read() as db:
@@ -76,7 +84,8 @@ class MergeRequestRows(StoreBase):
                 rows = db.execute(
                     "SELECT * FROM merge_requests WHERE status = ? ORDER BY seq", (status.value,)
                 ).fetchall()
-        return [_mr_from_row(row) for row in rows]
+            reviews = self._reviews_by_mr(db, status.value if status else None)
+        return [_mr_from_row(row, reviews.get(row["id"])) for row in rows]
 
     def update_merge_request(
         self, mr_id: str, *, checks: Sequence[CheckRun] | None = None, **fields: Any

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stoneforge.errors import InvalidInputError
-from stoneforge.models import Plan, PlanStatus, TaskStatus, utcnow
+from stoneforge.models import CostTotals, Plan, PlanStatus, TaskStatus, utcnow
+from stoneforge.store.costs import CostRows
 from stoneforge.store.planning import PlannedTask, planned_task_problems
-from stoneforge.store.schema import _TASK_COLUMNS, StoreBase, _iso, _time
+from stoneforge.store.schema import _TASK_COLUMNS, _iso, _time
 
 #: Event kinds whose rows carry state read back by the store (not just history).
 DIRECTOR_SESSION_EVENT = "director.session"
@@ -32,7 +33,7 @@ class DirectorSessionRef:
     cwd: str
 
 
-class PlanRows(StoreBase):
+class PlanRows(CostRows):
     def create_plan(self, title: str, goal: str | None = None) -> Plan:
         title = title.strip()
         if not title:
@@ -149,7 +150,9 @@ class PlanRows(StoreBase):
             data["cwd"],
         )
 
-    def _plan_from_row(self, row: sqlite3.Row, task_ids: list[str]) -> Plan:
+    def _plan_from_row(
+        self, row: sqlite3.Row, task_ids: list[str], cost: CostTotals | None = None
+    ) -> Plan:
         return Plan(
             id=row["id"],
             title=row["title"],
@@ -157,6 +160,7 @@ class PlanRows(StoreBase):
             status=PlanStatus(row["status"]),
             created_at=_time(row["created_at"]),
             task_ids=task_ids,
+            cost=cost or CostTotals(),
         )
 
     def get_plan(self, plan_id: str) -> Plan:
@@ -168,7 +172,7 @@ class PlanRows(StoreBase):
                     "SELECT id FROM tasks WHERE plan_id = ? ORDER BY seq", (plan_id,)
                 )
             ]
-        return self._plan_from_row(row, task_ids)
+        return self._plan_from_row(row, task_ids, self.cost_totals(plan_id=plan_id))
 
     def list_plans(self) -> list[Plan]:
         with self._read() as db:
@@ -178,7 +182,11 @@ class PlanRows(StoreBase):
                 "SELECT id, plan_id FROM tasks WHERE plan_id IS NOT NULL ORDER BY seq"
             ):
                 members.setdefault(plan_id, []).append(task_id)
-        return [self._plan_from_row(row, members.get(row["id"], [])) for row in rows]
+            costs = self._plan_costs(db)
+        return [
+            self._plan_from_row(row, members.get(row["id"], []), costs.get(row["id"]))
+            for row in rows
+        ]
 
     def activate_plan(self, plan_id: str) -> Plan:
         with self._write() as db:

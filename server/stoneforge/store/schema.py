@@ -12,12 +12,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Self
 
-from stoneforge.errors import InvalidInputError, NotFoundError
+from stoneforge.errors import InvalidInputError, NotFoundError, StoreBusyError
 from stoneforge.models import utcnow
 from stoneforge.redact import redact
 
-SCHEMA_VERSION = 2
-BUSY_TIMEOUT_MS = 30_000
+SCHEMA_VERSION = 4
+#: How long a write (or read) waits for the store's lock, in this process or in SQLite, before it
+#: fails with StoreBusyError. Shorter than the orchestrator lease's time to live less one
+#: heartbeat interval (20 s and 5 s): a heartbeat stalled this long still lands in time, and a
+#: writer stalled longer fails while its lease holds rather than writing after it expired.
+BUSY_TIMEOUT_MS = 10_000
 
 _SCHEMA_V1 = """
 CREATE TABLE plans (
@@ -131,8 +135,36 @@ CREATE TABLE lease_epochs (
 );
 """
 
+# Version 3 (budgets, issue 15): a task's own budget (`sf task retry --budget`), and sessions
+# found by their start time (the day's spending).
+_SCHEMA_V3 = """
+ALTER TABLE tasks ADD COLUMN budget_usd REAL;
+ALTER TABLE tasks ADD COLUMN budget_tokens INTEGER;
+CREATE INDEX sessions_started ON sessions(started_at);
+"""
+
+# Version 4: the steward's reviews of merge requests (`agents.steward.review`), one row per
+# review with its verdict and its comments (JSON: path, line, body).
+_SCHEMA_V4 = """
+CREATE TABLE reviews (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    mr_id TEXT NOT NULL REFERENCES merge_requests(id),
+    task_id TEXT NOT NULL REFERENCES tasks(id),
+    round INTEGER NOT NULL,
+    verdict TEXT NOT NULL,
+    summary TEXT NOT NULL DEFAULT '',
+    comments TEXT NOT NULL DEFAULT '[]',
+    session_id TEXT,
+    head_commit TEXT,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX reviews_mr ON reviews(mr_id);
+CREATE INDEX reviews_task ON reviews(task_id);
+"""
+
 #: Schema migrations, index i brings the database from version i to i + 1.
-_MIGRATIONS: list[str] = [_SCHEMA_V1, _SCHEMA_V2]
+_MIGRATIONS: list[str] = [_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4]
 
 #: How error messages name the rows of each table.
 _NOUNS = {
@@ -140,6 +172,7 @@ _NOUNS = {
     "tasks": "task",
     "sessions": "session",
     "merge_requests": "merge request",
+    "reviews": "review",
 }
 
 _TASK_COLUMNS = (
@@ -164,16 +197,19 @@ def default_actor() -> str:
 class StoreBase:
     """One connection to `.stoneforge/state.db`; safe to share between threads."""
 
-    def __init__(self, path: Path, actor: str | None = None) -> None:
+    def __init__(
+        self, path: Path, actor: str | None = None, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS
+    ) -> None:
         self.path = path
         self.actor = actor or default_actor()
+        self.busy_timeout_s = busy_timeout_ms / 1000
         self._lock = threading.RLock()
         self._depth = 0  # nesting of write transactions (only the thread holding _lock reads it)
         self._conn = sqlite3.connect(
-            str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+            str(path), timeout=self.busy_timeout_s, isolation_level=None, check_same_thread=False
         )
         self._conn.row_factory = sqlite3.Row
-        self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         self._conn.execute("PRAGMA journal_mode = WAL")
         self._conn.execute("PRAGMA synchronous = NORMAL")
         self._conn.execute("PRAGMA foreign_keys = ON")
@@ -192,13 +228,39 @@ class StoreBase:
         self.close()
 
     @contextmanager
+    def _locked(self, what: str) -> Iterator[None]:
+        """This connection's lock, or :class:`StoreBusyError` after the busy timeout (another
+        thread of this process holds it: a long read, a stalled write)."""
+        if not self._lock.acquire(timeout=self.busy_timeout_s):
+            raise StoreBusyError(
+                f"{self.path}: a {what} waited {self.busy_timeout_s:g} s for another thread of "
+                f"this process (pid {os.getpid()}) to finish with the store; nothing was written"
+            )
+        try:
+            yield
+        finally:
+            self._lock.release()
+
+    def _begin_immediate(self) -> None:
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            raise StoreBusyError(
+                f"{self.path}: another process held the database's write lock for more than "
+                f"{self.busy_timeout_s:g} s (busy timeout); nothing was written"
+            ) from exc
+
+    @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """A write transaction that takes the database write lock up front (no upgrade races).
 
         Nested inside another (see :meth:`transaction`), it joins the outer one: everything
-        commits or rolls back together.
+        commits or rolls back together. Waiting for a lock longer than the busy timeout raises
+        :class:`StoreBusyError`.
         """
-        with self._lock:
+        with self._locked("write"):
             if self._depth:
                 self._depth += 1
                 try:
@@ -206,7 +268,7 @@ class StoreBase:
                 finally:
                     self._depth -= 1
                 return
-            self._conn.execute("BEGIN IMMEDIATE")
+            self._begin_immediate()
             self._depth = 1
             try:
                 yield self._conn
@@ -221,7 +283,7 @@ class StoreBase:
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
         """A consistent snapshot across several SELECTs (inside a write: that write's view)."""
-        with self._lock:
+        with self._locked("read"):
             if self._depth:
                 yield self._conn
                 return
@@ -232,6 +294,9 @@ class StoreBase:
                 self._conn.execute("COMMIT")
 
     def _migrate(self) -> None:
+        with self._lock:
+            if self._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+                return  # up to date: opening a connection takes no write lock
         with self._write() as db:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:

@@ -12,14 +12,18 @@ from stoneforge.errors import InvalidInputError, NotFoundError
 from stoneforge.graph import check_new_dependency
 from stoneforge.models import (
     AgentSession,
+    CostTotals,
     Handoff,
     MergeRequest,
+    Review,
     Task,
     TaskQuestion,
     TaskStatus,
     utcnow,
 )
+from stoneforge.store.costs import CostRows
 from stoneforge.store.merge_requests import _mr_from_row
+from stoneforge.store.reviews import _review_from_row
 from stoneforge.store.schema import _TASK_COLUMNS, _iso, _time
 from stoneforge.store.sessions import _handoff_from_row, _session_from_row
 from stoneforge.store.task_graph import TaskGraph
@@ -28,7 +32,7 @@ from stoneforge.store.task_graph import TaskGraph
 QUESTION_EVENT = "task.question"
 
 
-class TaskRows(TaskGraph):
+class TaskRows(TaskGraph, CostRows):
     def create_task(
         self,
         title: str,
@@ -106,7 +110,8 @@ class TaskRows(TaskGraph):
         self, db: sqlite3.Connection, where: str = "", params: Sequence[Any] = ()
     ) -> list[sqlite3.Row]:
         return db.execute(
-            f"SELECT {_TASK_COLUMNS} FROM tasks {where} ORDER BY seq", params
+            f"SELECT {_TASK_COLUMNS}, budget_usd, budget_tokens FROM tasks {where} ORDER BY seq",
+            params,
         ).fetchall()
 
     def _assemble(self, db: sqlite3.Connection, rows: list[sqlite3.Row]) -> list[Task]:
@@ -127,9 +132,14 @@ class TaskRows(TaskGraph):
         handoffs: dict[str, list[Handoff]] = {}
         for row in db.execute(f"SELECT * FROM handoffs {scope} ORDER BY seq", params):
             handoffs.setdefault(row["task_id"], []).append(_handoff_from_row(row))
+        reviews: dict[str, list[Review]] = {}
+        for row in db.execute(f"SELECT * FROM reviews {scope} ORDER BY seq", params):
+            reviews.setdefault(row["mr_id"], []).append(_review_from_row(row))
         merge_requests: dict[str, MergeRequest] = {}
         for row in db.execute(f"SELECT * FROM merge_requests {scope} ORDER BY seq", params):
-            merge_requests[row["task_id"]] = _mr_from_row(row)  # the latest wins
+            # the latest wins
+            merge_requests[row["task_id"]] = _mr_from_row(row, reviews.get(row["id"]))
+        costs = self._task_costs(db, tuple(wanted) if few else None)
         questions: dict[str, list[TaskQuestion]] = {}
         event_scope = f"AND entity_id IN ({marks})" if few else ""
         for row in db.execute(
@@ -169,6 +179,9 @@ class TaskRows(TaskGraph):
                 handoffs=handoffs.get(row["id"], []),
                 merge_request=merge_requests.get(row["id"]),
                 questions=questions.get(row["id"], []),
+                cost=costs.get(row["id"]) or CostTotals(),
+                budget_usd=row["budget_usd"],
+                budget_tokens=row["budget_tokens"],
             )
             for row in rows
         ]
@@ -193,6 +206,17 @@ class TaskRows(TaskGraph):
         where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
         with self._read() as db:
             return self._assemble(db, self._task_rows(db, where, params))
+
+    def active_branches(self) -> dict[str, str]:
+        """Task id -> branch of every task in progress or in review that has a branch (what the
+        conflict forecast compares), read through the status index, not the whole board."""
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT id, branch FROM tasks WHERE status IN (?, ?) AND branch IS NOT NULL "
+                "ORDER BY seq",
+                (TaskStatus.IN_PROGRESS.value, TaskStatus.REVIEW.value),
+            ).fetchall()
+        return {row["id"]: row["branch"] for row in rows}
 
     def ready_task_ids(self) -> list[str]:
         """Open, unblocked tasks of active plans (or none), most urgent first, then oldest."""

@@ -26,7 +26,7 @@ from stoneforge.store.merge_requests import MergeRequestRows
 from stoneforge.store.tasks import TaskRows
 
 #: Task columns a transition may set besides its status.
-_TASK_FIELDS = {"note", "branch", "worktree"}
+_TASK_FIELDS = {"note", "branch", "worktree", "budget_usd", "budget_tokens"}
 
 
 class Transitions(TaskRows, MergeRequestRows, Lease):
@@ -102,14 +102,19 @@ class Transitions(TaskRows, MergeRequestRows, Lease):
         head_commit: str,
         summary: str,
         fence: Fence | None = None,
+        review: bool = False,
     ) -> MergeRequest:
-        """The attempt's work is done: its merge request and the move to review, together."""
+        """The attempt's work is done: its merge request and the move to review, together.
+
+        With ``review`` the merge request starts `reviewing` (the steward reviews it before its
+        checks); otherwise `pending`.
+        """
         with self._write():
             self.transition_task(
                 task_id, TaskEvent.COMPLETE, attempt=attempt, fence=fence, note=None, branch=branch
             )
             return self.create_merge_request(
-                task_id, branch, summary, attempt=attempt, head_commit=head_commit
+                task_id, branch, summary, attempt=attempt, head_commit=head_commit, review=review
             )
 
     def cancel_task(self, task_id: str) -> Task:

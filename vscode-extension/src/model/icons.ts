@@ -1,5 +1,5 @@
 // Status -> codicon (with a theme color), one table per kind of thing.
-import type { MergeStatus, SessionStatus, TaskStatus } from "../protocol";
+import type { MergeStatus, ReviewVerdict, SessionStatus, TaskStatus } from "../protocol";
 import type { Icon } from "./treeNode";
 
 const TASK: Record<TaskStatus, Icon> = {
@@ -9,6 +9,7 @@ const TASK: Record<TaskStatus, Icon> = {
   merged: { id: "pass-filled", color: "charts.green" },
   failed: { id: "error", color: "charts.red" },
   cancelled: { id: "circle-slash", color: "disabledForeground" },
+  budget_exceeded: { id: "credit-card", color: "charts.orange" },
 };
 
 const BLOCKED: Icon = { id: "lock", color: "charts.yellow" };
@@ -31,6 +32,7 @@ export function sessionIcon(status: SessionStatus): Icon {
 }
 
 const MERGE: Record<MergeStatus, Icon> = {
+  reviewing: { id: "eye", color: "charts.blue" },
   pending: { id: "clock" },
   testing: { id: "beaker", color: "charts.blue" },
   awaiting_approval: { id: "question", color: "charts.yellow" },
@@ -42,6 +44,10 @@ const MERGE: Record<MergeStatus, Icon> = {
 
 export function mergeIcon(status: MergeStatus): Icon {
   return MERGE[status] ?? { id: "question" };
+}
+
+export function reviewIcon(verdict: ReviewVerdict): Icon {
+  return verdict === "approve" ? { id: "pass", color: "charts.green" } : { id: "comment-unresolved", color: "charts.yellow" };
 }
 
 export function checkIcon(exitCode: number | null, flaky: boolean): Icon {

@@ -1,7 +1,7 @@
 // stoneforge/mergeRequests -> rows of the Merge Queue view, the ones needing a person first.
-import type { CheckRun, LandingPause, MergeRequest, MergeStatus, Task } from "../protocol";
+import type { CheckRun, LandingPause, MergeRequest, MergeStatus, Review, Task } from "../protocol";
 import { duration, humanize, oneLine, plural, shortCommand, shortSha, when } from "./format";
-import { checkIcon, mergeIcon } from "./icons";
+import { checkIcon, mergeIcon, reviewIcon } from "./icons";
 import { hiddenRow } from "./tasksModel";
 import type { TreeNode } from "./treeNode";
 
@@ -10,9 +10,10 @@ const RANK: Record<MergeStatus, number> = {
   conflict: 1,
   test_failed: 2,
   testing: 3,
-  pending: 4,
-  merged: 5,
-  rejected: 6,
+  reviewing: 4,
+  pending: 5,
+  merged: 6,
+  rejected: 7,
 };
 
 const REJECTABLE: ReadonlySet<MergeStatus> = new Set(["awaiting_approval", "conflict", "test_failed"]);
@@ -83,8 +84,11 @@ export function mrNode(mr: MergeRequest, taskTitle: string | undefined): TreeNod
   if (mr.candidateCommit) tooltip.push(`- checked commit: \`${shortSha(mr.candidateCommit)}\``);
   if (mr.mergedCommit) tooltip.push(`- merged as: \`${shortSha(mr.mergedCommit)}\` (${when(mr.mergedAt)})`);
   tooltip.push(`- checks: ${checksSummary(mr.checks)}`);
+  const reviews = mr.reviews ?? [];
+  if (reviews.length) tooltip.push(`- reviews: ${reviews.map(reviewVerdictText).join(", ")}`);
   if (mr.reason) tooltip.push("", `_${mr.reason}_`);
   if (mr.summary) tooltip.push("", mr.summary);
+  const children = [...reviews.map((r) => reviewNode(mr.id, r)), ...mr.checks.map((c, i) => checkNode(mr.id, c, i))];
   return {
     id: `mr:${mr.id}`,
     label: taskTitle ?? mr.branch,
@@ -94,9 +98,32 @@ export function mrNode(mr: MergeRequest, taskTitle: string | undefined): TreeNod
     tooltip: tooltip.join("\n"),
     icon: mergeIcon(mr.status),
     contextValue: mrFlags(mr),
-    collapsible: mr.checks.length ? "collapsed" : "none",
+    collapsible: children.length ? "collapsed" : "none",
     ref: { kind: "mr", id: mr.id },
-    children: mr.checks.map((c, i) => checkNode(mr.id, c, i)),
+    children,
+  };
+}
+
+export function reviewVerdictText(r: Pick<Review, "verdict">): string {
+  return r.verdict === "approve" ? "approved" : "changes requested";
+}
+
+/** A child row of its merge request: the verdict, and the comments in the tooltip. */
+export function reviewNode(mrId: string, r: Review): TreeNode {
+  const comments = r.comments.map((c) => `- \`${c.path}${c.line ? `:${c.line}` : ""}\`: ${c.body}`);
+  const tooltip = [`**Review ${r.round}** (${reviewVerdictText(r)}) of ${mrId}`, "", r.summary];
+  if (comments.length) tooltip.push("", ...comments);
+  return {
+    id: `review:${mrId}:${r.id}`,
+    label: `Review ${r.round}: ${reviewVerdictText(r)}`,
+    description: [plural(r.comments.length, "comment"), oneLine(r.summary, 60)].join(" · "),
+    tooltip: tooltip.join("\n"),
+    icon: reviewIcon(r.verdict),
+    contextValue: r.comments.length ? "review has-comments" : "review",
+    collapsible: "none",
+    command: { command: "stoneforge.ui.showReview", title: "Show Review", arguments: [mrId, r.id] },
+    ref: { kind: "review", mrId, id: r.id },
+    children: [],
   };
 }
 

@@ -1,6 +1,6 @@
 // stoneforge/taskTree -> rows of the Tasks view: plans -> tasks -> sessions and handoffs.
 import type { Handoff, Plan, Session, Task, TaskStatus, TaskTree } from "../protocol";
-import { contextShort, contextUse, cost, humanize, oneLine, plural, when } from "./format";
+import { contextShort, contextUse, cost, humanize, oneLine, plural, tokens, when } from "./format";
 import { handoffKey } from "./handoffDoc";
 import { sessionIcon, taskIcon } from "./icons";
 import type { TreeNode } from "./treeNode";
@@ -109,12 +109,13 @@ export function taskNode(task: Task, ctx: Ctx): TreeNode {
   // A merged task's merged MR says nothing new; any other MR state is worth a glance.
   const mrStatus = task.mergeRequest?.status;
   const mr = mrStatus && !(mrStatus === "merged" && task.status === "merged") ? `MR ${humanize(mrStatus)}` : undefined;
-  const description = [task.id, priorityLabel(task), statusText, agent, mr].filter(Boolean).join(" · ");
+  const spent = task.cost?.costUsd ? cost(task.cost.costUsd) : undefined;
+  const description = [task.id, priorityLabel(task), statusText, agent, mr, spent].filter(Boolean).join(" · ");
 
   const flags = ["task", `task-${task.status}`];
   if (task.worktree && ctx.worktreeExists(task.worktree)) flags.push("has-worktree");
-  if (["open", "in_progress", "review", "failed"].includes(task.status)) flags.push("can-cancel");
-  if (["failed", "cancelled"].includes(task.status)) flags.push("can-retry");
+  if (["open", "in_progress", "review", "failed", "budget_exceeded"].includes(task.status)) flags.push("can-cancel");
+  if (["failed", "cancelled", "budget_exceeded"].includes(task.status)) flags.push("can-retry");
 
   const children = taskChildren(task, ctx);
   return {
@@ -140,6 +141,8 @@ function taskTooltip(task: Task, statusText: string, agent: string | undefined):
   if (task.branch) lines.push(`- branch: \`${task.branch}\``);
   if (task.worktree) lines.push(`- worktree: \`${task.worktree}\``);
   if (task.attempts) lines.push(`- attempts: ${task.attempts}`);
+  if (task.cost?.sessions) lines.push(`- cost: ${cost(task.cost.costUsd)}, ${tokens(task.cost.tokens)} tokens in ${plural(task.cost.sessions, "session")}`);
+  if (task.budgetUsd != null) lines.push(`- its own budget: ${cost(task.budgetUsd)}`);
   if (task.mergeRequest) lines.push(`- merge request: ${task.mergeRequest.id} (${humanize(task.mergeRequest.status)})`);
   if (task.note) lines.push("", `_${task.note}_`);
   return lines.join("\n");

@@ -15,6 +15,7 @@ export type NodeRef =
   | { kind: "handoff"; taskId: string; id: string }
   | { kind: "mr"; id: string }
   | { kind: "check"; mrId: string; index: number }
+  | { kind: "review"; mrId: string; id: string }
   | { kind: "agent"; id: string }
   | { kind: "message" };
 

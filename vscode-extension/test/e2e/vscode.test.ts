@@ -258,6 +258,30 @@ describe("e2e: the extension in code-server", { timeout: 5 * 60_000 }, () => {
     await taskRow.locator('.action-label[aria-label="Open Task Worktree"]').waitFor({ timeout: LONG });
   });
 
+  step("the steward's review is a child row of the MR, and its comment sits on the right line of the diff", async () => {
+    const queue = pane("Merge Queue");
+    const mrRow = row(queue, /Add a parser/);
+    await mrRow.click();
+    if ((await mrRow.getAttribute("aria-expanded")) !== "true") await page.keyboard.press("ArrowRight");
+    const reviewRow = row(queue, /Review 1: approved/);
+    await reviewRow.waitFor({ timeout: LONG });
+    await reviewRow.click(); // opens calc.py's diff at the comment
+    await page.locator(".tab").filter({ hasText: "calc.py — mr1" }).waitFor({ timeout: LONG });
+    const thread = page.locator(".review-widget").filter({ hasText: ws.reviewComment });
+    await thread.waitFor({ timeout: LONG });
+    await thread.filter({ hasText: "Review 1: approved" }).waitFor();
+    // The thread's zone opens right under line 7 of the branch's calc.py, in the modified side.
+    const modified = page.locator(".editor.modified");
+    const line7 = modified.locator(".view-line").filter({ hasText: 'left, right = text.split("+")' });
+    const line8 = modified.locator(".view-line").filter({ hasText: "return int(left), int(right)" });
+    const [l7, l8, zone] = await Promise.all([line7.boundingBox(), line8.boundingBox(), thread.boundingBox()]);
+    assert.ok(l7 && l8 && zone, "line 7, line 8 and the thread are all on screen");
+    assert.ok(zone.y >= l7.y + l7.height - 2, `the thread (y ${zone.y}) is below line 7 (y ${l7.y})`);
+    // (less than a line apart: the zone's own margin and arrow, no other line between them)
+    assert.ok(zone.y < l7.y + 2 * l7.height, `the thread (y ${zone.y}) starts right after line 7 (y ${l7.y})`);
+    assert.ok(l8.y >= zone.y + zone.height - 2, "line 8 comes after the thread");
+  });
+
   step("approve the merge request from the Merge Queue view", async (t) => {
     const mrRow = row(pane("Merge Queue"), /Add a parser/);
     const branchTip = git(ws.root, "rev-parse", ws.branch); // landing deletes the branch

@@ -13,6 +13,7 @@ import { checksMarkdown } from "../../src/model/checksDoc";
 import { forecastMarkdown } from "../../src/model/forecastDoc";
 import { handoffMarkdown } from "../../src/model/handoffDoc";
 import { mergeQueueTree } from "../../src/model/mergeQueueModel";
+import { reviewThreads } from "../../src/model/reviewThreads";
 import { statusBarView } from "../../src/model/statusBarModel";
 import { tasksTree } from "../../src/model/tasksModel";
 import { LspSession } from "../support/lspConnection";
@@ -94,15 +95,19 @@ describe("protocol: one seeded repository", () => {
     assert.equal(plan.status, "active");
     const t1 = plan.tasks.find((t) => t.id === ws.taskId)!;
     assertTaskShape(t1);
-    assert.equal(t1.sessions.length, 2);
+    assert.equal(t1.sessions.length, 3); // two of the worker, one of the steward's review
     assert.equal(t1.handoffs[0]!.id, ws.handoffId);
     assert.equal(t1.mergeRequest?.status, "awaiting_approval");
 
     const rows = tasksTree(tree);
     assert.equal(rows[0]!.label, "Sprint 14");
     const [row1, row2] = rows[0]!.children;
-    assert.equal(row1!.description, `${ws.taskId} · P2 · review · MR awaiting approval`);
-    assert.deepEqual(row1!.children.map((c) => c.id.split(":")[0]), ["session", "handoff", "session"]);
+    // The task's cost is the server's roll-up of its sessions (the seed's worker sessions and its review session).
+    const spent = t1.sessions.reduce((sum, s) => sum + s.costUsd, 0);
+    assert.equal(t1.cost!.sessions, 3);
+    assert.ok(Math.abs(t1.cost!.costUsd - spent) < 1e-9, `${t1.cost!.costUsd} != ${spent}`);
+    assert.equal(row1!.description, `${ws.taskId} · P2 · review · MR awaiting approval · $${spent.toFixed(2)}`);
+    assert.deepEqual(row1!.children.map((c) => c.id.split(":")[0]), ["session", "handoff", "session", "session"]);
     assert.match(row1!.children[0]!.description!, /^handed off · 141\.2k tokens \(101%\) · \$0\.42$/);
     assert.equal(row2!.description, `${ws.blockedTaskId} · P3 · blocked by ${ws.taskId}`);
   });
@@ -129,7 +134,8 @@ describe("protocol: one seeded repository", () => {
   test("createPlan (draft and active) and activatePlan", async () => {
     const draft = await lsp.api.createPlan({ title: "Later" });
     assert.equal(draft.status, "draft");
-    assert.deepEqual(Object.keys(draft).sort(), ["createdAt", "goal", "id", "status", "taskIds", "title"]);
+    assert.deepEqual(Object.keys(draft).sort(), ["cost", "createdAt", "goal", "id", "status", "taskIds", "title"]);
+    assert.deepEqual(draft.cost, { sessions: 0, inputTokens: 0, outputTokens: 0, tokens: 0, costUsd: 0 });
     const active = await lsp.api.activatePlan(draft.id);
     assert.equal(active.status, "active");
     const now = await lsp.api.createPlan({ title: "Now", activate: true });
@@ -186,6 +192,12 @@ describe("protocol: one seeded repository", () => {
     assert.equal(row!.label, "Add a parser");
     assert.match(row!.contextValue, /\bcan-approve\b/);
     assert.match(checksMarkdown(mrs[0]!), /## `git --version` — passed/);
+    // The steward's review travels with the merge request: a child row, and a thread on its line.
+    const [review] = mrs[0]!.reviews!;
+    assert.equal(review!.verdict, "approve");
+    assert.deepEqual(review!.comments, [{ path: "calc.py", line: 7, body: ws.reviewComment }]);
+    assert.equal(row!.children[0]!.label, "Review 1: approved");
+    assert.deepEqual(reviewThreads(mrs[0]!.reviews, "calc.py").map((t) => [t.line, t.body]), [[6, ws.reviewComment]]);
   });
 
   test("mergeDiff: each changed file at the merge base and at the branch tip", async () => {

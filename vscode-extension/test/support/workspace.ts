@@ -18,6 +18,8 @@ export interface Seeded {
   conflictFile: string;
   worktree: string;
   rivalTaskId: string;
+  /** The body of the seeded review's comment (calc.py, line 7 of the branch's version). */
+  reviewComment: string;
 }
 
 export const repoRoot = (): string => path.dirname(extensionRoot());

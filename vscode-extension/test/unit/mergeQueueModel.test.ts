@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { checksSummary, mergeQueueTree, mrFlags } from "../../src/model/mergeQueueModel";
+import { firstCommented, reviewThreads } from "../../src/model/reviewThreads";
+import type { Review } from "../../src/protocol";
 import { mr, task } from "../fixtures";
 
 const check = (exitCode: number | null, flaky = false) => ({ command: "pytest -q", exitCode, durationS: 12.4, outputTail: "3 passed", flaky });
@@ -65,4 +67,50 @@ test("merged and rejected requests are hidden on request, counted in a last row"
   assert.deepEqual(rows.map((r) => r.id), ["mr:mr2", "message:hidden"]);
   assert.equal(rows[1]!.label, "2 merged or rejected requests hidden");
   assert.equal(mergeQueueTree(mrs, []).length, 3);
+});
+
+const review = (over: Partial<Review> & { id: string }): Review => ({
+  mrId: "mr1",
+  taskId: "t1",
+  round: 1,
+  verdict: "request_changes",
+  summary: "The parser splits on every plus sign.",
+  comments: [{ path: "calc.py", line: 7, body: "split once: text.split('+', 1)" }],
+  sessionId: "s3",
+  headCommit: "abc",
+  createdAt: "2026-05-01T10:00:00Z",
+  ...over,
+});
+
+test("each review is a child row of its merge request, before the checks", () => {
+  const reviews = [review({ id: "rv1" }), review({ id: "rv2", round: 2, verdict: "approve", comments: [], summary: "Fixed." })];
+  const [n] = mergeQueueTree([mr({ id: "mr1", status: "awaiting_approval", checks: [check(0)], reviews })], []);
+  assert.equal(n!.collapsible, "collapsed");
+  assert.deepEqual(n!.children.map((c) => c.label), ["Review 1: changes requested", "Review 2: approved", "pytest -q"]);
+  const [first, second] = n!.children;
+  assert.equal(first!.description, "1 comment · The parser splits on every plus sign.");
+  assert.match(first!.tooltip as string, /`calc.py:7`: split once/);
+  assert.deepEqual(first!.ref, { kind: "review", mrId: "mr1", id: "rv1" });
+  assert.deepEqual(first!.command!.arguments, ["mr1", "rv1"]);
+  assert.equal(second!.description, "0 comments · Fixed.");
+  assert.match(n!.tooltip as string, /reviews: changes requested, approved/);
+});
+
+test("a merge request under review ranks after the ones being checked", () => {
+  const nodes = mergeQueueTree([mr({ id: "mr1", status: "pending" }), mr({ id: "mr2", status: "reviewing" }), mr({ id: "mr3", status: "testing" })], []);
+  assert.deepEqual(nodes.map((n) => n.description?.split(" · ")[1]), ["testing", "reviewing", "pending"]);
+});
+
+test("review comments become threads on their file's line (0-based), for that file only", () => {
+  const reviews = [
+    review({ id: "rv1", comments: [{ path: "calc.py", line: 7, body: "split once" }, { path: "other.py", line: 2, body: "x" }] }),
+    review({ id: "rv2", round: 2, verdict: "approve", comments: [{ path: "calc.py", line: null, body: "fine now" }] }),
+  ];
+  assert.deepEqual(reviewThreads(reviews, "calc.py"), [
+    { line: 6, author: "Stoneforge steward", body: "split once", label: "Review 1: changes requested" },
+    { line: 0, author: "Stoneforge steward", body: "fine now", label: "Review 2: approved" },
+  ]);
+  assert.deepEqual(reviewThreads(undefined, "calc.py"), []);
+  assert.deepEqual(firstCommented(reviews[0]!), { path: "calc.py", line: 6 });
+  assert.equal(firstCommented(review({ id: "x", comments: [] })), undefined);
 });

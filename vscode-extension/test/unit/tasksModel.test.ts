@@ -143,3 +143,16 @@ test("merged and cancelled tasks are hidden on request; a last row counts them a
   assert.equal(rows[2]!.command!.command, "stoneforge.ui.showFinished");
   assert.deepEqual(tasksTree(t).map((r) => r.id), ["plan:p1", "task:t3", "task:t4"]);
 });
+
+test("a task's description shows what its sessions spent; one stopped at its budget can be retried", () => {
+  const spent = { sessions: 2, inputTokens: 40_000, outputTokens: 300, tokens: 40_300, costUsd: 0.1245 };
+  const [n] = tasksTree(tree([], [task({ id: "t5", status: "budget_exceeded", cost: spent, budgetUsd: 1 })]));
+  assert.equal(n!.description, "t5 · P3 · budget exceeded · $0.12");
+  assert.deepEqual(n!.icon, { id: "credit-card", color: "charts.orange" });
+  assert.match(n!.contextValue, /\bcan-retry\b/);
+  assert.match(n!.contextValue, /\bcan-cancel\b/);
+  assert.match(n!.tooltip!, /- cost: \$0\.12, 40\.3k tokens in 2 sessions/);
+  assert.match(n!.tooltip!, /- its own budget: \$1\.00/);
+  const [free] = tasksTree(tree([], [task({ id: "t6", status: "open" })]));
+  assert.equal(free!.description, "t6 · P3 · open"); // nothing spent: no cost shown
+});

@@ -149,6 +149,8 @@ class Steward(
         #: The conflict-resolving agent's session while it runs (its row id, then its live CLI).
         self._agent_session_id: str | None = None
         self._agent: AgentSession | None = None
+        #: Its own connection for reads in a worker thread (opened there when first needed).
+        self._reader: Store | None = None
 
     # The tunables are this module's constants, read when used (tests shorten them here).
     @property
@@ -217,6 +219,9 @@ class Steward(
         finally:
             self._registered = False
             self._checks_registry.unregister()
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
 
     async def round(self) -> bool:
         """Process the head of the queue; False when there was nothing to do (or it must wait)."""

@@ -81,6 +81,7 @@ class StewardBase:
     _protected_seen: dict[tuple[str, str], list[str]]
     _agent_session_id: str | None
     _agent: AgentSession | None
+    _reader: Store | None
 
     # Tunables: the `Steward` reads them from its package's constants when they are used.
     dirty_retry_s: float

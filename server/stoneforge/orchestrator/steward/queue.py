@@ -6,6 +6,7 @@ blocker that can still land has not), then effective priority, then age.
 
 from __future__ import annotations
 
+from stoneforge.graph import DependencyGraph
 from stoneforge.models import MergeRequest, MergeStatus, Task, TaskStatus
 from stoneforge.orchestrator.steward.base import Entry, StewardBase
 
@@ -59,7 +60,7 @@ class QueueMixin(StewardBase):
         ready: list[Entry] = []
         ahead: set[str] = set()
         for entry in entries:
-            waiting = self._blockers_waiting(entry.task.id, ahead)
+            waiting = self._blockers_waiting(entry.task.id, ahead, graph)
             if waiting:
                 key = f"held {entry.mr.id} {','.join(waiting)}"
                 if key not in self._said:
@@ -82,14 +83,17 @@ class QueueMixin(StewardBase):
             return f"superseded: task {task.id} was dispatched again since"
         return None
 
-    def _blockers_waiting(self, task_id: str, ahead: set[str]) -> list[str]:
+    def _blockers_waiting(
+        self, task_id: str, ahead: set[str], graph: DependencyGraph | None = None
+    ) -> list[str]:
         """Blockers of ``task_id`` that may still land and are neither merged nor in ``ahead``.
 
         A blocker may still land while it is in progress or in review, or open, dispatchable (no
         plan or an active one) and not itself stuck behind a failed or cancelled task: the
         dispatcher's rule for what is done, so a held MR never keeps `--until-idle` waiting.
+        ``graph``: the board already read this round (default: read it now).
         """
-        graph = self.store.graph()
+        graph = graph if graph is not None else self.store.graph()
         memo: dict[str, bool] = {}
 
         def may_land(dep: str, seen: frozenset[str] = frozenset()) -> bool:
