@@ -11,6 +11,8 @@ from typing import Any
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient
 
+from stoneforge.service import Service
+
 SERVER_COMMAND = [sys.executable, "-m", "stoneforge", "lsp", "--stdio"]
 
 
@@ -27,8 +29,12 @@ def plain(value: Any) -> Any:
 
 @asynccontextmanager
 async def lsp_session(
-    root: Path, env: dict[str, str] | None = None
+    root: Path, env: dict[str, str] | None = None, *, init: bool = True
 ) -> AsyncIterator[LanguageClient]:
+    """A server on ``root``; with ``init`` the repository is set up first (`sf init`), since
+    the server itself writes nothing into a repository that does not use Stoneforge yet."""
+    if init:
+        Service.init(root)[0].close()
     config = ClientServerConfig(server_command=SERVER_COMMAND, server_env=env)
     client = await config.start()
     assert isinstance(client, LanguageClient)

@@ -71,6 +71,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StdioClient]:
     subprocess.run(
         ["git", "commit", "-q", "--allow-empty", "-m", "init"], cwd=root, check=True, env=env
     )
+    subprocess.run([*SERVER_COMMAND[:-2], "init"], cwd=root, check=True, env=env)
     client = StdioClient(SERVER_COMMAND, root, env)
     client.initialize(root)
     yield client

@@ -201,7 +201,7 @@ def _changes(params: object) -> list[dict]:
 async def test_server_outside_a_repository_explains(tmp_path: Path) -> None:
     plain_dir = tmp_path / "not-a-repo"
     plain_dir.mkdir()
-    async with lsp_session(plain_dir) as client:
+    async with lsp_session(plain_dir, init=False) as client:
         with pytest.raises(JsonRpcException) as info:
             await request(client, "stoneforge/listTasks", {})
         assert "not inside a git repository" in str(info.value)

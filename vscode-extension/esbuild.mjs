@@ -8,7 +8,7 @@ import { join } from "node:path";
 const production = process.argv.includes("--production");
 
 if (process.argv.includes("--tests")) {
-  const entryPoints = ["unit", "protocol", "e2e"].flatMap((dir) =>
+  const entryPoints = ["unit", "protocol", "package", "e2e"].flatMap((dir) =>
     readdirSync(join("test", dir))
       .filter((f) => f.endsWith(".test.ts"))
       .map((f) => join("test", dir, f)),

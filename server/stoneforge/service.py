@@ -30,7 +30,7 @@ from stoneforge.git import repo as git_repo
 from stoneforge.git.errors import CheckoutDirty, GitLayerError, TargetMoved
 from stoneforge.git.forecast import Forecast, forecast
 from stoneforge.git.remote import PushRefused, adopt_branch
-from stoneforge.git.repo import resolve_target_branch, run_git
+from stoneforge.git.repo import resolve_commits, resolve_target_branch, run_git
 from stoneforge.git.target import TargetBranch
 from stoneforge.lifecycle import MrEvent, TaskEvent, next_task_status
 from stoneforge.models import (
@@ -41,18 +41,18 @@ from stoneforge.models import (
     MergeRequest,
     MergeStatus,
     Plan,
-    SessionStatus,
     StatusSummary,
     Task,
     TaskStatus,
     utcnow,
 )
 from stoneforge.orchestrator.budgets import dispatch_holds, task_limit, utc_today
-from stoneforge.orchestrator.daemon import LEASE_NAME, Orchestrator
+from stoneforge.orchestrator.daemon import LEASE_NAME, LEASE_TTL_S, Orchestrator
 from stoneforge.orchestrator.director import plan_from_goal
 from stoneforge.orchestrator.landing import land_merge_requests
 from stoneforge.orchestrator.pause import latest_pause
 from stoneforge.orchestrator.provider_status import latest_outage
+from stoneforge.orchestrator.recovery import owner_alive
 from stoneforge.store import Store
 
 #: The event the Ray backend records when the cluster's nodes or their use change.
@@ -126,6 +126,24 @@ class Service:
             created.append(f"{STATE_DIR}/{STATE_DB}")
         store = Store(db_path, actor=actor)
         return cls(root, config, store), created
+
+    @classmethod
+    def attach(cls, start: Path | None = None, actor: str | None = None) -> Service:
+        """Open the repository for an editor without setting up what nobody asked for.
+
+        A repository with `.stoneforge/config.yaml` (say a clone whose config is committed) gets
+        its ignored state made as needed; one without raises :class:`NotInitializedError`, and
+        the editor offers `sf init` instead of writing files into the user's repository.
+        """
+        root = find_repo_root((start or Path.cwd()).resolve())
+        if (root / CONFIG_RELPATH).exists():
+            return cls.init(root, actor=actor)[0]
+        if not (root / STATE_DIR / STATE_DB).exists():
+            raise NotInitializedError(
+                f"{root} does not use Stoneforge yet (no {CONFIG_RELPATH}); run `sf init` there "
+                "(the editor's Initialize Stoneforge here) to set it up"
+            )
+        return cls.open(root, actor=actor)
 
     def close(self) -> None:
         self.store.close()
@@ -302,7 +320,15 @@ class Service:
 
     def running_agents(self) -> list[dict[str, Any]]:
         """The sessions running now, with what they work on (the editor's Agents view)."""
-        sessions = self.store.list_sessions(status=SessionStatus.RUNNING)
+        return self._sessions_marked_running(live=True)
+
+    def interrupted_sessions(self) -> list[dict[str, Any]]:
+        """Sessions still marked running whose process is gone (an orchestrator that was
+        killed): nothing runs them; the next start saves their work and requeues their tasks."""
+        return self._sessions_marked_running(live=False)
+
+    def _sessions_marked_running(self, *, live: bool) -> list[dict[str, Any]]:
+        sessions = [s for s, owner in self.store.orphaned_sessions() if owner_alive(owner) == live]
         titles = {t.id: t.title for t in self.store.list_tasks(status=TaskStatus.IN_PROGRESS)}
         return [
             {
@@ -351,12 +377,23 @@ class Service:
         return self.forecast().to_json()
 
     def merge_diff(self, mr_id: str) -> dict[str, Any]:
-        """The files a merge request changes: each at the merge base and at the branch tip."""
+        """The files a merge request changes: each at the merge base and at the branch tip.
+
+        A landed merge request's branch is usually deleted: its diff comes from the commits
+        recorded for it (the branch tip it was made for, and the target before it landed), so
+        it reads the same after landing as before.
+        """
         mr = self.store.get_merge_request(mr_id)
-        head = run_git(["rev-parse", "--verify", f"{mr.branch}^{{commit}}"], self.root).stdout
         target = self.target_branch()
-        base = run_git(["merge-base", target, head.strip()], self.root).stdout.strip()
-        head = head.strip()
+        head = self._merge_request_head(mr)
+        before = target
+        if mr.status == MergeStatus.MERGED and mr.merged_commit:
+            # The target just before this landing: the merged commit's first parent.
+            before = (
+                resolve_commits(self.root, [f"{mr.merged_commit}^1"]).get(f"{mr.merged_commit}^1")
+                or target
+            )
+        base = run_git(["merge-base", before, head], self.root).stdout.strip()
         listing = run_git(["diff", "--name-status", "--no-renames", "-z", base, head], self.root)
         fields = [f for f in listing.stdout.split("\0") if f]
         files = []
@@ -370,6 +407,20 @@ class Service:
                 }
             )
         return {"id": mr.id, "base": base, "head": head, "target": target, "files": files}
+
+    def _merge_request_head(self, mr: MergeRequest) -> str:
+        """The commit a merge request brings: its branch while it is open (a steward may add a
+        conflict resolution to it), the recorded head once landed or when the branch is gone."""
+        found = resolve_commits(self.root, [mr.branch, mr.head_commit or ""])
+        branch, recorded = found.get(mr.branch), found.get(mr.head_commit or "")
+        landed = mr.status == MergeStatus.MERGED
+        head = (recorded or branch) if landed else (branch or recorded)
+        if head is None:
+            raise NotFoundError(
+                f"merge request {mr.id}: its branch {mr.branch} no longer exists in {self.root} "
+                "and no commit of it was recorded, so there is no diff to show"
+            )
+        return head
 
     def _show(self, commit: str, path: str) -> str:
         return run_git(["show", f"{commit}:{path}"], self.root).stdout
@@ -537,7 +588,8 @@ class Service:
         tasks, mrs, running = self.store.counts()
         graph = self.store.graph()
         blocked = sum(1 for task_id in graph.nodes if graph.is_blocked(task_id))
-        holder = self.store.lease_holder(LEASE_NAME)
+        # A holder that was killed without releasing the lease runs nothing: not shown as running.
+        holder = self.store.lease_holder(LEASE_NAME, live_within_s=LEASE_TTL_S)
         return StatusSummary(
             repository=str(self.root),
             tasks_by_status={status.value: tasks.get(status.value, 0) for status in TaskStatus},

@@ -141,7 +141,10 @@ def seed(root: Path, forecast_conflict: bool = False) -> dict[str, str]:
         )
         blocked = service.create_task("Use the parser", plan_id=plan.id, depends_on=[task.id])
         attempt = store.dispatch_task(task.id).dispatches
-        store.update_task(task.id, branch=BRANCH)
+        # The task's checkout, as a worker leaves it (landing removes it, and the branch with it).
+        checkout = root / ".stoneforge" / "worktrees" / "t1-add-a-parser"
+        git(root, "worktree", "add", "-q", str(checkout), BRANCH)
+        store.update_task(task.id, branch=BRANCH, worktree=str(checkout))
 
         first = store.start_session(task.id, SessionRole.WORKER)
         store.update_session(
@@ -229,6 +232,7 @@ def seed(root: Path, forecast_conflict: bool = False) -> dict[str, str]:
         "mrId": mr.id,
         "branch": BRANCH,
         "conflictFile": "greet.py",
+        "worktree": str(checkout),
         "rivalTaskId": rival.id if rival else "",
     }
 

@@ -15,6 +15,8 @@ import {
   type Task,
   type TaskStatus,
   type TaskTree,
+  type InitResult,
+  type WorkspaceState,
 } from "./protocol";
 
 export interface RequestSender {
@@ -94,5 +96,14 @@ export class StoneforgeApi {
 
   forecast(): Promise<Forecast> {
     return this.call(Methods.forecast);
+  }
+
+  workspace(): Promise<WorkspaceState> {
+    return this.call(Methods.workspace);
+  }
+
+  /** `sf init` for the folder the server runs in. */
+  init(): Promise<InitResult> {
+    return this.call(Methods.init);
   }
 }

@@ -3,8 +3,10 @@
 // apart from the server's own `stoneforge.<method>` commands, which the language client registers.)
 import * as vscode from "vscode";
 import type { DiffProvider } from "./docs";
-import { docUri } from "./docs";
+import { showDocument } from "./docs";
 import { mergeRequestChoices, taskChoices } from "./model/choices";
+import { type DiffEntry, diffEntries } from "./model/diffEntries";
+import type { DiffSide } from "./model/docUris";
 import { firstCommented } from "./model/reviewThreads";
 import { humanize, shortSha } from "./model/format";
 import type { NodeRef, TreeNode } from "./model/treeNode";
@@ -22,6 +24,11 @@ function argId(arg: unknown, kind: NodeRef["kind"]): string | undefined {
   if (typeof arg === "string") return arg;
   if (isNode(arg) && arg.ref.kind === kind && "id" in arg.ref) return arg.ref.id;
   return undefined;
+}
+
+/** A modal question for a consequential action; true only when the person chose `action`. */
+async function confirm(message: string, detail: string, action: string): Promise<boolean> {
+  return (await vscode.window.showWarningMessage(message, { modal: true, detail }, action)) === action;
 }
 
 export function registerCommands(server: StoneforgeServer, views: Views, diffs: DiffProvider): vscode.Disposable[] {
@@ -57,10 +64,13 @@ export function registerCommands(server: StoneforgeServer, views: Views, diffs: 
   return [
     command("stoneforge.ui.createTask", async (arg) => {
       const planId = argId(arg, "plan");
-      const params = await askNewTask(await api.listTasks(), planId);
+      const [tasks, tree] = await Promise.all([api.listTasks(), api.taskTree()]);
+      const params = await askNewTask(tasks, tree.plans, planId);
       if (!params) return;
       const task = await api.createTask(params);
-      void vscode.window.showInformationMessage(`Created task ${task.id}: ${task.title}`);
+      await views.tasks.refresh();
+      await views.revealTask(task.id); // the new row, selected
+      void vscode.window.setStatusBarMessage(`$(add) Created task ${task.id}: ${task.title}`, 4000);
       return task;
     }),
 
@@ -94,6 +104,14 @@ export function registerCommands(server: StoneforgeServer, views: Views, diffs: 
 
     command("stoneforge.ui.start", async () => {
       const max = vscode.workspace.getConfiguration("stoneforge").get<number | null>("maxConcurrent");
+      const status = await api.status();
+      const slots = max ?? status.maxConcurrent;
+      const ok = await confirm(
+        "Start orchestration?",
+        `Up to ${slots} agents start working on this repository's ${status.ready} ready tasks, each in its own checkout, and the merge queue lands checked work on the target branch. Agents run until you stop orchestration.`,
+        "Start",
+      );
+      if (!ok) return;
       await api.serve(max ?? undefined);
       void vscode.window.setStatusBarMessage("$(play) Stoneforge orchestration started", 3000);
     }),
@@ -106,6 +124,13 @@ export function registerCommands(server: StoneforgeServer, views: Views, diffs: 
     command("stoneforge.ui.approveMerge", async (arg) => {
       const mr = await chooseMr(arg, "Approve which merge request?", ["awaiting_approval"]);
       if (!mr) return;
+      const title = (await api.listTasks()).find((t) => t.id === mr.taskId)?.title ?? mr.taskId;
+      const ok = await confirm(
+        `Approve ${mr.id} and land “${title}”?`,
+        `The checked merge of ${mr.branch} lands on the target branch now (if the target moved since, it is checked again first).`,
+        "Approve and Land",
+      );
+      if (!ok) return;
       const result = await vscode.window.withProgress(
         { location: vscode.ProgressLocation.Notification, title: `Approving ${mr.id} (${mr.branch})…` },
         () => api.approveMerge(mr.id),
@@ -138,23 +163,29 @@ export function registerCommands(server: StoneforgeServer, views: Views, diffs: 
         void vscode.window.showInformationMessage(`${mr.branch} changes no files against the target.`);
         return;
       }
-      const sides = diff.files.map((f) => ({
-        file: f,
-        original: diffs.uri(mr.id, "original", f.path),
-        modified: diffs.uri(mr.id, "modified", f.path),
-      }));
       const title = `${mr.id}: ${mr.branch} (${shortSha(diff.base)} ↔ ${shortSha(diff.head)})`;
-      if (sides.length === 1) {
-        const [only] = sides as [(typeof sides)[number]];
-        await vscode.commands.executeCommand("vscode.diff", only.original, only.modified, `${only.file.path} — ${title}`);
+      const side = (e: DiffEntry, which: DiffSide) => (e.sides.includes(which) ? diffs.uri(mr.id, which, e.path) : undefined);
+      const entries = diffEntries(diff.files);
+      if (entries.length === 1) {
+        // The plain diff editor needs both sides: a missing one is an empty document.
+        const [only] = entries as [DiffEntry];
+        await vscode.commands.executeCommand(
+          "vscode.diff",
+          diffs.uri(mr.id, "original", only.path),
+          diffs.uri(mr.id, "modified", only.path),
+          `${only.path} — ${title}`,
+        );
       } else {
-        // The multi-file diff editor, one entry per changed file.
-        const resources = sides.map((s) => [vscode.Uri.file(s.file.path), s.original, s.modified]);
+        // The multi-file diff editor, one entry per changed file: [file in the workspace, original, modified].
+        const folder = server.folderUri;
+        const resources = entries.map((e) => [vscode.Uri.joinPath(folder, e.path), side(e, "original"), side(e, "modified")]);
         await vscode.commands.executeCommand("vscode.changes", title, resources);
       }
     }),
 
-    command("stoneforge.ui.showReview", async (mrId, reviewId) => {
+    command("stoneforge.ui.showReview", async (arg, reviewArg) => {
+      // From the row's click (mrId, reviewId) or its context menu (the row itself).
+      const [mrId, reviewId] = isNode(arg) && arg.ref.kind === "review" ? [arg.ref.mrId, arg.ref.id] : [arg, reviewArg];
       if (typeof mrId !== "string") return;
       const mr = (await api.mergeRequests()).find((m) => m.id === mrId);
       const review = mr?.reviews?.find((r) => r.id === reviewId);
@@ -177,21 +208,22 @@ export function registerCommands(server: StoneforgeServer, views: Views, diffs: 
     }),
 
     command("stoneforge.ui.showChecks", async (arg) => {
-      const mrId = typeof arg === "string" ? arg : argId(arg, "mr") ?? (await chooseMr(undefined, "Show the checks of which merge request?"))?.id;
+      const checkRow = isNode(arg) && arg.ref.kind === "check" ? arg.ref.mrId : undefined;
+      const mrId =
+        typeof arg === "string" ? arg : (checkRow ?? argId(arg, "mr") ?? (await chooseMr(undefined, "Show the checks of which merge request?"))?.id);
       if (!mrId) return;
-      const doc = await vscode.workspace.openTextDocument(docUri({ kind: "checks", mrId }));
-      await vscode.window.showTextDocument(doc, { preview: true });
+      await showDocument({ kind: "checks", mrId });
     }),
 
-    command("stoneforge.ui.openHandoff", async (taskId, key) => {
+    command("stoneforge.ui.openHandoff", async (arg, handoffKey) => {
+      // A click passes (taskId, key); the context menu passes the row.
+      const [taskId, key] = isNode(arg) && arg.ref.kind === "handoff" ? [arg.ref.taskId, arg.ref.id] : [arg, handoffKey];
       if (typeof taskId !== "string" || typeof key !== "string") return;
-      const doc = await vscode.workspace.openTextDocument(docUri({ kind: "handoff", taskId, handoffKey: key }));
-      await vscode.window.showTextDocument(doc, { preview: true });
+      await showDocument({ kind: "handoff", taskId, handoffKey: key });
     }),
 
     command("stoneforge.ui.showForecast", async () => {
-      const doc = await vscode.workspace.openTextDocument(docUri({ kind: "forecast" }));
-      await vscode.window.showTextDocument(doc, { preview: true });
+      await showDocument({ kind: "forecast" });
     }),
 
     command("stoneforge.ui.openWorktree", async (arg) => {
@@ -208,7 +240,13 @@ export function registerCommands(server: StoneforgeServer, views: Views, diffs: 
       const task = await chooseTask(arg, "Cancel which task?", (t) =>
         ["open", "in_progress", "review", "failed", "budget_exceeded"].includes(t.status),
       );
-      if (task) await api.cancelTask(task.id);
+      if (!task) return;
+      const ok = await confirm(
+        `Cancel task ${task.id} “${task.title}”?`,
+        "Its agent is stopped and its merge request is not landed. Its branch is kept: Retry Task starts it again.",
+        "Cancel Task",
+      );
+      if (ok) await api.cancelTask(task.id);
     }),
 
     command("stoneforge.ui.retryTask", async (arg) => {
@@ -224,6 +262,24 @@ export function registerCommands(server: StoneforgeServer, views: Views, diffs: 
       });
       if (answer !== undefined) await api.retryTask(task.id, Number(answer));
     }),
+
+    command("stoneforge.ui.init", async () => {
+      const result = await api.init();
+      server.markInitialized();
+      const created = result.created.length ? `created ${result.created.join(", ")}` : "it was set up already";
+      void vscode.window.showInformationMessage(`Stoneforge is set up in ${result.repository}: ${created}.`);
+      return result;
+    }),
+
+    command("stoneforge.ui.copyId", async (arg) => {
+      if (!isNode(arg) || !("id" in arg.ref)) return;
+      await vscode.env.clipboard.writeText(arg.ref.id);
+      void vscode.window.setStatusBarMessage(`Copied ${arg.ref.id}`, 2000);
+    }),
+
+    command("stoneforge.ui.showFinished", () => views.setShowFinished(true)),
+
+    command("stoneforge.ui.hideFinished", () => views.setShowFinished(false)),
 
     command("stoneforge.ui.refresh", () => views.refreshAll()),
 

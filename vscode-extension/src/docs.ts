@@ -4,13 +4,20 @@
 import * as vscode from "vscode";
 import type { StoneforgeApi } from "./api";
 import { checksMarkdown } from "./model/checksDoc";
-import { DIFF_SCHEME, DOC_SCHEME, type DocTarget, diffPath, docPath, parseDiffPath, parseDocPath } from "./model/docUris";
+import { DIFF_SCHEME, DOC_SCHEME, type DiffSide, type DocTarget, diffUriParts, docUriParts, parseDiffUri, parseDocQuery } from "./model/docUris";
 import { forecastMarkdown } from "./model/forecastDoc";
 import { findHandoff, handoffMarkdown } from "./model/handoffDoc";
 import type { MergeDiff } from "./protocol";
 
 export function docUri(target: DocTarget): vscode.Uri {
-  return vscode.Uri.from({ scheme: DOC_SCHEME, path: docPath(target) });
+  return vscode.Uri.from({ scheme: DOC_SCHEME, ...docUriParts(target) });
+}
+
+/** Open a document rendered (Markdown preview), as a person reads it; its source stays a click away. */
+export async function showDocument(target: DocTarget): Promise<void> {
+  const uri = docUri(target);
+  await vscode.workspace.openTextDocument(uri); // loads it, so a server error shows before the preview
+  await vscode.commands.executeCommand("markdown.showPreview", uri);
 }
 
 export class DocumentProvider implements vscode.TextDocumentContentProvider {
@@ -20,7 +27,7 @@ export class DocumentProvider implements vscode.TextDocumentContentProvider {
   constructor(private readonly api: StoneforgeApi) {}
 
   async provideTextDocumentContent(uri: vscode.Uri): Promise<string> {
-    const target = parseDocPath(uri.path);
+    const target = parseDocQuery(uri.query);
     if (!target) return `Unknown Stoneforge document: ${uri.toString()}`;
     switch (target.kind) {
       case "handoff": {
@@ -66,12 +73,12 @@ export class DiffProvider implements vscode.TextDocumentContentProvider {
     return pending;
   }
 
-  uri(mrId: string, side: "original" | "modified", path: string): vscode.Uri {
-    return vscode.Uri.from({ scheme: DIFF_SCHEME, path: diffPath({ mrId, side, path }) });
+  uri(mrId: string, side: DiffSide, path: string): vscode.Uri {
+    return vscode.Uri.from({ scheme: DIFF_SCHEME, ...diffUriParts({ mrId, side, path }) });
   }
 
   async provideTextDocumentContent(uri: vscode.Uri): Promise<string> {
-    const target = parseDiffPath(uri.path);
+    const target = parseDiffUri(uri.path, uri.query);
     if (!target) return "";
     const file = (await this.diff(target.mrId)).files.find((f) => f.path === target.path);
     return (target.side === "original" ? file?.original : file?.modified) ?? "";

@@ -11,6 +11,7 @@ import { onInterpreterChanged } from "./python";
 import { ReviewComments } from "./reviewComments";
 import { StoneforgeServer } from "./server";
 import { StatusBar } from "./statusBar";
+import { Toasts } from "./toasts";
 import { Views } from "./views/views";
 
 let server: StoneforgeServer | undefined;
@@ -32,18 +33,25 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   }
 
   server = new StoneforgeServer(folder, output);
-  const views = new Views(server);
+  const views = new Views(server, context.workspaceState);
   const docs = new DocumentProvider(server.api);
   const diffs = new DiffProvider(server.api);
   const reviewComments = new ReviewComments(server.api);
   const statusBar = new StatusBar();
+  const toasts = new Toasts(server, views);
 
   const refreshStatus = async () => {
     if (server?.state !== "running") return;
+    if (!server.initialized) {
+      statusBar.showUninitialized();
+      return;
+    }
     try {
       const status = await server.api.status();
       statusBar.update(status);
       void vscode.commands.executeCommand("setContext", "stoneforge.serving", status.serving);
+      void vscode.commands.executeCommand("setContext", "stoneforge.awaitingApproval", (status.mergeRequestsByStatus.awaiting_approval ?? 0) > 0);
+      views.showNeedsYou(status);
     } catch (e) {
       output.appendLine(`[stoneforge] status: ${e instanceof Error ? e.message : String(e)}`);
     }
@@ -64,6 +72,8 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     vscode.workspace.registerTextDocumentContentProvider(DIFF_SCHEME, diffs),
     ...registerCommands(server, views, diffs),
     server.onChanged(refreshEverything),
+    toasts,
+    server.onMessage((m) => toasts.show(m)),
     server.onState((state) => {
       statusBar.showState(state);
       refreshEverything();

@@ -1,7 +1,7 @@
 // Quick-input flows: the steps a person goes through for Create Task and Create Plan.
 import * as vscode from "vscode";
-import { type Choice, DEFAULT_PRIORITY, PRIORITY_CHOICES, dependencyChoices } from "./model/choices";
-import type { CreatePlanParams, CreateTaskParams, Task } from "./protocol";
+import { type Choice, DEFAULT_PRIORITY, PRIORITY_CHOICES, dependencyChoices, planChoices } from "./model/choices";
+import type { CreatePlanParams, CreateTaskParams, Plan, Task } from "./protocol";
 
 type Item<T> = vscode.QuickPickItem & { value: T };
 
@@ -39,39 +39,60 @@ function pick<T>(opts: {
   });
 }
 
-export async function askNewTask(existing: Task[], planId?: string): Promise<CreateTaskParams | undefined> {
-  const steps = existing.length ? 3 : 2;
+export async function askNewTask(
+  existing: Task[],
+  plans: Array<Pick<Plan, "id" | "title" | "status">>,
+  planId?: string,
+): Promise<CreateTaskParams | undefined> {
+  const deps = dependencyChoices(existing);
+  // Steps: title, description, plan (unless started from a plan's row), priority, dependencies (if any).
+  const steps = 3 + (planId || !plans.length ? 0 : 1) + (deps.length ? 1 : 0);
+  let step = 0;
+  const next = (what: string) => `Create Task (${++step}/${steps})${what ? `: ${what}` : ""}`;
   const title = await vscode.window.showInputBox({
-    title: `Create Task (1/${steps})`,
+    title: next(""),
     prompt: "What should the agent do?",
     placeHolder: "Task title, e.g. Add a config parser",
     ignoreFocusOut: true,
     validateInput: (v) => (v.trim() ? undefined : "A task needs a title"),
   });
   if (title === undefined) return undefined;
+  const description = await vscode.window.showInputBox({
+    title: next("description"),
+    prompt: "Details for the agent: what done looks like, files, constraints (optional: press Enter to skip)",
+    ignoreFocusOut: true,
+  });
+  if (description === undefined) return undefined;
+  let plan = planId;
+  if (!planId && plans.length) {
+    const chosen = await pick({ title: next("plan"), placeholder: "Add it to a plan?", choices: planChoices(plans) });
+    if (!chosen) return undefined;
+    plan = chosen[0];
+  }
   const priority = await pick({
-    title: `Create Task (2/${steps}): priority`,
+    title: next("priority"),
     placeholder: "Priority, 1 is the most urgent",
     choices: PRIORITY_CHOICES,
     active: (c) => c.value === DEFAULT_PRIORITY,
   });
   if (!priority) return undefined;
   let dependsOn: string[] = [];
-  if (existing.length) {
-    const deps = await pick({
-      title: `Create Task (3/${steps}): dependencies`,
+  if (deps.length) {
+    const chosen = await pick({
+      title: next("dependencies"),
       placeholder: "Tasks that must be merged first (none: just press Enter)",
-      choices: dependencyChoices(existing),
+      choices: deps,
       many: true,
     });
-    if (!deps) return undefined;
-    dependsOn = deps;
+    if (!chosen) return undefined;
+    dependsOn = chosen;
   }
   return {
     title: title.trim(),
+    ...(description.trim() ? { description: description.trim() } : {}),
     priority: priority[0] ?? DEFAULT_PRIORITY,
     ...(dependsOn.length ? { dependsOn } : {}),
-    ...(planId ? { planId } : {}),
+    ...(plan ? { planId: plan } : {}),
   };
 }
 

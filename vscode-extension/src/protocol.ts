@@ -87,6 +87,8 @@ export interface MergeRequest {
   reason: string | null;
   createdAt: string;
   mergedAt: string | null;
+  /** The task branch's tip the request was made for (its diff once the branch is gone). */
+  headCommit?: string | null;
   /** The steward's reviews, oldest first (absent from servers that predate reviews). */
   reviews?: Review[];
 }
@@ -184,12 +186,26 @@ export interface Status {
   serving: boolean;
   maxConcurrent: number;
   agents: Agent[];
+  /** Marked running, but the process that ran them is gone: recovered at the next start. */
+  interruptedSessions?: Agent[];
   /** Sent by the server beside the documented fields; the Tasks view's taskTree also carries it. */
   handoffAtTokens?: number;
   /** Set while the running orchestrator cannot land because a checkout of the target is dirty. */
   landingPaused?: LandingPause | null;
   /** Set while the running orchestrator starts no session: the provider is unavailable. */
   providerUnavailable?: ProviderOutage | null;
+}
+
+/** stoneforge/workspace: whether the folder uses Stoneforge yet (nothing is written until init). */
+export interface WorkspaceState {
+  repository: string | null;
+  initialized: boolean;
+  problem: string | null;
+}
+
+export interface InitResult {
+  repository: string;
+  created: string[];
 }
 
 export interface DiffFile {
@@ -282,4 +298,6 @@ export const Methods = {
   serve: "stoneforge/serve",
   stop: "stoneforge/stop",
   forecast: "stoneforge/forecast",
+  workspace: "stoneforge/workspace",
+  init: "stoneforge/init",
 } as const;

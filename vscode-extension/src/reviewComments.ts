@@ -3,7 +3,7 @@
 // merge requests on every `stoneforge/changed`.
 import * as vscode from "vscode";
 import type { StoneforgeApi } from "./api";
-import { DIFF_SCHEME, parseDiffPath } from "./model/docUris";
+import { DIFF_SCHEME, parseDiffUri } from "./model/docUris";
 import { reviewThreads } from "./model/reviewThreads";
 
 export class ReviewComments implements vscode.Disposable {
@@ -27,7 +27,7 @@ export class ReviewComments implements vscode.Disposable {
 
   private async show(uri: vscode.Uri): Promise<void> {
     if (uri.scheme !== DIFF_SCHEME) return;
-    const target = parseDiffPath(uri.path);
+    const target = parseDiffUri(uri.path, uri.query);
     if (!target || target.side !== "modified") return;
     let reviews;
     try {

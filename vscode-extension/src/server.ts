@@ -1,5 +1,6 @@
 // Owns the language client: resolves the server command, starts `sf lsp --stdio` in the workspace
 // folder, restarts it when it crashes, and exposes the typed API and the `changed` notification.
+import * as os from "node:os";
 import * as vscode from "vscode";
 import {
   CloseAction,
@@ -11,12 +12,18 @@ import {
   State,
 } from "vscode-languageclient/node";
 import { StoneforgeApi } from "./api";
-import { CHANGED_NOTIFICATION, type ChangedParams } from "./protocol";
+import { CHANGED_NOTIFICATION, type ChangedParams, Methods, type WorkspaceState } from "./protocol";
 import { RestartPolicy } from "./restartPolicy";
 import { INTERPRETER_SOURCE, cannotStartMessage, resolveServerCommand, type ServerCommand } from "./serverCommand";
 import { selectedInterpreter } from "./python";
 
 export type ServerState = "starting" | "running" | "failed";
+
+/** window/showMessage params: type 1 error, 2 warning, 3 info, 4 log. */
+export interface ServerMessage {
+  type: number;
+  message: string;
+}
 
 export class StoneforgeServer implements vscode.Disposable {
   private client: LanguageClient | undefined;
@@ -26,6 +33,11 @@ export class StoneforgeServer implements vscode.Disposable {
   private readonly changedEmitter = new vscode.EventEmitter<ChangedParams>();
   private readonly stateEmitter = new vscode.EventEmitter<ServerState>();
   private current: ServerState = "starting";
+  private initializedFolder = true;
+
+  private readonly messageEmitter = new vscode.EventEmitter<ServerMessage>();
+  /** The server's pop-ups (window/showMessage), for the extension to show its own way. */
+  readonly onMessage = this.messageEmitter.event;
 
   /** Fires on every `stoneforge/changed` notification. */
   readonly onChanged = this.changedEmitter.event;
@@ -46,6 +58,11 @@ export class StoneforgeServer implements vscode.Disposable {
     readonly output: vscode.OutputChannel,
   ) {}
 
+  /** The workspace folder the server runs in. */
+  get folderUri(): vscode.Uri {
+    return this.folder.uri;
+  }
+
   /** Whether the command in use came from the Python extension (so an interpreter change matters). */
   get usesInterpreter(): boolean {
     return this.command?.source === INTERPRETER_SOURCE;
@@ -53,6 +70,36 @@ export class StoneforgeServer implements vscode.Disposable {
 
   get state(): ServerState {
     return this.current;
+  }
+
+  /** False while the folder does not use Stoneforge yet (the server wrote nothing; offer init). */
+  get initialized(): boolean {
+    return this.initializedFolder;
+  }
+
+  /** After `stoneforge/init`: the views can load, so tell everyone as if the server came up. */
+  markInitialized(): void {
+    this.setInitialized(true);
+    this.stateEmitter.fire(this.current);
+  }
+
+  private setInitialized(value: boolean): void {
+    this.initializedFolder = value;
+    void vscode.commands.executeCommand("setContext", "stoneforge.workspace", value ? "ready" : "uninitialized");
+  }
+
+  /** Ask whether the folder uses Stoneforge yet, then say the server is running. */
+  private async cameUp(client: LanguageClient): Promise<void> {
+    try {
+      const ws = await client.sendRequest<WorkspaceState>(Methods.workspace, {});
+      this.setInitialized(ws.initialized);
+      if (!ws.initialized) this.output.appendLine(`[stoneforge] ${ws.problem ?? "this folder does not use Stoneforge yet"}`);
+    } catch (e) {
+      // An older server without stoneforge/workspace set the folder up itself.
+      this.output.appendLine(`[stoneforge] stoneforge/workspace: ${errorText(e)}`);
+      this.setInitialized(true);
+    }
+    if (this.client === client) this.setState("running");
   }
 
   private setState(state: ServerState): void {
@@ -70,6 +117,7 @@ export class StoneforgeServer implements vscode.Disposable {
         envPath: process.env.PATH,
         pythonInterpreter: await selectedInterpreter(this.folder.uri),
         workspaceFolder: this.folder.uri.fsPath,
+        home: os.homedir(),
       });
     } catch (e) {
       return this.fail(undefined, errorText(e));
@@ -94,16 +142,28 @@ export class StoneforgeServer implements vscode.Disposable {
     };
     this.reachedRunning = false;
     const client = new LanguageClient("stoneforge", "Stoneforge", serverOptions, clientOptions);
+    // No work-done progress: the orchestrator's would be an endless spinner in the status bar,
+    // repeating what the Stoneforge item and the views already show.
+    client.registerFeature({
+      fillClientCapabilities: (caps) => {
+        if (caps.window) caps.window.workDoneProgress = false;
+      },
+      initialize: () => {},
+      getState: () => ({ kind: "static" }),
+      clear: () => {},
+    });
     this.client = client;
     client.onDidChangeState((e) => {
       if (e.newState === State.Running) {
         this.reachedRunning = true;
-        this.setState("running");
+        void this.cameUp(client);
       } else if (e.newState === State.Starting) {
         this.setState("starting");
       }
     });
     client.onNotification(CHANGED_NOTIFICATION, (params: ChangedParams) => this.changedEmitter.fire(params));
+    // Replaces the client's default toast per message (registered before start, so it wins).
+    client.onNotification("window/showMessage", (params: ServerMessage) => this.messageEmitter.fire(params));
     try {
       await client.start();
     } catch (e) {
@@ -128,8 +188,8 @@ export class StoneforgeServer implements vscode.Disposable {
 
   /** Mark the server failed and tell the user why and how to fix it (without waiting for them). */
   private fail(cmd: ServerCommand | undefined, reason: string): void {
-    this.setState("failed");
     const message = cannotStartMessage(cmd, reason);
+    this.setState("failed");
     this.output.appendLine(`[stoneforge] ${message}`);
     void vscode.window.showErrorMessage(message, "Open Settings", "Show Log", "Retry").then(async (choice) => {
       if (choice === "Open Settings") {
@@ -163,6 +223,7 @@ export class StoneforgeServer implements vscode.Disposable {
   async dispose(): Promise<void> {
     await this.stopClient();
     this.changedEmitter.dispose();
+    this.messageEmitter.dispose();
     this.stateEmitter.dispose();
   }
 }

@@ -1,5 +1,8 @@
 // Which command starts the language server. Order: the `stoneforge.serverCommand` setting, `sf` on
-// PATH, the selected Python interpreter's `-m stoneforge`, the workspace's own `.venv/bin/sf`.
+// PATH, a `.venv/bin/sf` (or `venv/`) in the workspace folder or a folder above it (a Stoneforge
+// checkout set up with scripts/setup), `~/.local/bin/sf` (pipx and uv tool install there), the
+// selected Python interpreter's `-m stoneforge`. The extension host's PATH comes from the login
+// shell, which often lacks the user's interactive additions, so the PATH lookup alone is not enough.
 // `lsp --stdio` is appended to whatever runs `sf`. No `vscode` import: the caller passes in what it
 // learned from the editor.
 import * as fs from "node:fs";
@@ -21,7 +24,26 @@ export interface ResolveInput {
   envPath: string | undefined;
   pythonInterpreter: string | undefined;
   workspaceFolder: string | undefined;
+  /** The user's home directory, for `~/.local/bin/sf`. */
+  home?: string | undefined;
   isExecutable?: (file: string) => boolean;
+}
+
+/** Where an installed `sf` may be that PATH may miss, most specific first. */
+export function sfCandidates(workspaceFolder: string | undefined, home: string | undefined): Array<{ file: string; source: string }> {
+  const out: Array<{ file: string; source: string }> = [];
+  if (workspaceFolder) {
+    let dir = path.resolve(workspaceFolder);
+    for (;;) {
+      const where = dir === path.resolve(workspaceFolder) ? "the workspace's" : `${dir}'s`;
+      for (const venv of [".venv", "venv"]) out.push({ file: path.join(dir, venv, "bin", "sf"), source: `${where} ${venv}` });
+      const up = path.dirname(dir);
+      if (up === dir) break;
+      dir = up;
+    }
+  }
+  if (home) out.push({ file: path.join(home, ".local", "bin", "sf"), source: "~/.local/bin (pipx, uv tool)" });
+  return out;
 }
 
 export function defaultIsExecutable(file: string): boolean {
@@ -75,6 +97,9 @@ export function resolveServerCommand(input: ResolveInput): ServerCommand | undef
   }
   const sf = findOnPath("sf", input.envPath, isExec);
   if (sf) return { command: sf, args: [...SERVER_ARGS], source: "`sf` on PATH" };
+  for (const { file, source } of sfCandidates(input.workspaceFolder, input.home)) {
+    if (isExec(file)) return { command: file, args: [...SERVER_ARGS], source };
+  }
   if (input.pythonInterpreter) {
     return {
       command: input.pythonInterpreter,
@@ -82,29 +107,27 @@ export function resolveServerCommand(input: ResolveInput): ServerCommand | undef
       source: INTERPRETER_SOURCE,
     };
   }
-  if (input.workspaceFolder) {
-    for (const venv of [".venv", "venv"]) {
-      const candidate = path.join(input.workspaceFolder, venv, "bin", "sf");
-      if (isExec(candidate)) return { command: candidate, args: [...SERVER_ARGS], source: `the workspace's ${venv}` };
-    }
-  }
   return undefined;
 }
+
+/** How to install `sf`, said the same way wherever it is said. */
+export const INSTALL_HINT =
+  "Install it with `pipx install stoneforge-agents` (the distribution's name; or `pipx install .` in a Stoneforge checkout)";
 
 /** What to tell the user when the server cannot start, with the fix. */
 export function cannotStartMessage(cmd: ServerCommand | undefined, reason: string): string {
   if (!cmd) {
     return (
-      "Stoneforge: no language server found: `sf` is not on PATH, no Python interpreter with stoneforge is " +
-      "selected, and the workspace has no .venv/bin/sf. Install it from a Stoneforge checkout (`pipx install <checkout>`: the distribution is stoneforge-agents) or set " +
-      "`stoneforge.serverCommand` to the path of `sf`."
+      "Stoneforge: no language server found: `sf` is not on PATH, nor in a .venv of the workspace or a folder above it, " +
+      `nor in ~/.local/bin, and no Python interpreter with stoneforge is selected. ${INSTALL_HINT}, ` +
+      "or set `stoneforge.serverCommand` to the path of `sf`."
     );
   }
   const line = [cmd.command, ...cmd.args].join(" ");
   if (/ENOENT/.test(reason)) {
     return (
       `Stoneforge: cannot start the language server: \`${cmd.command}\` (from ${cmd.source}) does not exist. ` +
-      "Install Stoneforge from its checkout (`pipx install <checkout>`: the distribution is stoneforge-agents) or set `stoneforge.serverCommand` to the path of `sf`."
+      `${INSTALL_HINT}, or set \`stoneforge.serverCommand\` to the path of \`sf\`.`
     );
   }
   if (/EACCES/.test(reason)) {
@@ -112,7 +135,7 @@ export function cannotStartMessage(cmd: ServerCommand | undefined, reason: strin
   }
   return (
     `Stoneforge: the language server \`${line}\` (from ${cmd.source}) could not start: ${reason}. ` +
-    "Check that stoneforge is installed there and that this folder is a git repository set up with `sf init`, " +
+    `Check that stoneforge is installed there (${INSTALL_HINT.replace(/^Install it with/, "")}), ` +
     "or point `stoneforge.serverCommand` at a working `sf`."
   );
 }

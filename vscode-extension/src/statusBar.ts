@@ -21,6 +21,12 @@ export class StatusBar implements vscode.Disposable {
     this.item.backgroundColor = state === "failed" ? new vscode.ThemeColor("statusBarItem.errorBackground") : undefined;
   }
 
+  showUninitialized(): void {
+    this.item.text = "$(circle-large-outline) Stoneforge: not set up";
+    this.item.tooltip = "This repository does not use Stoneforge yet. Click to show the views and initialize it.";
+    this.item.backgroundColor = undefined;
+  }
+
   update(status: Status): void {
     const view = statusBarView(status);
     this.item.text = view.text;

@@ -121,6 +121,8 @@ def status(ctx: Context, params: p.NoParams) -> dict[str, Any]:
         else ctx.service.config.orchestrator.maxConcurrent
     )
     summary["agents"] = ctx.service.running_agents()
+    # Marked running, but their process is gone: the editor must not show them as working.
+    summary["interruptedSessions"] = ctx.service.interrupted_sessions()
     summary["handoffAtTokens"] = ctx.service.config.orchestrator.handoffAtTokens
     # The editor shows `sandbox.warning` loudly when agents run uncontained.
     summary["sandbox"] = ctx.service.sandbox_status().model_dump()

@@ -86,6 +86,8 @@ class StoneforgeServer(LanguageServer):
             text_document_sync_kind=types.TextDocumentSyncKind.Full,
         )
         self.context: Context | None = None
+        self.root: Path | None = None
+        self.initialized = False
         self.open_problem: str | None = None
         self.watcher: ChangeWatcher | None = None
         self.forecasts: ForecastDiagnostics | None = None
@@ -93,17 +95,66 @@ class StoneforgeServer(LanguageServer):
     # -- workspace -----------------------------------------------------------------------------
 
     def open_workspace(self, root: Path) -> None:
-        """Bind to the repository at ``root``, initialising `.stoneforge/` when it is missing."""
+        """Bind to the repository at ``root``. Nothing is written into a repository that does
+        not use Stoneforge yet: it stays unbound until ``stoneforge/init`` asks for it."""
+        self.root = root
         try:
-            service, created = Service.init(root, actor=f"lsp:{_pid()}")
+            service = Service.attach(root, actor=f"lsp:{_pid()}")
         except StoneforgeError as exc:
             self.open_problem = str(exc)
+            self.initialized = False
             log.warning("stoneforge is not available here: %s", exc)
             return
-        if created:
-            log.info("initialised %s: %s", service.root, ", ".join(created))
+        self._bind(service)
+
+    async def init_workspace(self) -> dict[str, Any]:
+        """`sf init` for the open folder, then bind to it and start watching (stoneforge/init)."""
+        if self.context is not None:
+            return {"repository": str(self.context.service.root), "created": []}
+        root = self.root
+        if root is None:
+            raise JsonRpcInvalidParams("the client sent no workspace folder; open a git repository")
+        service, created = await asyncio.to_thread(Service.init, root, f"lsp:{_pid()}")
+        log.info("initialised %s: %s", service.root, ", ".join(created) or "nothing new")
+        self._bind(service)
+        self.start_watching()  # on the loop: the watcher delivers to it
+        return {"repository": str(service.root), "created": created}
+
+    def workspace_state(self) -> dict[str, Any]:
+        """What the client needs to choose its welcome view (stoneforge/workspace)."""
+        if self.context is not None:
+            return {
+                "repository": str(self.context.service.root),
+                "initialized": True,
+                "problem": None,
+            }
+        return {
+            "repository": str(self.root) if self.root else None,
+            "initialized": False,
+            "problem": self.open_problem,
+        }
+
+    def _bind(self, service: Service) -> None:
+        self.open_problem = None
+        self.initialized = True
         self.context = Context(service=service, orchestration=LspOrchestration(self, service))
         self.forecasts = ForecastDiagnostics(service)
+
+    def start_watching(self) -> None:
+        """Follow the store (stoneforge/changed) and compute the first forecast, off the loop."""
+        if self.context is None or self.watcher is not None:
+            return
+        self.watcher = ChangeWatcher(self, self.context.service)
+        self.watcher.start()
+        forecasts = self.forecasts
+        if forecasts is not None:
+            loop = asyncio.get_event_loop()
+
+            def first_forecast() -> None:
+                forecasts.refresh()
+                loop.call_soon_threadsafe(self.republish_all)
+
+            self.thread_pool.submit(first_forecast)
 
     def require_context(self) -> Context:
         if self.context is None:
@@ -140,10 +191,22 @@ def uri_to_path(uri: str) -> Path:
     return Path(unquote(parsed.path))
 
 
+def _as_object(raw: Any) -> Any:
+    """No params, or an empty array, mean an empty object: Neovim's client (vim.json) encodes an
+    empty Lua table `{}` as `[]`, and JSON-RPC allows omitting params."""
+    return {} if raw is None or raw == [] else raw
+
+
+def _check_no_params(name: str, raw: Any) -> None:
+    if not isinstance(_as_object(raw), dict):
+        raise JsonRpcInvalidParams(
+            f"invalid params for {PREFIX}{name}: expected an object, got {type(raw).__name__}"
+        )
+
+
 def _validate(name: str, method: Method, raw: Any) -> Any:
     full = PREFIX + name
-    if raw is None:
-        raw = {}
+    raw = _as_object(raw)
     if not isinstance(raw, dict):
         raise JsonRpcInvalidParams(
             f"invalid params for {full}: expected an object, got {type(raw).__name__}"
@@ -206,6 +269,13 @@ def _register(server: StoneforgeServer, name: str, method: Method) -> None:
         return _call(server, name, method, args[0] if args else {})
 
 
+async def _init(server: StoneforgeServer) -> Any:
+    try:
+        return await server.init_workspace()
+    except Exception as exc:
+        raise _as_jsonrpc_error("init", exc) from None
+
+
 def build_server() -> StoneforgeServer:
     server = StoneforgeServer()
     for name, method in METHODS.items():
@@ -227,20 +297,22 @@ def build_server() -> StoneforgeServer:
 
     @server.feature(types.INITIALIZED)
     def on_initialized(params: types.InitializedParams) -> None:
-        if server.context is None:
-            return
-        server.watcher = ChangeWatcher(server, server.context.service)
-        server.watcher.start()
-        forecasts = server.forecasts
-        if forecasts is not None:
-            # The first forecast, off the loop; later ones follow store changes.
-            loop = asyncio.get_event_loop()
+        server.start_watching()
 
-            def first_forecast() -> None:
-                forecasts.refresh()
-                loop.call_soon_threadsafe(server.republish_all)
+    # These two work before the folder is set up, so they are not METHODS (which need it).
+    @server.feature(PREFIX + "init")
+    async def init(params: Any) -> Any:
+        _check_no_params("init", params)
+        return await _init(server)
 
-            server.thread_pool.submit(first_forecast)
+    @server.command(COMMAND_PREFIX + "init")
+    async def init_command(*args: Any) -> Any:
+        return await _init(server)
+
+    @server.feature(PREFIX + "workspace")
+    def workspace(params: Any) -> Any:
+        _check_no_params("workspace", params)
+        return server.workspace_state()
 
     @server.feature(types.SHUTDOWN)
     async def on_shutdown(params: Any) -> None:

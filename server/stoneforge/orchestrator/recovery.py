@@ -46,6 +46,12 @@ def _same_host_owner(pid: int) -> bool:
     return "stoneforge" in cmdline or " sf " in f" {cmdline} " or "/sf " in cmdline
 
 
+def owner_alive(owner: int | None) -> bool:
+    """Whether the process that started a session still runs here, so the session can too
+    (a session marked running whose owner is gone waits for the next start's recovery)."""
+    return bool(owner) and is_alive(owner) and (owner == os.getpid() or _same_host_owner(owner))
+
+
 def processes_of_session(root: Path, session_id: str) -> list[int]:
     """Live processes whose CLAUDE_CONFIG_DIR is this session's own directory."""
     return processes_of_sessions(root, [session_id]).get(session_id, [])
@@ -74,7 +80,7 @@ def recover_orphans(store: Store, fence: Fence | None = None) -> list[str]:
     done: list[str] = []
     root = store.path.parent.parent  # <repo>/.stoneforge/state.db
     for session, owner in store.orphaned_sessions():
-        if owner and is_alive(owner) and (owner == os.getpid() or _same_host_owner(owner)):
+        if owner_alive(owner):
             continue  # a live process owns it (say `sf plan create` running its director)
         store.verify_fence(fence)  # only the lease holder kills and requeues
         pids = {session.pid} if session.pid else set()

@@ -51,6 +51,14 @@ def _holder_running_here(pid: int) -> bool:
     return any(word in cmdline for word in ("python", "stoneforge", "sf"))
 
 
+def _row_alive(row: sqlite3.Row, ttl_s: float) -> bool:
+    """On this host a holder lives while its process does, whatever its heartbeat says; on
+    another host while its heartbeat is younger than ``ttl_s``."""
+    if row["holder_host"] == socket.gethostname():
+        return _holder_running_here(row["holder_pid"])
+    return _time(row["heartbeat_at"]) > utcnow() - timedelta(seconds=ttl_s)
+
+
 class Lease(StoreBase):
     def acquire_lease(self, name: str, token: str, ttl_s: float) -> Fence:
         """Take the named lease, or raise :class:`LeaseHeldError` naming the live holder.
@@ -65,11 +73,7 @@ class Lease(StoreBase):
         with self._write() as db:
             row = db.execute("SELECT * FROM leases WHERE name = ?", (name,)).fetchone()
             if row is not None and row["token"] != token:
-                if row["holder_host"] == host:
-                    alive = _holder_running_here(row["holder_pid"])
-                else:
-                    alive = _time(row["heartbeat_at"]) > now - timedelta(seconds=ttl_s)
-                if alive:
+                if _row_alive(row, ttl_s):
                     raise LeaseHeldError(
                         f"another orchestrator (pid {row['holder_pid']} on {row['holder_host']}) "
                         f"is already running for this repository; stop it first"
@@ -132,10 +136,14 @@ class Lease(StoreBase):
                 "another orchestrator took over, so it must not act any more"
             )
 
-    def lease_holder(self, name: str) -> dict[str, Any] | None:
+    def lease_holder(
+        self, name: str, *, live_within_s: float | None = None
+    ) -> dict[str, Any] | None:
+        """Who holds the lease; with ``live_within_s``, None when that holder is dead (killed
+        without releasing it), by the rule :meth:`acquire_lease` uses to take it over."""
         with self._read() as db:
             row = db.execute("SELECT * FROM leases WHERE name = ?", (name,)).fetchone()
-        if row is None:
+        if row is None or (live_within_s is not None and not _row_alive(row, live_within_s)):
             return None
         return {
             "pid": row["holder_pid"],

@@ -1,5 +1,5 @@
 // Items offered in quick picks, built from payloads (pure so the wording is tested).
-import type { MergeRequest, Task } from "../protocol";
+import type { MergeRequest, Plan, Task } from "../protocol";
 import { humanize } from "./format";
 import { priorityLabel } from "./tasksModel";
 
@@ -19,10 +19,10 @@ export const PRIORITY_CHOICES: Choice<number>[] = [
 ];
 export const DEFAULT_PRIORITY = 3;
 
-/** Tasks a new task may wait on: anything not cancelled. */
+/** Tasks a new task may wait on: those that can still land (merged ones already have, cancelled ones never will). */
 export function dependencyChoices(tasks: Task[]): Choice<string>[] {
   return tasks
-    .filter((t) => t.status !== "cancelled")
+    .filter((t) => t.status !== "cancelled" && t.status !== "merged")
     .map((t) => ({ label: t.title, description: `${t.id} · ${priorityLabel(t)} · ${humanize(t.status)}`, value: t.id }));
 }
 
@@ -42,4 +42,13 @@ export function mergeRequestChoices(mrs: MergeRequest[], tasks: Pick<Task, "id" 
     description: `${mr.id} · ${humanize(mr.status)} · ${mr.branch}`,
     value: mr,
   }));
+}
+
+/** Plans a new task may join, the active ones first, and "No plan". */
+export function planChoices(plans: Array<Pick<Plan, "id" | "title" | "status">>): Choice<string | undefined>[] {
+  const order = [...plans].sort((a, b) => Number(b.status === "active") - Number(a.status === "active"));
+  return [
+    { label: "No plan", description: "a task of its own", value: undefined },
+    ...order.map((p) => ({ label: p.title, description: `${p.id} · ${p.status}${p.status === "draft" ? " (dispatched once activated)" : ""}`, value: p.id })),
+  ];
 }

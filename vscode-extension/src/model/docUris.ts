@@ -20,38 +20,46 @@ export interface DiffTarget {
 
 const seg = encodeURIComponent;
 
-export function docPath(target: DocTarget): string {
+/**
+ * A document's URI as path + query: the path is what its tab shows ("Handoff h1 of t1.md"), the
+ * query says what to load, so names can read well without being parsed back.
+ */
+export function docUriParts(target: DocTarget): { path: string; query: string } {
   switch (target.kind) {
     case "handoff":
-      return `/handoff/${seg(target.taskId)}/${seg(target.handoffKey)}.md`;
+      return { path: `/Handoff ${target.handoffKey} of ${target.taskId}.md`, query: `kind=handoff&task=${seg(target.taskId)}&key=${seg(target.handoffKey)}` };
     case "checks":
-      return `/checks/${seg(target.mrId)}.md`;
+      return { path: `/Checks of ${target.mrId}.md`, query: `kind=checks&mr=${seg(target.mrId)}` };
     case "forecast":
-      return "/forecast.md";
+      return { path: "/Conflict forecast.md", query: "kind=forecast" };
   }
 }
 
-export function parseDocPath(path: string): DocTarget | undefined {
-  const parts = path.replace(/^\//, "").replace(/\.md$/, "").split("/").map(decodeURIComponent);
-  if (parts[0] === "handoff" && parts.length === 3) {
-    return { kind: "handoff", taskId: parts[1]!, handoffKey: parts[2]! };
-  }
-  if (parts[0] === "checks" && parts.length === 2) return { kind: "checks", mrId: parts[1]! };
-  if (parts[0] === "forecast" && parts.length === 1) return { kind: "forecast" };
+export function parseDocQuery(query: string): DocTarget | undefined {
+  const q = new URLSearchParams(query);
+  const kind = q.get("kind");
+  const task = q.get("task");
+  const key = q.get("key");
+  const mr = q.get("mr");
+  if (kind === "handoff" && task && key) return { kind, taskId: task, handoffKey: key };
+  if (kind === "checks" && mr) return { kind, mrId: mr };
+  if (kind === "forecast") return { kind };
   return undefined;
 }
 
-/** `/mr1/original/src/calc.py`: the file path stays last so the editor picks its language from it. */
-export function diffPath(target: DiffTarget): string {
-  return `/${seg(target.mrId)}/${target.side}/${target.path.split("/").map(seg).join("/")}`;
+/**
+ * A diff side's URI as path + query: the path is the file's own (`/src/calc.py`), the same on both
+ * sides, so the editor picks the language from it and the multi-file diff editor does not take
+ * the two sides for a rename (it compares their paths); which merge request and side go in the query.
+ */
+export function diffUriParts(target: DiffTarget): { path: string; query: string } {
+  return { path: `/${target.path}`, query: `mr=${seg(target.mrId)}&side=${target.side}` };
 }
 
-export function parseDiffPath(path: string): DiffTarget | undefined {
-  const m = /^\/([^/]+)\/(original|modified)\/(.+)$/.exec(path);
-  if (!m) return undefined;
-  return {
-    mrId: decodeURIComponent(m[1]!),
-    side: m[2] as DiffSide,
-    path: m[3]!.split("/").map(decodeURIComponent).join("/"),
-  };
+export function parseDiffUri(path: string, query: string): DiffTarget | undefined {
+  const params = new URLSearchParams(query);
+  const mrId = params.get("mr");
+  const side = params.get("side");
+  if (!mrId || (side !== "original" && side !== "modified") || !path.startsWith("/") || path.length < 2) return undefined;
+  return { mrId, side, path: path.slice(1) };
 }

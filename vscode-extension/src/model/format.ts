@@ -18,6 +18,18 @@ export function contextUse(contextTokens: number, handoffAtTokens: number): stri
   return `${tokens(contextTokens)} / ${tokens(handoffAtTokens)} tokens (${pct}%)`;
 }
 
+/** The same, quieter, for a row (the threshold is in the tooltip): "52.1k tokens (37%)". */
+export function contextShort(contextTokens: number, handoffAtTokens: number): string {
+  if (handoffAtTokens <= 0) return `${tokens(contextTokens)} tokens`;
+  return `${tokens(contextTokens)} tokens (${Math.round((100 * contextTokens) / handoffAtTokens)}%)`;
+}
+
+/** A check command without the directories of the programs it runs (a venv's interpreter, say):
+ * "/r/.venv/bin/python -m pytest" -> "python -m pytest". Other paths are the check's own business. */
+export function shortCommand(command: string): string {
+  return command.replace(/(^|\s)\/\S*\/bin\/(\S+)/g, "$1$2");
+}
+
 /** "$0.42"; sub-cent amounts keep one significant digit so a cheap session does not read "$0.00". */
 export function cost(usd: number): string {
   if (usd === 0) return "$0";
@@ -32,6 +44,11 @@ export function duration(seconds: number): string {
   if (s < 60) return `${s}s`;
   if (s < 3600) return `${Math.floor(s / 60)}m ${String(s % 60).padStart(2, "0")}s`;
   return `${Math.floor(s / 3600)}h ${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`;
+}
+
+/** How long something has run, ticking by whole seconds: "just started", "7s", "3m 05s". */
+export function elapsed(seconds: number): string {
+  return seconds < 1 ? "just started" : duration(Math.floor(seconds));
 }
 
 /** Seconds between an ISO time and `now`, never negative. */

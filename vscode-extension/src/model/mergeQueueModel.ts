@@ -1,7 +1,8 @@
 // stoneforge/mergeRequests -> rows of the Merge Queue view, the ones needing a person first.
 import type { CheckRun, LandingPause, MergeRequest, MergeStatus, Review, Task } from "../protocol";
-import { duration, humanize, oneLine, plural, shortSha, when } from "./format";
+import { duration, humanize, oneLine, plural, shortCommand, shortSha, when } from "./format";
 import { checkIcon, mergeIcon, reviewIcon } from "./icons";
+import { hiddenRow } from "./tasksModel";
 import type { TreeNode } from "./treeNode";
 
 const RANK: Record<MergeStatus, number> = {
@@ -17,16 +18,23 @@ const RANK: Record<MergeStatus, number> = {
 
 const REJECTABLE: ReadonlySet<MergeStatus> = new Set(["awaiting_approval", "conflict", "test_failed"]);
 
+/** Merge requests that are done with: hidden by default, like merged and cancelled tasks. */
+const FINISHED_MR: ReadonlySet<MergeStatus> = new Set(["merged", "rejected"]);
+
 export function mergeQueueTree(
-  mrs: MergeRequest[],
+  all: MergeRequest[],
   tasks: Pick<Task, "id" | "title">[],
   paused: LandingPause | null = null,
+  hideFinished = false,
 ): TreeNode[] {
   const titles = new Map(tasks.map((t) => [t.id, t.title]));
+  const mrs = hideFinished ? all.filter((m) => !FINISHED_MR.has(m.status)) : all;
+  const hidden = all.length - mrs.length;
   const rows = mrs
     .map((mr, i) => ({ mr, i }))
     .sort((a, b) => (RANK[a.mr.status] ?? 9) - (RANK[b.mr.status] ?? 9) || a.i - b.i)
     .map(({ mr }) => mrNode(mr, titles.get(mr.taskId)));
+  if (hidden) rows.push(hiddenRow(hidden, hidden === 1 ? "merged or rejected request" : "merged or rejected requests"));
   return paused ? [pausedNode(paused), ...rows] : rows;
 }
 
@@ -123,7 +131,7 @@ function checkNode(mrId: string, c: CheckRun, index: number): TreeNode {
   const result = c.exitCode === null ? "did not finish" : c.exitCode === 0 ? "passed" : `exit ${c.exitCode}`;
   return {
     id: `check:${mrId}:${index}`,
-    label: c.command,
+    label: shortCommand(c.command),
     description: [result, duration(c.durationS), c.flaky ? "flaky" : undefined].filter(Boolean).join(" · "),
     tooltip: "```\n" + (c.outputTail || "(no output)") + "\n```",
     icon: checkIcon(c.exitCode, c.flaky),

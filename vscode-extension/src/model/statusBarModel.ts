@@ -7,6 +7,20 @@ export interface StatusBarView {
   tooltip: string;
   /** True when something waits for the user (a merge request to approve, a paused landing). */
   attention: boolean;
+  /** How many things wait for the user (the views' badge), and what they are. */
+  needsYou: { count: number; summary: string };
+}
+
+/** What waits for a person: merge requests to approve, failed tasks, a paused landing. */
+export function needsYou(s: Status): { count: number; summary: string } {
+  const approvals = s.mergeRequestsByStatus.awaiting_approval ?? 0;
+  const failed = s.tasksByStatus.failed ?? 0;
+  const parts = [
+    approvals ? `${plural(approvals, "merge request")} to approve` : "",
+    failed ? `${plural(failed, "failed task")} to retry or cancel` : "",
+    s.landingPaused ? "landing paused by your checkout" : "",
+  ].filter(Boolean);
+  return { count: approvals + failed + (s.landingPaused ? 1 : 0), summary: parts.join(", ") };
 }
 
 export function statusBarView(s: Status): StatusBarView {
@@ -17,14 +31,18 @@ export function statusBarView(s: Status): StatusBarView {
   const toApprove = mrs.awaiting_approval ?? 0;
 
   const agents = s.serving ? `${workers}/${s.maxConcurrent}` : "stopped";
-  const parts = [`$(hubot) ${agents}`, `$(list-ordered) ${queued}`];
+  const wants = needsYou(s);
+  // Named, so it is not a bare robot among other extensions' items.
+  const parts = [`$(hubot) Stoneforge ${agents}`, `$(list-ordered) ${queued}`];
   if (inQueue) parts.push(`$(git-merge) ${inQueue}`);
   const paused = s.landingPaused;
   if (paused) parts.push(`$(debug-pause) landing paused: ${paused.files.length ? someFiles(paused.files, 2) : "checkout"}`);
   const outage = s.providerUnavailable;
   if (outage) parts.push(`$(cloud-offline) provider unavailable, ${outage.nextTryAt ? `next try ${utcTime(outage.nextTryAt)}` : "probing now"}`);
+  if (wants.count) parts.push(`$(bell-dot) ${wants.count}`);
 
   const tip = [
+    ...(wants.count ? [`Needs you: ${wants.summary}.`, ""] : []),
     ...(outage ? [outage.line, "Tasks wait in the queue; their attempts are not spent.", ""] : []),
     ...(paused ? [`landing paused: ${paused.reason}`, "Commit, stash or move them: landing resumes by itself.", ""] : []),
     s.serving
@@ -37,7 +55,7 @@ export function statusBarView(s: Status): StatusBarView {
     "",
     "Click to show the Stoneforge views.",
   ];
-  return { text: parts.join("  "), tooltip: tip.join("\n"), attention: toApprove > 0 || !!paused || !!outage };
+  return { text: parts.join("  "), tooltip: tip.join("\n"), attention: wants.count > 0 || !!outage, needsYou: wants };
 }
 
 /** "00:41:10": the UTC time of an ISO timestamp, as `sf status` prints it. */

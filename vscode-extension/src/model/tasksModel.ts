@@ -1,6 +1,6 @@
 // stoneforge/taskTree -> rows of the Tasks view: plans -> tasks -> sessions and handoffs.
 import type { Handoff, Plan, Session, Task, TaskStatus, TaskTree } from "../protocol";
-import { contextUse, cost, humanize, oneLine, plural, tokens, when } from "./format";
+import { contextShort, contextUse, cost, humanize, oneLine, plural, tokens, when } from "./format";
 import { handoffKey } from "./handoffDoc";
 import { sessionIcon, taskIcon } from "./icons";
 import type { TreeNode } from "./treeNode";
@@ -8,22 +8,59 @@ import type { TreeNode } from "./treeNode";
 /** Dependencies that no longer hold a task back (mirrors the server's FINISHED_TASK_STATUSES). */
 const FINISHED: ReadonlySet<TaskStatus> = new Set(["merged", "cancelled"]);
 
-export function tasksTree(tree: TaskTree): TreeNode[] {
+export interface TreeOptions {
+  /** Whether a task's checkout is still on disk (a landed task's is removed, its path kept). */
+  worktreeExists?: (path: string) => boolean;
+  /** Sessions marked running whose process is gone (status.interruptedSessions). */
+  interrupted?: ReadonlySet<string>;
+  /** Leave out merged and cancelled tasks (a row at the end says how many, and shows them). */
+  hideFinished?: boolean;
+}
+
+/** Statuses hidden by default: the work is done (or dropped), the row only adds length. */
+export const HIDDEN_WHEN_FINISHED: ReadonlySet<TaskStatus> = new Set(["merged", "cancelled"]);
+
+/** The row that says how many rows a filter hides, and shows them when clicked. */
+export function hiddenRow(count: number, what: string): TreeNode {
+  return {
+    id: "message:hidden",
+    label: `${count} ${what} hidden`,
+    description: "click to show",
+    icon: { id: "eye-closed", color: "disabledForeground" },
+    contextValue: "message hidden-rows",
+    collapsible: "none",
+    ref: { kind: "message" },
+    command: { command: "stoneforge.ui.showFinished", title: "Show Merged and Cancelled", arguments: [] },
+    children: [],
+  };
+}
+
+export function tasksTree(tree: TaskTree, opts: TreeOptions = {}): TreeNode[] {
   const byId = new Map<string, Task>();
   for (const t of [...tree.plans.flatMap((p) => p.tasks), ...tree.unplanned]) byId.set(t.id, t);
-  const ctx: Ctx = { byId, handoffAt: tree.handoffAtTokens };
-  return [
-    ...tree.plans.map((p) => planNode(p, p.tasks, ctx)),
-    ...tree.unplanned.map((t) => taskNode(t, ctx)),
+  const ctx: Ctx = {
+    byId,
+    handoffAt: tree.handoffAtTokens,
+    worktreeExists: opts.worktreeExists ?? (() => true),
+    interrupted: opts.interrupted ?? new Set(),
+  };
+  const shown = (tasks: Task[]) => (opts.hideFinished ? tasks.filter((t) => !HIDDEN_WHEN_FINISHED.has(t.status)) : tasks);
+  const rows = [
+    ...tree.plans.map((p) => planNode(p, p.tasks, shown(p.tasks), ctx)),
+    ...shown(tree.unplanned).map((t) => taskNode(t, ctx)),
   ];
+  const hidden = byId.size - [...tree.plans.flatMap((p) => shown(p.tasks)), ...shown(tree.unplanned)].length;
+  return hidden ? [...rows, hiddenRow(hidden, hidden === 1 ? "merged or cancelled task" : "merged or cancelled tasks")] : rows;
 }
 
 interface Ctx {
   byId: Map<string, Task>;
   handoffAt: number;
+  worktreeExists: (path: string) => boolean;
+  interrupted: ReadonlySet<string>;
 }
 
-function planNode(plan: Plan, tasks: Task[], ctx: Ctx): TreeNode {
+function planNode(plan: Plan, tasks: Task[], shown: Task[], ctx: Ctx): TreeNode {
   const merged = tasks.filter((t) => t.status === "merged").length;
   const tooltip = [`**${plan.title}** (${plan.id}, ${plan.status})`];
   if (plan.goal) tooltip.push("", plan.goal);
@@ -37,7 +74,7 @@ function planNode(plan: Plan, tasks: Task[], ctx: Ctx): TreeNode {
     contextValue: `plan plan-${plan.status}`,
     collapsible: "expanded",
     ref: { kind: "plan", id: plan.id },
-    children: tasks.map((t) => taskNode(t, ctx)),
+    children: shown.map((t) => taskNode(t, ctx)),
   };
 }
 
@@ -50,9 +87,10 @@ export function blockedBy(task: Task, byId: Map<string, Task>): string[] {
 }
 
 /** One short phrase for what the task's agent is doing, or undefined when it has none. */
-export function agentState(task: Task, handoffAt: number): string | undefined {
+export function agentState(task: Task, handoffAt: number, interrupted: ReadonlySet<string> = new Set()): string | undefined {
   const running = task.sessions.find((s) => s.status === "running");
-  if (running) return `agent ${running.id} working, ${contextUse(running.contextTokens, handoffAt)}`;
+  if (running && interrupted.has(running.id)) return `agent ${running.id} interrupted (resumes when orchestration starts)`;
+  if (running) return `agent ${running.id} working, ${contextShort(running.contextTokens, handoffAt)}`;
   if (task.status === "in_progress") return "waiting for an agent";
   return undefined;
 }
@@ -67,7 +105,7 @@ export function taskNode(task: Task, ctx: Ctx): TreeNode {
   const waitingOn = task.status === "open" ? blockedBy(task, ctx.byId) : [];
   const blocked = task.blocked || waitingOn.length > 0;
   const statusText = blocked && waitingOn.length ? `blocked by ${waitingOn.join(", ")}` : humanize(task.status);
-  const agent = agentState(task, ctx.handoffAt);
+  const agent = agentState(task, ctx.handoffAt, ctx.interrupted);
   // A merged task's merged MR says nothing new; any other MR state is worth a glance.
   const mrStatus = task.mergeRequest?.status;
   const mr = mrStatus && !(mrStatus === "merged" && task.status === "merged") ? `MR ${humanize(mrStatus)}` : undefined;
@@ -75,11 +113,11 @@ export function taskNode(task: Task, ctx: Ctx): TreeNode {
   const description = [task.id, priorityLabel(task), statusText, agent, mr, spent].filter(Boolean).join(" · ");
 
   const flags = ["task", `task-${task.status}`];
-  if (task.worktree) flags.push("has-worktree");
+  if (task.worktree && ctx.worktreeExists(task.worktree)) flags.push("has-worktree");
   if (["open", "in_progress", "review", "failed", "budget_exceeded"].includes(task.status)) flags.push("can-cancel");
   if (["failed", "cancelled", "budget_exceeded"].includes(task.status)) flags.push("can-retry");
 
-  const children = taskChildren(task, ctx.handoffAt);
+  const children = taskChildren(task, ctx);
   return {
     id: `task:${task.id}`,
     label: task.title,
@@ -123,9 +161,9 @@ interface HistoryRow {
  * are kept to the millisecond, so a handoff and the next session can tie: a handoff then goes
  * after the session that wrote it and before any other.
  */
-function taskChildren(task: Task, handoffAt: number): TreeNode[] {
+function taskChildren(task: Task, ctx: Ctx): TreeNode[] {
   const rows: HistoryRow[] = [
-    ...task.sessions.map((s) => ({ at: Date.parse(s.startedAt), node: sessionNode(s, handoffAt), session: s.id })),
+    ...task.sessions.map((s) => ({ at: Date.parse(s.startedAt), node: sessionNode(s, ctx.handoffAt, ctx.interrupted.has(s.id)), session: s.id })),
     ...task.handoffs.map((h, i) => ({ at: Date.parse(h.createdAt), node: handoffNode(task.id, h, i), from: h.sessionId })),
   ];
   const tie = (a: HistoryRow, b: HistoryRow): number => {
@@ -136,10 +174,12 @@ function taskChildren(task: Task, handoffAt: number): TreeNode[] {
   return rows.sort((a, b) => a.at - b.at || tie(a, b)).map((r) => r.node);
 }
 
-export function sessionNode(s: Session, handoffAt: number): TreeNode {
-  const description = [humanize(s.status), contextUse(s.contextTokens, handoffAt), cost(s.costUsd)].join(" · ");
+export function sessionNode(s: Session, handoffAt: number, interrupted = false): TreeNode {
+  // Marked running, but the process that ran it is gone: nothing runs it until the next start.
+  const state = interrupted ? "interrupted" : humanize(s.status);
+  const description = [state, contextShort(s.contextTokens, handoffAt), cost(s.costUsd)].join(" · ");
   const tooltip = [
-    `**${s.role} session ${s.id}** (${humanize(s.status)})`,
+    `**${s.role} session ${s.id}** (${state})`,
     "",
     `- context: ${contextUse(s.contextTokens, handoffAt)}`,
     `- tokens in/out: ${s.inputTokens} / ${s.outputTokens}`,
@@ -148,13 +188,14 @@ export function sessionNode(s: Session, handoffAt: number): TreeNode {
   ];
   if (s.endedAt) tooltip.push(`- ended: ${when(s.endedAt)}`);
   if (s.error) tooltip.push("", `_${s.error}_`);
+  if (interrupted) tooltip.push("", "_Its process is gone (the orchestrator was stopped hard). When orchestration starts, its work is saved and its task goes back to the queue._");
   return {
     id: `session:${s.id}`,
     label: `${s.role} ${s.id}`,
     description,
     tooltip: tooltip.join("\n"),
-    icon: sessionIcon(s.status),
-    contextValue: `session session-${s.status}`,
+    icon: interrupted ? { id: "debug-disconnect", color: "charts.yellow" } : sessionIcon(s.status),
+    contextValue: `session session-${interrupted ? "interrupted" : s.status}`,
     collapsible: "none",
     ref: { kind: "session", id: s.id },
     children: [],

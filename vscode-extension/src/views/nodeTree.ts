@@ -28,6 +28,7 @@ export const KEEP = Symbol("keep");
 
 export class NodeTreeProvider implements vscode.TreeDataProvider<TreeNode>, vscode.Disposable {
   private roots: TreeNode[] = [];
+  private parents = new Map<string, TreeNode>();
   private readonly emitter = new vscode.EventEmitter<void>();
   private readonly reload: Coalescer;
   readonly onDidChangeTreeData = this.emitter.event;
@@ -41,9 +42,9 @@ export class NodeTreeProvider implements vscode.TreeDataProvider<TreeNode>, vsco
       try {
         const rows = await load();
         if (rows === KEEP) return;
-        this.roots = rows;
+        this.setRoots(rows);
       } catch (e) {
-        this.roots = [messageNode("error", `Could not load: ${errorText(e)}`, { id: "error", color: "errorForeground" })];
+        this.setRoots([messageNode("error", `Could not load: ${errorText(e)}`, { id: "error", color: "errorForeground" })]);
       }
       this.emitter.fire();
     });
@@ -51,6 +52,40 @@ export class NodeTreeProvider implements vscode.TreeDataProvider<TreeNode>, vsco
 
   refresh(): Promise<void> {
     return this.reload.trigger();
+  }
+
+  /** Show rows computed without a reload (the Agents view's running times, once a second). */
+  show(rows: TreeNode[]): void {
+    this.setRoots(rows);
+    this.emitter.fire();
+  }
+
+  private setRoots(rows: TreeNode[]): void {
+    this.roots = rows;
+    this.parents = new Map();
+    const walk = (node: TreeNode) => {
+      for (const child of node.children) {
+        this.parents.set(child.id, node);
+        walk(child);
+      }
+    };
+    rows.forEach(walk);
+  }
+
+  /** The row with this id, anywhere in the tree (to reveal it). */
+  find(id: string): TreeNode | undefined {
+    const search = (nodes: readonly TreeNode[]): TreeNode | undefined => {
+      for (const n of nodes) {
+        const hit = n.id === id ? n : search(n.children);
+        if (hit) return hit;
+      }
+      return undefined;
+    };
+    return search(this.roots);
+  }
+
+  getParent(node: TreeNode): TreeNode | undefined {
+    return this.parents.get(node.id);
   }
 
   /** The loaded top-level rows (commands use them to offer choices). */

@@ -1,9 +1,12 @@
 // The three views of the Stoneforge container and what each loads from the server.
+import * as fs from "node:fs";
 import * as vscode from "vscode";
-import { agentsTree } from "../model/agentsModel";
+import { agentsTree, hasRunningTime } from "../model/agentsModel";
 import { mergeQueueTree } from "../model/mergeQueueModel";
+import { needsYou } from "../model/statusBarModel";
 import { tasksTree } from "../model/tasksModel";
 import type { TreeNode } from "../model/treeNode";
+import type { Status } from "../protocol";
 import type { StoneforgeServer } from "../server";
 import { KEEP, NodeTreeProvider } from "./nodeTree";
 
@@ -14,43 +17,108 @@ export class Views implements vscode.Disposable {
   /** Last threshold seen in taskTree, for a server whose status lacks it. */
   private handoffAt = 140_000;
   private readonly disposables: vscode.Disposable[] = [];
+  /** The Agents view's last status, re-rendered every second while an agent runs. */
+  private agentsStatus: Status | undefined;
+  private ticker: ReturnType<typeof setInterval> | undefined;
+  private readonly tasksView: vscode.TreeView<TreeNode>;
 
-  constructor(server: StoneforgeServer) {
+  /** Whether merged/cancelled tasks and merged/rejected requests are shown (default: hidden). */
+  private finishedShown: boolean;
+
+  constructor(
+    private readonly server: StoneforgeServer,
+    private readonly memento?: vscode.Memento,
+  ) {
+    this.finishedShown = memento?.get<boolean>("stoneforge.showFinished") ?? false;
+    void vscode.commands.executeCommand("setContext", "stoneforge.showFinished", this.finishedShown);
     const api = server.api;
     // While the server restarts the views keep their rows (and so the user's expanded rows);
-    // once it has failed they empty, which shows the welcome text with the log and restart links.
+    // once it has failed they empty, which shows the welcome text with the log and restart links
+    // (and in a folder that does not use Stoneforge yet, the one that offers to set it up).
     const whenUp =
       (load: () => Promise<TreeNode[]>) =>
       async (): Promise<TreeNode[] | typeof KEEP> =>
-        server.state === "starting" ? KEEP : server.state === "failed" ? [] : load();
+        server.state === "starting" ? KEEP : server.state === "failed" || !server.initialized ? [] : load();
 
     this.tasks = new NodeTreeProvider(
       whenUp(async () => {
-        const tree = await api.taskTree();
+        const [tree, status] = await Promise.all([api.taskTree(), api.status()]);
         this.handoffAt = tree.handoffAtTokens;
-        return tasksTree(tree);
+        return tasksTree(tree, {
+          hideFinished: !this.finishedShown,
+          worktreeExists: (p) => fs.existsSync(p),
+          interrupted: new Set((status.interruptedSessions ?? []).map((a) => a.sessionId)),
+        });
       }),
     );
     this.mergeQueue = new NodeTreeProvider(
       whenUp(async () => {
         const [mrs, tasks, status] = await Promise.all([api.mergeRequests(), api.listTasks(), api.status()]);
-        return mergeQueueTree(mrs, tasks, status.landingPaused ?? null);
+        return mergeQueueTree(mrs, tasks, status.landingPaused ?? null, !this.finishedShown);
       }),
     );
     this.agents = new NodeTreeProvider(
       whenUp(async () => {
         const status = await api.status();
-        return agentsTree(status, status.handoffAtTokens ?? this.handoffAt, new Date());
+        this.agentsStatus = status;
+        this.tickWhile(hasRunningTime(status));
+        return this.agentRows(status);
       }),
     );
+    this.tasksView = vscode.window.createTreeView("stoneforge.tasks", { treeDataProvider: this.tasks, showCollapseAll: true });
     this.disposables.push(
       this.tasks,
       this.mergeQueue,
       this.agents,
-      vscode.window.createTreeView("stoneforge.tasks", { treeDataProvider: this.tasks, showCollapseAll: true }),
+      this.tasksView,
       vscode.window.createTreeView("stoneforge.mergeQueue", { treeDataProvider: this.mergeQueue }),
       vscode.window.createTreeView("stoneforge.agents", { treeDataProvider: this.agents }),
     );
+  }
+
+  /** Select a task's row (showing finished rows first if it is one of them). */
+  async revealTask(taskId: string): Promise<void> {
+    await vscode.commands.executeCommand("workbench.view.extension.stoneforge");
+    let node = this.tasks.find(`task:${taskId}`);
+    if (!node && !this.finishedShown) {
+      await this.setShowFinished(true);
+      node = this.tasks.find(`task:${taskId}`);
+    }
+    if (node) await this.tasksView.reveal(node, { select: true, focus: true, expand: true });
+  }
+
+  /** The badge on the Stoneforge views: how many things wait for the user. */
+  showNeedsYou(status: Status): void {
+    const { count, summary } = needsYou(status);
+    this.tasksView.badge = count ? { value: count, tooltip: `Needs you: ${summary}` } : undefined;
+  }
+
+  get showFinished(): boolean {
+    return this.finishedShown;
+  }
+
+  async setShowFinished(show: boolean): Promise<void> {
+    this.finishedShown = show;
+    await this.memento?.update("stoneforge.showFinished", show);
+    await vscode.commands.executeCommand("setContext", "stoneforge.showFinished", show);
+    await Promise.all([this.tasks.refresh(), this.mergeQueue.refresh()]);
+  }
+
+  private agentRows(status: Status): TreeNode[] {
+    return agentsTree(status, status.handoffAtTokens ?? this.handoffAt, new Date());
+  }
+
+  /** A one-second timer that redraws the running times, only while some session runs. */
+  private tickWhile(running: boolean): void {
+    if (running && !this.ticker) {
+      this.ticker = setInterval(() => {
+        if (this.server.state !== "running" || !this.agentsStatus) return this.tickWhile(false);
+        this.agents.show(this.agentRows(this.agentsStatus));
+      }, 1000);
+    } else if (!running && this.ticker) {
+      clearInterval(this.ticker);
+      this.ticker = undefined;
+    }
   }
 
   async refreshAll(): Promise<void> {
@@ -58,6 +126,7 @@ export class Views implements vscode.Disposable {
   }
 
   dispose(): void {
+    this.tickWhile(false);
     for (const d of this.disposables) d.dispose();
   }
 }

@@ -3,7 +3,7 @@
 // (scripts/install-code-server.sh) and the .vsix built (npm run package); scripts/extension-test
 // does both first.
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { after, before, describe, type TestContext, test } from "node:test";
@@ -11,13 +11,13 @@ import { type Browser, type BrowserServer, type Locator, type Page, chromium } f
 import { extensionRoot } from "../fixtures";
 import { CodeServer, codeServerDir, xdgDirs } from "../support/codeServer";
 import { alive, descendants, stopTree } from "../support/processes";
-import { type Seeded, git, isolatedEnv, removeTempDirs, seedWorkspace, sfPath, tempDir } from "../support/workspace";
+import { type Seeded, git, isolatedEnv, removeTempDirs, seedWorkspace, sfPath, tempDir, venvPython } from "../support/workspace";
 
 const CHROMIUM = process.env.STONEFORGE_CHROMIUM ?? "/usr/bin/chromium";
 const OUT = process.env.STONEFORGE_TEST_OUTPUT ?? path.join(extensionRoot(), "test-output");
 const VSIX = path.join(extensionRoot(), "out", "stoneforge.vsix");
 const NEW_TASK = "Write the README";
-const LONG = 45_000;
+const LONG = 60_000; // a shared 2-core machine under load: the server alone can take 20 s to import
 
 describe("e2e: the extension in code-server", { timeout: 5 * 60_000 }, () => {
   let ws: Seeded;
@@ -63,7 +63,7 @@ describe("e2e: the extension in code-server", { timeout: 5 * 60_000 }, () => {
     });
     browser = await chromium.connect(chromiumServer.wsEndpoint());
     page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
-    await page.goto(`${server.url}/?folder=${encodeURIComponent(ws.root)}`);
+    await page.goto(`${server.url}/?folder=${encodeURIComponent(ws.root)}`, { timeout: 2 * LONG });
     await page.locator(".monaco-workbench").waitFor({ timeout: LONG });
   });
 
@@ -95,6 +95,26 @@ describe("e2e: the extension in code-server", { timeout: 5 * 60_000 }, () => {
   const row = (view: Locator, name: RegExp | string): Locator => view.getByRole("treeitem", { name });
   const toast = (text: RegExp): Locator => page.locator(".notifications-toasts .notification-toast").filter({ hasText: text });
 
+  /** Wait for a text in the Markdown preview (a webview: an iframe in an iframe). */
+  async function preview(text: string): Promise<void> {
+    const doc = page.frameLocator("iframe.webview.ready").last().frameLocator("#active-frame");
+    await doc.getByText(text).first().waitFor({ timeout: LONG });
+  }
+
+  /** The multi-file diff editor's entries: file label, status letter (R/A/D/none), struck original. */
+  async function diffEntries(): Promise<Array<{ path: string; status: string; original: string }>> {
+    const entries = page.locator(".multiDiffEntry .file-path");
+    await entries.nth(1).waitFor({ timeout: LONG });
+    // Runs in the page: no DOM types in this project, hence `any`.
+    const found = await entries.evaluateAll((els: any[]) =>
+      els.map((el) => {
+        const text = (sel: string): string => (el.querySelector(sel)?.innerText ?? "").trim();
+        return { path: text(".title.modified .label-name") || text(".title.modified"), status: text(".status"), original: text(".title.original") };
+      }),
+    );
+    return found.sort((a, b) => a.path.localeCompare(b.path));
+  }
+
   async function runCommand(title: string): Promise<void> {
     await page.keyboard.press("F1");
     const input = page.locator(".quick-input-widget input");
@@ -107,7 +127,7 @@ describe("e2e: the extension in code-server", { timeout: 5 * 60_000 }, () => {
   step("the status-bar item opens the Stoneforge views, which show the seeded plan and tasks", async () => {
     // The item reads "<robot> stopped <list> 0 <merge> 1" once the server answered `status`.
     const item = page.locator(".statusbar-item").filter({ hasText: /stopped/ }).first();
-    await item.waitFor({ timeout: LONG });
+    await item.waitFor({ timeout: 3 * LONG }); // the first start of the server, on a shared machine
     await item.click();
     const tasks = pane("Tasks");
     await row(tasks, /Sprint 14/).waitFor({ timeout: LONG });
@@ -119,17 +139,27 @@ describe("e2e: the extension in code-server", { timeout: 5 * 60_000 }, () => {
   step("Stoneforge: Create Task from the command palette shows the new task in the Tasks view", async () => {
     await runCommand("Stoneforge: Create Task");
     const input = page.locator(".quick-input-widget input");
-    await page.locator(".quick-input-widget").filter({ hasText: "Create Task (1/3)" }).waitFor();
+    await page.locator(".quick-input-widget").filter({ hasText: "Create Task (1/5)" }).waitFor();
     await input.fill(NEW_TASK);
     await page.keyboard.press("Enter");
+    await page.locator(".quick-input-widget").filter({ hasText: "description" }).waitFor();
+    await input.fill("Say how to run calc.");
+    await page.keyboard.press("Enter");
+    await page.locator(".quick-input-widget").filter({ hasText: "plan" }).waitFor();
+    await page.keyboard.press("Enter"); // No plan
     await page.locator(".quick-input-widget").filter({ hasText: "priority" }).waitFor();
     await page.keyboard.press("Enter"); // P3, the default
-    await page.locator(".quick-input-widget").filter({ hasText: "dependencies" }).waitFor();
+    const deps = page.locator(".quick-input-widget").filter({ hasText: "dependencies" });
+    await deps.waitFor();
+    // Only tasks that can still land: the one in review and the open one.
+    const offered = await deps.locator(".quick-input-list .monaco-list-row").allInnerTexts();
+    assert.equal(offered.length, 2, offered.join(" | "));
     await page.keyboard.press("Enter"); // none
-    await row(pane("Tasks"), new RegExp(NEW_TASK)).waitFor({ timeout: LONG });
+    // The new row is revealed and selected.
+    await pane("Tasks").locator('[role="treeitem"][aria-selected="true"]').filter({ hasText: NEW_TASK }).waitFor({ timeout: LONG });
     // The server has it too: the view showed what the store holds.
-    const listed = JSON.parse(execFileSync(sfPath(), ["task", "list", "--json"], { cwd: ws.root, encoding: "utf8" })) as Array<{ title: string; priority: number }>;
-    assert.ok(listed.some((t) => t.title === NEW_TASK && t.priority === 3), JSON.stringify(listed));
+    const listed = JSON.parse(execFileSync(sfPath(), ["task", "list", "--json"], { cwd: ws.root, encoding: "utf8" })) as Array<{ title: string; priority: number; description: string }>;
+    assert.ok(listed.some((t) => t.title === NEW_TASK && t.priority === 3 && t.description === "Say how to run calc."), JSON.stringify(listed));
   });
 
   step("selecting a handoff opens it as a readable document", async () => {
@@ -137,9 +167,11 @@ describe("e2e: the extension in code-server", { timeout: 5 * 60_000 }, () => {
     await row(tasks, /Add a parser/).click();
     await page.keyboard.press("ArrowRight"); // expand: sessions and the handoff
     await row(tasks, /handoff h1/).click();
-    const editor = page.locator(".editor-instance");
-    await editor.filter({ hasText: "Strip whitespace in parse()" }).waitFor({ timeout: LONG });
-    await editor.filter({ hasText: "## Done" }).waitFor();
+    // Rendered (the Markdown preview), in a tab named for what it is.
+    await page.locator(".tab").filter({ hasText: "Preview Handoff h1 of t1.md" }).waitFor({ timeout: LONG });
+    await preview("Strip whitespace in parse()");
+    await preview("Files touched");
+    await page.screenshot({ path: path.join(OUT, "handoff-preview.png") });
   });
 
   step("a file with conflict markers gets a stoneforge squiggle", async () => {
@@ -161,9 +193,69 @@ describe("e2e: the extension in code-server", { timeout: 5 * 60_000 }, () => {
     // Two files change, so the multi-file diff editor opens, titled with the MR and branch.
     await page.locator(".tab").filter({ hasText: `mr1: ${ws.branch}` }).waitFor({ timeout: LONG });
     await page.locator(".editor-instance").filter({ hasText: "calc.py" }).filter({ hasText: "NotImplementedError" }).first().waitFor({ timeout: LONG });
+    // calc.py is modified, test_calc.py added: neither reads as a rename with a struck original path.
+    assert.deepEqual(await diffEntries(), [
+      { path: "calc.py", status: "", original: "" },
+      { path: "test_calc.py", status: "A", original: "" },
+    ]);
+    await page.screenshot({ path: path.join(OUT, "diff-multi-file.png") });
     await mrRow.hover();
     await mrRow.locator('.action-label[aria-label="Show Checks"]').click();
-    await page.locator(".editor-instance").filter({ hasText: "# Checks of mr1" }).filter({ hasText: "passed" }).waitFor({ timeout: LONG });
+    await page.locator(".tab").filter({ hasText: "Preview Checks of mr1.md" }).waitFor({ timeout: LONG });
+    await preview("Checks of mr1");
+  });
+
+  /** The entries of a row's context menu. */
+  async function contextMenu(target: Locator): Promise<string[]> {
+    await target.click({ button: "right" });
+    const menu = page.locator(".context-view .monaco-menu");
+    await menu.waitFor({ timeout: LONG });
+    const items = (await menu.locator(".action-label").allInnerTexts()).map((t) => t.trim()).filter(Boolean);
+    await page.keyboard.press("Escape");
+    return items;
+  }
+
+  step("every kind of row has its actions in a context menu", async () => {
+    const tasks = pane("Tasks");
+    const mq = pane("Merge Queue");
+    const menus: Record<string, string[]> = {
+      plan: await contextMenu(row(tasks, /^Sprint 14/)),
+      task: await contextMenu(row(tasks, /^Add a parser/)),
+      session: await contextMenu(row(tasks, /^worker /).first()),
+      handoff: await contextMenu(row(tasks, /handoff h1/)),
+      "merge request": await contextMenu(row(mq, /Add a parser/)),
+    };
+    await row(mq, /Add a parser/).click();
+    await page.keyboard.press("ArrowRight");
+    menus.check = await contextMenu(row(mq, /git --version/));
+    const want: Record<string, string[]> = {
+      plan: ["Create Task", "Copy ID"],
+      task: ["Open Task Worktree", "Cancel Task", "Copy ID"],
+      session: ["Copy ID"],
+      handoff: ["Open Handoff", "Copy ID"],
+      "merge request": ["Show Diff", "Show Checks", "Approve Merge", "Reject Merge", "Copy ID"],
+      check: ["Show Checks"],
+    };
+    for (const [kind, items] of Object.entries(want)) {
+      for (const item of items) assert.ok(menus[kind]!.includes(item), `${kind} row menu ${JSON.stringify(menus[kind])} lacks ${item}`);
+    }
+  });
+
+  step("the stopped-orchestration row asks before it starts agents", async () => {
+    await row(pane("Agents"), /Orchestration is stopped/).click();
+    const dialog = page.locator(".monaco-dialog-box").filter({ hasText: "Start orchestration?" });
+    await dialog.waitFor({ timeout: LONG });
+    await page.screenshot({ path: path.join(OUT, "confirm-start.png") });
+    await dialog.getByRole("button", { name: "Cancel" }).click();
+    await dialog.waitFor({ state: "hidden" });
+    const status = JSON.parse(execFileSync(sfPath(), ["status", "--json"], { cwd: ws.root, encoding: "utf8" })) as { orchestrator: unknown };
+    assert.equal(status.orchestrator, null, "no orchestrator was started");
+  });
+
+  step("a task whose checkout exists offers Open Task Worktree", async () => {
+    const taskRow = row(pane("Tasks"), /^Add a parser/);
+    await taskRow.hover();
+    await taskRow.locator('.action-label[aria-label="Open Task Worktree"]').waitFor({ timeout: LONG });
   });
 
   step("the steward's review is a child row of the MR, and its comment sits on the right line of the diff", async () => {
@@ -192,8 +284,14 @@ describe("e2e: the extension in code-server", { timeout: 5 * 60_000 }, () => {
 
   step("approve the merge request from the Merge Queue view", async (t) => {
     const mrRow = row(pane("Merge Queue"), /Add a parser/);
+    const branchTip = git(ws.root, "rev-parse", ws.branch); // landing deletes the branch
     await mrRow.hover();
     await mrRow.locator('.action-label[aria-label="Approve Merge"]').click();
+    // Landing on main is consequential: a modal asks first.
+    const dialog = page.locator(".monaco-dialog-box").filter({ hasText: "Approve mr1 and land" });
+    await dialog.waitFor({ timeout: LONG });
+    await page.screenshot({ path: path.join(OUT, "confirm-approve.png") });
+    await dialog.getByRole("button", { name: "Approve and Land" }).click();
     const outcome = toast(/Merge request mr1: |stoneforge\/approveMerge/);
     await outcome.first().waitFor({ timeout: LONG });
     const text = (await outcome.first().innerText()).replace(/\s+/g, " ");
@@ -201,13 +299,78 @@ describe("e2e: the extension in code-server", { timeout: 5 * 60_000 }, () => {
     if (merged) {
       // main moved to the merge commit, whose second parent is the task's branch.
       assert.ok(git(ws.root, "rev-parse", "main").startsWith(merged[1]!), text);
-      assert.equal(git(ws.root, "rev-parse", "main^2"), git(ws.root, "rev-parse", ws.branch));
+      assert.equal(git(ws.root, "rev-parse", "main^2"), branchTip);
+      // Finished rows are hidden by default; a row says how many, and shows them when clicked.
+      const hidden = row(pane("Merge Queue"), /1 merged or rejected request hidden/);
+      await hidden.waitFor({ timeout: LONG });
+      assert.equal(await row(pane("Merge Queue"), /mr1 · merged/).count(), 0);
+      await pane("Merge Queue").screenshot({ path: path.join(OUT, "merged-hidden.png") });
+      await hidden.click();
       await row(pane("Merge Queue"), /mr1 · merged/).waitFor({ timeout: LONG });
       await row(pane("Tasks"), /Add a parser.*merged/).waitFor({ timeout: LONG });
     } else {
       // The request went through the client to the server, and its answer came back and was shown.
       assert.match(text, /stoneforge\/approveMerge/);
       t.diagnostic(`the server does not implement stoneforge/approveMerge yet; its answer was shown: "${text}"`);
+    }
+  });
+
+  step("a merged merge request's diff comes from its recorded commits; its task offers no worktree", async () => {
+    // Landing deleted the branch and removed the task's checkout.
+    assert.equal(git(ws.root, "branch", "--list", ws.branch), "");
+    assert.ok(!fs.existsSync(ws.worktree));
+    await runCommand("View: Close All Editors");
+    const mrRow = row(pane("Merge Queue"), /mr1 · merged/);
+    await mrRow.hover();
+    await mrRow.locator('.action-label[aria-label="Show Diff"]').click();
+    await page.locator(".tab").filter({ hasText: `mr1: ${ws.branch}` }).waitFor({ timeout: LONG });
+    assert.deepEqual((await diffEntries()).map((e) => [e.path, e.status]), [["calc.py", ""], ["test_calc.py", "A"]]);
+    await page.screenshot({ path: path.join(OUT, "diff-merged.png") });
+    const taskRow = row(pane("Tasks"), /^Add a parser.*merged/);
+    await taskRow.hover();
+    await page.waitForTimeout(300);
+    assert.equal(await taskRow.locator('.action-label[aria-label="Open Task Worktree"]').count(), 0);
+    await taskRow.click({ button: "right" });
+    const menu = page.locator(".context-view .monaco-menu");
+    await menu.waitFor({ timeout: LONG });
+    assert.doesNotMatch(await menu.innerText(), /Open Task Worktree/);
+    await page.keyboard.press("Escape");
+  });
+
+  step("the Agents view's running times tick; a session whose process died is shown interrupted", async () => {
+    // Another stoneforge process runs a session (as a `sf serve` would), then dies without ending it.
+    const code = [
+      "import sys, time",
+      "from pathlib import Path",
+      "from stoneforge.models import SessionRole",
+      "from stoneforge.service import Service",
+      `s = Service.open(Path(${JSON.stringify(ws.root)}))`,
+      `print(s.store.start_session(${JSON.stringify(ws.blockedTaskId)}, SessionRole.WORKER).id, flush=True)`,
+      "time.sleep(600)",
+    ].join("\n");
+    const child = spawn(venvPython(), ["-c", code], { env: isolatedEnv(), stdio: ["ignore", "pipe", "inherit"] });
+    try {
+      const sessionId = await new Promise<string>((resolve) => child.stdout!.once("data", (d: Buffer) => resolve(d.toString().trim())));
+      const agents = pane("Agents");
+      const agentRow = row(agents, new RegExp(`worker ${sessionId}`));
+      await agentRow.waitFor({ timeout: LONG });
+      const first = /(\d+)s$/.exec(await agentRow.innerText());
+      // No store change happens meanwhile: only the view's own timer can move the time on.
+      const seconds = async () => Number(/(\d+)s\s*$/.exec(await agentRow.innerText())?.[1] ?? 0);
+      const deadline = Date.now() + LONG;
+      while ((await seconds()) < Number(first?.[1] ?? 0) + 2) {
+        assert.ok(Date.now() < deadline, `the running time stays at "${await agentRow.innerText()}"`);
+        await page.waitForTimeout(250);
+      }
+      await agents.screenshot({ path: path.join(OUT, "agents-ticking.png") });
+      await stopTree(child);
+      // Any store change refreshes the view: the dead process's session is no longer "running".
+      execFileSync(sfPath(), ["task", "create", "--title", "Nudge"], { cwd: ws.root });
+      await row(agents, new RegExp(`worker ${sessionId} · interrupted`)).waitFor({ timeout: LONG });
+      await row(agents, /Orchestration is stopped/).waitFor();
+      await agents.screenshot({ path: path.join(OUT, "agents-interrupted.png") });
+    } finally {
+      await stopTree(child);
     }
   });
 
@@ -267,11 +430,40 @@ describe("e2e: the extension in code-server", { timeout: 5 * 60_000 }, () => {
     assert.ok(text.includes(`${missing}\` (from the stoneforge.serverCommand setting) does not exist`), text);
     assert.match(text, /set `stoneforge\.serverCommand` to the path of `sf`/);
     for (const button of ["Open Settings", "Show Log", "Retry"]) await message.getByRole("button", { name: button }).waitFor();
-    await page.locator(".welcome-view-content").filter({ hasText: "The Stoneforge server is not running" }).first().waitFor({ timeout: LONG });
+    const failedWelcome = page.locator(".welcome-view-content").filter({ hasText: "The Stoneforge server is not running" }).first();
+    await failedWelcome.waitFor({ timeout: LONG });
+    // The welcome view offers the setting (the toast above says why).
+    await failedWelcome.getByRole("button", { name: "Open Settings" }).waitFor();
     await page.locator(".statusbar-item").filter({ hasText: "Stoneforge" }).first().waitFor();
     await page.screenshot({ path: path.join(OUT, "server-cannot-start.png") });
 
     setServerCommand(sfPath());
     await row(pane("Tasks"), new RegExp(NEW_TASK)).waitFor({ timeout: LONG });
+  });
+
+  step("in a repository that does not use Stoneforge the side bar writes nothing and offers to set it up", async () => {
+    const plainRepo = path.join(tempDir("sf-plain-"), "plain");
+    fs.mkdirSync(plainRepo);
+    git(plainRepo, "init", "-q", "-b", "main");
+    fs.writeFileSync(path.join(plainRepo, "README.md"), "# plain\n");
+    git(plainRepo, "add", "README.md");
+    git(plainRepo, "-c", "user.name=e2e", "-c", "user.email=e2e@stoneforge.invalid", "commit", "-q", "-m", "init");
+    await page.goto(`${server!.url}/?folder=${encodeURIComponent(plainRepo)}`, { timeout: 2 * LONG });
+    await page.locator(".monaco-workbench").waitFor({ timeout: LONG });
+    // Open the side bar as a person would: the Stoneforge icon in the activity bar.
+    await page.locator('.activitybar .action-item a[aria-label^="Stoneforge"]').click({ timeout: LONG });
+    const welcome = page.locator(".welcome-view-content").filter({ hasText: "does not use Stoneforge yet" });
+    await welcome.waitFor({ timeout: LONG });
+    await page.locator(".statusbar-item").filter({ hasText: "Stoneforge: not set up" }).first().waitFor({ timeout: LONG });
+    // Nothing new in the repository: no .stoneforge/, nothing for Source Control to show.
+    assert.ok(!fs.existsSync(path.join(plainRepo, ".stoneforge")));
+    assert.equal(git(plainRepo, "status", "--porcelain", "--ignored"), "");
+    await page.screenshot({ path: path.join(OUT, "not-set-up.png") });
+
+    await welcome.getByRole("button", { name: "Initialize Stoneforge Here" }).click();
+    await toast(/Stoneforge is set up in .*created \.stoneforge\/config\.yaml/).waitFor({ timeout: LONG });
+    await page.locator(".welcome-view-content").filter({ hasText: "No tasks yet" }).waitFor({ timeout: LONG });
+    assert.ok(fs.existsSync(path.join(plainRepo, ".stoneforge", "config.yaml")));
+    await page.locator(".statusbar-item").filter({ hasText: /stopped/ }).first().waitFor({ timeout: LONG });
   });
 });

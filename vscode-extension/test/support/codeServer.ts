@@ -19,7 +19,7 @@ export function codeServerDir(): string {
   return dir;
 }
 
-const entry = (dir: string) => path.join(dir, "node_modules", "code-server", "out", "node", "entry.js");
+export const entry = (dir: string): string => path.join(dir, "node_modules", "code-server", "out", "node", "entry.js");
 
 /** XDG base directories inside `dir`, so a program started with them writes nothing under $HOME. */
 export function xdgDirs(dir: string): Record<string, string> {

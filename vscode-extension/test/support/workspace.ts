@@ -16,6 +16,7 @@ export interface Seeded {
   mrId: string;
   branch: string;
   conflictFile: string;
+  worktree: string;
   rivalTaskId: string;
   /** The body of the seeded review's comment (calc.py, line 7 of the branch's version). */
   reviewComment: string;

@@ -75,3 +75,4 @@ test("forecast lists the conflicting pairs with files and line ranges", () => {
   const none = forecastMarkdown({ target: "main", targetCommit: "c0", branches: [], pairs: [], errors: {}, durationS: 0 }, new Map());
   assert.match(none, /No conflicts predicted/);
 });
+

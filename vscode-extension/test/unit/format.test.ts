@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { contextUse, cost, duration, humanize, oneLine, secondsSince, tokens, when } from "../../src/model/format";
+import { contextShort, contextUse, cost, duration, humanize, oneLine, secondsSince, shortCommand, tokens, when } from "../../src/model/format";
 
 test("tokens are compact", () => {
   assert.equal(tokens(950), "950");
@@ -13,6 +13,11 @@ test("context use shows the share of the handoff threshold", () => {
   assert.equal(contextUse(52_100, 140_000), "52.1k / 140k tokens (37%)");
   assert.equal(contextUse(0, 140_000), "0 / 140k tokens (0%)");
   assert.equal(contextUse(500, 0), "500 tokens");
+  assert.equal(contextShort(52_100, 140_000), "52.1k tokens (37%)");
+  assert.equal(shortCommand("/work/r/.venv/bin/python -m pytest -q tests/x.py"), "python -m pytest -q tests/x.py");
+  assert.equal(shortCommand("npm test -- --dir /tmp/a/b"), "npm test -- --dir /tmp/a/b");
+  assert.equal(shortCommand("cd sub && /r/.venv/bin/pytest -q"), "cd sub && pytest -q");
+  assert.equal(shortCommand("git --version"), "git --version");
 });
 
 test("cost never rounds a cheap session to zero", () => {

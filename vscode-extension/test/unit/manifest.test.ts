@@ -42,7 +42,7 @@ test("menus only use declared commands and the declared views", () => {
 
 test("the issue's palette commands exist under the Stoneforge category", () => {
   const titles = manifest.contributes.commands.map((c: { category: string; title: string }) => `${c.category}: ${c.title}`);
-  for (const t of ["Create Task", "Create Plan from Goal", "Start Orchestration", "Stop", "Approve Merge", "Reject Merge", "Open Task Worktree", "Show Forecast"]) {
+  for (const t of ["Create Task", "Create Plan from Goal", "Start Orchestration", "Stop Orchestration", "Approve Merge", "Reject Merge", "Open Task Worktree", "Show Conflict Forecast", "Initialize Stoneforge Here"]) {
     assert.ok(titles.includes(`Stoneforge: ${t}`), t);
   }
 });
@@ -60,4 +60,19 @@ test("pure modules do not import vscode", () => {
 test("engine and typings are pinned to VS Code 1.100", () => {
   assert.equal(manifest.engines.vscode, "^1.100.0");
   assert.equal(manifest.devDependencies["@types/vscode"], "~1.100.0");
+});
+
+test("every kind of row has a context menu, not only hover actions", () => {
+  const entries = manifest.contributes.menus["view/item/context"] as Array<{ when: string; group?: string }>;
+  const inMenu = entries.filter((e) => !e.group?.startsWith("inline"));
+  // One contextValue of each row kind, as the models build them.
+  const rows = ["plan plan-draft", "task task-open can-cancel", "session session-completed", "handoff", "mr mr-pending", "check", "agent agent-worker", "message stopped"];
+  for (const value of rows) {
+    const matched = inMenu.filter((e) => [...e.when.matchAll(/viewItem =~ \/(.+?)\/(?= |$)/g)].every((m) => new RegExp(m[1]!).test(value)));
+    assert.ok(matched.length, `no context menu entry for a "${value}" row`);
+  }
+});
+
+test("the server path setting is a plain string, so the Settings UI can edit it", () => {
+  assert.equal(manifest.contributes.configuration.properties["stoneforge.serverCommand"].type, "string");
 });

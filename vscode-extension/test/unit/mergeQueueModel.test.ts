@@ -61,6 +61,14 @@ test("a paused landing is the first row, naming the reason and every file", () =
   assert.equal(mergeQueueTree([mr({ id: "mr2", status: "pending" })], [], null)[0]!.ref.kind, "mr");
 });
 
+test("merged and rejected requests are hidden on request, counted in a last row", () => {
+  const mrs = [mr({ id: "mr1", status: "merged" }), mr({ id: "mr2", status: "awaiting_approval" }), mr({ id: "mr3", status: "rejected" })];
+  const rows = mergeQueueTree(mrs, [], null, true);
+  assert.deepEqual(rows.map((r) => r.id), ["mr:mr2", "message:hidden"]);
+  assert.equal(rows[1]!.label, "2 merged or rejected requests hidden");
+  assert.equal(mergeQueueTree(mrs, []).length, 3);
+});
+
 const review = (over: Partial<Review> & { id: string }): Review => ({
   mrId: "mr1",
   taskId: "t1",

@@ -11,13 +11,20 @@ test("the setting wins; `lsp --stdio` is appended", () => {
   assert.deepEqual(arr?.args, ["-m", "stoneforge", "lsp", "--stdio"]);
 });
 
-test("then sf on PATH, then the interpreter, then the workspace venv", () => {
-  const base = { setting: "", envPath: "/a:/b", workspaceFolder: "/w" };
-  assert.equal(resolveServerCommand({ ...base, pythonInterpreter: "/py", isExecutable: only("/b/sf") })?.command, "/b/sf");
-  const py = resolveServerCommand({ ...base, pythonInterpreter: "/py", isExecutable: only() });
+test("then sf on PATH, then a venv in the workspace or above it, then ~/.local/bin, then the interpreter", () => {
+  const base = { setting: "", envPath: "/a:/b", workspaceFolder: "/src/stoneforge/vscode-extension", home: "/home/u" };
+  const pick = (pythonInterpreter: string | undefined, ...files: string[]) => resolveServerCommand({ ...base, pythonInterpreter, isExecutable: only(...files) });
+  assert.equal(pick("/py", "/b/sf", "/src/stoneforge/.venv/bin/sf")?.command, "/b/sf");
+  // The extension host's PATH lacks it, but the checkout's scripts/setup made .venv/bin/sf.
+  assert.equal(pick("/py", "/src/stoneforge/vscode-extension/.venv/bin/sf", "/src/stoneforge/.venv/bin/sf")?.command, "/src/stoneforge/vscode-extension/.venv/bin/sf");
+  const above = pick("/py", "/src/stoneforge/.venv/bin/sf", "/home/u/.local/bin/sf");
+  assert.deepEqual([above?.command, above?.source], ["/src/stoneforge/.venv/bin/sf", "/src/stoneforge's .venv"]);
+  assert.equal(pick("/py", "/src/stoneforge/venv/bin/sf")?.command, "/src/stoneforge/venv/bin/sf");
+  const pipx = pick("/py", "/home/u/.local/bin/sf");
+  assert.deepEqual([pipx?.command, pipx?.source], ["/home/u/.local/bin/sf", "~/.local/bin (pipx, uv tool)"]);
+  const py = pick("/py");
   assert.deepEqual([py?.command, ...(py?.args ?? [])], ["/py", "-m", "stoneforge", "lsp", "--stdio"]);
-  assert.equal(resolveServerCommand({ ...base, pythonInterpreter: undefined, isExecutable: only("/w/.venv/bin/sf") })?.command, "/w/.venv/bin/sf");
-  assert.equal(resolveServerCommand({ ...base, pythonInterpreter: undefined, isExecutable: only() }), undefined);
+  assert.equal(pick(undefined), undefined);
 });
 
 test("command lines split on spaces but keep quoted parts", () => {
@@ -38,9 +45,11 @@ test("the failure message names the command and the fix", () => {
   const cmd = { command: "/v/sf", args: ["lsp", "--stdio"], source: "`sf` on PATH" };
   const msg = cannotStartMessage(cmd, "Connection closed");
   assert.match(msg, /`\/v\/sf lsp --stdio` \(from `sf` on PATH\) could not start: Connection closed/);
-  assert.match(msg, /sf init/);
+  assert.match(msg, /stoneforge-agents/);
   assert.match(msg, /stoneforge\.serverCommand/);
-  assert.match(cannotStartMessage(cmd, "spawn /v/sf ENOENT"), /`\/v\/sf` \(from `sf` on PATH\) does not exist\. Install Stoneforge from its checkout/);
+  assert.match(cannotStartMessage(cmd, "spawn /v/sf ENOENT"), /`\/v\/sf` \(from `sf` on PATH\) does not exist\. Install it with `pipx install stoneforge-agents`/);
   assert.match(cannotStartMessage(cmd, "spawn /v/sf EACCES"), /is not executable/);
-  assert.match(cannotStartMessage(undefined, "not found"), /pipx install <checkout>.*stoneforge-agents/);
+  const none = cannotStartMessage(undefined, "not found");
+  assert.match(none, /`pipx install stoneforge-agents`.*`pipx install \.` in a Stoneforge checkout/);
+  assert.doesNotMatch(none, /pip install stoneforge\b(?!-)/);
 });

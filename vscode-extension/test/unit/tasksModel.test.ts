@@ -53,7 +53,7 @@ test("an inherited priority shows both the own and the effective one", () => {
 
 test("agent state: a running session with its context use, or waiting", () => {
   const running = task({ id: "t1", status: "in_progress", sessions: [session({ id: "s2", status: "running", contextTokens: 70_000 })] });
-  assert.equal(agentState(running, 140_000), "agent s2 working, 70k / 140k tokens (50%)");
+  assert.equal(agentState(running, 140_000), "agent s2 working, 70k tokens (50%)");
   assert.equal(agentState(task({ id: "t1", status: "in_progress" }), 140_000), "waiting for an agent");
   assert.equal(agentState(task({ id: "t1" }), 140_000), undefined);
   const [row] = tasksTree(tree([], [running]));
@@ -76,7 +76,7 @@ test("sessions and handoffs are children in the order they happened", () => {
   assert.deepEqual(row!.children.map((c) => c.id), ["session:s1", "handoff:t1:h1", "session:s2"]);
   const [s1, h1] = row!.children;
   assert.equal(s1!.label, "worker s1");
-  assert.equal(s1!.description, "handed off · 141k / 140k tokens (101%) · $0.42");
+  assert.equal(s1!.description, "handed off · 141k tokens (101%) · $0.42");
   assert.equal(h1!.description, "next: Write the error path");
   assert.deepEqual(h1!.command, { command: "stoneforge.ui.openHandoff", title: "Open Handoff", arguments: ["t1", "h1"] });
 });
@@ -108,6 +108,40 @@ test("a merge request and a note show up on the task", () => {
   assert.match(row!.tooltip!, /_checks failed once_/);
   const done = task({ id: "t2", status: "merged", mergeRequest: { id: "mr2", taskId: "t2", status: "merged" } as never });
   assert.equal(tasksTree(tree([], [done]))[0]!.description, "t2 · P3 · merged");
+});
+
+test("Open Task Worktree is offered only while the task's checkout exists (landing removes it)", () => {
+  const t = task({ id: "t1", status: "merged", worktree: "/wt/t1" });
+  const [gone] = tasksTree(tree([], [t]), { worktreeExists: () => false });
+  assert.doesNotMatch(gone!.contextValue, /\bhas-worktree\b/);
+  const [there] = tasksTree(tree([], [{ ...t, status: "review" }]), { worktreeExists: (p) => p === "/wt/t1" });
+  assert.match(there!.contextValue, /\bhas-worktree\b/);
+});
+
+test("a session whose process is gone reads interrupted, not running", () => {
+  const t = task({ id: "t1", status: "in_progress", sessions: [session({ id: "s4", status: "running" })] });
+  const [row] = tasksTree(tree([], [t]), { interrupted: new Set(["s4"]) });
+  assert.match(row!.description!, /agent s4 interrupted/);
+  assert.doesNotMatch(row!.description!, /working/);
+  const [s4] = row!.children;
+  assert.match(s4!.description!, /^interrupted · /);
+  assert.notEqual(s4!.icon!.id, "loading~spin");
+  const [live] = tasksTree(tree([], [t]));
+  assert.match(live!.description!, /agent s4 working/);
+});
+
+test("merged and cancelled tasks are hidden on request; a last row counts them and shows them", () => {
+  const t = tree(
+    [{ ...plan({ id: "p1", status: "active" }), tasks: [task({ id: "t1", planId: "p1", status: "merged" }), task({ id: "t2", planId: "p1" })] }],
+    [task({ id: "t3", status: "cancelled" }), task({ id: "t4" })],
+  );
+  const rows = tasksTree(t, { hideFinished: true });
+  assert.deepEqual(rows.map((r) => r.id), ["plan:p1", "task:t4", "message:hidden"]);
+  assert.deepEqual(rows[0]!.children.map((c) => c.id), ["task:t2"]);
+  assert.equal(rows[0]!.description, "p1 · active · 1/2 tasks merged"); // the plan still counts them
+  assert.equal(rows[2]!.label, "2 merged or cancelled tasks hidden");
+  assert.equal(rows[2]!.command!.command, "stoneforge.ui.showFinished");
+  assert.deepEqual(tasksTree(t).map((r) => r.id), ["plan:p1", "task:t3", "task:t4"]);
 });
 
 test("a task's description shows what its sessions spent; one stopped at its budget can be retried", () => {
