@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from conftest import SfRunner, git
+from conftest import SfRunner, git, write_config
 from serve_helpers import FAKE_KEY, commit_steps, run_serve, start_serve, wait_until
 from stoneforge.demo import FakeModel, Step
 
@@ -87,10 +87,11 @@ def _repo_with_origin(initialised: Path, tmp_path: Path, cluster: LocalCluster, 
     origin = tmp_path / "origin.git"
     subprocess.run(["git", "clone", "-q", "--bare", str(initialised), str(origin)], check=True)
     git(initialised, "remote", "add", "origin", str(origin))
-    (initialised / ".stoneforge" / "config.yaml").write_text(
+    write_config(
+        initialised,
         "orchestrator:\n  backend: ray\n  retryBackoffS: 0.2\n  maxAttempts: 2\n"
         f"ray:\n  address: {cluster.address}\n  recoveryIntervalS: 1\n"
-        "merge:\n  remote: origin\n  batchSize: 2\n" + extra
+        "merge:\n  remote: origin\n  batchSize: 2\n" + extra,
     )
     return origin
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SfRunner, git
+from conftest import SfRunner, git, write_config
 from serve_helpers import run_serve
 from stoneforge.demo import FakeModel, Step, Usage
 from stoneforge.store import Store
@@ -26,8 +26,8 @@ LARGE = Usage(input_tokens=20_000, output_tokens=100)
 
 
 def configure(repo: Path, budgets: str) -> None:
-    (repo / ".stoneforge" / "config.yaml").write_text(
-        "orchestrator:\n  retryBackoffS: 0.2\nmerge:\n  checks: []\nbudgets:\n" + budgets
+    write_config(
+        repo, "orchestrator:\n  retryBackoffS: 0.2\nmerge:\n  checks: []\nbudgets:\n" + budgets
     )
 
 
