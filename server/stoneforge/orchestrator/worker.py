@@ -227,7 +227,7 @@ class WorkerRun:
             if failed is not None:
                 self.store.update_task(task.id, branch=branch, worktree=str(wt.path))
                 return self._fail_attempt(failed, retry=True)
-        base = await to_thread.run_sync(self._merge_base)
+        base = wt.base or await to_thread.run_sync(self._merge_base)
         self.store.update_task(task.id, branch=branch, worktree=str(wt.path))
         handoff = self._latest_handoff()
         note = task.note
