@@ -28,7 +28,15 @@ over ours. These are measurements, not tests: nothing here asserts a time.
 A what-if line shows the created path with the orchestrator's store watcher probing every
 10 ms without its 50 ms debounce (patched in this process only; not the shipped setting).
 
+"Dispatch" here is always ready -> provider `open()`: the store transition, the task's checkout
+(a pool clone renamed and put on its branch, or a clone made on the spot), its set-up, the session
+row and the prompt; nothing of it is left out. `--against REV` measures the stub scenarios of the
+code at git revision REV (e.g. the commit before a change) side by side with this checkout: each
+variant runs in its own process (`PYTHONPATH` pointing at that revision's `server/`), in rounds
+that alternate which goes first, and the report gives both and the ratio of their p50s.
+
     .venv/bin/python bench/bench_dispatch.py [--tasks 200] [--cli-tasks 20] [--what-if-tasks 50]
+    .venv/bin/python bench/bench_dispatch.py --files 5000 --against a6c5bdd --tasks 15 --rounds 2
 """
 
 from __future__ import annotations
@@ -36,11 +44,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import json
 import os
 import random
 import re
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -490,6 +500,75 @@ def parts(clock: Clock) -> None:
     )
 
 
+SCENARIOS: dict[str, Callable[[Path, int], Clock]] = {
+    "created": lambda root, n: stub_created(root, n),
+    "unblocked": lambda root, n: stub_unblocked(root, n),
+}
+
+
+def child(scenario: str, tasks: int, out: Path) -> None:
+    """One scenario in this process, its latencies written to ``out`` as JSON (for --against)."""
+    with tempfile.TemporaryDirectory(prefix="sf-bench-dispatch-") as tmp:
+        clock = SCENARIOS[scenario](Path(tmp) / scenario, tasks)
+    out.write_text(
+        json.dumps(
+            {
+                "opened": clock.latencies(clock.opened),
+                "woken": clock.latencies(clock.woken),
+                "dispatched": clock.latencies(clock.dispatched, clock.woken),
+                "open": clock.latencies(clock.opened, clock.dispatched),
+            }
+        )
+    )
+
+
+def against(rev: str, opts: argparse.Namespace) -> None:
+    """The stub scenarios of revision ``rev`` and of this checkout, interleaved, side by side."""
+    here = Path(__file__).resolve().parent.parent
+    results: dict[tuple[str, str], dict[str, list[float]]] = {}
+    with tempfile.TemporaryDirectory(prefix="sf-bench-against-") as tmp:
+        base = Path(tmp)
+        old = base / "old"
+        old.mkdir()
+        archive = subprocess.run(
+            ["git", "archive", rev, "server"], cwd=here, check=True, capture_output=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
+        variants = {f"before ({rev})": old / "server", "after (this checkout)": here / "server"}
+        for r in range(opts.rounds):
+            order = list(variants.items())
+            if r % 2:
+                order.reverse()
+            for scenario in SCENARIOS:
+                for label, server in order:
+                    out = base / f"{scenario}-{r}-{len(results)}.json"
+                    env = {**os.environ, "PYTHONPATH": str(server)}
+                    args = [sys.executable, __file__, "--child", scenario, "--json", str(out)]
+                    args += ["--tasks", str(opts.tasks), "--files", str(opts.files)]
+                    subprocess.run(args, env=env, check=True)
+                    got = json.loads(out.read_text())
+                    into = results.setdefault((scenario, label), {})
+                    for key, values in got.items():
+                        into.setdefault(key, []).extend(values)
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"repository: {opts.files + 1} files; {opts.rounds} rounds alternating; load {load}")
+    print("(b) stub provider: ready -> provider open() (dispatch, the checkout included)")
+    for scenario in SCENARIOS:
+        print(f"  {scenario}:")
+        p50s = []
+        for label in variants:
+            got = results[(scenario, label)]
+            line(label, got["opened"])
+            print(
+                f"  {'':34s} of which (p50): ready -> dispatcher woken "
+                f"{statistics.median(got['woken']) * 1000:.1f} ms, -> task in_progress "
+                f"{statistics.median(got['dispatched']) * 1000:.1f} ms, -> open() "
+                f"{statistics.median(got['open']) * 1000:.1f} ms (checkout, session row, prompt)"
+            )
+            p50s.append(statistics.median(got["opened"]))
+        print(f"  {'':34s} p50 before/after: {p50s[0] / p50s[1]:.1f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=200)
@@ -503,9 +582,19 @@ def main() -> None:
         default="off,auto",
         help="agents.sandbox values to measure the CLI part with, side by side",
     )
+    parser.add_argument("--against", help="git revision to measure side by side (stub only)")
+    parser.add_argument("--rounds", type=int, default=2, help="with --against")
+    parser.add_argument("--child", choices=sorted(SCENARIOS), help=argparse.SUPPRESS)
+    parser.add_argument("--json", type=Path, help=argparse.SUPPRESS)
     opts = parser.parse_args()
     global REPO_FILES
     REPO_FILES = opts.files
+    if opts.child:
+        child(opts.child, opts.tasks, opts.json)
+        return
+    if opts.against:
+        against(opts.against, opts)
+        return
     with tempfile.TemporaryDirectory(prefix="sf-bench-dispatch-") as tmp:
         base = Path(tmp)
         created = stub_created(base / "created", opts.tasks)
