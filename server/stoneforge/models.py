@@ -156,6 +156,20 @@ class TaskQuestion(WireModel):
     answered_at: datetime
 
 
+class ToolRefusal(WireModel):
+    """A tool call of the task's agent that was refused: by our guard, the CLI's permission
+    rules, or the sandbox (a write outside its checkout). Recorded, never fatal."""
+
+    tool: str
+    #: The command or file the agent tried, redacted and shortened.
+    tried: str
+    reason: str
+    #: The paths outside the checkout it touched, when the sandbox refused it.
+    paths: list[str] = Field(default_factory=list)
+    session_id: str | None = None
+    at: datetime
+
+
 class Task(WireModel):
     id: str
     title: str
@@ -180,6 +194,8 @@ class Task(WireModel):
     merge_request: MergeRequest | None = None
     #: Questions the task's workers asked the director, with the answers, oldest first.
     questions: list[TaskQuestion] = Field(default_factory=list)
+    #: Tool calls its agents were refused (escape attempts among them), oldest first.
+    refusals: list[ToolRefusal] = Field(default_factory=list)
 
 
 class Event(WireModel):

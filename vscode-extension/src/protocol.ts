@@ -85,6 +85,19 @@ export interface Task {
   sessions: Session[];
   handoffs: Handoff[];
   mergeRequest: MergeRequest | null;
+  /** Tool calls its agents were refused (escape attempts among them), oldest first. */
+  refusals?: ToolRefusal[];
+}
+
+/** A refused tool call: by the Bash guard, the CLI's permission rules or the sandbox. */
+export interface ToolRefusal {
+  tool: string;
+  /** The command or file tried, redacted and shortened. */
+  tried: string;
+  reason: string;
+  paths: string[];
+  sessionId: string | null;
+  at: string;
 }
 
 export interface Plan {

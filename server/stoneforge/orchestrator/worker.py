@@ -66,6 +66,7 @@ from stoneforge.orchestrator.checkout_setup import copy_untracked, run_setup, se
 from stoneforge.orchestrator.director import answer_question
 from stoneforge.orchestrator.prompts import HANDOFF_REQUEST, worker_prompt
 from stoneforge.orchestrator.recovery import processes_of_session
+from stoneforge.orchestrator.refusals import RefusalRecorder
 from stoneforge.orchestrator.session_rows import record_token_stats
 from stoneforge.store import Fence, Store
 
@@ -324,7 +325,10 @@ class WorkerRun:
             if self.stopping:
                 await live.stop("the orchestrator is stopping")
 
+        refusals = RefusalRecorder(self.store, self.task.id, session.id, self.worktree, spec.env)
+
         async def on_event(event: AgentEvent) -> None:
+            refusals.observe(event)  # an escape attempt is noted on the task, never fatal
             await self._watch_event(session.id, watch, event)
 
         def on_update(stats: TokenStats) -> None:

@@ -17,6 +17,7 @@ from stoneforge.models import (
     Task,
     TaskQuestion,
     TaskStatus,
+    ToolRefusal,
     utcnow,
 )
 from stoneforge.store.merge_requests import _mr_from_row
@@ -26,6 +27,7 @@ from stoneforge.store.task_graph import TaskGraph
 
 #: Event kinds whose rows carry state read back by the store (not just history).
 QUESTION_EVENT = "task.question"
+REFUSAL_EVENT = "task.tool_refused"
 
 
 class TaskRows(TaskGraph):
@@ -131,12 +133,26 @@ class TaskRows(TaskGraph):
         for row in db.execute(f"SELECT * FROM merge_requests {scope} ORDER BY seq", params):
             merge_requests[row["task_id"]] = _mr_from_row(row)  # the latest wins
         questions: dict[str, list[TaskQuestion]] = {}
+        refusals: dict[str, list[ToolRefusal]] = {}
         event_scope = f"AND entity_id IN ({marks})" if few else ""
         for row in db.execute(
-            f"SELECT entity_id, at, data FROM events WHERE kind = ? {event_scope} ORDER BY id",
-            (QUESTION_EVENT, *params),
+            f"SELECT entity_id, kind, at, data FROM events WHERE kind IN (?, ?) {event_scope} "
+            "ORDER BY id",
+            (QUESTION_EVENT, REFUSAL_EVENT, *params),
         ):
             data = json.loads(row["data"])
+            if row["kind"] == REFUSAL_EVENT:
+                refusals.setdefault(row["entity_id"], []).append(
+                    ToolRefusal(
+                        tool=data.get("tool", ""),
+                        tried=data.get("tried", ""),
+                        reason=data.get("reason", ""),
+                        paths=data.get("paths") or [],
+                        session_id=data.get("sessionId"),
+                        at=_time(row["at"]),
+                    )
+                )
+                continue
             questions.setdefault(row["entity_id"], []).append(
                 TaskQuestion(
                     question=data.get("question", ""),
@@ -169,6 +185,7 @@ class TaskRows(TaskGraph):
                 handoffs=handoffs.get(row["id"], []),
                 merge_request=merge_requests.get(row["id"]),
                 questions=questions.get(row["id"], []),
+                refusals=refusals.get(row["id"], []),
             )
             for row in rows
         ]

@@ -109,3 +109,20 @@ test("a merge request and a note show up on the task", () => {
   const done = task({ id: "t2", status: "merged", mergeRequest: { id: "mr2", taskId: "t2", status: "merged" } as never });
   assert.equal(tasksTree(tree([], [done]))[0]!.description, "t2 · P3 · merged");
 });
+
+test("refused tool calls of a task's agent are in its tooltip, the latest five", () => {
+  const refusals = Array.from({ length: 6 }, (_, i) => ({
+    tool: "Bash",
+    tried: `git -C /repo commit -m x${i}`,
+    reason: "fatal: Unable to create '/repo/.git/index.lock': Read-only file system",
+    paths: ["/repo/.git/index.lock"],
+    sessionId: "s1",
+    at: "2026-12-02T07:00:00Z",
+  }));
+  const [row] = tasksTree(tree([], [task({ id: "t1", status: "in_progress", refusals })]));
+  assert.match(row!.tooltip!, /\*\*Refused tool calls \(6\)\*\*/);
+  assert.match(row!.tooltip!, /- Bash: `git -C \/repo commit -m x5` \(fatal: .*Read-only file system\)/);
+  assert.doesNotMatch(row!.tooltip!, /x0`/);
+  const [quiet] = tasksTree(tree([], [task({ id: "t2" })]));
+  assert.doesNotMatch(quiet!.tooltip!, /Refused/);
+});
