@@ -387,7 +387,11 @@ def advance(clone: Path | str, commit: str) -> None:
     if head is None:
         _clone_git(clone, ["checkout", "--quiet", "--force", "--detach", commit])
         return
-    _clone_git(clone, ["read-tree", "-m", "-u", head, commit])
+    try:
+        _clone_git(clone, ["read-tree", "-m", "-u", head, commit])
+    except GitError:  # not clean after all (or HEAD unknown here): a full checkout then
+        _clone_git(clone, ["checkout", "--quiet", "--force", "--detach", commit])
+        return
     _clone_git(clone, ["update-ref", "--no-deref", "HEAD", commit])
 
 

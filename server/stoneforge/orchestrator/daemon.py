@@ -193,7 +193,10 @@ class Orchestrator:
             await to_thread.run_sync(lambda: enable_shared_rerere(self.root))
             # One prepared clone per slot, filling in the background from now on, so the first
             # dispatches find them too.
-            pool_for(self.root, self._worktree_dir(), self.target, pool_size(self.max_concurrent))
+            size = pool_size(self.max_concurrent)
+            await to_thread.run_sync(
+                lambda: pool_for(self.root, self._worktree_dir(), self.target, size)
+            )
             self.steward = Steward(
                 root=self.root,
                 config=self.config,

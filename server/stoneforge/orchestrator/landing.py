@@ -56,7 +56,10 @@ def land_merge_requests(
         target.move(candidate, base, message=message)
     # Pool clones are kept at the target's tip: brought up to it from now, beside the clean-up.
     refresh_pool(root, _worktree_dir(root, config))
-    on_recorded()
+    try:
+        on_recorded()
+    except Exception:  # it landed: a failed wake-up must not skip the clean-up
+        log.exception("could not tell that %s landed", ", ".join(mr.id for mr in mrs))
     remove_merged_worktrees(store, root, config, target, mrs, fence=fence)
 
 
