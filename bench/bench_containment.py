@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
 import statistics
 import subprocess
@@ -129,6 +130,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=8)
     parser.add_argument("--files", type=int, default=500)
     opts = parser.parse_args()
+    logging.getLogger("stoneforge").setLevel(logging.ERROR)  # the loud 'uncontained' warning
     if not probe().available:
         raise SystemExit(f"bubblewrap does not work here: {probe().detail}")
     times: dict[str, list[tuple[float, float, float]]] = {mode: [] for mode in MODES}
@@ -146,10 +148,12 @@ def main() -> None:
     print("from provider open() (end of dispatch) to:")
     for i, label in enumerate(("CLI spawned", "session up (start)", "session done (2 turns)")):
         p50 = {mode: statistics.median(t[i] for t in times[mode]) for mode in MODES}
+        spread = {mode: [round(t[i], 1) for t in times[mode]] for mode in MODES}
         print(
             f"  {label:24s} off p50 {p50['off'] * 1000:7.1f} ms   contained p50 "
             f"{p50['required'] * 1000:7.1f} ms   contained/off {p50['required'] / p50['off']:.2f}x"
         )
+        print(f"  {'':24s} (s, in run order: off {spread['off']}, contained {spread['required']})")
 
 
 if __name__ == "__main__":
