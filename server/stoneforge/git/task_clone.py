@@ -60,10 +60,9 @@ MARKER_KEY = "stoneforge.taskClone"
 #: Where a repository's clone pool lives, inside the worktree directory.
 POOL_DIRNAME = ".pool"
 DEFAULT_POOL_SIZE = 2
-#: At most this many slots' worth of prepared clones (each is a full checkout on disk).
-MAX_POOL_SLOTS = 8
-#: At most this long a take waits for the clone the pool is making (then it makes its own).
-TAKE_WAIT_S = 120.0
+#: At most this many slots' worth of prepared clones: each is a full checkout on disk, and
+#: making them competes with everything else at the orchestrator's start.
+MAX_POOL_SLOTS = 4
 RACY_GIT_S = 1.1  # git's timestamps are whole seconds on some filesystems
 _OID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
@@ -223,9 +222,10 @@ class ClonePool:
 
     `take` hands one over and asks for a refill; a background thread keeps `size` clones ready
     and brings them to the target's tip after it moves (`refill`), one at a time, so a take
-    finds the others. When none is ready, a take waits for the clone being made rather than make
-    a second one beside it (on a busy machine that takes longer than waiting), unless another
-    take already waits for it. A clone is claimed by renaming its directory under the lock:
+    finds the others. When none is ready, a take returns None at once and the caller makes a
+    clone of its own: waiting for the filler's clone instead was measured to be slower when
+    tasks arrive faster than clones are made (the filler makes them one at a time). A clone is
+    claimed by renaming its directory under the lock:
     `<name>.ready` (takeable), `<name>.busy` (the filler is updating it), `<name>.building`,
     `<name>.taken` (on its way to becoming a task checkout).
     """
@@ -236,9 +236,6 @@ class ClonePool:
         self.target = target
         self.size = size
         self._lock = threading.Lock()
-        self._made = threading.Condition(self._lock)  # a clone became ready
-        self._building = 0  # clones being made now (0 or 1)
-        self._waiting = 0  # takes waiting for them
         self._filler: threading.Thread | None = None
         self._wanted = False  # a refill was asked for: the filler goes round (again)
         self._stopped = False
@@ -259,24 +256,13 @@ class ClonePool:
 
     def take(self, want: str | None = None) -> Path | None:
         """A ready clone (one checked out at `want` if there is one), renamed `.taken`."""
-        deadline = time.monotonic() + TAKE_WAIT_S
         taken = None
-        with self._made:
-            while True:
-                ready = self.ready()
-                if ready:
-                    pick = next((p for p in ready if _detached_head(p) == want), ready[0])
-                    taken = _renamed(pick, ".taken")
-                    pick.rename(taken)
-                    break
-                left = deadline - time.monotonic()
-                if self._building <= self._waiting or left <= 0:
-                    break
-                self._waiting += 1
-                try:
-                    self._made.wait(left)
-                finally:
-                    self._waiting -= 1
+        with self._lock:
+            ready = self.ready()
+            if ready:
+                pick = next((p for p in ready if _detached_head(p) == want), ready[0])
+                taken = _renamed(pick, ".taken")
+                pick.rename(taken)
         self.refill()
         return taken
 
@@ -326,16 +312,9 @@ class ClonePool:
             building = self.directory / f"{name}.building"
             shutil.rmtree(building, ignore_errors=True)
             ready = self.directory / f"{name}.ready"
-            with self._made:
-                self._building += 1
-            try:
-                make_clone(self.repo, building, tip)
-                building.rename(ready)  # takeable now; a take before the refresh below is fine
-                built.append(ready)
-            finally:
-                with self._made:
-                    self._building -= 1
-                    self._made.notify_all()
+            make_clone(self.repo, building, tip)
+            building.rename(ready)  # takeable now; a take before the refresh below is fine
+            built.append(ready)
         if built:
             # Files written in the same second as the index are "racily clean": git would
             # re-read every one at the first status. Refreshed a moment later, the index
