@@ -64,6 +64,7 @@ from anyio import to_thread
 from stoneforge import store_watch
 from stoneforge.agents import AgentProvider, AgentSession, Result, SessionSpec, SessionStarted
 from stoneforge.demo import FakeModel, Step
+from stoneforge.git import task_clone
 from stoneforge.lifecycle import TaskEvent
 from stoneforge.models import TaskStatus
 from stoneforge.orchestrator import daemon
@@ -313,6 +314,17 @@ def make_repo(root: Path, config: str) -> Service:
 
 
 SETTLE_S = 0.2
+#: --pool-settled: a task is created only once the clone pool's filler is idle (steady state:
+#: arrivals no faster than clones are made, as with sessions of minutes).
+POOL_SETTLED = False
+
+
+def pool_idle() -> bool:
+    """No clone pool of this process is making or refreshing clones (old and new code alike)."""
+    fillers = [getattr(p, "_filler", None) for p in task_clone._POOLS.values()]
+    return all(f is None or not f.is_alive() for f in fillers)
+
+
 WHAT_IF_PROBE_S = 0.01
 STUB_CONFIG = "orchestrator:\n  maxConcurrent: 64\nmerge:\n  checks: []\n"
 CLI_CONFIG = (
@@ -356,6 +368,8 @@ async def drive_created(
     try:
         for i in range(count):
             await wait_for(orchestrator.is_idle, 0.01)
+            if POOL_SETTLED:
+                await wait_for(pool_idle, 0.05)
             await anyio.sleep(SETTLE_S + rng.uniform(0.0, 0.1))
             task = await to_thread.run_sync(lambda i=i: creator.create_task(f"bench task {i}"))
             clock.mark(clock.ready, task.id, clock.created[task.id])
@@ -545,13 +559,18 @@ def against(rev: str, opts: argparse.Namespace) -> None:
                     env = {**os.environ, "PYTHONPATH": str(server)}
                     args = [sys.executable, __file__, "--child", scenario, "--json", str(out)]
                     args += ["--tasks", str(opts.tasks), "--files", str(opts.files)]
+                    args += ["--pool-settled"] if opts.pool_settled else []
                     subprocess.run(args, env=env, check=True)
                     got = json.loads(out.read_text())
                     into = results.setdefault((scenario, label), {})
                     for key, values in got.items():
                         into.setdefault(key, []).extend(values)
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(f"repository: {opts.files + 1} files; {opts.rounds} rounds alternating; load {load}")
+    settled = "; tasks created once the clone pool is idle" if opts.pool_settled else ""
+    print(
+        f"repository: {opts.files + 1} files; {opts.rounds} rounds alternating; load {load}"
+        + settled
+    )
     print("(b) stub provider: ready -> provider open() (dispatch, the checkout included)")
     for scenario in SCENARIOS:
         print(f"  {scenario}:")
@@ -584,11 +603,17 @@ def main() -> None:
     )
     parser.add_argument("--against", help="git revision to measure side by side (stub only)")
     parser.add_argument("--rounds", type=int, default=2, help="with --against")
+    parser.add_argument(
+        "--pool-settled",
+        action="store_true",
+        help="create each task once the clone pool is idle (steady state; created scenario)",
+    )
     parser.add_argument("--child", choices=sorted(SCENARIOS), help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path, help=argparse.SUPPRESS)
     opts = parser.parse_args()
-    global REPO_FILES
+    global REPO_FILES, POOL_SETTLED
     REPO_FILES = opts.files
+    POOL_SETTLED = opts.pool_settled
     if opts.child:
         child(opts.child, opts.tasks, opts.json)
         return
