@@ -284,6 +284,16 @@ def spawn_timer(clock: Clock, cwds: dict[str, str]) -> Any:
         anyio.open_process = original  # type: ignore[assignment]
 
 
+def use_provider(orchestrator: Orchestrator, make: Callable[[Any], Any]) -> None:
+    """Put ``make(real provider)`` in the orchestrator's place: inside the provider-health
+    wrapper where there is one (it hands each role its own view of the provider), else as is."""
+    tracked = orchestrator.provider
+    if hasattr(tracked, "inner") and hasattr(tracked, "for_owner"):
+        tracked.inner = make(tracked.inner)
+    else:
+        orchestrator.provider = make(tracked)
+
+
 # -- scenarios -------------------------------------------------------------------------------------
 
 
@@ -386,7 +396,7 @@ def stub_created(root: Path, count: int) -> Clock:
     service = make_repo(root, STUB_CONFIG)
     with service:
         orchestrator = service.orchestrator(max_concurrent=64, agent_env=GIT_IDENTITY)
-        orchestrator.provider = StubProvider(clock)
+        use_provider(orchestrator, lambda real: StubProvider(clock))
         record_commits(service.store, clock, None)  # the orchestrator's own connection
         record_wakeups(orchestrator, clock)
         anyio.run(
@@ -429,7 +439,7 @@ def stub_unblocked(root: Path, count: int) -> Clock:
         orchestrator = service.orchestrator(
             max_concurrent=64, until_idle=True, agent_env=GIT_IDENTITY
         )
-        orchestrator.provider = StubProvider(clock)
+        use_provider(orchestrator, lambda real: StubProvider(clock))
         record_commits(service.store, clock, on_merged)  # the orchestrator's own connection
         record_wakeups(orchestrator, clock)
         anyio.run(orchestrator.run)
@@ -447,7 +457,7 @@ def cli_created(root: Path, count: int, sandbox: str = "auto") -> Clock:
         orchestrator = service.orchestrator(
             max_concurrent=64, agent_env={**model.env(API_KEY), **GIT_IDENTITY}
         )
-        orchestrator.provider = MeasuringProvider(orchestrator.provider, clock, cwds)
+        use_provider(orchestrator, lambda real: MeasuringProvider(real, clock, cwds))
         record_commits(service.store, clock, None)
         record_wakeups(orchestrator, clock)
 
