@@ -28,7 +28,15 @@ over ours. These are measurements, not tests: nothing here asserts a time.
 A what-if line shows the created path with the orchestrator's store watcher probing every
 10 ms without its 50 ms debounce (patched in this process only; not the shipped setting).
 
+"Dispatch" here is always ready -> provider `open()`: the store transition, the task's checkout
+(a pool clone renamed and put on its branch, or a clone made on the spot), its set-up, the session
+row and the prompt; nothing of it is left out. `--against REV` measures the stub scenarios of the
+code at git revision REV (e.g. the commit before a change) side by side with this checkout: each
+variant runs in its own process (`PYTHONPATH` pointing at that revision's `server/`), in rounds
+that alternate which goes first, and the report gives both and the ratio of their p50s.
+
     .venv/bin/python bench/bench_dispatch.py [--tasks 200] [--cli-tasks 20] [--what-if-tasks 50]
+    .venv/bin/python bench/bench_dispatch.py --files 5000 --against a6c5bdd --tasks 15 --rounds 2
 """
 
 from __future__ import annotations
@@ -36,11 +44,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import json
 import os
 import random
 import re
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -54,6 +64,7 @@ from anyio import to_thread
 from stoneforge import store_watch
 from stoneforge.agents import AgentProvider, AgentSession, Result, SessionSpec, SessionStarted
 from stoneforge.demo import FakeModel, Step
+from stoneforge.git import task_clone
 from stoneforge.lifecycle import TaskEvent
 from stoneforge.models import TaskStatus
 from stoneforge.orchestrator import daemon
@@ -273,6 +284,16 @@ def spawn_timer(clock: Clock, cwds: dict[str, str]) -> Any:
         anyio.open_process = original  # type: ignore[assignment]
 
 
+def use_provider(orchestrator: Orchestrator, make: Callable[[Any], Any]) -> None:
+    """Put ``make(real provider)`` in the orchestrator's place: inside the provider-health
+    wrapper where there is one (it hands each role its own view of the provider), else as is."""
+    tracked = orchestrator.provider
+    if hasattr(tracked, "inner") and hasattr(tracked, "for_owner"):
+        tracked.inner = make(tracked.inner)
+    else:
+        orchestrator.provider = make(tracked)
+
+
 # -- scenarios -------------------------------------------------------------------------------------
 
 
@@ -303,6 +324,17 @@ def make_repo(root: Path, config: str) -> Service:
 
 
 SETTLE_S = 0.2
+#: --pool-settled: a task is created only once the clone pool's filler is idle (steady state:
+#: arrivals no faster than clones are made, as with sessions of minutes).
+POOL_SETTLED = False
+
+
+def pool_idle() -> bool:
+    """No clone pool of this process is making or refreshing clones (old and new code alike)."""
+    fillers = [getattr(p, "_filler", None) for p in task_clone._POOLS.values()]
+    return all(f is None or not f.is_alive() for f in fillers)
+
+
 WHAT_IF_PROBE_S = 0.01
 STUB_CONFIG = "orchestrator:\n  maxConcurrent: 64\nmerge:\n  checks: []\n"
 CLI_CONFIG = (
@@ -346,6 +378,8 @@ async def drive_created(
     try:
         for i in range(count):
             await wait_for(orchestrator.is_idle, 0.01)
+            if POOL_SETTLED:
+                await wait_for(pool_idle, 0.05)
             await anyio.sleep(SETTLE_S + rng.uniform(0.0, 0.1))
             task = await to_thread.run_sync(lambda i=i: creator.create_task(f"bench task {i}"))
             clock.mark(clock.ready, task.id, clock.created[task.id])
@@ -362,7 +396,7 @@ def stub_created(root: Path, count: int) -> Clock:
     service = make_repo(root, STUB_CONFIG)
     with service:
         orchestrator = service.orchestrator(max_concurrent=64, agent_env=GIT_IDENTITY)
-        orchestrator.provider = StubProvider(clock)
+        use_provider(orchestrator, lambda real: StubProvider(clock))
         record_commits(service.store, clock, None)  # the orchestrator's own connection
         record_wakeups(orchestrator, clock)
         anyio.run(
@@ -405,7 +439,7 @@ def stub_unblocked(root: Path, count: int) -> Clock:
         orchestrator = service.orchestrator(
             max_concurrent=64, until_idle=True, agent_env=GIT_IDENTITY
         )
-        orchestrator.provider = StubProvider(clock)
+        use_provider(orchestrator, lambda real: StubProvider(clock))
         record_commits(service.store, clock, on_merged)  # the orchestrator's own connection
         record_wakeups(orchestrator, clock)
         anyio.run(orchestrator.run)
@@ -423,7 +457,7 @@ def cli_created(root: Path, count: int, sandbox: str = "auto") -> Clock:
         orchestrator = service.orchestrator(
             max_concurrent=64, agent_env={**model.env(API_KEY), **GIT_IDENTITY}
         )
-        orchestrator.provider = MeasuringProvider(orchestrator.provider, clock, cwds)
+        use_provider(orchestrator, lambda real: MeasuringProvider(real, clock, cwds))
         record_commits(service.store, clock, None)
         record_wakeups(orchestrator, clock)
 
@@ -490,6 +524,80 @@ def parts(clock: Clock) -> None:
     )
 
 
+SCENARIOS: dict[str, Callable[[Path, int], Clock]] = {
+    "created": lambda root, n: stub_created(root, n),
+    "unblocked": lambda root, n: stub_unblocked(root, n),
+}
+
+
+def child(scenario: str, tasks: int, out: Path) -> None:
+    """One scenario in this process, its latencies written to ``out`` as JSON (for --against)."""
+    with tempfile.TemporaryDirectory(prefix="sf-bench-dispatch-") as tmp:
+        clock = SCENARIOS[scenario](Path(tmp) / scenario, tasks)
+    out.write_text(
+        json.dumps(
+            {
+                "opened": clock.latencies(clock.opened),
+                "woken": clock.latencies(clock.woken),
+                "dispatched": clock.latencies(clock.dispatched, clock.woken),
+                "open": clock.latencies(clock.opened, clock.dispatched),
+            }
+        )
+    )
+
+
+def against(rev: str, opts: argparse.Namespace) -> None:
+    """The stub scenarios of revision ``rev`` and of this checkout, interleaved, side by side."""
+    here = Path(__file__).resolve().parent.parent
+    results: dict[tuple[str, str], dict[str, list[float]]] = {}
+    with tempfile.TemporaryDirectory(prefix="sf-bench-against-") as tmp:
+        base = Path(tmp)
+        old = base / "old"
+        old.mkdir()
+        archive = subprocess.run(
+            ["git", "archive", rev, "server"], cwd=here, check=True, capture_output=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
+        variants = {f"before ({rev})": old / "server", "after (this checkout)": here / "server"}
+        for r in range(opts.rounds):
+            order = list(variants.items())
+            if r % 2:
+                order.reverse()
+            for scenario in SCENARIOS:
+                for label, server in order:
+                    out = base / f"{scenario}-{r}-{len(results)}.json"
+                    env = {**os.environ, "PYTHONPATH": str(server)}
+                    args = [sys.executable, __file__, "--child", scenario, "--json", str(out)]
+                    args += ["--tasks", str(opts.tasks), "--files", str(opts.files)]
+                    args += ["--pool-settled"] if opts.pool_settled else []
+                    subprocess.run(args, env=env, check=True)
+                    got = json.loads(out.read_text())
+                    into = results.setdefault((scenario, label), {})
+                    for key, values in got.items():
+                        into.setdefault(key, []).extend(values)
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    settled = "; tasks created once the clone pool is idle" if opts.pool_settled else ""
+    print(
+        f"repository: {opts.files + 1} files; {opts.rounds} rounds alternating; load {load}"
+        + settled
+    )
+    print("(b) stub provider: ready -> provider open() (dispatch, the checkout included)")
+    for scenario in SCENARIOS:
+        print(f"  {scenario}:")
+        p50s = []
+        for label in variants:
+            got = results[(scenario, label)]
+            line(label, got["opened"])
+            print(
+                f"  {'':34s} of which (p50): ready -> dispatcher woken "
+                f"{statistics.median(got['woken']) * 1000:.1f} ms, -> task in_progress "
+                f"{statistics.median(got['dispatched']) * 1000:.1f} ms, -> open() "
+                f"{statistics.median(got['open']) * 1000:.1f} ms (checkout, session row, prompt)"
+            )
+            p50s.append(statistics.median(got["opened"]))
+        print(f"  {'':34s} p50 before/after: {p50s[0] / p50s[1]:.1f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=200)
@@ -503,9 +611,25 @@ def main() -> None:
         default="off,auto",
         help="agents.sandbox values to measure the CLI part with, side by side",
     )
+    parser.add_argument("--against", help="git revision to measure side by side (stub only)")
+    parser.add_argument("--rounds", type=int, default=2, help="with --against")
+    parser.add_argument(
+        "--pool-settled",
+        action="store_true",
+        help="create each task once the clone pool is idle (steady state; created scenario)",
+    )
+    parser.add_argument("--child", choices=sorted(SCENARIOS), help=argparse.SUPPRESS)
+    parser.add_argument("--json", type=Path, help=argparse.SUPPRESS)
     opts = parser.parse_args()
-    global REPO_FILES
+    global REPO_FILES, POOL_SETTLED
     REPO_FILES = opts.files
+    POOL_SETTLED = opts.pool_settled
+    if opts.child:
+        child(opts.child, opts.tasks, opts.json)
+        return
+    if opts.against:
+        against(opts.against, opts)
+        return
     with tempfile.TemporaryDirectory(prefix="sf-bench-dispatch-") as tmp:
         base = Path(tmp)
         created = stub_created(base / "created", opts.tasks)

@@ -10,6 +10,7 @@ agent's own commit landed through the merge queue.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -143,6 +144,16 @@ def test_escapes_change_nothing_and_the_agents_own_commit_lands(
     assert "key=[]" in seen
     assert "committed" in seen
     assert "Read-only file system" in seen
+    # Each attempt is on the task, where a user sees it (`sf task show`, the editor's task
+    # tree): a note naming what was tried, redacted; the run itself went on to land.
+    tried = [r["tried"] for r in task["refusals"]]
+    escapes = [step.tool_calls[0].input["command"] for step in _escapes(repo, other, main_tip)]
+    for n in (0, 2, 7, 8):  # commit via -C, reset --hard, config core.hooksPath, > README.md
+        assert escapes[n] in tried, (escapes[n], task["refusals"])
+    assert all(r["sessionId"] and r["reason"] for r in task["refusals"])
+    assert FAKE_KEY not in json.dumps(task)
+    shown = sf("task", "show", task_id).stdout
+    assert "refused" in shown and "Read-only file system" in " ".join(shown.split())
 
 
 def _path_without_bwrap(tmp_path: Path) -> str:

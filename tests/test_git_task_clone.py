@@ -223,3 +223,24 @@ def test_a_refill_brings_pool_clones_to_the_new_tip(repo: Repo, tmp_path: Path) 
     assert Repo(co.path).git("symbolic-ref", "HEAD") == "refs/heads/sf/t-8"
     assert (co.path / "src" / "app.py").read_text() == "print(4)\n"
     assert Repo(co.path).git("status", "--porcelain") == ""
+
+
+def test_a_stale_pool_clone_follows_the_target_writing_only_what_changed(
+    repo: Repo, tmp_path: Path
+) -> None:
+    pool = ClonePool(repo.path, tmp_path / "wt" / ".pool", "main", size=1)
+    pool.refill(wait=True)
+    [prepared] = pool.ready()
+    untouched = (prepared / "README.md").stat()
+    pool.size = 0  # no refresh: the take itself must bring it to the new tip
+    tip = repo.commit("main moves", **{"src/app.py": "print(5)\n", "src/new.py": "x = 1\n"})
+    co = ensure_task_clone(
+        repo.path, tmp_path / "wt" / "t-9", "sf/t-9", start_point="main", pool=pool
+    )
+    assert co.from_pool and co.head == tip and co.base == tip
+    clone = Repo(co.path)
+    assert clone.git("symbolic-ref", "HEAD") == "refs/heads/sf/t-9"
+    assert clone.head("main") == tip and clone.git("status", "--porcelain") == ""
+    assert (co.path / "src" / "new.py").read_text() == "x = 1\n"
+    after = (co.path / "README.md").stat()
+    assert (after.st_ino, after.st_mtime_ns) == (untouched.st_ino, untouched.st_mtime_ns)

@@ -244,6 +244,20 @@ class TaskQuestion(WireModel):
     answered_at: datetime
 
 
+class ToolRefusal(WireModel):
+    """A tool call of the task's agent that was refused: by our guard, the CLI's permission
+    rules, or the sandbox (a write outside its checkout). Recorded, never fatal."""
+
+    tool: str
+    #: The command or file the agent tried, redacted and shortened.
+    tried: str
+    reason: str
+    #: The paths outside the checkout it touched, when the sandbox refused it.
+    paths: list[str] = Field(default_factory=list)
+    session_id: str | None = None
+    at: datetime
+
+
 class Task(WireModel):
     id: str
     title: str
@@ -274,6 +288,8 @@ class Task(WireModel):
     #: `budgets.perTaskTokens`; None: the configured one.
     budget_usd: float | None = None
     budget_tokens: int | None = None
+    #: Tool calls its agents were refused (escape attempts among them), oldest first.
+    refusals: list[ToolRefusal] = Field(default_factory=list)
 
 
 class Event(WireModel):

@@ -120,6 +120,16 @@ def task_detail(task: Task) -> Group:
                 question.answer,
             )
         )
+    for refusal in task.refusals:
+        at = refusal.at.isoformat(timespec="seconds")
+        parts.append(
+            Text.assemble(
+                ("refused ", "bold yellow"),
+                f"{at} {refusal.tool}: {refusal.tried}\n",
+                ("  why: ", "bold"),
+                refusal.reason,
+            )
+        )
     if task.merge_request:
         mr = task.merge_request
         parts.append(Text.assemble(("merge request ", "bold"), f"{mr.id} {mr.status.value}"))

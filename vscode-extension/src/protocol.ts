@@ -126,6 +126,19 @@ export interface Task {
   /** The task's own budget, set by a retry with a budget; null: the configured one. */
   budgetUsd?: number | null;
   budgetTokens?: number | null;
+  /** Tool calls its agents were refused (escape attempts among them), oldest first. */
+  refusals?: ToolRefusal[];
+}
+
+/** A refused tool call: by the Bash guard, the CLI's permission rules or the sandbox. */
+export interface ToolRefusal {
+  tool: string;
+  /** The command or file tried, redacted and shortened. */
+  tried: string;
+  reason: string;
+  paths: string[];
+  sessionId: string | null;
+  at: string;
 }
 
 export interface Plan {

@@ -14,8 +14,10 @@ An agent may still change files under its clone's `.git`; before the orchestrato
 elsewhere, and our commands carry `HARDENED_CONFIG`, so nothing the agent wrote runs outside its
 sandbox.
 
-Clones are slow to check out on a large repository (~0.5 s for 5,000 files), so a `ClonePool`
-keeps a few checked out at the target tip; taking one is a rename and a checkout of what changed.
+Clones are slow to check out on a large repository (0.25-6 s for 5,000 files on a busy machine),
+so a `ClonePool` keeps one per agent slot checked out at the target's tip, brought up to date
+after each landing; taking one is a rename and two ref writes (three git calls in all), plus a
+`read-tree` of only the files that changed when the target moved since.
 """
 
 from __future__ import annotations
@@ -25,22 +27,25 @@ import functools
 import itertools
 import logging
 import os
+import re
 import shutil
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
-from stoneforge.git.errors import GitError, WorktreeError
+from stoneforge.git.errors import GitError, RefNotFound, WorktreeError
 from stoneforge.git.repo import (
     branch_exists,
     common_git_dir,
     full_branch_ref,
     ref_value,
     resolve_commit,
+    resolve_commits,
     run_git,
     short_branch,
 )
@@ -55,7 +60,11 @@ MARKER_KEY = "stoneforge.taskClone"
 #: Where a repository's clone pool lives, inside the worktree directory.
 POOL_DIRNAME = ".pool"
 DEFAULT_POOL_SIZE = 2
+#: At most this many slots' worth of prepared clones: each is a full checkout on disk, and
+#: making them competes with everything else at the orchestrator's start.
+MAX_POOL_SLOTS = 4
 RACY_GIT_S = 1.1  # git's timestamps are whole seconds on some filesystems
+_OID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 # Passed on the command line of every git call the orchestrator makes in a task clone: command-line
 # config outranks the clone's own, so hooks, an fsmonitor or a nested repository's config written
@@ -92,6 +101,8 @@ class TaskCheckout(_Model):
     head: str
     created: bool  # False when it was already there (a later attempt of the task)
     from_pool: bool = False  # a prepared clone was taken from the pool
+    #: The merge base with the target when known without asking git (a new branch at its tip).
+    base: str | None = None
     is_clone: bool = True  # False: a linked worktree made before task clones existed
 
 
@@ -200,11 +211,23 @@ def make_clone(repo: Path | str, path: Path | str, commit: str | None = None) ->
     return path
 
 
-class ClonePool:
-    """A few clones checked out at the target's tip, ready to become task checkouts.
+def pool_size(max_concurrent: int) -> int:
+    """Clones to keep prepared: one per agent slot (a burst of dispatches takes them all) and
+    one more, capped, since each is a full checkout on disk."""
+    return min(max_concurrent, MAX_POOL_SLOTS) + 1
 
-    `take` hands one over (or None when empty) and refills in a background thread; clones are
-    prepared off the dispatch path, so a dispatch pays a rename and a checkout of what changed.
+
+class ClonePool:
+    """Clones checked out at the target's tip, ready to become task checkouts.
+
+    `take` hands one over and asks for a refill; a background thread keeps `size` clones ready
+    and brings them to the target's tip after it moves (`refill`), one at a time, so a take
+    finds the others. When none is ready, a take returns None at once and the caller makes a
+    clone of its own: waiting for the filler's clone instead was measured to be slower when
+    tasks arrive faster than clones are made (the filler makes them one at a time). A clone is
+    claimed by renaming its directory under the lock:
+    `<name>.ready` (takeable), `<name>.busy` (the filler is updating it), `<name>.building`,
+    `<name>.taken` (on its way to becoming a task checkout).
     """
 
     def __init__(self, repo: Path | str, directory: Path | str, target: str, size: int) -> None:
@@ -214,6 +237,8 @@ class ClonePool:
         self.size = size
         self._lock = threading.Lock()
         self._filler: threading.Thread | None = None
+        self._wanted = False  # a refill was asked for: the filler goes round (again)
+        self._stopped = False
         self._seq = itertools.count()
 
     def ready(self) -> list[Path]:
@@ -226,24 +251,28 @@ class ClonePool:
         if not self.directory.is_dir():
             return
         for entry in self.directory.iterdir():
-            if entry.name.endswith((".building", ".taken")):
+            if entry.name.endswith((".building", ".taken", ".busy")):
                 shutil.rmtree(entry, ignore_errors=True)
 
-    def take(self) -> Path | None:
+    def take(self, want: str | None = None) -> Path | None:
+        """A ready clone (one checked out at `want` if there is one), renamed `.taken`."""
+        taken = None
         with self._lock:
             ready = self.ready()
-            if not ready:
-                return None
-            taken = ready[0].with_name(ready[0].name[: -len(".ready")] + ".taken")
-            ready[0].rename(taken)
+            if ready:
+                pick = next((p for p in ready if _detached_head(p) == want), ready[0])
+                taken = _renamed(pick, ".taken")
+                pick.rename(taken)
         self.refill()
         return taken
 
     def refill(self, *, wait: bool = False) -> None:
-        """Bring the pool back to `size` in a background thread; `wait` for it to finish."""
+        """Bring the pool to `size` clones at the target's tip, in the background (`wait`: block
+        until done). Asked for while the filler runs, it goes round once more."""
         with self._lock:
             if self.size <= 0:
                 return
+            self._wanted, self._stopped = True, False
             if self._filler is None or not self._filler.is_alive():
                 self._filler = threading.Thread(
                     target=self._fill, name="stoneforge-clone-pool", daemon=True
@@ -253,32 +282,96 @@ class ClonePool:
         if wait:
             filler.join()
 
+    def stop(self) -> None:
+        """Make no more clones (the orchestrator stopped); what is under way finishes."""
+        with self._lock:
+            self._stopped = True
+
     def _fill(self) -> None:
+        while True:
+            with self._lock:
+                if not self._wanted or self._stopped:
+                    self._filler = None  # under the lock: a refill from now on starts another
+                    return
+                self._wanted = False
+            try:
+                self._fill_once()
+            except Exception:  # the pool only saves time: dispatch clones directly without it
+                log.warning("could not prepare a clone for the pool", exc_info=True)
+
+    def _fill_once(self) -> None:
+        tip = resolve_commit(self.repo, self.target)
+        for ready in self.ready():
+            if self._stopped or self._wanted:
+                return  # the tip moved again (or we are done): start over
+            if _detached_head(ready) != tip:
+                self._update(ready, tip)
+        built: list[Path] = []
+        while not (self._stopped or self._wanted) and len(self.ready()) < self.size:
+            name = f"{os.getpid()}-{next(self._seq)}"
+            building = self.directory / f"{name}.building"
+            shutil.rmtree(building, ignore_errors=True)
+            ready = self.directory / f"{name}.ready"
+            make_clone(self.repo, building, tip)
+            building.rename(ready)  # takeable now; a take before the refresh below is fine
+            built.append(ready)
+        if built:
+            # Files written in the same second as the index are "racily clean": git would
+            # re-read every one at the first status. Refreshed a moment later, the index
+            # vouches for them, and git only stats them.
+            time.sleep(RACY_GIT_S)
+            for ready in built:
+                self._claimed(
+                    ready, lambda busy: _clone_git(busy, ["update-index", "-q", "--refresh"])
+                )
+
+    def _update(self, ready: Path, tip: str) -> None:
+        self._claimed(ready, lambda busy: advance(busy, tip))
+
+    def _claimed(self, ready: Path, action: Callable[[Path], object]) -> None:
+        """Run `action` on a ready clone out of take()'s reach; drop the clone if it fails."""
+        busy = _renamed(ready, ".busy")
+        with self._lock:
+            if not ready.is_dir():
+                return  # taken meanwhile
+            ready.rename(busy)
         try:
-            tip = resolve_commit(self.repo, self.target)
-            for ready in self.ready():  # keep them at the target's tip: dispatch checks out nothing
-                busy = ready.with_name(ready.name.removesuffix(".ready") + ".building")
-                with self._lock:  # out of take()'s reach while it is looked at
-                    if not ready.is_dir():
-                        continue  # taken meanwhile
-                    ready.rename(busy)
-                if _clone_head(busy) != tip:
-                    _clone_git(busy, ["checkout", "--quiet", "--force", "--detach", tip])
-                busy.rename(ready)
-            while len(self.ready()) < self.size:
-                name = f"{os.getpid()}-{next(self._seq)}"
-                building = self.directory / f"{name}.building"
-                shutil.rmtree(building, ignore_errors=True)
-                tip = resolve_commit(self.repo, self.target)
-                make_clone(self.repo, building, tip)
-                # Files written in the same second as the index are "racily clean": the first
-                # checkout at dispatch would re-read every one. Refreshed a moment later, the
-                # index vouches for them, and dispatch only stats them.
-                time.sleep(RACY_GIT_S)
-                _clone_git(building, ["update-index", "-q", "--refresh"], check=False)
-                building.rename(self.directory / f"{name}.ready")
-        except Exception:  # the pool only saves time: dispatch clones directly without it
-            log.warning("could not prepare a clone for the pool", exc_info=True)
+            action(busy)
+        except Exception:
+            shutil.rmtree(busy, ignore_errors=True)
+            raise
+        busy.rename(ready)
+
+
+def _renamed(path: Path, suffix: str) -> Path:
+    return path.with_name(path.name.rsplit(".", 1)[0] + suffix)
+
+
+def _detached_head(clone: Path) -> str | None:
+    """The commit a pool clone's detached HEAD names, read from the file (no git process)."""
+    try:
+        text = (clone / ".git" / "HEAD").read_text().strip()
+    except OSError:
+        return None
+    return text if _OID.fullmatch(text) else None
+
+
+def advance(clone: Path | str, commit: str) -> None:
+    """Move a clean clone's checkout from its HEAD to `commit`, writing only the files that
+    differ (`read-tree -m -u`: no full index refresh, unlike checkout), HEAD detached there."""
+    clone = Path(clone)
+    head = _detached_head(clone) or _clone_head(clone)
+    if head == commit:
+        return
+    if head is None:
+        _clone_git(clone, ["checkout", "--quiet", "--force", "--detach", commit])
+        return
+    try:
+        _clone_git(clone, ["read-tree", "-m", "-u", head, commit])
+    except GitError:  # not clean after all (or HEAD unknown here): a full checkout then
+        _clone_git(clone, ["checkout", "--quiet", "--force", "--detach", commit])
+        return
+    _clone_git(clone, ["update-ref", "--no-deref", "HEAD", commit])
 
 
 _POOLS: dict[tuple[Path, Path], ClonePool] = {}
@@ -286,17 +379,25 @@ _POOLS_LOCK = threading.Lock()
 
 
 def pool_for(
-    repo: Path | str, worktree_dir: Path | str, target: str, size: int = DEFAULT_POOL_SIZE
+    repo: Path | str, worktree_dir: Path | str, target: str, size: int | None = None
 ) -> ClonePool:
-    """The process-wide pool of `repo` under `worktree_dir` (made, and filling, on first use)."""
+    """The process-wide pool of `repo` under `worktree_dir` (made, and filling, on first use;
+    `size` changes it, None keeps it)."""
     key = (Path(repo).resolve(), Path(worktree_dir).resolve())
     with _POOLS_LOCK:
         pool = _POOLS.get(key)
         if pool is None:
-            pool = _POOLS[key] = ClonePool(key[0], key[1] / POOL_DIRNAME, target, size)
+            pool = _POOLS[key] = ClonePool(
+                key[0], key[1] / POOL_DIRNAME, target, DEFAULT_POOL_SIZE if size is None else size
+            )
             pool.sweep()
-            pool.refill()
+        elif size is None or size == pool.size:
+            pool.target = target
+            return pool
+        else:
+            pool.size = size
     pool.target = target
+    pool.refill()
     return pool
 
 
@@ -307,6 +408,15 @@ def refresh_pool(repo: Path | str, worktree_dir: Path | str) -> None:
         pool = _POOLS.get(key)
     if pool is not None:
         pool.refill()
+
+
+def stop_pool(repo: Path | str, worktree_dir: Path | str) -> None:
+    """The orchestrator stopped: this process's pool, if any, makes no more clones."""
+    key = (Path(repo).resolve(), Path(worktree_dir).resolve())
+    with _POOLS_LOCK:
+        pool = _POOLS.get(key)
+    if pool is not None:
+        pool.stop()
 
 
 def ensure_task_clone(
@@ -326,12 +436,16 @@ def ensure_task_clone(
     """
     repo, path = Path(repo), Path(path).absolute()
     branch = short_branch(branch)
-    target_tip = resolve_commit(repo, start_point)
-    existing = ref_value(repo, full_branch_ref(branch))
+    branch_ref = full_branch_ref(branch)
+    found = resolve_commits(repo, [start_point, branch_ref])  # one git call: dispatch is timed
+    target_tip = found[start_point]
+    if target_tip is None:
+        raise RefNotFound(f"{start_point!r} does not name a commit in {repo}")
+    existing = found[branch_ref]
     if is_task_clone(path):
         # The clone is where the branch's work lives; the repository only has what was published.
         reseal(repo, path)
-        _set_target_ref(path, start_point, target_tip)
+        _set_refs(path, {_target_ref(start_point): target_tip})
         return TaskCheckout(path=path, branch=branch, head=_clone_head(path) or "", created=False)
     if path.is_dir() and find_worktree(repo, path=path) is not None:
         head = run_git(["rev-parse", "HEAD"], path).stdout.strip()
@@ -341,24 +455,27 @@ def ensure_task_clone(
             f"cannot create a task clone at {path}: the path exists and is not empty"
         )
     start = existing or target_tip
-    taken = pool.take() if pool is not None else None
+    taken = pool.take(want=start) if pool is not None else None
     if taken is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(OSError):
             path.rmdir()  # an empty leftover directory
         taken.rename(path)
         reseal(repo, path)
-        if _clone_head(path) == start:  # the usual case: nothing to check out, just name it
-            _clone_git(path, ["update-ref", f"refs/heads/{branch}", start])
-            _clone_git(path, ["symbolic-ref", "HEAD", f"refs/heads/{branch}"])
-        else:  # the target moved since the pool was filled: check out what changed
-            _clone_git(path, ["checkout", "--quiet", "--force", "-B", branch, start])
+        advance(path, start)  # nothing to do in the usual case: the pool follows the target
+        _set_refs(path, {branch_ref: start, _target_ref(start_point): target_tip})
+        _clone_git(path, ["symbolic-ref", "HEAD", branch_ref])
     else:
         make_clone(repo, path)
         _clone_git(path, ["checkout", "--quiet", "-B", branch, start])
-    _set_target_ref(path, start_point, target_tip)
+        _set_refs(path, {_target_ref(start_point): target_tip})
     return TaskCheckout(
-        path=path, branch=branch, head=start, created=True, from_pool=taken is not None
+        path=path,
+        branch=branch,
+        head=start,
+        created=True,
+        from_pool=taken is not None,
+        base=start if start == target_tip else None,
     )
 
 
@@ -367,11 +484,17 @@ def _clone_head(clone: Path) -> str | None:
     return proc.stdout.strip() or None
 
 
-def _set_target_ref(clone: Path, target: str, tip: str) -> None:
+def _target_ref(target: str) -> str | None:
+    """`refs/heads/<target>` in a clone, for a target that is a branch name."""
     name = short_branch(target)
-    if name.startswith("refs/"):
-        return
-    _clone_git(clone, ["update-ref", f"refs/heads/{name}", tip])
+    return None if name.startswith("refs/") else f"refs/heads/{name}"
+
+
+def _set_refs(clone: Path, refs: dict[str | None, str]) -> None:
+    """Set refs of a clone in one `git update-ref --stdin` (None keys are skipped)."""
+    lines = "".join(f"update {ref} {oid}\n" for ref, oid in refs.items() if ref is not None)
+    if lines:
+        run_git(["update-ref", "--stdin"], clone, input=lines, env=hardened_env())
 
 
 def publish(

@@ -32,6 +32,7 @@ from stoneforge.config import StoneforgeConfig
 from stoneforge.errors import LeaseHeldError, LeaseLostError, StoreBusyError
 from stoneforge.git.merge import enable_shared_rerere
 from stoneforge.git.repo import resolve_target_branch
+from stoneforge.git.task_clone import pool_for, pool_size, refresh_pool, stop_pool
 from stoneforge.models import BudgetHold, Event, MergeStatus, TaskStatus, utcnow
 from stoneforge.orchestrator.budgets import dispatch_holds, held_task, seconds_to_next_day
 from stoneforge.orchestrator.provider_health import ProviderHealth
@@ -212,6 +213,12 @@ class Orchestrator:
                 lambda: resolve_target_branch(self.root, self.config.merge.targetBranch)
             )
             await to_thread.run_sync(lambda: enable_shared_rerere(self.root))
+            # One prepared clone per slot, filling in the background from now on, so the first
+            # dispatches find them too.
+            size = pool_size(self.max_concurrent)
+            await to_thread.run_sync(
+                lambda: pool_for(self.root, self._worktree_dir(), self.target, size)
+            )
             self.steward = Steward(
                 root=self.root,
                 config=self.config,
@@ -255,11 +262,16 @@ class Orchestrator:
         finally:
             if self._watcher is not None:
                 self._watcher.stop()
+            stop_pool(self.root, self._worktree_dir())
             try:
                 self.store.release_lease(LEASE_NAME, self._lease_token)
             except StoreBusyError as exc:  # it ends with this process (or its time to live)
                 self.note(f"the orchestrator lease was not released: {exc}")
             self.note("orchestrator stopped")
+
+    def _worktree_dir(self) -> Path:
+        configured = Path(self.config.orchestrator.worktreeDir)
+        return configured if configured.is_absolute() else self.root / configured
 
     async def _dispatch_loop(self, group: anyio.abc.TaskGroup) -> None:
         while not self._stop_requested:
@@ -465,6 +477,8 @@ class Orchestrator:
     def _on_store_events(self, events: list[Event]) -> None:
         """From the watcher thread: wake up for new work; stop runs of cancelled tasks; wake the
         steward for what can change its queue."""
+        if any(event.kind == "task.merged" for event in events):  # `sf merge approve` landed
+            refresh_pool(self.root, self._worktree_dir())
         for event in events:
             if event.kind == "task.cancelled" and event.entity_id in self.runs:
                 run = self.runs[event.entity_id]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from stoneforge.config import StoneforgeConfig
@@ -39,8 +39,13 @@ def land_merge_requests(
     checks: Sequence[CheckRun],
     fence: Fence | None,
     message: str,
+    on_recorded: Callable[[], None] = lambda: None,
 ) -> None:
     """Land ``candidate`` (checked, first parent ``base``) for ``mrs``, or raise and change nothing.
+
+    ``on_recorded`` is called once the target moved and the merge is recorded, before the
+    clean-up (removing a checkout of a large repository takes a while): dependents may be
+    dispatched from then on.
 
     Raises :class:`~stoneforge.errors.InvalidTransitionError` (a merge request or task is no
     longer landable, a stale attempt, the lease is lost), or the git layer's ``TargetMoved`` /
@@ -49,6 +54,12 @@ def land_merge_requests(
     with store.transaction(fence=fence):
         record_merged(store, mrs, commit=candidate, checks=checks)
         target.move(candidate, base, message=message)
+    # Pool clones are kept at the target's tip: brought up to it from now, beside the clean-up.
+    refresh_pool(root, _worktree_dir(root, config))
+    try:
+        on_recorded()
+    except Exception:  # it landed: a failed wake-up must not skip the clean-up
+        log.exception("could not tell that %s landed", ", ".join(mr.id for mr in mrs))
     remove_merged_worktrees(store, root, config, target, mrs, fence=fence)
 
 
@@ -79,9 +90,6 @@ def remove_merged_worktrees(
     With ``pushBranches`` (or the Ray backend, whose nodes push it), the branch goes from the
     remote too.
     """
-    worktree_dir = Path(config.orchestrator.worktreeDir)
-    # Pool clones are kept at the target's tip: after a landing they are brought up to it.
-    refresh_pool(root, worktree_dir if worktree_dir.is_absolute() else root / worktree_dir)
     if not config.merge.deleteMergedBranches:
         return
     for mr in mrs:
@@ -92,6 +100,11 @@ def remove_merged_worktrees(
         pushed = config.merge.pushBranches or config.orchestrator.backend == "ray"
         if target.remote and pushed:
             delete_remote_branch(root, target.remote, mr.branch)
+
+
+def _worktree_dir(root: Path, config: StoneforgeConfig) -> Path:
+    configured = Path(config.orchestrator.worktreeDir)
+    return configured if configured.is_absolute() else root / configured
 
 
 def _remove(root: Path, worktree: Path, task_id: str, target: str) -> None:

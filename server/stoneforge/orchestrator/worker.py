@@ -70,6 +70,7 @@ from stoneforge.orchestrator.checkout_setup import copy_untracked, run_setup, se
 from stoneforge.orchestrator.director import answer_question
 from stoneforge.orchestrator.prompts import BUDGET_HANDOFF_REQUEST, HANDOFF_REQUEST, worker_prompt
 from stoneforge.orchestrator.recovery import processes_of_session
+from stoneforge.orchestrator.refusals import RefusalRecorder
 from stoneforge.orchestrator.session_rows import record_token_stats
 from stoneforge.store import Fence, Store
 
@@ -238,7 +239,7 @@ class WorkerRun:
             if failed is not None:
                 self.store.update_task(task.id, branch=branch, worktree=str(wt.path))
                 return self._fail_attempt(failed, retry=True)
-        base = await to_thread.run_sync(self._merge_base)
+        base = wt.base or await to_thread.run_sync(self._merge_base)
         self.store.update_task(task.id, branch=branch, worktree=str(wt.path))
         handoff = self._latest_handoff()
         note = task.note
@@ -340,7 +341,10 @@ class WorkerRun:
             if self.stopping:
                 await live.stop("the orchestrator is stopping")
 
+        refusals = RefusalRecorder(self.store, self.task.id, session.id, self.worktree, spec.env)
+
         async def on_event(event: AgentEvent) -> None:
+            refusals.observe(event)  # an escape attempt is noted on the task, never fatal
             await self._watch_event(session.id, watch, event)
 
         async def on_update(stats: TokenStats) -> None:

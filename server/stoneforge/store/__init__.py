@@ -29,7 +29,7 @@ from stoneforge.store.plans import DIRECTOR_SESSION_EVENT, DirectorSessionRef, P
 from stoneforge.store.schema import BUSY_TIMEOUT_MS, SCHEMA_VERSION, StoreBase, default_actor
 from stoneforge.store.sessions import SessionRows
 from stoneforge.store.summary import Summary
-from stoneforge.store.tasks import QUESTION_EVENT, TaskRows
+from stoneforge.store.tasks import QUESTION_EVENT, REFUSAL_EVENT, TaskRows
 from stoneforge.store.transitions import Transitions
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "CostDimension",
     "DIRECTOR_SESSION_EVENT",
     "QUESTION_EVENT",
+    "REFUSAL_EVENT",
     "SCHEMA_VERSION",
     "DirectorSessionRef",
     "Fence",

@@ -19,6 +19,7 @@ from stoneforge.models import (
     Task,
     TaskQuestion,
     TaskStatus,
+    ToolRefusal,
     utcnow,
 )
 from stoneforge.store.costs import CostRows
@@ -30,6 +31,7 @@ from stoneforge.store.task_graph import TaskGraph
 
 #: Event kinds whose rows carry state read back by the store (not just history).
 QUESTION_EVENT = "task.question"
+REFUSAL_EVENT = "task.tool_refused"
 
 
 class TaskRows(TaskGraph, CostRows):
@@ -141,12 +143,26 @@ class TaskRows(TaskGraph, CostRows):
             merge_requests[row["task_id"]] = _mr_from_row(row, reviews.get(row["id"]))
         costs = self._task_costs(db, tuple(wanted) if few else None)
         questions: dict[str, list[TaskQuestion]] = {}
+        refusals: dict[str, list[ToolRefusal]] = {}
         event_scope = f"AND entity_id IN ({marks})" if few else ""
         for row in db.execute(
-            f"SELECT entity_id, at, data FROM events WHERE kind = ? {event_scope} ORDER BY id",
-            (QUESTION_EVENT, *params),
+            f"SELECT entity_id, kind, at, data FROM events WHERE kind IN (?, ?) {event_scope} "
+            "ORDER BY id",
+            (QUESTION_EVENT, REFUSAL_EVENT, *params),
         ):
             data = json.loads(row["data"])
+            if row["kind"] == REFUSAL_EVENT:
+                refusals.setdefault(row["entity_id"], []).append(
+                    ToolRefusal(
+                        tool=data.get("tool", ""),
+                        tried=data.get("tried", ""),
+                        reason=data.get("reason", ""),
+                        paths=data.get("paths") or [],
+                        session_id=data.get("sessionId"),
+                        at=_time(row["at"]),
+                    )
+                )
+                continue
             questions.setdefault(row["entity_id"], []).append(
                 TaskQuestion(
                     question=data.get("question", ""),
@@ -182,6 +198,7 @@ class TaskRows(TaskGraph, CostRows):
                 cost=costs.get(row["id"]) or CostTotals(),
                 budget_usd=row["budget_usd"],
                 budget_tokens=row["budget_tokens"],
+                refusals=refusals.get(row["id"], []),
             )
             for row in rows
         ]

@@ -145,6 +145,11 @@ function taskTooltip(task: Task, statusText: string, agent: string | undefined):
   if (task.budgetUsd != null) lines.push(`- its own budget: ${cost(task.budgetUsd)}`);
   if (task.mergeRequest) lines.push(`- merge request: ${task.mergeRequest.id} (${humanize(task.mergeRequest.status)})`);
   if (task.note) lines.push("", `_${task.note}_`);
+  const refusals = task.refusals ?? [];
+  if (refusals.length) {
+    lines.push("", `**Refused tool calls (${refusals.length})**`);
+    for (const r of refusals.slice(-5)) lines.push(`- ${r.tool}: \`${r.tried}\` (${r.reason})`);
+  }
   return lines.join("\n");
 }
 

@@ -156,3 +156,20 @@ test("a task's description shows what its sessions spent; one stopped at its bud
   const [free] = tasksTree(tree([], [task({ id: "t6", status: "open" })]));
   assert.equal(free!.description, "t6 · P3 · open"); // nothing spent: no cost shown
 });
+
+test("refused tool calls of a task's agent are in its tooltip, the latest five", () => {
+  const refusals = Array.from({ length: 6 }, (_, i) => ({
+    tool: "Bash",
+    tried: `git -C /repo commit -m x${i}`,
+    reason: "fatal: Unable to create '/repo/.git/index.lock': Read-only file system",
+    paths: ["/repo/.git/index.lock"],
+    sessionId: "s1",
+    at: "2026-12-02T07:00:00Z",
+  }));
+  const [row] = tasksTree(tree([], [task({ id: "t1", status: "in_progress", refusals })]));
+  assert.match(row!.tooltip!, /\*\*Refused tool calls \(6\)\*\*/);
+  assert.match(row!.tooltip!, /- Bash: `git -C \/repo commit -m x5` \(fatal: .*Read-only file system\)/);
+  assert.doesNotMatch(row!.tooltip!, /x0`/);
+  const [quiet] = tasksTree(tree([], [task({ id: "t2" })]));
+  assert.doesNotMatch(quiet!.tooltip!, /Refused/);
+});

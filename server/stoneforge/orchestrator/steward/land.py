@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 
-from anyio import to_thread
+from anyio import from_thread, to_thread
 
 from stoneforge.errors import InvalidTransitionError
 from stoneforge.git.errors import CheckoutDirty, TargetMoved
@@ -120,6 +120,7 @@ class LandMixin(StewardBase):
                     checks=runs,
                     fence=self.fence,
                     message=f"stoneforge: land {', '.join(e.mr.id for e in entries)}",
+                    on_recorded=lambda: from_thread.run_sync(self.on_landed),  # before clean-up
                 )
             )
         except InvalidTransitionError as exc:  # cancelled or re-dispatched while it was checked
