@@ -336,10 +336,15 @@ def pool_idle() -> bool:
 
 
 WHAT_IF_PROBE_S = 0.01
-STUB_CONFIG = "orchestrator:\n  maxConcurrent: 64\nmerge:\n  checks: []\n"
+# Dispatch is what is measured: no review session (the stub agents give no verdict).
+STUB_CONFIG = (
+    "orchestrator:\n  maxConcurrent: 64\n"
+    "agents:\n  steward:\n    review: false\n"
+    "merge:\n  checks: []\n"
+)
 CLI_CONFIG = (
     "orchestrator:\n  maxConcurrent: 64\n  maxAttempts: 1\n"
-    "agents:\n  sandbox: {sandbox}\n"
+    "agents:\n  sandbox: {sandbox}\n  steward:\n    review: false\n"
     "merge:\n  checks: []\n"
 )
 
