@@ -304,16 +304,42 @@ class Service:
         return self.store.ready_task_ids()
 
     def task_tree(self) -> dict[str, Any]:
-        """Plans -> tasks (with sessions and handoffs), and the tasks of no plan, in one read."""
+        """The lean board for the editor's Tasks view: plans -> lean task rows, the tasks of no
+        plan, and the board's version (the newest event the read saw), in one snapshot.
+
+        A lean row is what a tree row shows (see :mod:`stoneforge.store.board`); a task's
+        sessions, handoffs and the rest come from :meth:`task_details`."""
+        version, plans, tasks = self.store.lean_board()
+        by_plan: dict[str | None, list[dict[str, Any]]] = {}
+        for task in tasks:
+            by_plan.setdefault(task.get("planId"), []).append(task)
+        return {
+            "version": version,
+            "plans": [{**plan, "tasks": by_plan.get(plan["id"], [])} for plan in plans],
+            "unplanned": by_plan.get(None, []),
+            "handoffAtTokens": self.config.orchestrator.handoffAtTokens,
+        }
+
+    def full_task_tree(self) -> dict[str, Any]:
+        """Plans -> full tasks (with sessions, handoffs, ...): what `taskTree` answered before
+        it was lean; kept for `taskTree {"full": true}` and the benchmark's comparison."""
         plans = self.store.list_plans()
         by_plan: dict[str | None, list[dict[str, Any]]] = {}
         for task in self.store.list_tasks():
             by_plan.setdefault(task.plan_id, []).append(task.wire())
         return {
+            "version": None,
             "plans": [{**plan.wire(), "tasks": by_plan.get(plan.id, [])} for plan in plans],
             "unplanned": by_plan.get(None, []),
             "handoffAtTokens": self.config.orchestrator.handoffAtTokens,
         }
+
+    def task_details(self, task_id: str) -> dict[str, Any]:
+        """One task in full (sessions, handoffs, merge request with checks and reviews,
+        questions, refusals, cost) with its lean row, for a node expanded or a document opened."""
+        task = self.store.get_task(task_id)
+        version, rows = self.store.lean_tasks([task_id])
+        return {**task.wire(), "version": version, "row": rows[0] if rows else None}
 
     def list_handoffs(self, task_id: str | None = None) -> list[Handoff]:
         return self.store.list_handoffs(task_id)
@@ -362,13 +388,13 @@ class Service:
         return resolve_target_branch(self.root, self.config.merge.targetBranch)
 
     def active_branches(self) -> dict[str, str]:
-        """Task id -> branch, for tasks whose work is not landed yet."""
-        active = (TaskStatus.IN_PROGRESS, TaskStatus.REVIEW)
-        return {
-            task.id: task.branch
-            for task in self.store.list_tasks()
-            if task.status in active and task.branch
-        }
+        """Task id -> branch, for tasks whose work is not landed yet (in progress, in review),
+        read through the status index, not the whole board."""
+        return self.store.active_branches()
+
+    def orchestrator_running(self) -> bool:
+        """Whether an orchestrator (its steward among it) runs for this repository, anywhere."""
+        return self.store.lease_holder(LEASE_NAME, live_within_s=LEASE_TTL_S) is not None
 
     def forecast(self) -> Forecast:
         return forecast(self.root, self.target_branch(), self.active_branches())

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from stoneforge.errors import InvalidTransitionError
 from stoneforge.lsp import params as p
+from stoneforge.lsp.board import LeanBoard
 from stoneforge.models import Task
 from stoneforge.service import Service
 
@@ -33,6 +34,8 @@ class Orchestration(Protocol):
 class Context:
     service: Service
     orchestration: Orchestration | None = None
+    #: The lean board kept current in memory (the server's); without it, read from the store.
+    board: LeanBoard | None = None
 
 
 Handler = Callable[[Context, Any], Any]
@@ -90,8 +93,14 @@ def list_tasks(ctx: Context, params: p.ListTasksParams) -> dict[str, Any]:
     return {"tasks": _tasks(ctx.service.list_tasks(plan_id=params.plan_id, status=params.status))}
 
 
-def task_tree(ctx: Context, params: p.NoParams) -> dict[str, Any]:
-    return ctx.service.task_tree()
+def task_tree(ctx: Context, params: p.TaskTreeParams) -> dict[str, Any]:
+    if params.full:
+        return ctx.service.full_task_tree()
+    return ctx.board.tree() if ctx.board is not None else ctx.service.task_tree()
+
+
+def task(ctx: Context, params: p.IdParams) -> dict[str, Any]:
+    return ctx.service.task_details(params.id)
 
 
 def handoffs(ctx: Context, params: p.HandoffsParams) -> dict[str, Any]:
@@ -165,7 +174,8 @@ METHODS: dict[str, Method] = {
     "retryTask": Method(p.RetryTaskParams, retry_task),
     "cost": Method(p.NoParams, cost),
     "listTasks": Method(p.ListTasksParams, list_tasks),
-    "taskTree": Method(p.NoParams, task_tree),
+    "taskTree": Method(p.TaskTreeParams, task_tree),
+    "task": Method(p.IdParams, task),
     "handoffs": Method(p.HandoffsParams, handoffs),
     "mergeRequests": Method(p.MergeRequestsParams, merge_requests),
     "mergeDiff": Method(p.IdParams, merge_diff),

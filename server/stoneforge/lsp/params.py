@@ -61,6 +61,11 @@ class IdParams(Params):
     id: StrictStr
 
 
+class TaskTreeParams(Params):
+    #: Every task in full, as before the tree was lean (slow on a big board).
+    full: StrictBool = False
+
+
 class RetryTaskParams(Params):
     id: StrictStr
     #: The task's own budget, as a total (budgets, issue 15).

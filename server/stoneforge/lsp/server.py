@@ -12,6 +12,7 @@ import gc
 import logging
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -27,7 +28,8 @@ from pygls.protocol import LanguageServerProtocol, default_converter
 from stoneforge import __version__
 from stoneforge.errors import StoneforgeError
 from stoneforge.lsp import conflicts
-from stoneforge.lsp.changes import ChangeWatcher
+from stoneforge.lsp.board import LeanBoard
+from stoneforge.lsp.changes import FORECAST_EVENT, ChangeWatcher
 from stoneforge.lsp.forecast_diagnostics import ForecastDiagnostics
 from stoneforge.lsp.handlers import METHODS, Context, Method
 from stoneforge.lsp.orchestration import LspOrchestration
@@ -90,6 +92,10 @@ class StoneforgeServer(LanguageServer):
         self.initialized = False
         self.open_problem: str | None = None
         self.watcher: ChangeWatcher | None = None
+        self.board: LeanBoard | None = None
+        self._forecast_lock = threading.Lock()
+        self._forecast_state = "idle"  # or "running", or "again": run once more when done
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.forecasts: ForecastDiagnostics | None = None
 
     # -- workspace -----------------------------------------------------------------------------
@@ -137,24 +143,59 @@ class StoneforgeServer(LanguageServer):
     def _bind(self, service: Service) -> None:
         self.open_problem = None
         self.initialized = True
-        self.context = Context(service=service, orchestration=LspOrchestration(self, service))
+        self.board = LeanBoard(service)
+        self.context = Context(
+            service=service, orchestration=LspOrchestration(self, service), board=self.board
+        )
         self.forecasts = ForecastDiagnostics(service)
 
     def start_watching(self) -> None:
         """Follow the store (stoneforge/changed) and compute the first forecast, off the loop."""
         if self.context is None or self.watcher is not None:
             return
-        self.watcher = ChangeWatcher(self, self.context.service)
+        self.watcher = ChangeWatcher(self, self.context.service, self.board)
         self.watcher.start()
-        forecasts = self.forecasts
-        if forecasts is not None:
-            loop = asyncio.get_event_loop()
+        if self.board is not None:  # read the board once now, not in the first taskTree
+            self.thread_pool.submit(self.board.tree)
+        self._loop = asyncio.get_event_loop()
+        self.refresh_forecast_unless_steward(first=True)
 
-            def first_forecast() -> None:
+    def refresh_forecast_unless_steward(self, *, first: bool = False) -> None:
+        """Forecast for the diagnostics on a worker thread, unless a running orchestrator's
+        steward does (its `forecast.updated` event then carries the forecast: taken as is).
+        Requests that come while one runs make one more run afterwards, not one each."""
+        forecasts, context = self.forecasts, self.context
+        if forecasts is None or context is None:
+            return
+        with self._forecast_lock:
+            if self._forecast_state != "idle":
+                self._forecast_state = "again"
+                return
+            self._forecast_state = "running"
+
+        def run() -> None:
+            again = True
+            while again:
+                try:
+                    self._forecast_once(forecasts, context.service, first)
+                finally:
+                    with self._forecast_lock:
+                        again = self._forecast_state == "again"
+                        self._forecast_state = "running" if again else "idle"
+
+        self.thread_pool.submit(run)
+
+    def _forecast_once(self, forecasts: ForecastDiagnostics, service: Service, first: bool) -> None:
+        if service.orchestrator_running():
+            if not first:
+                return  # the steward records its forecast whenever the conflicts change
+            latest = service.store.last_event(FORECAST_EVENT)
+            if latest is None or not forecasts.use_event(latest.data):
                 forecasts.refresh()
-                loop.call_soon_threadsafe(self.republish_all)
-
-            self.thread_pool.submit(first_forecast)
+        else:
+            forecasts.refresh()
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.republish_all)
 
     def require_context(self) -> Context:
         if self.context is None:
