@@ -23,7 +23,7 @@ from lsprotocol import types
 from pydantic import ValidationError
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
-from pygls.protocol import LanguageServerProtocol, default_converter
+from pygls.protocol import JsonRPCNotification, LanguageServerProtocol, default_converter
 
 from stoneforge import __version__
 from stoneforge.errors import StoneforgeError
@@ -41,6 +41,13 @@ log = logging.getLogger("stoneforge.lsp")
 
 PREFIX = "stoneforge/"
 COMMAND_PREFIX = "stoneforge."
+
+
+@attrs.define
+class PlainJson:
+    """A result that is plain JSON (dicts, lists, strings, numbers) through and through."""
+
+    value: Any
 
 
 @attrs.define
@@ -68,6 +75,23 @@ def _converter() -> cattrs.Converter:
 
 
 class StoneforgeProtocol(LanguageServerProtocol):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._send_lock = threading.Lock()
+
+    def _send_data(self, data: Any) -> None:
+        # Our results and notifications are plain JSON already: hand them to json.dumps as they
+        # are, not through cattrs' unstructuring (most of the time of a 10,000-task taskTree).
+        result = getattr(data, "result", None)
+        if isinstance(result, PlainJson):
+            data = {"jsonrpc": data.jsonrpc, "id": data.id, "result": result.value}
+        elif isinstance(data, JsonRPCNotification) and data.method.startswith(PREFIX):
+            data = {"jsonrpc": data.jsonrpc, "method": data.method, "params": data.params}
+        # Responses of handlers on worker threads are written from those threads, notifications
+        # from the loop: one message at a time, or a big one can be cut by another.
+        with self._send_lock:
+            super()._send_data(data)
+
     def structure_message(self, data: dict[str, Any]) -> Any:
         # Incoming stoneforge/ messages keep their params as plain JSON for pydantic to check.
         # (Outgoing ones, like stoneforge/changed, use pygls' generic message types.)
@@ -272,7 +296,7 @@ def _call(server: StoneforgeServer, name: str, method: Method, raw: Any) -> Any:
     params = _validate(name, method, raw)
     context = server.require_context()
     try:
-        return method.handler(context, params)
+        return PlainJson(method.handler(context, params))
     except Exception as exc:
         raise _as_jsonrpc_error(name, exc) from None
 
@@ -281,7 +305,7 @@ async def _call_async(server: StoneforgeServer, name: str, method: Method, raw: 
     params = _validate(name, method, raw)
     context = server.require_context()
     try:
-        return await method.handler(context, params)
+        return PlainJson(await method.handler(context, params))
     except Exception as exc:
         raise _as_jsonrpc_error(name, exc) from None
 
