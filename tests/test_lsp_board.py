@@ -43,6 +43,7 @@ LEAN_KEYS = {
     "handoffCount",
     "refusalCount",
     "costUsd",
+    "tokens",
 }
 
 

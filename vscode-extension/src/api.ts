@@ -14,7 +14,8 @@ import {
   type Status,
   type Task,
   type TaskStatus,
-  type TaskTree,
+  type LeanTaskTree,
+  type TaskDetails,
   type InitResult,
   type WorkspaceState,
 } from "./protocol";
@@ -55,8 +56,14 @@ export class StoneforgeApi {
     return (await this.call<{ tasks: Task[] }>(Methods.listTasks, filter)).tasks;
   }
 
-  taskTree(): Promise<TaskTree> {
+  /** The lean board (a row per task) and its version; details come from {@link task}. */
+  taskTree(): Promise<LeanTaskTree> {
     return this.call(Methods.taskTree);
+  }
+
+  /** One task in full: sessions, handoffs, merge request with checks, questions, refusals. */
+  task(id: string): Promise<TaskDetails> {
+    return this.call(Methods.task, { id });
   }
 
   async handoffs(taskId?: string): Promise<Handoff[]> {

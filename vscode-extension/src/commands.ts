@@ -45,10 +45,13 @@ export function registerCommands(server: StoneforgeServer, views: Views, diffs: 
       }
     });
 
+  /** Every task from the views' lean board (no request when it is current). */
+  const boardTasks = async (): Promise<Task[]> => (await views.currentBoard()).allTasks();
+
   async function chooseTask(arg: unknown, title: string, filter: (t: Task) => boolean): Promise<Task | undefined> {
-    const tasks = await api.listTasks();
     const id = argId(arg, "task");
-    if (id) return tasks.find((t) => t.id === id);
+    if (id) return api.task(id); // in full: a command may need more than the row
+    const tasks = await boardTasks();
     return pickOne(title, taskChoices(tasks.filter(filter)), "No task to choose from.");
   }
 
@@ -56,7 +59,7 @@ export function registerCommands(server: StoneforgeServer, views: Views, diffs: 
     const id = argId(arg, "mr");
     const mrs = await api.mergeRequests();
     if (id) return mrs.find((m) => m.id === id);
-    const tasks = await api.listTasks();
+    const tasks = await boardTasks();
     const wanted = statuses ? mrs.filter((m) => statuses.includes(m.status)) : mrs;
     return pickOne(title, mergeRequestChoices(wanted, tasks), "No merge request to choose from.");
   }
@@ -64,8 +67,8 @@ export function registerCommands(server: StoneforgeServer, views: Views, diffs: 
   return [
     command("stoneforge.ui.createTask", async (arg) => {
       const planId = argId(arg, "plan");
-      const [tasks, tree] = await Promise.all([api.listTasks(), api.taskTree()]);
-      const params = await askNewTask(tasks, tree.plans, planId);
+      const board = await views.currentBoard();
+      const params = await askNewTask(board.allTasks(), board.taskTree().plans, planId);
       if (!params) return;
       const task = await api.createTask(params);
       await views.tasks.refresh();
@@ -124,7 +127,7 @@ export function registerCommands(server: StoneforgeServer, views: Views, diffs: 
     command("stoneforge.ui.approveMerge", async (arg) => {
       const mr = await chooseMr(arg, "Approve which merge request?", ["awaiting_approval"]);
       if (!mr) return;
-      const title = (await api.listTasks()).find((t) => t.id === mr.taskId)?.title ?? mr.taskId;
+      const title = (await views.currentBoard()).lean(mr.taskId)?.title ?? mr.taskId;
       const ok = await confirm(
         `Approve ${mr.id} and land “${title}”?`,
         `The checked merge of ${mr.branch} lands on the target branch now (if the target moved since, it is checked again first).`,

@@ -31,18 +31,20 @@ export class DocumentProvider implements vscode.TextDocumentContentProvider {
     if (!target) return `Unknown Stoneforge document: ${uri.toString()}`;
     switch (target.kind) {
       case "handoff": {
-        const [handoffs, tasks] = await Promise.all([this.api.handoffs(target.taskId), this.api.listTasks()]);
-        const handoff = findHandoff(handoffs, target.handoffKey);
+        const task = await this.api.task(target.taskId); // its handoffs are among its details
+        const handoff = findHandoff(task.handoffs, target.handoffKey);
         if (!handoff) return `# Handoff ${target.handoffKey}\n\nTask ${target.taskId} has no such handoff any more.\n`;
-        return handoffMarkdown(handoff, tasks.find((t) => t.id === target.taskId));
+        return handoffMarkdown(handoff, task);
       }
       case "checks": {
         const mr = (await this.api.mergeRequests()).find((m) => m.id === target.mrId);
         return mr ? checksMarkdown(mr) : `# Checks\n\nNo merge request ${target.mrId}.\n`;
       }
       case "forecast": {
-        const [forecast, tasks] = await Promise.all([this.api.forecast(), this.api.listTasks()]);
-        return forecastMarkdown(forecast, new Map(tasks.map((t) => [t.id, t.title])));
+        const forecast = await this.api.forecast();
+        // Titles of the few tasks with an active branch, not the whole board.
+        const tasks = await Promise.all(forecast.branches.map((b) => this.api.task(b.label).catch(() => undefined)));
+        return forecastMarkdown(forecast, new Map(tasks.flatMap((t) => (t ? [[t.id, t.title] as [string, string]] : []))));
       }
     }
   }

@@ -71,10 +71,14 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     vscode.workspace.registerTextDocumentContentProvider(DOC_SCHEME, docs),
     vscode.workspace.registerTextDocumentContentProvider(DIFF_SCHEME, diffs),
     ...registerCommands(server, views, diffs),
-    server.onChanged(refreshEverything),
+    server.onChanged((params) => {
+      views.applyChanged(params);
+      refreshEverything();
+    }),
     toasts,
     server.onMessage((m) => toasts.show(m)),
     server.onState((state) => {
+      views.board.invalidate(); // notifications may have been missed meanwhile: read it whole
       statusBar.showState(state);
       refreshEverything();
     }),

@@ -128,6 +128,8 @@ export interface Task {
   budgetTokens?: number | null;
   /** Tool calls its agents were refused (escape attempts among them), oldest first. */
   refusals?: ToolRefusal[];
+  /** Client side: rows (sessions, handoffs) its details would show, not fetched yet. */
+  pendingChildren?: number;
 }
 
 /** A refused tool call: by the Bash guard, the CLI's permission rules or the sandbox. */
@@ -156,6 +158,48 @@ export interface TaskTree {
   plans: Array<Plan & { tasks: Task[] }>;
   unplanned: Task[];
   handoffAtTokens: number;
+}
+
+/**
+ * One task as `stoneforge/taskTree` and `stoneforge/changed` carry it: what a tree row shows.
+ * Keys at their default (null, 0, false, []) are left out by the server.
+ */
+export interface LeanTask {
+  id: string;
+  title: string;
+  status: TaskStatus;
+  priority: number;
+  effectivePriority: number;
+  planId?: string | null;
+  dependsOn?: string[];
+  blocked?: boolean;
+  branch?: string | null;
+  worktree?: string | null;
+  attempts?: number;
+  note?: string | null;
+  latestSession?: { id: string; role: SessionRole; status: SessionStatus; contextTokens?: number } | null;
+  mergeRequest?: { id: string; status: MergeStatus } | null;
+  sessionCount?: number;
+  handoffCount?: number;
+  refusalCount?: number;
+  costUsd?: number;
+  tokens?: number;
+}
+
+export type LeanPlan = Omit<Plan, "taskIds" | "cost">;
+
+/** stoneforge/taskTree: the lean board and its version (the newest event it has seen). */
+export interface LeanTaskTree {
+  version: number;
+  plans: Array<LeanPlan & { tasks: LeanTask[] }>;
+  unplanned: LeanTask[];
+  handoffAtTokens: number;
+}
+
+/** stoneforge/task: one task in full, with its lean row and the version it was read at. */
+export interface TaskDetails extends Task {
+  version: number;
+  row: LeanTask | null;
 }
 
 export interface Agent {
@@ -270,6 +314,13 @@ export interface Forecast {
 export interface ChangedParams {
   lastEventId: number;
   changes: Array<{ kind: string; entity: string; id: string | null }>;
+  /** The board version the delta starts from; null: the server read the board whole (a gap). */
+  previousVersion?: number | null;
+  /** The board version after the delta (absent from servers before lean trees). */
+  version?: number;
+  /** The lean rows of the tasks the batch touched (and of those whose computed fields follow). */
+  tasks?: LeanTask[];
+  plans?: LeanPlan[];
   /** Present only when the batch paused (a LandingPause) or resumed (null) landing. */
   landingPaused?: LandingPause | null;
   /** Present only when the batch made the provider unavailable (a ProviderOutage) or available (null). */
@@ -302,6 +353,7 @@ export const Methods = {
   retryTask: "stoneforge/retryTask",
   listTasks: "stoneforge/listTasks",
   taskTree: "stoneforge/taskTree",
+  task: "stoneforge/task",
   handoffs: "stoneforge/handoffs",
   mergeRequests: "stoneforge/mergeRequests",
   mergeDiff: "stoneforge/mergeDiff",

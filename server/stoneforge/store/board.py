@@ -196,7 +196,8 @@ class BoardRows(TaskGraph, StoreBase):
             r[0]: r
             for r in db.execute(
                 "SELECT task_id, MAX(seq), id, role, status, context_tokens, COUNT(*), "
-                f"COALESCE(SUM(cost_usd), 0.0) FROM sessions {scope} GROUP BY task_id",
+                "COALESCE(SUM(cost_usd), 0.0), COALESCE(SUM(input_tokens + output_tokens), 0) "
+                f"FROM sessions {scope} GROUP BY task_id",
                 params,
             )
         }
@@ -252,6 +253,7 @@ class BoardRows(TaskGraph, StoreBase):
                         "handoffCount": handoffs.get(task_id, 0),
                         "refusalCount": refusals.get(task_id, 0),
                         "costUsd": 0.0 if session is None else session[7],
+                        "tokens": 0 if session is None else session[8],
                     }
                 )
             )

@@ -117,7 +117,9 @@ export function taskNode(task: Task, ctx: Ctx): TreeNode {
   if (["open", "in_progress", "review", "failed", "budget_exceeded"].includes(task.status)) flags.push("can-cancel");
   if (["failed", "cancelled", "budget_exceeded"].includes(task.status)) flags.push("can-retry");
 
-  const children = taskChildren(task, ctx);
+  // Without its details fetched, a task's rows come when it is expanded (Board, stoneforge/task).
+  const lazy = (task.pendingChildren ?? 0) > 0;
+  const children = lazy ? [] : taskChildren(task, ctx);
   return {
     id: `task:${task.id}`,
     label: task.title,
@@ -125,9 +127,10 @@ export function taskNode(task: Task, ctx: Ctx): TreeNode {
     tooltip: taskTooltip(task, statusText, agent),
     icon: taskIcon(task.status, blocked),
     contextValue: flags.join(" "),
-    collapsible: children.length ? "collapsed" : "none",
+    collapsible: children.length || lazy ? "collapsed" : "none",
     ref: { kind: "task", id: task.id, worktree: task.worktree },
     children,
+    ...(lazy ? { lazy: true } : {}),
   };
 }
 
@@ -159,6 +162,11 @@ interface HistoryRow {
   /** For a handoff: the session that wrote it. */
   from?: string | null;
   session?: string;
+}
+
+/** The rows under a task whose details were just fetched (a lazy row being expanded). */
+export function taskChildRows(task: Task, handoffAt: number, interrupted: ReadonlySet<string> = new Set()): TreeNode[] {
+  return taskChildren(task, { byId: new Map(), handoffAt, worktreeExists: () => true, interrupted });
 }
 
 /**
