@@ -15,6 +15,7 @@ import { handoffMarkdown } from "../../src/model/handoffDoc";
 import { mergeQueueTree } from "../../src/model/mergeQueueModel";
 import { reviewThreads } from "../../src/model/reviewThreads";
 import { statusBarView } from "../../src/model/statusBarModel";
+import { Board } from "../../src/model/board";
 import { tasksTree } from "../../src/model/tasksModel";
 import { LspSession } from "../support/lspConnection";
 import { type Seeded, git, removeTempDirs, seedWorkspace, sfPath, tempDir } from "../support/workspace";
@@ -87,29 +88,58 @@ describe("protocol: one seeded repository", () => {
     for (const m of ["createTask", "taskTree", "status", "mergeDiff"]) assert.ok(commands.includes(`stoneforge.${m}`), m);
   });
 
-  test("taskTree: plans with tasks, sessions and handoffs, and the threshold; the Tasks view renders it", async () => {
+  test("taskTree: the lean board and its version; a task's details on demand; the Tasks view renders both", async () => {
     const tree = await lsp.api.taskTree();
     assert.equal(typeof tree.handoffAtTokens, "number");
+    assert.equal(typeof tree.version, "number");
     assert.equal(tree.plans.length, 1);
     const plan = tree.plans[0]!;
     assert.equal(plan.status, "active");
-    const t1 = plan.tasks.find((t) => t.id === ws.taskId)!;
-    assertTaskShape(t1);
-    assert.equal(t1.sessions.length, 3); // two of the worker, one of the steward's review
-    assert.equal(t1.handoffs[0]!.id, ws.handoffId);
-    assert.equal(t1.mergeRequest?.status, "awaiting_approval");
+    const lean = plan.tasks.find((t) => t.id === ws.taskId)!;
+    assert.ok(!("sessions" in lean) && !("handoffs" in lean), "a lean row carries no details");
+    assert.equal(lean.sessionCount, 3); // two of the worker, one of the steward's review
+    assert.equal(lean.handoffCount, 1);
+    assert.equal(lean.mergeRequest?.status, "awaiting_approval");
 
-    const rows = tasksTree(tree);
-    assert.equal(rows[0]!.label, "Sprint 14");
-    const [row1, row2] = rows[0]!.children;
+    // The rows render from the lean board; a task's children wait until it is expanded.
+    const board = new Board();
+    board.load(tree);
+    const [row1, row2] = tasksTree(board.taskTree())[0]!.children;
+    assert.equal(row1!.lazy, true);
+    assert.deepEqual(row1!.children, []);
+    const details = await lsp.api.task(ws.taskId);
+    assertTaskShape(details);
+    assert.equal(details.sessions.length, 3);
+    assert.equal(details.handoffs[0]!.id, ws.handoffId);
+    assert.deepEqual(details.row, lean);
     // The task's cost is the server's roll-up of its sessions (the seed's worker sessions and its review session).
-    const spent = t1.sessions.reduce((sum, s) => sum + s.costUsd, 0);
-    assert.equal(t1.cost!.sessions, 3);
-    assert.ok(Math.abs(t1.cost!.costUsd - spent) < 1e-9, `${t1.cost!.costUsd} != ${spent}`);
+    const spent = details.sessions.reduce((sum, s) => sum + s.costUsd, 0);
+    assert.equal(details.cost!.sessions, 3);
+    assert.ok(Math.abs(details.cost!.costUsd - spent) < 1e-9, `${details.cost!.costUsd} != ${spent}`);
+    assert.ok(Math.abs((lean.costUsd ?? 0) - spent) < 1e-9, "the lean row's cost is the same roll-up");
     assert.equal(row1!.description, `${ws.taskId} · P2 · review · MR awaiting approval · $${spent.toFixed(2)}`);
-    assert.deepEqual(row1!.children.map((c) => c.id.split(":")[0]), ["session", "handoff", "session", "session"]);
-    assert.match(row1!.children[0]!.description!, /^handed off · 141\.2k tokens \(101%\) · \$0\.42$/);
     assert.equal(row2!.description, `${ws.blockedTaskId} · P3 · blocked by ${ws.taskId}`);
+    board.setDetails(details);
+    const expanded = tasksTree(board.taskTree())[0]!.children[0]!;
+    assert.deepEqual(expanded.children.map((c) => c.id.split(":")[0]), ["session", "handoff", "session", "session"]);
+    assert.match(expanded.children[0]!.description!, /^handed off · 141\.2k tokens \(101%\) · \$0\.42$/);
+  });
+
+  test("stoneforge/changed carries the changed lean rows from version to version; the board applies them", async () => {
+    const board = new Board();
+    board.load(await lsp.api.taskTree());
+    const changed = lsp.waitFor("stoneforge/changed", (p: ChangedParams) => (p.tasks ?? []).some((t) => t.title === "Delta me"));
+    const task = await lsp.api.createTask({ title: "Delta me", priority: 5 });
+    const note = (await changed).params as ChangedParams;
+    assert.equal(typeof note.version, "number");
+    assert.ok(note.previousVersion !== undefined && note.previousVersion !== null && note.previousVersion <= board.version!);
+    assert.equal(board.apply(note), "applied");
+    assert.equal(board.lean(task.id)?.title, "Delta me");
+    // The whole tree read now says the same.
+    const fresh = new Board();
+    fresh.load(await lsp.api.taskTree());
+    assert.deepEqual(fresh.lean(task.id), board.lean(task.id));
+    await lsp.api.cancelTask(task.id);
   });
 
   test("createTask: returns the task, and stoneforge/changed names it", async () => {
