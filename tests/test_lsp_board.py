@@ -298,6 +298,13 @@ def test_the_board_kept_current_by_deltas_equals_a_fresh_read(repo: Path) -> Non
                 assert delta["previousVersion"] == version
                 version = delta["version"]
                 held.update({t["id"]: t for t in delta["tasks"]})
+                # `stoneforge/status` counts in SQL what the dependency graph says.
+                graph = store.graph()
+                blocked = sum(1 for i in graph.nodes if graph.is_blocked(i))
+                assert store.blocked_and_ready_counts() == (blocked, len(graph.ready()))
+            if step == 60:
+                store.create_plan("Draft")  # tasks of a draft plan are never ready
+                store.create_task("in a draft", plan_id="p2")
         delta = board.advance()
         held.update({t["id"]: t for t in delta["tasks"]})
         fresh = service.task_tree()

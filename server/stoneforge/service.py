@@ -355,7 +355,7 @@ class Service:
 
     def _sessions_marked_running(self, *, live: bool) -> list[dict[str, Any]]:
         sessions = [s for s, owner in self.store.orphaned_sessions() if owner_alive(owner) == live]
-        titles = {t.id: t.title for t in self.store.list_tasks(status=TaskStatus.IN_PROGRESS)}
+        titles = self.store.titles({s.task_id for s in sessions if s.task_id})
         return [
             {
                 "sessionId": s.id,
@@ -612,15 +612,14 @@ class Service:
 
     def status(self) -> StatusSummary:
         tasks, mrs, running = self.store.counts()
-        graph = self.store.graph()
-        blocked = sum(1 for task_id in graph.nodes if graph.is_blocked(task_id))
+        blocked, ready = self.store.blocked_and_ready_counts()
         # A holder that was killed without releasing the lease runs nothing: not shown as running.
         holder = self.store.lease_holder(LEASE_NAME, live_within_s=LEASE_TTL_S)
         return StatusSummary(
             repository=str(self.root),
             tasks_by_status={status.value: tasks.get(status.value, 0) for status in TaskStatus},
             blocked=blocked,
-            ready=len(graph.ready()),
+            ready=ready,
             running_sessions=running,
             merge_requests_by_status={s.value: mrs.get(s.value, 0) for s in MergeStatus},
             orchestrator=holder,

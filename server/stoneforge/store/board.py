@@ -17,7 +17,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from stoneforge.models import Event, TaskStatus
+from stoneforge.models import Event, PlanStatus, TaskStatus
 from stoneforge.store.schema import StoreBase, _time
 from stoneforge.store.task_graph import TaskGraph
 
@@ -171,6 +171,36 @@ class BoardRows(TaskGraph, StoreBase):
             )
         }
         return direct | waiters | blockers
+
+    def titles(self, task_ids: Collection[str]) -> dict[str, str]:
+        """Task id -> title, for these tasks (unknown ids left out)."""
+        if not task_ids:
+            return {}
+        ids = list(task_ids)
+        with self._read() as db:
+            return dict(db.execute(f"SELECT id, title FROM tasks WHERE id IN ({_in(ids)})", ids))
+
+    def blocked_and_ready_counts(self) -> tuple[int, int]:
+        """How many tasks are blocked (open, a dependency not merged) and how many are ready
+        (open, not blocked, of an active plan or none): the rules of the dependency graph, in
+        SQL, without loading the board (`stoneforge/status` is asked after every change)."""
+        unmerged_dep = (
+            "EXISTS (SELECT 1 FROM deps d JOIN tasks b ON b.id = d.depends_on "
+            "WHERE d.task_id = t.id AND b.status != ?)"
+        )
+        merged, open_ = TaskStatus.MERGED.value, TaskStatus.OPEN.value
+        with self._read() as db:
+            blocked = db.execute(
+                f"SELECT COUNT(*) FROM tasks t WHERE t.status = ? AND {unmerged_dep}",
+                (open_, merged),
+            ).fetchone()[0]
+            ready = db.execute(
+                "SELECT COUNT(*) FROM tasks t LEFT JOIN plans p ON p.id = t.plan_id "
+                "WHERE t.status = ? AND (t.plan_id IS NULL OR p.status = ?) "
+                f"AND NOT {unmerged_dep}",
+                (open_, PlanStatus.ACTIVE.value, merged),
+            ).fetchone()[0]
+        return int(blocked), int(ready)
 
     @staticmethod
     def _version(db: sqlite3.Connection) -> int:
