@@ -16,6 +16,7 @@ export class Board {
   private plans = new Map<string, LeanPlan>();
   private tasks = new Map<string, LeanTask>();
   private readonly details = new Map<string, TaskDetails>();
+  private readonly shaped = new WeakMap<LeanTask, { details: TaskDetails | undefined; task: Task }>();
 
   /** A whole tree: replaces everything (details of unchanged tasks are kept). */
   load(tree: LeanTaskTree): void {
@@ -67,7 +68,15 @@ export class Board {
 
   /** Every task, Task-shaped (details where fetched), in creation order. */
   allTasks(): Task[] {
-    return [...this.tasks.values()].map((t) => asTask(t, this.details.get(t.id)));
+    return [...this.tasks.values()].map((row) => {
+      // Rows a delta did not touch are the same objects: convert each once, not per render.
+      const details = this.details.get(row.id);
+      const hit = this.shaped.get(row);
+      if (hit && hit.details === details) return hit.task;
+      const task = asTask(row, details);
+      this.shaped.set(row, { details, task });
+      return task;
+    });
   }
 
   /** The tree the Tasks view renders: plans -> tasks, the tasks of no plan. */

@@ -17,6 +17,9 @@ export interface TreeOptions {
   hideFinished?: boolean;
 }
 
+/** More shown tasks than this and a plan starts collapsed (a 10,000-task board stays quick). */
+export const BIG_PLAN = 200;
+
 /** Statuses hidden by default: the work is done (or dropped), the row only adds length. */
 export const HIDDEN_WHEN_FINISHED: ReadonlySet<TaskStatus> = new Set(["merged", "cancelled"]);
 
@@ -72,7 +75,8 @@ function planNode(plan: Plan, tasks: Task[], shown: Task[], ctx: Ctx): TreeNode 
     tooltip: tooltip.join("\n"),
     icon: plan.status === "active" ? { id: "project", color: "charts.blue" } : { id: "project" },
     contextValue: `plan plan-${plan.status}`,
-    collapsible: "expanded",
+    // A plan of hundreds of tasks starts collapsed: its rows are built when it is opened.
+    collapsible: shown.length > BIG_PLAN ? "collapsed" : "expanded",
     ref: { kind: "plan", id: plan.id },
     children: shown.map((t) => taskNode(t, ctx)),
   };

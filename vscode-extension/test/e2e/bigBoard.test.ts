@@ -103,16 +103,17 @@ describe("e2e: a 10,000-task board in code-server", { timeout: 6 * 60_000 }, () 
     });
 
   step("the Tasks view renders the board's rows, and the other views render beside it", async () => {
-    await page.keyboard.press("F1");
-    await page.locator(".quick-input-widget input").fill(">Stoneforge: Show Views");
-    await page.keyboard.press("Enter");
+    // The status-bar item opens the views; it reads "... stopped ..." once `status` answered.
+    const item = page.locator(".statusbar-item").filter({ hasText: /stopped/ }).first();
+    await item.waitFor({ timeout: 2 * LONG });
+    await item.click();
     const tasks = pane("Tasks");
     await row(tasks, /^Watch this plan/).waitFor({ timeout: LONG });
     await row(tasks, /^Watched task/).waitFor({ timeout: LONG });
     // A plan of the seeded thousands, with its merged count over all its tasks.
     await row(tasks, /^plan 1\b/).waitFor({ timeout: LONG });
     const rendered = Date.now() - opened;
-    await pane("Agents").locator(".monaco-list-row").first().waitFor({ timeout: LONG });
+    await row(pane("Agents"), /Orchestration is stopped/).waitFor({ timeout: LONG });
     console.log(`Tasks view rows ${rendered} ms after the workbench opened; Agents view ${Date.now() - opened} ms`);
   });
 

@@ -105,3 +105,18 @@ test("a lean row renders without its details: the latest session's state, the MR
   assert.equal(board.hasDetails("t1"), false);
   assert.equal(tasksTree(board.taskTree())[0]!.lazy, true);
 });
+
+test("a plan of hundreds of tasks starts collapsed; rows a delta did not touch are converted once", () => {
+  const many = Array.from({ length: 250 }, (_, i) => row(`t${i + 1}`, { planId: "p1" }));
+  const board = new Board();
+  board.load(leanTree(1, many));
+  assert.equal(tasksTree(board.taskTree())[0]!.collapsible, "collapsed");
+  const before = board.allTasks();
+  board.apply(delta(1, 2, [row("t1", { planId: "p1", title: "changed" })]));
+  const after = board.allTasks();
+  assert.notEqual(after[0], before[0]);
+  assert.equal(after[0]!.title, "changed");
+  assert.equal(after[1], before[1], "an untouched row keeps its Task");
+  board.load(leanTree(3, many.slice(0, 3)));
+  assert.equal(tasksTree(board.taskTree())[0]!.collapsible, "expanded");
+});
