@@ -71,6 +71,7 @@ export function registerCommands(server: StoneforgeServer, views: Views, diffs: 
       const params = await askNewTask(board.allTasks(), board.taskTree().plans, planId);
       if (!params) return;
       const task = await api.createTask(params);
+      await views.noteTask(task.id); // its row now, not when the delta comes
       await views.tasks.refresh();
       await views.revealTask(task.id); // the new row, selected
       void vscode.window.setStatusBarMessage(`$(add) Created task ${task.id}: ${task.title}`, 4000);

@@ -102,6 +102,12 @@ export class Views implements vscode.Disposable {
     return this.board;
   }
 
+  /** Put a task's current row on the board now (one just created: its delta may not be here yet). */
+  async noteTask(taskId: string): Promise<void> {
+    const board = await this.currentBoard();
+    board.setDetails(await this.server.api.task(taskId));
+  }
+
   /** A stoneforge/changed: apply its delta; after a gap the next render reads the whole tree. */
   applyChanged(params: ChangedParams): void {
     if (this.board.apply(params) === "gap") this.board.invalidate();
