@@ -5,6 +5,7 @@ task's details on demand, and the forecast taken from the steward's event."""
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from pathlib import Path
 from typing import Any
@@ -310,3 +311,5 @@ def test_the_board_kept_current_by_deltas_equals_a_fresh_read(repo: Path) -> Non
         fresh = service.task_tree()
         assert delta["version"] == fresh["version"]
         assert held == _rows(fresh)
+        # What `taskTree` sends: the same tree, encoded from rows encoded once each.
+        assert json.loads(board.tree_json()) == board.tree() == fresh

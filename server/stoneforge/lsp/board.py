@@ -10,6 +10,7 @@ watcher has delivered the latest events yet.
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
@@ -19,6 +20,14 @@ from stoneforge.service import Service
 CATCH_UP_LIMIT = 5000
 
 
+class RawJson(str):
+    """JSON text already encoded: sent as it is, inside the response (see lsp/server.py)."""
+
+
+def _encode(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
 class LeanBoard:
     def __init__(self, service: Service) -> None:
         self.service = service
@@ -26,6 +35,25 @@ class LeanBoard:
         self.version: int | None = None
         self._plans: dict[str, dict[str, Any]] = {}
         self._tasks: dict[str, dict[str, Any]] = {}
+        # Each row encoded once, when it changes: a 10,000-task tree is then a string join.
+        self._encoded: dict[str, str] = {}
+
+    def tree_json(self) -> RawJson:
+        """:meth:`tree`, as JSON text (compact): what `taskTree` sends."""
+        with self._lock:
+            self._catch_up()
+            by_plan: dict[str | None, list[str]] = {}
+            for task_id, task in self._tasks.items():
+                by_plan.setdefault(task.get("planId"), []).append(self._encoded[task_id])
+            plans = ",".join(
+                _encode(plan)[:-1] + ',"tasks":[' + ",".join(by_plan.get(plan_id, [])) + "]}"
+                for plan_id, plan in self._plans.items()
+            )
+            threshold = self.service.config.orchestrator.handoffAtTokens
+            return RawJson(
+                f'{{"version":{self.version},"plans":[{plans}],'
+                f'"unplanned":[{",".join(by_plan.get(None, []))}],"handoffAtTokens":{threshold}}}'
+            )
 
     def tree(self) -> dict[str, Any]:
         """The `taskTree` result: plans with their lean rows, the tasks of no plan, the version."""
@@ -70,10 +98,12 @@ class LeanBoard:
             self.version = version
             self._plans = {plan["id"]: plan for plan in plans}
             self._tasks = {task["id"]: task for task in tasks}
+            self._encoded = {task["id"]: _encode(task) for task in tasks}
             return None, None
         self.version = changes.version
         for plan in changes.plans:
             self._plans[plan["id"]] = plan
         for task in changes.tasks:
             self._tasks[task["id"]] = task  # a new task goes last: the newest, as the store orders
+            self._encoded[task["id"]] = _encode(task)
         return changes.tasks, changes.plans

@@ -96,7 +96,7 @@ def list_tasks(ctx: Context, params: p.ListTasksParams) -> dict[str, Any]:
 def task_tree(ctx: Context, params: p.TaskTreeParams) -> dict[str, Any]:
     if params.full:
         return ctx.service.full_task_tree()
-    return ctx.board.tree() if ctx.board is not None else ctx.service.task_tree()
+    return ctx.board.tree_json() if ctx.board is not None else ctx.service.task_tree()
 
 
 def task(ctx: Context, params: p.IdParams) -> dict[str, Any]:

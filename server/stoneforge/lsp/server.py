@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import inspect
+import json
 import logging
 import os
 import sys
@@ -28,7 +30,7 @@ from pygls.protocol import JsonRPCNotification, LanguageServerProtocol, default_
 from stoneforge import __version__
 from stoneforge.errors import StoneforgeError
 from stoneforge.lsp import conflicts
-from stoneforge.lsp.board import LeanBoard
+from stoneforge.lsp.board import LeanBoard, RawJson
 from stoneforge.lsp.changes import FORECAST_EVENT, ChangeWatcher
 from stoneforge.lsp.forecast_diagnostics import ForecastDiagnostics
 from stoneforge.lsp.handlers import METHODS, Context, Method
@@ -41,6 +43,10 @@ log = logging.getLogger("stoneforge.lsp")
 
 PREFIX = "stoneforge/"
 COMMAND_PREFIX = "stoneforge."
+
+
+class _RawMessage(str):
+    """A whole JSON-RPC message, encoded: json.dumps would quote it, so it is written as is."""
 
 
 @attrs.define
@@ -83,14 +89,38 @@ class StoneforgeProtocol(LanguageServerProtocol):
         # Our results and notifications are plain JSON already: hand them to json.dumps as they
         # are, not through cattrs' unstructuring (most of the time of a 10,000-task taskTree).
         result = getattr(data, "result", None)
-        if isinstance(result, PlainJson):
+        if isinstance(result, PlainJson) and isinstance(result.value, RawJson):
+            # Encoded already (the lean board's rows, each once): spliced in, not re-encoded.
+            data = _RawMessage(
+                f'{{"jsonrpc":"{data.jsonrpc}","id":{json.dumps(data.id)},"result":{result.value}}}'
+            )
+        elif isinstance(result, PlainJson):
             data = {"jsonrpc": data.jsonrpc, "id": data.id, "result": result.value}
         elif isinstance(data, JsonRPCNotification) and data.method.startswith(PREFIX):
             data = {"jsonrpc": data.jsonrpc, "method": data.method, "params": data.params}
         # Responses of handlers on worker threads are written from those threads, notifications
         # from the loop: one message at a time, or a big one can be cut by another.
         with self._send_lock:
-            super()._send_data(data)
+            if isinstance(data, _RawMessage):
+                self._write_raw(data)
+            else:
+                super()._send_data(data)
+
+    def _write_raw(self, body: str) -> None:
+        """Write one encoded message, framed as pygls frames its own."""
+        if self.writer is None:
+            log.error("cannot send a message: no transport")
+            return
+        payload = body.encode(self.CHARSET)
+        if self._include_headers:
+            header = (
+                f"Content-Length: {len(payload)}\r\n"
+                f"Content-Type: {self.CONTENT_TYPE}; charset={self.CHARSET}\r\n\r\n"
+            )
+            payload = header.encode(self.CHARSET) + payload
+        written = self.writer.write(payload)
+        if inspect.isawaitable(written):
+            asyncio.ensure_future(written)
 
     def structure_message(self, data: dict[str, Any]) -> Any:
         # Incoming stoneforge/ messages keep their params as plain JSON for pydantic to check.
