@@ -14,8 +14,9 @@ encoding, the pipe, the client's JSON decoding).
   tree (`{"full": true}`: every task with its sessions, handoffs, checks, as before), both over
   stdio, rounds alternating;
 - a `stoneforge/changed` delta for one task change on that board (goal <= 5 ms): the server's own
-  work from the store write to the notification's payload (the lean board catching up with the
-  store: the new events, the rows they touched, in one snapshot; then the JSON), timed in this
+  work from the store write to the notification's payload (reading the new events, their summary,
+  the lean board catching up with the store: the rows they touched, in one snapshot; then the
+  JSON), timed in this
   process on the same database, beside re-reading the whole lean board (what a client without
   deltas would have to fetch); and, for context, the write-to-notification time over stdio,
   which is dominated by the store watcher's wake-up (a 100 ms probe, then a 100 ms debounce).
@@ -39,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from stoneforge.lsp.board import LeanBoard
+from stoneforge.lsp.changes import changed_payload
 from stoneforge.models import utcnow
 from stoneforge.service import Service
 
@@ -384,7 +386,10 @@ def main() -> None:
                 start = time.perf_counter()
                 service.store.update_task(task_id, priority=1 + k % 5)
                 written = time.perf_counter()
-                delta = board.advance()
+                # What the watcher and ChangeWatcher._deliver do: the new events, their summary
+                # and the board's delta, encoded.
+                delta = changed_payload(service.store.events_since(board.version or 0))
+                delta.update(board.advance())
                 json.dumps(delta)
                 done = time.perf_counter()
                 assert task_id in [t["id"] for t in delta["tasks"]], delta
