@@ -330,6 +330,7 @@ class Service:
     def _sessions_marked_running(self, *, live: bool) -> list[dict[str, Any]]:
         sessions = [s for s, owner in self.store.orphaned_sessions() if owner_alive(owner) == live]
         titles = {t.id: t.title for t in self.store.list_tasks(status=TaskStatus.IN_PROGRESS)}
+        where = self._session_nodes() if sessions else {}
         return [
             {
                 "sessionId": s.id,
@@ -340,9 +341,23 @@ class Service:
                 "contextTokens": s.context_tokens,
                 "costUsd": s.cost_usd,
                 "startedAt": s.wire()["startedAt"],
+                # The Ray node it runs on; None on this machine (the local backend, and the
+                # steward's and director's sessions, which run on the head).
+                "node": where.get(s.id),
             }
             for s in sessions
         ]
+
+    def _session_nodes(self) -> dict[str, dict[str, str]]:
+        """Session id -> the Ray node it runs on (`nodeId`, `address`), from the running
+        orchestrator's last report of its nodes; empty when it runs locally."""
+        holder = self.store.lease_holder(LEASE_NAME, live_within_s=LEASE_TTL_S)
+        nodes = self._cluster_nodes(holder) if holder is not None else None
+        return {
+            session_id: {"nodeId": node.node_id, "address": node.address}
+            for node in nodes or []
+            for session_id in node.sessions
+        }
 
     # -- costs (issue 15) ----------------------------------------------------------------------
 
@@ -605,6 +620,7 @@ class Service:
             cost_total=self.store.cost_totals(),
             budget_holds=dispatch_holds(self.store, self.config.budgets),
             nodes=self._cluster_nodes(holder) if holder is not None else None,
+            open_questions=self.store.open_questions(),
         )
 
     def _cluster_nodes(self, holder: dict[str, Any]) -> list[ClusterNode] | None:
