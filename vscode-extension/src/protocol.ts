@@ -266,6 +266,12 @@ export interface MergeDiff {
   files: DiffFile[];
 }
 
+/** stoneforge/commitDiff: what one commit changed against its first parent (mergeDiff's files). */
+export interface CommitDiff extends MergeDiff {
+  commit: string;
+  subject: string;
+}
+
 /** 1-based line range. */
 export interface LineRange {
   start: number;
@@ -337,6 +343,7 @@ export const Methods = {
   handoffs: "stoneforge/handoffs",
   mergeRequests: "stoneforge/mergeRequests",
   mergeDiff: "stoneforge/mergeDiff",
+  commitDiff: "stoneforge/commitDiff",
   approveMerge: "stoneforge/approveMerge",
   rejectMerge: "stoneforge/rejectMerge",
   status: "stoneforge/status",
