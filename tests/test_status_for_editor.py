@@ -6,6 +6,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from rich.console import Console
+
+from stoneforge import render
 from stoneforge.lifecycle import TaskEvent
 from stoneforge.models import SessionRole
 from stoneforge.orchestrator.daemon import LEASE_NAME
@@ -30,6 +33,12 @@ def test_open_questions_are_the_unanswered_ones_of_unfinished_tasks(initialised:
         assert question.asked_at is not None
         wire = service.status().wire()["openQuestions"]
         assert wire[0]["question"] == "Which database?" and wire[0]["taskId"] == asking.id
+        console = Console(width=200, record=True)
+        console.print(render.status_view(service.status()))
+        assert (
+            f"question of {asking.id} the director could not answer: Which database? "
+            "(the director crashed)" in console.export_text()
+        )
 
         # Once the task is done with, nobody needs to look at its question any more.
         store.transition_task(asking.id, TaskEvent.CANCEL)
