@@ -348,6 +348,19 @@ class ClusterNode(WireModel):
     agent_slots: int
     check_slots: int
     busy: int = 0  # agent slots our sessions use there
+    #: The sessions running there (their ids), so the editor can group its agents by node.
+    sessions: list[str] = Field(default_factory=list)
+
+
+class OpenQuestion(WireModel):
+    """A worker's question the director could not answer, on a task still under way: the
+    worker went on with an assumption of its own, which a person may want to check."""
+
+    task_id: str
+    task_title: str
+    question: str
+    error: str
+    asked_at: datetime | None = None
 
 
 class StatusSummary(WireModel):
@@ -369,3 +382,5 @@ class StatusSummary(WireModel):
     budget_holds: list[BudgetHold] = Field(default_factory=list)
     #: The Ray backend's nodes while an orchestrator runs with it (None: local backend).
     nodes: list[ClusterNode] | None = None
+    #: Questions to the director that it could not answer, on tasks not merged or cancelled.
+    open_questions: list[OpenQuestion] = Field(default_factory=list)

@@ -143,7 +143,8 @@ export function asTask(row: LeanTask, details?: TaskDetails): Task {
     mergeRequest,
     ...(row.sessionCount ? { cost: { sessions: row.sessionCount, inputTokens: 0, outputTokens: 0, tokens: row.tokens ?? 0, costUsd: spent } } : {}),
     refusals: [],
-    pendingChildren: (row.sessionCount ?? 0) + (row.handoffCount ?? 0),
+    // Its merge request's row (checks, review) comes with the details too.
+    pendingChildren: (row.sessionCount ?? 0) + (row.handoffCount ?? 0) + (mr ? 1 : 0),
   };
 }
 

@@ -22,6 +22,7 @@ export class Views implements vscode.Disposable {
   private agentsStatus: Status | undefined;
   private ticker: ReturnType<typeof setInterval> | undefined;
   private readonly tasksView: vscode.TreeView<TreeNode>;
+  private readonly mergeQueueView: vscode.TreeView<TreeNode>;
 
   /** The lean board both task-showing views render from, kept current by stoneforge/changed. */
   readonly board = new Board();
@@ -80,12 +81,13 @@ export class Views implements vscode.Disposable {
       }),
     );
     this.tasksView = vscode.window.createTreeView("stoneforge.tasks", { treeDataProvider: this.tasks, showCollapseAll: true });
+    this.mergeQueueView = vscode.window.createTreeView("stoneforge.mergeQueue", { treeDataProvider: this.mergeQueue });
     this.disposables.push(
       this.tasks,
       this.mergeQueue,
       this.agents,
       this.tasksView,
-      vscode.window.createTreeView("stoneforge.mergeQueue", { treeDataProvider: this.mergeQueue }),
+      this.mergeQueueView,
       vscode.window.createTreeView("stoneforge.agents", { treeDataProvider: this.agents }),
     );
   }
@@ -122,6 +124,17 @@ export class Views implements vscode.Disposable {
       node = this.tasks.find(`task:${taskId}`);
     }
     if (node) await this.tasksView.reveal(node, { select: true, focus: true, expand: true });
+  }
+
+  /** Select a merge request's row in the Merge Queue (showing finished rows first if it is one). */
+  async revealMergeRequest(mrId: string): Promise<void> {
+    await vscode.commands.executeCommand("workbench.view.extension.stoneforge");
+    let node = this.mergeQueue.find(`mr:${mrId}`);
+    if (!node && !this.finishedShown) {
+      await this.setShowFinished(true);
+      node = this.mergeQueue.find(`mr:${mrId}`);
+    }
+    if (node) await this.mergeQueueView.reveal(node, { select: true, focus: true, expand: true });
   }
 
   /** The badge on the Stoneforge views: how many things wait for the user. */
