@@ -16,7 +16,7 @@ import os
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import unquote, urlparse
 
 import attrs
@@ -448,6 +448,17 @@ def build_server() -> StoneforgeServer:
     return server
 
 
+def _protocol_stdout() -> BinaryIO:
+    """The JSON-RPC stream gets a file descriptor of its own; fd 1 and ``sys.stdout`` then
+    point at stderr, so nothing else in this process or its children (a library's print, Ray
+    forwarding worker logs to the driver, a child that inherits fd 1) can cut into a message."""
+    protocol = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    sys.stdout.flush()
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    sys.stdout = sys.stderr
+    return protocol
+
+
 def main() -> None:
     """`sf lsp`: serve on stdin/stdout; logs go to stderr, never to stdout."""
     handler = logging.StreamHandler(sys.stderr)
@@ -461,7 +472,7 @@ def main() -> None:
     # 10,000-task taskTree went to the cyclic GC).
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
-    server.start_io()
+    server.start_io(stdout=_protocol_stdout())
     if server.watcher is not None:
         server.watcher.stop()
     asyncio.set_event_loop(None)
