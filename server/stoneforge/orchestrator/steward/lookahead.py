@@ -10,9 +10,10 @@ result stands without another run. So every first-parent commit of the target is
 that was checked. What was built on a candidate that does not land is *stale*: it is rebuilt on
 the real tip and checked again.
 
-A group that fails is bisected; its halves are *suspects*: what follows a suspect is built as if
-it fails (the two halves are checked side by side on the tip; the half that passes lands, the
-other is bisected again). The rest of a failed group is known to fail once its first half landed
+A group that fails is bisected. Its first half is a *suspect*: what follows it is built as if it
+fails, so the two halves are checked side by side on the tip; the half that passes lands (a
+group checked on the real tip lands as soon as no check ahead of it still runs), the other is
+bisected again. The rest of a failed group is known to fail once its first half landed
 unchanged (the same tree as the whole), and is split without a run, as in the one-batch queue.
 
 A cancelled task, a merge request taken out of the queue meanwhile, or a target moved by other
@@ -62,7 +63,7 @@ class Group:
     """Merge requests checked and landed together: a batch, or a half of a failed one."""
 
     entries: list[Entry]
-    #: A half of a failed group: the groups after it are built as if it fails.
+    #: The first half of a failed group: the groups after it are built as if it fails.
     suspect: bool = False
     #: (first half's MR ids, base, this group's MR ids): this group is the rest of a group that
     #: failed on that base, so once exactly that first half lands there it is known to fail.
@@ -75,11 +76,13 @@ def _ids(entries: Sequence[Entry]) -> frozenset[str]:
 
 
 def _halves(group: Group, base: str) -> list[Group]:
+    """A failed group's two halves: what follows the first is built as if it fails, what
+    follows the second as if it lands (with one bad MR, one of the two holds it)."""
     middle = len(group.entries) // 2
     left, right = group.entries[:middle], group.entries[middle:]
     return [
         Group(left, suspect=True),
-        Group(right, suspect=True, fails_after=(_ids(left), base, _ids(right))),
+        Group(right, fails_after=(_ids(left), base, _ids(right))),
     ]
 
 
@@ -138,15 +141,16 @@ class LookaheadMixin(StewardBase):
         while True:
             if woke or self.landing_target.remote is None:  # a remote is fetched on events only
                 tip = await self._tip()
-            if woke:
-                self._refill(run)
-            if not self._stopped:
-                await self._plan(run, tip, group)
+            await self._plan(run, tip, group, launch=False)  # drop stale and invalid ones first
             ready = self._resolvable(run.chain, tip)
             if ready is not None:
                 await self._resolve(run, ready)
                 woke = True
                 continue
+            if woke:
+                self._refill(run)
+            if not self._stopped:
+                await self._plan(run, tip, group)
             running = [f for f in run.flights if not f.done]
             if self._stopped or (not running and (run.halted or not run.chain)):
                 return
@@ -171,27 +175,25 @@ class LookaheadMixin(StewardBase):
             return flight.verdict.ok
         return not chained.suspect
 
-    def _resolvable(self, chain: list[Group], tip: str) -> Group | None:
-        """The first group whose checks are done on the real tip with nothing running ahead
-        of it (everything ahead is assumed to fail), so its verdict stands now."""
-        base, known, busy = tip, True, False
+    @staticmethod
+    def _resolvable(chain: list[Group], tip: str) -> Group | None:
+        """The first group whose checks are done on the real tip with no check running ahead
+        of it, so its verdict stands now. (Groups ahead that are not being checked yet, the
+        halves of a failed batch, are built on whatever the tip is then; a dependent was only
+        checked on a base that holds its blockers.)"""
         for chained in chain:
             flight = chained.flight
-            valid = flight is not None and known and flight.base == base
-            if valid and flight is not None and flight.done and base == tip and not busy:
+            if flight is None:
+                continue
+            if not flight.done:
+                return None
+            if flight.base == tip:
                 return chained
-            if valid and flight is not None and not flight.done:
-                busy = True
-            lands = self._assumed_to_land(chained, valid)
-            if lands is None:
-                known = False
-            elif lands and flight is not None:
-                base = flight.candidate
         return None
 
-    async def _plan(self, run: _Run, tip: str, group: TaskGroup) -> None:
-        """Drop the candidates that are stale or hold an MR that can no longer land, and start
-        checking the next groups in the free slots."""
+    async def _plan(self, run: _Run, tip: str, group: TaskGroup, *, launch: bool = True) -> None:
+        """Drop the candidates that are stale or hold an MR that can no longer land, and (with
+        ``launch``) start checking the next groups in the free slots."""
         run.flights = [f for f in run.flights if not f.done]
         busy = {f.slot for f in run.flights}
         free = [s for s in range(self.config.merge.parallelChecks) if s not in busy]
@@ -211,7 +213,7 @@ class LookaheadMixin(StewardBase):
                     if not chained.entries:
                         run.chain.remove(chained)
                         continue
-            if flight is None and known and free and not run.halted:
+            if flight is None and launch and known and free and not run.halted:
                 flight = await self._launch(run, chained, base, tip, ahead, free[0], group)
                 if chained not in run.chain:
                     continue
@@ -345,6 +347,9 @@ class LookaheadMixin(StewardBase):
             ]
             if len(back) == len(flight.entries):  # not refused for good (a push refused)
                 self.note(f"batch failed its checks; bisecting {len(back)} merge requests")
+                # Groups already checked as if this one fails (on its base) keep their place.
+                while at < len(run.chain) and self._built_on(run.chain[at], flight.base):
+                    at += 1
                 run.chain[at:at] = _halves(Group(back), flight.base)
         elif outcome == "landed" and at < len(run.chain):
             after = run.chain[at]
@@ -358,6 +363,10 @@ class LookaheadMixin(StewardBase):
         elif outcome == "requeued" and self._retry_in is not None:
             run.halted = True  # the user's checkout is in the way: wait, start nothing more
         run.changed.set()
+
+    @staticmethod
+    def _built_on(chained: Group, base: str) -> bool:
+        return chained.flight is not None and chained.flight.base == base
 
     # -- the queue joining the chain, and what the live view shows -----------------------------
 
