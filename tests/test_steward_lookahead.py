@@ -24,9 +24,11 @@ from steward_helpers import (
     first_parents,
     git,
 )
+from stoneforge import render
 from stoneforge.lifecycle import MrEvent
 from stoneforge.models import CheckRun, MergeRequest, MergeStatus, TaskStatus
 from stoneforge.orchestrator.steward import Steward
+from stoneforge.service import Service
 
 pytestmark = [pytest.mark.timeout(180)]
 
@@ -222,4 +224,38 @@ async def test_a_dependent_is_checked_ahead_only_on_top_of_its_blocker(tmp_path:
     merged = {m.id: rig.store.get_merge_request(m.id).merged_commit for m in (m1, m3)}
     assert line.index(merged[m3.id]) <= line.index(merged[m1.id])  # not before its blocker
     assert_main_holds_only_checked_green_commits(rig, tmp_path)
+    rig.close()
+
+
+async def test_status_and_merge_list_show_the_candidates_checked_at_once(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path, sleep_s=3)
+    mrs = submit_all(rig)
+    service = Service(rig.root, rig.config, rig.store)
+    assert service.merge_checking() == []
+    steward = rig.make_steward()
+    seen = record_checks(steward)
+    async with anyio.create_task_group() as group:
+        group.start_soon(rig.drain)
+        with anyio.fail_after(30):
+            while len(seen) < 2:
+                await anyio.sleep(0.02)
+        checking = service.merge_checking()
+        summary = service.status()
+        lines = render.checking_lines(checking, "main")
+        tip = rig.tip()
+    first, second = checking
+    assert first.merge_requests == [mrs[0].id, mrs[1].id] and first.on_target
+    assert first.base == tip
+    assert second.merge_requests == [mrs[2].id, mrs[3].id] and not second.on_target
+    assert second.base == first.candidate  # built on the first batch's candidate
+    assert second.on_merge_requests == first.merge_requests
+    assert summary.checking == checking
+    assert summary.wire()["checking"][1]["onMergeRequests"] == [mrs[0].id, mrs[1].id]
+    assert lines == [
+        "checking now (2 at once):",
+        f"  {mrs[0].id}, {mrs[1].id} on main (candidate {first.candidate[:10]})",
+        f"  {mrs[2].id}, {mrs[3].id} on {mrs[0].id}, {mrs[1].id} (candidate "
+        f"{second.candidate[:10]})",
+    ]
+    assert service.merge_checking() == []  # all landed
     rig.close()
