@@ -1007,6 +1007,48 @@ LifecycleMachine.TestCase.settings = settings(
 TestLifecycleHoldsUnderAnyInterleaving = LifecycleMachine.TestCase
 
 
+class LookaheadMachine(LifecycleMachine):
+    """The same machine and invariants, set up for look-ahead checks: autoMerge on, no review
+    in front of the queue, `merge.parallelChecks` 2 or 3, small batches (so a burst makes a
+    chain of several batches, each next one built on the one before)."""
+
+    @initialize(
+        flaky_every=st.sampled_from([0, 0, 3, 4]),
+        resolve=st.booleans(),
+        batch_size=st.sampled_from([1, 2]),
+        initial=st.lists(st.sampled_from(EXTRAS), min_size=1, max_size=4),
+        parallel_checks=st.sampled_from([2, 3]),
+    )
+    def start(  # type: ignore[override]
+        self,
+        flaky_every: int,
+        resolve: bool,
+        batch_size: int,
+        initial: list[str],
+        parallel_checks: int,
+    ) -> None:
+        super().start(
+            auto_merge=True,
+            flaky_every=flaky_every,
+            resolve=resolve,
+            batch_size=batch_size,
+            initial=initial,
+            review=False,
+            max_review_rounds=1,
+            parallel_checks=parallel_checks,
+        )
+
+
+LookaheadMachine.TestCase.settings = settings(
+    max_examples=15,
+    stateful_step_count=15,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+TestLookaheadHoldsUnderAnyInterleaving = LookaheadMachine.TestCase
+
+
 # -- a defect the machine found ---------------------------------------------------------------
 
 

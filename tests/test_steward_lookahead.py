@@ -27,6 +27,7 @@ from steward_helpers import (
 from stoneforge import render
 from stoneforge.lifecycle import MrEvent
 from stoneforge.models import CheckRun, MergeRequest, MergeStatus, TaskStatus
+from stoneforge.orchestrator.check_procs import CheckRegistry
 from stoneforge.orchestrator.steward import Steward
 from stoneforge.service import Service
 
@@ -258,4 +259,25 @@ async def test_status_and_merge_list_show_the_candidates_checked_at_once(tmp_pat
         f"{second.candidate[:10]})",
     ]
     assert service.merge_checking() == []  # all landed
+    rig.close()
+
+
+def test_a_sweep_keeps_a_live_stewards_slot_checkouts_and_removes_a_dead_ones(
+    tmp_path: Path,
+) -> None:
+    rig = StewardRig(tmp_path / "repo")
+    worktrees = rig.root / ".stoneforge" / "worktrees"
+    live = CheckRegistry(rig.root, worktrees, "live0001")
+    live.register()
+    names = ["_steward-live0001", "_steward-live0001.1", "_steward-dead0001.1"]
+    for name in names:
+        git(rig.root, "worktree", "add", "-q", "--detach", str(worktrees / name), "main")
+    assert live.checkout_for(1) == worktrees / "_steward-live0001.1"
+    other = CheckRegistry(rig.root, worktrees, "other001")
+    other.register()
+    done = other.sweep()
+    assert (worktrees / "_steward-live0001").is_dir()
+    assert (worktrees / "_steward-live0001.1").is_dir()  # a live steward's look-ahead slot
+    assert not (worktrees / "_steward-dead0001.1").exists()
+    assert done == ["removed the check checkout _steward-dead0001.1 of a steward that is gone"]
     rig.close()
