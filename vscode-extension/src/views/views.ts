@@ -54,7 +54,7 @@ export class Views implements vscode.Disposable {
     this.mergeQueue = new NodeTreeProvider(
       whenUp(async () => {
         const [mrs, tasks, status] = await Promise.all([api.mergeRequests(), api.listTasks(), api.status()]);
-        return mergeQueueTree(mrs, tasks, status.landingPaused ?? null, !this.finishedShown);
+        return mergeQueueTree(mrs, tasks, status.landingPaused ?? null, !this.finishedShown, status.checking ?? []);
       }),
     );
     this.agents = new NodeTreeProvider(
