@@ -787,7 +787,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         steward = self.steward
         merged_before = len(self.store.list_merge_requests(MergeStatus.MERGED))
         calls: list[str] = []
-        fired: list[str] = []  # main's tip when it happened
+        fired: list[str] = []  # main's tip right after it happened
         act = self._interject(interjection) if interjection is not None else None
         real_checks = steward._checks
         running: list[str] = []
@@ -802,8 +802,10 @@ class LifecycleMachine(RuleBasedStateMachine):
                 running.remove(commit)
             calls.append(commit)
             if len(calls) == at and act is not None:
-                fired.append(rig.tip())
                 act()
+                # Read after it: with look-ahead another candidate may be landing right now,
+                # and a landing whose transaction began first ends before a take-over does.
+                fired.append(rig.tip())
             return runs
 
         steward._checks = checks  # type: ignore[method-assign]
