@@ -348,6 +348,19 @@ class ClusterNode(WireModel):
     agent_slots: int
     check_slots: int
     busy: int = 0  # agent slots our sessions use there
+    #: The sessions running there (their ids), so the editor can group its agents by node.
+    sessions: list[str] = Field(default_factory=list)
+
+
+class OpenQuestion(WireModel):
+    """A worker's question the director could not answer, on a task still under way: the
+    worker went on with an assumption of its own, which a person may want to check."""
+
+    task_id: str
+    task_title: str
+    question: str
+    error: str
+    asked_at: datetime | None = None
 
 
 class CheckingCandidate(WireModel):
@@ -396,3 +409,5 @@ class StatusSummary(WireModel):
     nodes: list[ClusterNode] | None = None
     #: The candidates the merge queue checks now (several at once with look-ahead).
     checking: list[CheckingCandidate] = Field(default_factory=list)
+    #: Questions to the director that it could not answer, on tasks not merged or cancelled.
+    open_questions: list[OpenQuestion] = Field(default_factory=list)

@@ -297,15 +297,24 @@ def status_view(summary: StatusSummary) -> Table | Group:
     table.add_row("spent in all", spent(summary.cost_total))
     for node in summary.nodes or []:
         checks = f", {node.check_slots} check slots" if node.check_slots else ""
+        running = f" ({', '.join(node.sessions)})" if node.sessions else ""
         table.add_row(
             "node",
             f"{node.address} ({node.node_id[:12]}): {node.busy}/{node.agent_slots} agent slots "
-            f"busy{checks}",
+            f"busy{running}{checks}",
         )
     lines: list[Text] = []
     outage = summary.provider_unavailable
     if outage is not None:  # tasks wait in the queue; nothing to do but wait (or fix the key)
         lines.append(Text(f"{outage.line}\n  tasks wait in the queue", style="bold red"))
+    for question in summary.open_questions:  # the worker went on with its own assumption
+        lines.append(
+            Text(
+                f"question of {question.task_id} the director could not answer: "
+                f"{(question.question.strip().splitlines() or [''])[0][:100]} ({question.error})",
+                style="yellow",
+            )
+        )
     for hold in summary.budget_holds:
         lines.append(Text(f"dispatch held: {hold.reason}", style="bold yellow"))
     pause = summary.landing_paused

@@ -57,6 +57,9 @@ from stoneforge.orchestrator.recovery import owner_alive
 from stoneforge.orchestrator.steward.checking import checking_now
 from stoneforge.store import Store
 
+#: git's empty tree: what a root commit's diff is taken against.
+_EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+
 #: The event the Ray backend records when the cluster's nodes or their use change.
 CLUSTER_NODES = "cluster.nodes"
 STATE_DIR = ".stoneforge"
@@ -332,6 +335,7 @@ class Service:
     def _sessions_marked_running(self, *, live: bool) -> list[dict[str, Any]]:
         sessions = [s for s, owner in self.store.orphaned_sessions() if owner_alive(owner) == live]
         titles = {t.id: t.title for t in self.store.list_tasks(status=TaskStatus.IN_PROGRESS)}
+        where = self._session_nodes() if sessions else {}
         return [
             {
                 "sessionId": s.id,
@@ -342,9 +346,23 @@ class Service:
                 "contextTokens": s.context_tokens,
                 "costUsd": s.cost_usd,
                 "startedAt": s.wire()["startedAt"],
+                # The Ray node it runs on; None on this machine (the local backend, and the
+                # steward's and director's sessions, which run on the head).
+                "node": where.get(s.id),
             }
             for s in sessions
         ]
+
+    def _session_nodes(self) -> dict[str, dict[str, str]]:
+        """Session id -> the Ray node it runs on (`nodeId`, `address`), from the running
+        orchestrator's last report of its nodes; empty when it runs locally."""
+        holder = self.store.lease_holder(LEASE_NAME, live_within_s=LEASE_TTL_S)
+        nodes = self._cluster_nodes(holder) if holder is not None else None
+        return {
+            session_id: {"nodeId": node.node_id, "address": node.address}
+            for node in nodes or []
+            for session_id in node.sessions
+        }
 
     # -- costs (issue 15) ----------------------------------------------------------------------
 
@@ -396,19 +414,34 @@ class Service:
                 or target
             )
         base = run_git(["merge-base", before, head], self.root).stdout.strip()
+        files = self._files_between(base, head)
+        return {"id": mr.id, "base": base, "head": head, "target": target, "files": files}
+
+    def commit_diff(self, commit: str) -> dict[str, Any]:
+        """The files one commit changes against its first parent (a root commit: against
+        nothing), in the shape of :meth:`merge_diff`, for links to commits in the editor."""
+        head = resolve_commits(self.root, [commit]).get(commit)
+        if head is None:
+            raise NotFoundError(f"no commit {commit!r} in {self.root}")
+        parents = run_git(["rev-list", "--parents", "-n", "1", head], self.root).stdout.split()
+        base = parents[1] if len(parents) > 1 else _EMPTY_TREE
+        subject = run_git(["log", "-1", "--format=%s", head], self.root).stdout.strip()
+        files = self._files_between(base, head)
+        return {"commit": head, "subject": subject, "base": base, "head": head, "files": files}
+
+    def _files_between(self, base: str, head: str) -> list[dict[str, Any]]:
+        """Each file that differs, with its text on both sides (None for the missing side)."""
         listing = run_git(["diff", "--name-status", "--no-renames", "-z", base, head], self.root)
         fields = [f for f in listing.stdout.split("\0") if f]
-        files = []
-        for status_code, path in zip(fields[::2], fields[1::2], strict=True):
-            files.append(
-                {
-                    "path": path,
-                    "status": status_code,
-                    "original": None if status_code == "A" else self._show(base, path),
-                    "modified": None if status_code == "D" else self._show(head, path),
-                }
-            )
-        return {"id": mr.id, "base": base, "head": head, "target": target, "files": files}
+        return [
+            {
+                "path": path,
+                "status": status_code,
+                "original": None if status_code == "A" else self._show(base, path),
+                "modified": None if status_code == "D" else self._show(head, path),
+            }
+            for status_code, path in zip(fields[::2], fields[1::2], strict=True)
+        ]
 
     def _merge_request_head(self, mr: MergeRequest) -> str:
         """The commit a merge request brings: its branch while it is open (a steward may add a
@@ -617,6 +650,7 @@ class Service:
             budget_holds=dispatch_holds(self.store, self.config.budgets),
             nodes=self._cluster_nodes(holder) if holder is not None else None,
             checking=self.merge_checking(),
+            open_questions=self.store.open_questions(),
         )
 
     def _cluster_nodes(self, holder: dict[str, Any]) -> list[ClusterNode] | None:

@@ -2,6 +2,7 @@
 // over the LanguageClient and the protocol tests use it over a bare vscode-jsonrpc connection:
 // both exercise exactly the same calls.
 import {
+  type CommitDiff,
   type CreatePlanParams,
   type CreateTaskParams,
   type Forecast,
@@ -72,6 +73,11 @@ export class StoneforgeApi {
 
   mergeDiff(id: string): Promise<MergeDiff> {
     return this.call(Methods.mergeDiff, { id });
+  }
+
+  /** What one commit changed (a commit linked from a handoff or the checks document). */
+  commitDiff(commit: string): Promise<CommitDiff> {
+    return this.call(Methods.commitDiff, { commit });
   }
 
   approveMerge(id: string): Promise<MergeRequest> {

@@ -167,6 +167,34 @@ export interface Agent {
   costUsd: number;
   startedAt: string;
   pid?: number | null;
+  /** The Ray node the session runs on; null on this machine (absent from servers before #21). */
+  node?: AgentNode | null;
+}
+
+/** Where a session of the Ray backend runs. */
+export interface AgentNode {
+  nodeId: string;
+  address: string;
+}
+
+/** A node of the Ray backend's cluster, with its slots and the sessions running there. */
+export interface ClusterNode {
+  nodeId: string;
+  address: string;
+  agentSlots: number;
+  checkSlots: number;
+  busy: number;
+  /** Ids of the sessions running there (absent from servers before the Agents view grouped by node). */
+  sessions?: string[];
+}
+
+/** A worker's question the director could not answer, on a task still under way: the worker assumed. */
+export interface OpenQuestion {
+  taskId: string;
+  taskTitle: string;
+  question: string;
+  error: string;
+  askedAt: string | null;
 }
 
 /** Why landing waits for a checkout of the target (the user's, usually); see docs/protocol.md. */
@@ -218,6 +246,10 @@ export interface Status {
   landingPaused?: LandingPause | null;
   /** Set while the running orchestrator starts no session: the provider is unavailable. */
   providerUnavailable?: ProviderOutage | null;
+  /** The Ray backend's nodes while an orchestrator runs with it; null: it runs on this machine. */
+  nodes?: ClusterNode[] | null;
+  /** Questions the director could not answer, on tasks not merged or cancelled. */
+  openQuestions?: OpenQuestion[];
   /** The candidates the merge queue checks now, in landing order (several with look-ahead). */
   checking?: CheckingCandidate[];
 }
@@ -245,6 +277,12 @@ export interface MergeDiff {
   base: string;
   head: string;
   files: DiffFile[];
+}
+
+/** stoneforge/commitDiff: what one commit changed against its first parent (mergeDiff's files). */
+export interface CommitDiff extends MergeDiff {
+  commit: string;
+  subject: string;
 }
 
 /** 1-based line range. */
@@ -318,6 +356,7 @@ export const Methods = {
   handoffs: "stoneforge/handoffs",
   mergeRequests: "stoneforge/mergeRequests",
   mergeDiff: "stoneforge/mergeDiff",
+  commitDiff: "stoneforge/commitDiff",
   approveMerge: "stoneforge/approveMerge",
   rejectMerge: "stoneforge/rejectMerge",
   status: "stoneforge/status",

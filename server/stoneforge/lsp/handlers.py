@@ -112,6 +112,10 @@ def merge_diff(ctx: Context, params: p.IdParams) -> dict[str, Any]:
     return ctx.service.merge_diff(params.id)
 
 
+def commit_diff(ctx: Context, params: p.CommitParams) -> dict[str, Any]:
+    return ctx.service.commit_diff(params.commit)
+
+
 def status(ctx: Context, params: p.NoParams) -> dict[str, Any]:
     summary = ctx.service.status().wire()
     serving = ctx.orchestration is not None and ctx.orchestration.is_serving()
@@ -170,6 +174,7 @@ METHODS: dict[str, Method] = {
     "handoffs": Method(p.HandoffsParams, handoffs),
     "mergeRequests": Method(p.MergeRequestsParams, merge_requests),
     "mergeDiff": Method(p.IdParams, merge_diff),
+    "commitDiff": Method(p.CommitParams, commit_diff),
     "status": Method(p.NoParams, status),
     "forecast": Method(p.NoParams, forecast),
     "approveMerge": Method(p.IdParams, approve_merge),

@@ -61,6 +61,11 @@ class IdParams(Params):
     id: StrictStr
 
 
+class CommitParams(Params):
+    #: A commit's id, full or abbreviated (hex only: never taken for an option or a ref name).
+    commit: str = Field(pattern=r"^[0-9a-fA-F]{4,64}$")
+
+
 class RetryTaskParams(Params):
     id: StrictStr
     #: The task's own budget, as a total (budgets, issue 15).

@@ -253,7 +253,9 @@ class WorkerRun:
             note = None  # said once
             if self.stopping:
                 return await self._stopped(session_id)
-            if watch.requested and (watch.note is not None or watch.stop_now):
+            if watch.requested and (
+                watch.note is not None or watch.stop_now or self._ended_past_budget(watch, outcome)
+            ):
                 handoff = await self._hand_off(session_id, watch.note, base)
                 if watch.budget is not None:
                     return self._over_budget(watch.budget, handoff)
@@ -443,6 +445,12 @@ class WorkerRun:
         self.on_change()
         if self.live is not None:
             await self.live.send(BUDGET_HANDOFF_REQUEST)
+
+    def _ended_past_budget(self, watch: _HandoffWatch, outcome: SessionOutcome) -> bool:
+        """The budget was reached and the session ended on its own without handing off or
+        reporting the task complete (it ended its turn before it read the request): it still
+        stops at its budget, with a handoff written from the facts, and is never landed."""
+        return watch.budget is not None and outcome.status == "completed" and self.summary is None
 
     def _over_budget(self, why: str, handoff: Handoff | None) -> RunResult:
         """The task's budget is spent: it waits in budget_exceeded for a person, its work

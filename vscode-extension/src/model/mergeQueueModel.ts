@@ -118,12 +118,46 @@ export function checksSummary(checks: CheckRun[]): string {
   return `${failed} of ${plural(checks.length, "check")} failed`;
 }
 
-export function mrFlags(mr: MergeRequest): string {
+export function mrFlags(mr: MrRowFields): string {
   const flags = ["mr", `mr-${mr.status}`];
   if (mr.status === "awaiting_approval") flags.push("can-approve");
   if (REJECTABLE.has(mr.status)) flags.push("can-reject");
-  if (mr.checks.length) flags.push("has-checks");
+  if (mr.checks?.length) flags.push("has-checks");
   return flags.join(" ");
+}
+
+/**
+ * What a task's merge-request row needs: the MR's id and state, and, where the task row carries
+ * them, its checks and reviews (the verdict shown is the latest review's).
+ */
+export type MrRowFields = Pick<MergeRequest, "id" | "status"> & Partial<Pick<MergeRequest, "checks" | "reviews" | "reason" | "branch">>;
+
+/**
+ * A task's merge request as a child row of the task in the Tasks view: state, check result and
+ * review verdict, with the Merge Queue's actions (the same `mr` flags, so the same menus).
+ */
+export function taskMrNode(taskId: string, mr: MrRowFields): TreeNode {
+  const reviews = mr.reviews ?? [];
+  const latest = reviews[reviews.length - 1];
+  const checks = mr.checks === undefined ? undefined : checksSummary(mr.checks);
+  const verdict = latest ? `review ${reviewVerdictText(latest)}` : undefined;
+  const tooltip = [`**Merge request ${mr.id}** of ${taskId}: ${humanize(mr.status)}`, ""];
+  if (mr.branch) tooltip.push(`- branch: \`${mr.branch}\``);
+  if (checks) tooltip.push(`- checks: ${checks}`);
+  if (latest) tooltip.push(`- review ${latest.round}: ${reviewVerdictText(latest)}: ${oneLine(latest.summary, 120)}`);
+  if (mr.reason) tooltip.push("", `_${mr.reason}_`);
+  tooltip.push("", "Right-click for its actions (Show Diff, Show Checks, Approve, Reject).");
+  return {
+    id: `task-mr:${taskId}:${mr.id}`,
+    label: `merge request ${mr.id}`,
+    description: [humanize(mr.status), checks, verdict].filter(Boolean).join(" · "),
+    tooltip: tooltip.join("\n"),
+    icon: mergeIcon(mr.status),
+    contextValue: mrFlags(mr),
+    collapsible: "none",
+    ref: { kind: "mr", id: mr.id },
+    children: [],
+  };
 }
 
 export function mrNode(mr: MergeRequest, taskTitle: string | undefined, checkedOn?: string): TreeNode {

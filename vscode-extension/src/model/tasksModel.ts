@@ -3,6 +3,7 @@ import type { Handoff, Plan, Session, Task, TaskStatus, TaskTree } from "../prot
 import { contextShort, contextUse, cost, humanize, oneLine, plural, tokens, when } from "./format";
 import { handoffKey } from "./handoffDoc";
 import { sessionIcon, taskIcon } from "./icons";
+import { taskMrNode } from "./mergeQueueModel";
 import type { TreeNode } from "./treeNode";
 
 /** Dependencies that no longer hold a task back (mirrors the server's FINISHED_TASK_STATUSES). */
@@ -176,7 +177,9 @@ function taskChildren(task: Task, ctx: Ctx): TreeNode[] {
     if (a.from !== undefined && b.session !== undefined) return a.from === b.session ? 1 : -1;
     return 0;
   };
-  return rows.sort((a, b) => a.at - b.at || tie(a, b)).map((r) => r.node);
+  const history = rows.sort((a, b) => a.at - b.at || tie(a, b)).map((r) => r.node);
+  // Its merge request on top: the state that may want a person, above the history that led to it.
+  return task.mergeRequest ? [taskMrNode(task.id, task.mergeRequest), ...history] : history;
 }
 
 export function sessionNode(s: Session, handoffAt: number, interrupted = false): TreeNode {

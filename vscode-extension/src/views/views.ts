@@ -21,6 +21,7 @@ export class Views implements vscode.Disposable {
   private agentsStatus: Status | undefined;
   private ticker: ReturnType<typeof setInterval> | undefined;
   private readonly tasksView: vscode.TreeView<TreeNode>;
+  private readonly mergeQueueView: vscode.TreeView<TreeNode>;
 
   /** Whether merged/cancelled tasks and merged/rejected requests are shown (default: hidden). */
   private finishedShown: boolean;
@@ -66,12 +67,13 @@ export class Views implements vscode.Disposable {
       }),
     );
     this.tasksView = vscode.window.createTreeView("stoneforge.tasks", { treeDataProvider: this.tasks, showCollapseAll: true });
+    this.mergeQueueView = vscode.window.createTreeView("stoneforge.mergeQueue", { treeDataProvider: this.mergeQueue });
     this.disposables.push(
       this.tasks,
       this.mergeQueue,
       this.agents,
       this.tasksView,
-      vscode.window.createTreeView("stoneforge.mergeQueue", { treeDataProvider: this.mergeQueue }),
+      this.mergeQueueView,
       vscode.window.createTreeView("stoneforge.agents", { treeDataProvider: this.agents }),
     );
   }
@@ -85,6 +87,17 @@ export class Views implements vscode.Disposable {
       node = this.tasks.find(`task:${taskId}`);
     }
     if (node) await this.tasksView.reveal(node, { select: true, focus: true, expand: true });
+  }
+
+  /** Select a merge request's row in the Merge Queue (showing finished rows first if it is one). */
+  async revealMergeRequest(mrId: string): Promise<void> {
+    await vscode.commands.executeCommand("workbench.view.extension.stoneforge");
+    let node = this.mergeQueue.find(`mr:${mrId}`);
+    if (!node && !this.finishedShown) {
+      await this.setShowFinished(true);
+      node = this.mergeQueue.find(`mr:${mrId}`);
+    }
+    if (node) await this.mergeQueueView.reveal(node, { select: true, focus: true, expand: true });
   }
 
   /** The badge on the Stoneforge views: how many things wait for the user. */
