@@ -221,9 +221,11 @@ class StewardRig:
         files: Mapping[str, str] | None = None,
         flaky_every: int = 0,
         review: bool = False,
+        parallel_checks: int | None = None,
     ) -> None:
         """``review``: `agents.steward.review` (off: these tests are about the queue; a worker
-        run of the rig would otherwise open its merge request for a review first)."""
+        run of the rig would otherwise open its merge request for a review first).
+        ``parallel_checks``: `merge.parallelChecks` (None: the default, look-ahead on)."""
         self.root = root
         root.mkdir(parents=True)
         git(root, "init", "-q", "-b", "main")
@@ -248,6 +250,7 @@ class StewardRig:
                     "checks": [self.check_command(flaky_every)] if checks is None else checks,
                     "batchSize": batch_size,
                     "checkTimeoutS": 60,
+                    **({} if parallel_checks is None else {"parallelChecks": parallel_checks}),
                 },
             }
         )

@@ -103,7 +103,9 @@ async def test_ignored_build_output_does_not_carry_over_to_the_next_candidate(
 async def test_two_stewards_use_their_own_checkouts_and_land_nothing_red(tmp_path: Path) -> None:
     # After a lease take-over the old holder may still be finishing a round: it must not check
     # (and land) whatever the new one checked out in a shared directory.
-    rig = StewardRig(tmp_path / "repo", checks=[])
+    # One batch at a time: with look-ahead the old steward's round could take the second MR
+    # into its own chain before the new one looks, leaving the new one nothing to check here.
+    rig = StewardRig(tmp_path / "repo", checks=[], parallel_checks=1)
     started = tmp_path / "check-started"
     rig.config.merge.checks = [f"touch {started}; sleep 2; bash {rig.script} {rig.log}"]
     rig.submit("Uses x", {"needs_x": "needs x\n"})  # red alone

@@ -363,6 +363,31 @@ class OpenQuestion(WireModel):
     asked_at: datetime | None = None
 
 
+class CheckingCandidate(WireModel):
+    """A candidate the merge queue is checking now, and the base it is built on (look-ahead,
+    `merge.parallelChecks`: another candidate checked before it, assumed to land)."""
+
+    candidate: str
+    #: The merge requests it checks (a batch lands them together).
+    merge_requests: list[str]
+    #: Its first parent: the commit it lands on if its checks pass.
+    base: str | None = None
+    #: Whether that base is the target's tip now (False: a speculative candidate).
+    on_target: bool = False
+    #: The merge requests of the candidate it is built on, when that is another one checked now.
+    on_merge_requests: list[str] = Field(default_factory=list)
+
+    def line(self, target: str) -> str:
+        """`mr-3, mr-4 on mr-1, mr-2` or `mr-1, mr-2 on main`."""
+        if self.on_target:
+            on = target
+        elif self.on_merge_requests:
+            on = ", ".join(self.on_merge_requests)
+        else:
+            on = (self.base or "?")[:10]
+        return f"{', '.join(self.merge_requests)} on {on} (candidate {self.candidate[:10]})"
+
+
 class StatusSummary(WireModel):
     repository: str
     tasks_by_status: dict[str, int]
@@ -382,5 +407,7 @@ class StatusSummary(WireModel):
     budget_holds: list[BudgetHold] = Field(default_factory=list)
     #: The Ray backend's nodes while an orchestrator runs with it (None: local backend).
     nodes: list[ClusterNode] | None = None
+    #: The candidates the merge queue checks now (several at once with look-ahead).
+    checking: list[CheckingCandidate] = Field(default_factory=list)
     #: Questions to the director that it could not answer, on tasks not merged or cancelled.
     open_questions: list[OpenQuestion] = Field(default_factory=list)

@@ -8,6 +8,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from stoneforge.models import (
+    CheckingCandidate,
     CostReport,
     CostRow,
     CostTotals,
@@ -266,6 +267,16 @@ def flaky_checks_lines(flaky: list[FlakyCheck]) -> list[Text]:
     ]
 
 
+def checking_lines(checking: list[CheckingCandidate], target: str) -> list[str]:
+    """The candidates checked now, one line each: what they check and what they are built on
+    (with look-ahead, a candidate may be built on the one checked before it)."""
+    if not checking:
+        return []
+    return [
+        f"checking now ({len(checking)} at once):" if len(checking) > 1 else "checking now:"
+    ] + [f"  {c.line(target)}" for c in checking]
+
+
 def status_view(summary: StatusSummary) -> Table | Group:
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
@@ -278,6 +289,8 @@ def status_view(summary: StatusSummary) -> Table | Group:
     table.add_row("running sessions", str(summary.running_sessions))
     mrs = ", ".join(f"{k} {v}" for k, v in summary.merge_requests_by_status.items() if v)
     table.add_row("merge requests", mrs or "none")
+    for candidate in summary.checking:
+        table.add_row("checking", candidate.line("the target"))
     holder = summary.orchestrator
     table.add_row("orchestrator", f"running (pid {holder['pid']})" if holder else "not running")
     table.add_row("spent today", spent(summary.cost_today) + " (UTC day)")

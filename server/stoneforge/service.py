@@ -34,6 +34,7 @@ from stoneforge.git.repo import resolve_commits, resolve_target_branch, run_git
 from stoneforge.git.target import TargetBranch
 from stoneforge.lifecycle import MrEvent, TaskEvent, next_task_status
 from stoneforge.models import (
+    CheckingCandidate,
     ClusterNode,
     CostReport,
     FlakyCheck,
@@ -53,6 +54,7 @@ from stoneforge.orchestrator.landing import land_merge_requests
 from stoneforge.orchestrator.pause import latest_pause
 from stoneforge.orchestrator.provider_status import latest_outage
 from stoneforge.orchestrator.recovery import owner_alive
+from stoneforge.orchestrator.steward.checking import checking_now
 from stoneforge.store import Store
 
 #: git's empty tree: what a root commit's diff is taken against.
@@ -492,6 +494,15 @@ class Service:
     def get_merge_request(self, mr_id: str) -> MergeRequest:
         return self.store.get_merge_request(mr_id)
 
+    def merge_checking(self) -> list[CheckingCandidate]:
+        """The candidates the merge queue checks now, each with the base it is built on (with
+        look-ahead, several at once: a speculative one on the candidate before it)."""
+        return checking_now(
+            self.root,
+            self.store,
+            lambda: TargetBranch(self.root, self.target_branch(), self.config.merge.remote).ref,
+        )
+
     def flaky_checks(self) -> list[FlakyCheck]:
         """Check commands recorded flaky at least `merge.flakyReportAfter` times, most often
         first. Nothing is quarantined because of it: that is `merge.quarantine`, by hand."""
@@ -663,6 +674,7 @@ class Service:
             cost_total=self.store.cost_totals(),
             budget_holds=dispatch_holds(self.store, self.config.budgets),
             nodes=self._cluster_nodes(holder) if holder is not None else None,
+            checking=self.merge_checking(),
             open_questions=self.store.open_questions(),
         )
 

@@ -250,6 +250,17 @@ export interface LandingPause {
   since: string;
 }
 
+/** A candidate the merge queue checks now (several at once with look-ahead, merge.parallelChecks). */
+export interface CheckingCandidate {
+  candidate: string;
+  mergeRequests: string[];
+  /** Its first parent: the target's tip, or the candidate of the batch checked before it. */
+  base: string | null;
+  onTarget: boolean;
+  /** The merge requests of the candidate it is built on, when that one is checked now too. */
+  onMergeRequests: string[];
+}
+
 /** No agent session starts: the provider failed or every credential rests; see docs/protocol.md. */
 export interface ProviderOutage {
   reason: string;
@@ -283,6 +294,8 @@ export interface Status {
   nodes?: ClusterNode[] | null;
   /** Questions the director could not answer, on tasks not merged or cancelled. */
   openQuestions?: OpenQuestion[];
+  /** The candidates the merge queue checks now, in landing order (several with look-ahead). */
+  checking?: CheckingCandidate[];
 }
 
 /** stoneforge/workspace: whether the folder uses Stoneforge yet (nothing is written until init). */

@@ -113,6 +113,7 @@ def merge_requests(ctx: Context, params: p.MergeRequestsParams) -> dict[str, Any
     return {
         "mergeRequests": [mr.wire() for mr in ctx.service.list_merge_requests(params.status)],
         "flakyChecks": [f.wire() for f in ctx.service.flaky_checks()],
+        "checking": [c.wire() for c in ctx.service.merge_checking()],
     }
 
 

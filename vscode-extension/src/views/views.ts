@@ -69,7 +69,13 @@ export class Views implements vscode.Disposable {
     this.mergeQueue = new NodeTreeProvider(
       whenUp(async () => {
         const [mrs, , status] = await Promise.all([api.mergeRequests(), this.currentBoard(), api.status()]);
-        return mergeQueueTree(mrs, this.board.allTasks(), status.landingPaused ?? null, !this.finishedShown);
+        return mergeQueueTree(
+          mrs,
+          this.board.allTasks(),
+          status.landingPaused ?? null,
+          !this.finishedShown,
+          status.checking ?? [],
+        );
       }),
     );
     this.agents = new NodeTreeProvider(
