@@ -235,6 +235,14 @@ class TaskRows(TaskGraph, CostRows):
             ).fetchall()
         return {row["id"]: row["branch"] for row in rows}
 
+    def open_task_plans(self) -> dict[str, str | None]:
+        """Task id -> plan id of every open task (what a budget hold is checked against)."""
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT id, plan_id FROM tasks WHERE status = ?", (TaskStatus.OPEN.value,)
+            ).fetchall()
+        return {row["id"]: row["plan_id"] for row in rows}
+
     def ready_task_ids(self) -> list[str]:
         """Open, unblocked tasks of active plans (or none), most urgent first, then oldest."""
         return self.graph().ready()
