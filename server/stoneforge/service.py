@@ -249,6 +249,14 @@ class Service:
             plan_id = self.resolve_plan_id(plan_id)
         return self.store.list_tasks(plan_id=plan_id, status=status)
 
+    def list_task_wires(
+        self, *, plan_id: str | None = None, status: TaskStatus | None = None
+    ) -> list[dict[str, Any]]:
+        """`list_tasks` as JSON-ready dicts, built straight from the store's rows (fast)."""
+        if plan_id is not None:
+            plan_id = self.resolve_plan_id(plan_id)
+        return self.store.list_task_wires(plan_id=plan_id, status=status)
+
     def get_task(self, task_id: str) -> Task:
         return self.store.get_task(task_id)
 

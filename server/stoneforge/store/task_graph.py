@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sqlite3
 
-from stoneforge.graph import DependencyGraph, Node
-from stoneforge.models import PlanStatus, TaskStatus
+from stoneforge.graph import DependencyGraph, Node, effective_priorities
+from stoneforge.models import FINISHED_TASK_STATUSES, PlanStatus, TaskStatus
 from stoneforge.store.schema import StoreBase
 
 
@@ -38,10 +38,31 @@ class TaskGraph(StoreBase):
     def _graph_facts_of_all(
         self, db: sqlite3.Connection
     ) -> tuple[dict[str, int], dict[str, list[str]], set[str]]:
-        """Effective priority, dependencies and the blocked set, for the whole board at once."""
-        graph = self._graph(db)
-        blocked = {task_id for task_id in graph.nodes if graph.is_blocked(task_id)}
-        return graph.effective_priorities(), graph.depends_on, blocked
+        """Effective priority, dependencies and the blocked set, for the whole board at once.
+
+        Straight from compact rows (no graph of nodes): `sf task list` of 10,000 tasks is timed.
+        Same rules as :class:`~stoneforge.graph.DependencyGraph`.
+        """
+        priority: dict[str, int] = {}
+        status: dict[str, str] = {}
+        for task_id, task_priority, task_status in db.execute(
+            "SELECT id, priority, status FROM tasks"
+        ):
+            priority[task_id] = task_priority
+            status[task_id] = task_status
+        depends_on: dict[str, list[str]] = {}
+        for task_id, dep in db.execute("SELECT task_id, depends_on FROM deps ORDER BY rowid"):
+            depends_on.setdefault(task_id, []).append(dep)
+        finished = {s.value for s in FINISHED_TASK_STATUSES}
+        unfinished = {t for t, s in status.items() if s not in finished}
+        open_, merged = TaskStatus.OPEN.value, TaskStatus.MERGED.value
+        blocked = {
+            task_id
+            for task_id, deps in depends_on.items()
+            if status.get(task_id) == open_
+            and any(dep in status and status[dep] != merged for dep in deps)
+        }
+        return effective_priorities(priority, unfinished, depends_on), depends_on, blocked
 
     def _graph_facts_of_few(
         self, db: sqlite3.Connection, rows: list[sqlite3.Row]

@@ -1,0 +1,87 @@
+"""`sf task list --json` is built straight from the store's rows (issue 17): the same JSON as
+the models give (`Task.wire()`), on a board where tasks carry everything a task can carry."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from stoneforge.models import (
+    Handoff,
+    ReviewComment,
+    ReviewVerdict,
+    SessionRole,
+    TaskStatus,
+    utcnow,
+)
+from stoneforge.store import REFUSAL_EVENT, PlannedTask, Store
+
+
+def busy_board(store: Store, tasks: int) -> None:
+    """Tasks with dependencies, a plan, sessions with costs (tiny ones too), handoffs, merge
+    requests with reviews, questions, refusals, budgets, and every status on the way."""
+    plan = store.create_plan_with_tasks(
+        "plan", None, [PlannedTask(key=f"k{i}", title=f"planned {i}") for i in range(3)]
+    )
+    ids = [t.id for t in store.list_tasks(plan_id=plan.id)]
+    for i in range(tasks):
+        ids.append(
+            store.create_task(
+                f"task {i} «ünï»\n\"quoted\"",
+                description="line\n\ttab" if i % 3 else "",
+                priority=1 + i % 5,
+                depends_on=ids[-2:-1] if i % 4 else (),
+            ).id
+        )
+    for n, task_id in enumerate(ids[::3]):
+        store.dispatch_task(task_id)
+        session = store.start_session(task_id, SessionRole.WORKER)
+        store.update_session(
+            session.id, input_tokens=10 * n, output_tokens=n, cost_usd=3e-06 * n + 0.25 * (n % 2)
+        )
+        if n % 2:
+            store.add_handoff(
+                Handoff(task_id=task_id, session_id=session.id, done="half", created_at=utcnow())
+            )
+            store.record_question(task_id, "why?", "because", session_id=session.id)
+            store.record_event(
+                REFUSAL_EVENT,
+                "task",
+                task_id,
+                {"sessionId": session.id, "tool": "Bash", "tried": "curl x", "reason": "net"},
+            )
+        if n % 3 == 0:
+            mr = store.complete_task(
+                task_id,
+                attempt=store.get_task(task_id).dispatches,
+                branch=f"sf/{task_id}",
+                head_commit="a" * 40,
+                summary="done",
+                review=True,
+            )
+            store.add_review(
+                mr.id,
+                ReviewVerdict.REQUEST_CHANGES,
+                "fix",
+                [ReviewComment(path="a.py", line=3, body="here")],
+            )
+        elif n % 3 == 1:
+            store.cancel_task(task_id)
+
+
+@pytest.mark.parametrize("tasks", [20, 120])  # the few-rows path and the whole-board path
+def test_wires_from_rows_are_the_models_wires(tmp_path: Path, tasks: int) -> None:
+    with Store(tmp_path / "state.db") as store:
+        busy_board(store, tasks)
+        for status in (None, TaskStatus.OPEN, TaskStatus.REVIEW):
+            models = [task.wire() for task in store.list_tasks(status=status)]
+            assert store.list_task_wires(status=status) == models
+            assert json.dumps(store.list_task_wires(status=status), indent=2) == json.dumps(
+                models, indent=2
+            )
+        plan_id = store.list_plans()[0].id
+        assert store.list_task_wires(plan_id=plan_id) == [
+            task.wire() for task in store.list_tasks(plan_id=plan_id)
+        ]
