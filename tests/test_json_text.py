@@ -18,8 +18,9 @@ SCALARS = (
 )
 VALUES = st.recursive(
     SCALARS,
-    lambda children: st.lists(children, max_size=5)
-    | st.dictionaries(st.text(max_size=8), children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=8), children, max_size=5)
+    ),
     max_leaves=40,
 )
 

@@ -29,7 +29,7 @@ def busy_board(store: Store, tasks: int) -> None:
     for i in range(tasks):
         ids.append(
             store.create_task(
-                f"task {i} «ünï»\n\"quoted\"",
+                f'task {i} «ünï»\n"quoted"',
                 description="line\n\ttab" if i % 3 else "",
                 priority=1 + i % 5,
                 depends_on=ids[-2:-1] if i % 4 else (),
