@@ -1,5 +1,6 @@
-"""`sf task list --json` is built straight from the store's rows (issue 17): the same JSON as
-the models give (`Task.wire()`), on a board where tasks carry everything a task can carry."""
+"""`sf task list --json` is built straight from the store's rows, mostly by SQLite (issue 17):
+the same text as the models give (`Task.wire()` and Python's indented `json.dumps`), on a board
+where tasks carry everything a task can carry, and for any text in their fields."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from stoneforge.lifecycle import TaskEvent
 from stoneforge.models import (
     Handoff,
     ReviewComment,
@@ -17,6 +21,13 @@ from stoneforge.models import (
     utcnow,
 )
 from stoneforge.store import REFUSAL_EVENT, PlannedTask, Store
+from stoneforge.store.task_json import _template
+
+
+def naive(store: Store, **filters: object) -> str:
+    """What the CLI printed before: a model per task, Python's indented encoder."""
+    tasks = [task.wire() for task in store.list_tasks(**filters)]  # type: ignore[arg-type]
+    return json.dumps(tasks, indent=2, ensure_ascii=False)
 
 
 def busy_board(store: Store, tasks: int) -> None:
@@ -69,6 +80,11 @@ def busy_board(store: Store, tasks: int) -> None:
             )
         elif n % 3 == 1:
             store.cancel_task(task_id)
+    # Own budgets (a float Python writes its own way, a token count), on tasks with no session.
+    store.cancel_task(ids[1])
+    store.transition_task(ids[1], TaskEvent.RETRY, budget_usd=2.5e-05, budget_tokens=1000)
+    store.cancel_task(ids[2])
+    store.transition_task(ids[2], TaskEvent.RETRY, budget_tokens=500)
 
 
 @pytest.mark.parametrize("tasks", [20, 120])  # the few-rows path and the whole-board path
@@ -85,3 +101,35 @@ def test_wires_from_rows_are_the_models_wires(tmp_path: Path, tasks: int) -> Non
         assert store.list_task_wires(plan_id=plan_id) == [
             task.wire() for task in store.list_tasks(plan_id=plan_id)
         ]
+        for filters in ({}, {"status": TaskStatus.OPEN}, {"plan_id": plan_id}):
+            assert store.task_list_json(**filters) == naive(store, **filters)
+        assert store.task_list_json(status=TaskStatus.MERGED) == "[]" == naive(
+            store, status=TaskStatus.MERGED
+        )
+
+
+def test_every_field_of_a_task_is_written_by_the_fast_way() -> None:
+    # A new field of `Task` must be added to `task_json` (else every task goes the slow way).
+    assert _template() is not None
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.text(min_size=1).filter(str.strip), st.text(), st.integers(1, 5)),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_any_text_is_written_as_python_writes_it(
+    tmp_path_factory: pytest.TempPathFactory, tasks: list[tuple[str, str, int]]
+) -> None:
+    with Store(tmp_path_factory.mktemp("text") / "state.db") as store:
+        ids: list[str] = []
+        for title, description, priority in tasks:
+            task = store.create_task(
+                title, description=description, priority=priority, depends_on=ids[-1:]
+            )
+            store.update_task(task.id, note=description or None, branch=title)
+            ids.append(task.id)
+        assert store.task_list_json() == naive(store)

@@ -228,7 +228,7 @@ def task_list(
     """Tasks, oldest first."""
     with _open() as service:
         if as_json:  # straight from the rows: no model per task (10,000 tasks are timed)
-            _print_json(service.list_task_wires(plan_id=plan, status=status_filter))
+            sys.stdout.write(service.task_list_json(plan_id=plan, status=status_filter) + "\n")
         else:
             out.print(render.tasks_table(service.list_tasks(plan_id=plan, status=status_filter)))
 

