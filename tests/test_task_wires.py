@@ -103,8 +103,10 @@ def test_wires_from_rows_are_the_models_wires(tmp_path: Path, tasks: int) -> Non
         ]
         for filters in ({}, {"status": TaskStatus.OPEN}, {"plan_id": plan_id}):
             assert store.task_list_json(**filters) == naive(store, **filters)
-        assert store.task_list_json(status=TaskStatus.MERGED) == "[]" == naive(
-            store, status=TaskStatus.MERGED
+        assert (
+            store.task_list_json(status=TaskStatus.MERGED)
+            == "[]"
+            == naive(store, status=TaskStatus.MERGED)
         )
 
 

@@ -31,6 +31,39 @@ class TaskGraph(StoreBase):
         edges = db.execute("SELECT task_id, depends_on FROM deps ORDER BY rowid").fetchall()
         return DependencyGraph(nodes, [(a, b) for a, b in edges])
 
+    def _ready(self, db: sqlite3.Connection) -> list[str]:
+        """`DependencyGraph.ready()` from compact rows, without a graph of nodes: dispatch reads
+        it every round, in a worker thread whose Python competes with the loop's for the GIL."""
+        plain = db.cursor()
+        plain.row_factory = None  # tuples
+        active = {
+            r[0]
+            for r in plain.execute(
+                "SELECT id FROM plans WHERE status = ?", (PlanStatus.ACTIVE.value,)
+            )
+        }
+        priority: dict[str, int] = {}
+        status: dict[str, str] = {}
+        order: dict[str, tuple[str, int]] = {}
+        open_ = TaskStatus.OPEN.value
+        for task_id, task_priority, task_status, created_at, seq, plan_id in plain.execute(
+            "SELECT id, priority, status, created_at, seq, plan_id FROM tasks"
+        ):
+            priority[task_id] = task_priority
+            status[task_id] = task_status
+            if task_status == open_ and (plan_id is None or plan_id in active):
+                order[task_id] = (created_at, seq)
+        depends_on: dict[str, list[str]] = {}
+        merged = TaskStatus.MERGED.value
+        for task_id, dep in plain.execute("SELECT task_id, depends_on FROM deps"):
+            depends_on.setdefault(task_id, []).append(dep)
+            if task_id in order and status.get(dep, merged) != merged:
+                del order[task_id]  # blocked
+        finished = {s.value for s in FINISHED_TASK_STATUSES}
+        unfinished = {t for t, s in status.items() if s not in finished}
+        effective = effective_priorities(priority, unfinished, depends_on)
+        return sorted(order, key=lambda t: (effective[t], *order[t]))
+
     def graph(self) -> DependencyGraph:
         with self._read() as db:
             return self._graph(db)

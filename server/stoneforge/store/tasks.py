@@ -392,7 +392,8 @@ class TaskRows(TaskGraph, CostRows):
 
     def ready_task_ids(self) -> list[str]:
         """Open, unblocked tasks of active plans (or none), most urgent first, then oldest."""
-        return self.graph().ready()
+        with self._read() as db:
+            return self._ready(db)
 
     def update_task(self, task_id: str, *, kind: str = "task.updated", **fields: Any) -> Task:
         """Change task columns other than its status (that moves only by `transition_task`)."""
