@@ -71,10 +71,9 @@ def _sentinel(n: int) -> str:
 
 
 @cache
-def _template() -> list[tuple[str, bool]] | None:
-    """The task's text as segments around the fields the graph gives (`_FROM_GRAPH`, in that
-    order): ``(sql, True)`` for one SQLite writes, ``(text, False)`` for a constant one; their
-    literal text is taken from Python's encoder. None when a field of `Task` is not known here
+def _template() -> list[str] | None:
+    """The task's text as the SQL of its segments around the fields the graph gives
+    (`_FROM_GRAPH`, in that order); their literal text is taken from Python's encoder. None when a field of `Task` is not known here
     (then every task goes the model way, and the test of this module fails until it is added)."""
     sample = Task(id="t1", title="t", created_at="2026-01-01T00:00:00Z").wire()
     values: dict[str, Any] = {}
@@ -106,7 +105,7 @@ def _template() -> list[tuple[str, bool]] | None:
     if [key for key in slots if key in _FROM_GRAPH] != list(_FROM_GRAPH):
         return None  # `task_list_json` writes them in this order
     return [
-        (f"printf({', '.join([_literal(f), *args])})", True) if args else (f, False)
+        f"printf({', '.join([_literal(f), *args])})" if args else _literal(f)
         for f, args in zip(formats, arguments, strict=True)
     ]
 
@@ -135,11 +134,11 @@ class TaskJson(TaskRows):
                     f"SELECT {_WIRE_COLUMNS} FROM tasks {where} ORDER BY seq", params
                 ).fetchall()
                 return json_text.dumps(self._wires(db, rows))
-            columns = [text for text, is_sql in template if is_sql]
             plain = db.cursor()
             plain.row_factory = None  # tuples
             rows = plain.execute(
-                f"SELECT id, {_OWN_ROW_ONLY}, {', '.join(columns)} FROM tasks {where} ORDER BY seq",
+                f"SELECT id, {_OWN_ROW_ONLY}, {', '.join(template)} FROM tasks {where} "
+                "ORDER BY seq",
                 params,
             ).fetchall()
             if not rows:
@@ -148,15 +147,10 @@ class TaskJson(TaskRows):
             effective, depends_on, blocked = self._graph_facts_of_all(db)
             rich = [row[0] for row in rows if row[0] in carrying or not row[1]]
             texts = self._rich_texts(db, rich) if rich else {}
-        constants = [None if is_sql else text for text, is_sql in template]
         parts = []
-        for task_id, _, *written in rows:
+        for task_id, _, first, second, third, last in rows:
             text = texts.get(task_id)
             if text is None:
-                values = iter(written)
-                first, second, third, last = (
-                    c if c is not None else next(values) for c in constants
-                )
                 deps = depends_on.get(task_id)
                 text = (
                     f"{first}{effective[task_id]}{second}"
