@@ -461,16 +461,19 @@ def ensure_task_clone(
     start = existing or target_tip
     taken = pool.take(want=start) if pool is not None else None
     if taken is not None:
+        # Made a task checkout while still under its `.taken` name, and only then moved to
+        # `path`: a process killed half-way leaves a `.taken` clone (swept at the next start),
+        # never a checkout at `path` without its branch.
+        reseal(repo, taken)
+        # Right after a landing the pool may not have followed the target yet: the files that
+        # changed are written now (one git call). HEAD is detached there until the refs below.
+        advance(taken, start, detach=False)
+        _write_new_refs(taken, {branch_ref: start, _target_ref(start_point): target_tip})
+        (taken / ".git" / "HEAD").write_text(f"ref: {branch_ref}\n")  # `git symbolic-ref`'s job
         path.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(OSError):
             path.rmdir()  # an empty leftover directory
         taken.rename(path)
-        reseal(repo, path)
-        # Right after a landing the pool may not have followed the target yet: the files that
-        # changed are written now (one git call). HEAD is detached there until the refs below.
-        advance(path, start, detach=False)
-        _write_new_refs(path, {branch_ref: start, _target_ref(start_point): target_tip})
-        (path / ".git" / "HEAD").write_text(f"ref: {branch_ref}\n")  # `git symbolic-ref`'s job
     else:
         make_clone(repo, path)
         _clone_git(path, ["checkout", "--quiet", "-B", branch, start])
