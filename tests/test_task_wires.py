@@ -135,3 +135,18 @@ def test_any_text_is_written_as_python_writes_it(
             store.update_task(task.id, note=description or None, branch=title)
             ids.append(task.id)
         assert store.task_list_json() == naive(store)
+
+
+def test_the_whole_board_facts_agree_with_the_graph(tmp_path: Path) -> None:
+    """Past 50 tasks a list reads the board's facts in one go: the graph's own answers."""
+    with Store(tmp_path / "state.db") as store:
+        busy_board(store, 120)
+        graph = store.graph()
+        effective = graph.effective_priorities()
+        tasks = store.list_tasks()
+        assert len(tasks) > 50
+        for task in tasks:
+            assert task.effective_priority == effective[task.id]
+            assert task.blocked == graph.is_blocked(task.id)
+            assert task.depends_on == graph.depends_on[task.id]
+        assert store.ready_task_ids() == graph.ready()
