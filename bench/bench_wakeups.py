@@ -1,9 +1,10 @@
 """Benchmark: steward wake-ups and store-watcher bursts, the old way beside ours in one run.
 
-1. Steward rounds caused by 1,000 token-count writes (a worker's `session.updated`), with a real
-   orchestrator, store watcher and steward on a real repository and store: ours (wake the steward
-   only for events that can change its queue) beside the old rule (wake it for every delivery of
-   the watcher), each in its own orchestrator, fed by the same kind of writes.
+1. Steward and dispatcher rounds caused by 1,000 token-count writes (a worker's
+   `session.updated`), with a real orchestrator, store watcher and steward on a real repository
+   and store: ours (wake each only for events that can change its queue) beside the old rule
+   (wake both for every delivery of the watcher), each in its own orchestrator, fed by the same
+   kind of writes.
 2. The store watcher on one commit of 12,000 events: ours (page after page) beside the old one
    (the first 5,000 only; the rest waited for the next commit), both watching the same burst.
 3. On the board that burst made (11,999 tasks, 6 in progress): the steward forecast's read of the
@@ -53,10 +54,11 @@ class NoAgents:
 
 
 class WakeOnEveryWrite(Orchestrator):
-    """The old rule: every delivery of the store watcher woke the steward."""
+    """The old rule: every delivery of the store watcher woke the steward and the dispatcher."""
 
     def _on_store_events(self, events: list[Event]) -> None:
         super()._on_store_events(events)
+        self.wake_threadsafe()
         if self.steward is not None and self._loop is not None:
             self._loop.call_soon_threadsafe(self.steward.wake)
 
@@ -76,14 +78,23 @@ async def stays_put(count: Callable[[], int], quiet_s: float = 0.5) -> bool:
     return count() == before
 
 
-async def rounds_for_token_writes(root: Path, kind: type[Orchestrator]) -> tuple[int, int]:
-    """(steward rounds, watcher deliveries) while one worker's token counter moves 1,000 times."""
+async def rounds_for_token_writes(root: Path, kind: type[Orchestrator]) -> tuple[int, int, int]:
+    """(steward rounds, dispatcher rounds, watcher deliveries) while one worker's token counter
+    moves 1,000 times."""
     worker = make_repo(root)
     config = StoneforgeConfig.model_validate({"merge": {"checks": ["true"]}})
     own = Store(worker.path)
     orchestrator = kind(root, config, own, provider=NoAgents())  # type: ignore[arg-type]
-    rounds = deliveries = 0
+    rounds = deliveries = dispatches = 0
     on_events = orchestrator._on_store_events
+    real_dispatch = orchestrator._dispatch
+
+    async def counting_dispatch(group):  # noqa: ANN001, ANN202
+        nonlocal dispatches
+        dispatches += 1
+        await real_dispatch(group)
+
+    orchestrator._dispatch = counting_dispatch  # type: ignore[method-assign]
 
     seen_start = False
 
@@ -111,18 +122,18 @@ async def rounds_for_token_writes(root: Path, kind: type[Orchestrator]) -> tuple
             task = worker.dispatch_task(worker.create_task("busy agent").id)
         session = worker.start_session(task.id, SessionRole.WORKER)
         with anyio.fail_after(30):  # the rounds the setup's writes caused are over
-            while not (seen_start and await stays_put(lambda: rounds)):
+            while not (seen_start and await stays_put(lambda: (rounds, dispatches))):
                 await anyio.sleep(0.01)
-        rounds = deliveries = 0
+        rounds = deliveries = dispatches = 0
         for i in range(TOKEN_WRITES):
             worker.update_session(session.id, context_tokens=1000 + i, output_tokens=i)
             await anyio.sleep(0.002)  # a busy worker: many updates a second
         await anyio.sleep(0.5)
-        counted_rounds, counted_deliveries = rounds, deliveries
+        counted = rounds, dispatches, deliveries
         orchestrator.request_stop()
     own.close()
     worker.close()
-    return counted_rounds, counted_deliveries
+    return counted
 
 
 class FirstPageOnly(StoreWatcher):
@@ -220,10 +231,10 @@ def main() -> None:
             ("ours (by kind)", Orchestrator),
         ):
             results[name] = anyio.run(rounds_for_token_writes, Path(tmp) / name.split()[0], kind)
-        for name, (rounds, deliveries) in results.items():
+        for name, (rounds, dispatches, deliveries) in results.items():
             print(
-                f"{TOKEN_WRITES:,} token-count writes -> {rounds:4d} steward rounds   "
-                f"{name:<23} ({deliveries} watcher deliveries)"
+                f"{TOKEN_WRITES:,} token-count writes -> {rounds:4d} steward rounds, "
+                f"{dispatches:4d} dispatcher rounds   {name:<23} ({deliveries} watcher deliveries)"
             )
         watcher_burst(Path(tmp) / "burst.db")
         forecast_read(Path(tmp) / "burst.db")

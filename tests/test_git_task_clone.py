@@ -244,3 +244,30 @@ def test_a_stale_pool_clone_follows_the_target_writing_only_what_changed(
     assert (co.path / "src" / "new.py").read_text() == "x = 1\n"
     after = (co.path / "README.md").stat()
     assert (after.st_ino, after.st_mtime_ns) == (untouched.st_ino, untouched.st_mtime_ns)
+
+
+def test_a_take_cut_short_leaves_no_checkout_without_its_branch(
+    repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dispatch killed while making a pool clone the task's checkout (here: its refs could
+    not be written) leaves nothing at the task's path; the next attempt gets a whole checkout
+    on its branch, not a detached clone whose branch was never made."""
+    from stoneforge.git import task_clone
+
+    pool = ClonePool(repo.path, tmp_path / "wt" / ".pool", "main", size=1)
+    pool.refill(wait=True)
+    pool.size = 0  # nothing refills behind the take
+    path = tmp_path / "wt" / "t-4"
+
+    def killed(clone: Path, refs: dict[str | None, str]) -> None:
+        raise KeyboardInterrupt("killed half-way")
+
+    monkeypatch.setattr(task_clone, "_write_new_refs", killed)
+    with pytest.raises(KeyboardInterrupt):
+        ensure_task_clone(repo.path, path, "sf/t-4", start_point="main", pool=pool)
+    assert not path.exists()
+    monkeypatch.undo()
+    isolate_git(monkeypatch, tmp_path)
+    co = ensure_task_clone(repo.path, path, "sf/t-4", start_point="main", pool=pool)
+    assert co.created
+    assert Repo(path).git("symbolic-ref", "HEAD") == "refs/heads/sf/t-4"

@@ -177,8 +177,35 @@ def test_one_task_read_agrees_with_the_whole_board(
             for task_id, task in board.items():
                 assert task.effective_priority == effective[task_id]
                 assert task.blocked == graph.is_blocked(task_id)
+        assert store.ready_task_ids() == store.graph().ready()  # the compact read agrees
         for task_id, task in board.items():
             one = store.get_task(task_id)
             assert one.effective_priority == task.effective_priority
             assert one.blocked == task.blocked
             assert one.depends_on == task.depends_on
+
+
+def reference_effective(graph: DependencyGraph) -> dict[str, int]:
+    """The definition, computed naively: the task's own priority and, for every unfinished
+    dependent, that dependent's effective priority."""
+
+    def of(task_id: str) -> int:
+        waiting = [
+            of(child)
+            for child in graph.dependents.get(task_id, [])
+            if child in graph.nodes
+            and graph.nodes[child].status not in (TaskStatus.MERGED, TaskStatus.CANCELLED)
+        ]
+        return min([graph.nodes[task_id].priority, *waiting])
+
+    return {task_id: of(task_id) for task_id in graph.nodes}
+
+
+@settings(max_examples=300, deadline=None)
+@given(random_graphs())
+def test_effective_priorities_agree_with_the_definition(
+    graph_data: tuple[list[Node], list[tuple[str, str]]],
+) -> None:
+    nodes, edges = graph_data
+    graph = DependencyGraph(nodes, [*edges, ("t0", "gone")])  # an edge to an unknown task
+    assert graph.effective_priorities() == reference_effective(graph)

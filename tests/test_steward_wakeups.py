@@ -1,22 +1,31 @@
-"""The steward wakes only for events that can change its queue (issue 17).
+"""The steward and the dispatcher wake only for events that can change their queues (issue 17).
 
 A real orchestrator on a real repository and store: its store watcher sees every commit of
 another connection (here the rig's, standing in for a worker or the CLI), and its steward runs a
-round only for merge requests, landings, task status changes and the like, never for a worker's
-token counts.
+round only for merge requests, landings, task status changes and the like, its dispatcher only
+for tasks created, moved or unblocked; never for a worker's token counts. Their rounds read the
+whole board (the dependency graph) in worker threads, never on the event loop.
 """
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import anyio
+import pytest
 
 from steward_helpers import StewardRig
 from stoneforge.models import Event, MergeStatus, SessionRole, utcnow
 from stoneforge.orchestrator.daemon import Orchestrator
-from stoneforge.orchestrator.wakeups import STEWARD_WAKE_KINDS, wakes_steward
+from stoneforge.orchestrator.wakeups import (
+    DISPATCHER_WAKE_KINDS,
+    STEWARD_WAKE_KINDS,
+    wakes_dispatcher,
+    wakes_steward,
+)
 from stoneforge.store import Store
+from stoneforge.store.task_graph import TaskGraph
 
 TOKEN_WRITES = 1000
 
@@ -37,10 +46,21 @@ async def settled(count, quiet_s: float = 0.5, timeout: float = 30.0) -> None:  
                 return
 
 
-async def test_token_count_writes_cause_no_steward_round_and_a_merge_request_does(
-    tmp_path: Path,
+async def test_token_count_writes_cause_no_steward_or_dispatcher_round_and_a_merge_request_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rig = StewardRig(tmp_path / "repo", checks=["true"])
+    # Where the orchestrator's connections build the whole board's graph: the loop or a thread.
+    graph_reads: list[bool] = []  # True: on the event loop's thread
+    loop_thread: list[threading.Thread] = []
+    real_graph = TaskGraph._graph
+
+    def recorded_graph(self: TaskGraph, db):  # noqa: ANN001, ANN202
+        if self is not rig.store:  # the rig stands in for other processes
+            graph_reads.append(threading.current_thread() in loop_thread)
+        return real_graph(self, db)
+
+    monkeypatch.setattr(TaskGraph, "_graph", recorded_graph)
     # The orchestrator has its own connection, as `sf serve` would; the rig writes as a worker.
     own = Store(rig.store.path)
     orchestrator = Orchestrator(rig.root, rig.config, own, provider=rig.provider)  # type: ignore[arg-type]
@@ -53,9 +73,19 @@ async def test_token_count_writes_cause_no_steward_round_and_a_merge_request_doe
 
     orchestrator._on_store_events = seen  # type: ignore[method-assign]
     rounds = 0
+    dispatch_rounds = 0
+    real_dispatch = orchestrator._dispatch
+
+    async def counting_dispatch(group):  # noqa: ANN001, ANN202
+        nonlocal dispatch_rounds
+        dispatch_rounds += 1
+        await real_dispatch(group)
+
+    orchestrator._dispatch = counting_dispatch  # type: ignore[method-assign]
 
     async with anyio.create_task_group() as group:
         group.start_soon(orchestrator.run)
+        loop_thread.append(threading.current_thread())
         await orchestrator.started.wait()
         steward = orchestrator.steward
         assert steward is not None
@@ -72,8 +102,9 @@ async def test_token_count_writes_cause_no_steward_round_and_a_merge_request_doe
             task = rig.store.dispatch_task(rig.store.create_task("busy agent").id)
         session = rig.store.start_session(task.id, SessionRole.WORKER)
         await wait_until(lambda: any(e.kind == "session.started" for e in delivered))
-        await settled(lambda: rounds)  # the rounds the setup's writes caused are over
-        rounds = 0
+        # The rounds the setup's writes caused are over.
+        await settled(lambda: (rounds, dispatch_rounds))
+        rounds = dispatch_rounds = 0
         delivered.clear()
 
         for i in range(TOKEN_WRITES):  # one agent's token counter moving 1,000 times
@@ -85,15 +116,22 @@ async def test_token_count_writes_cause_no_steward_round_and_a_merge_request_doe
         )
         await anyio.sleep(0.3)
         assert rounds == 0, f"{TOKEN_WRITES} token-count writes caused {rounds} steward rounds"
+        assert dispatch_rounds == 0, (
+            f"{TOKEN_WRITES} token-count writes caused {dispatch_rounds} dispatcher rounds"
+        )
 
         # A merge request opened (in one commit, so the dispatcher never sees the task open).
         with rig.store.transaction():
             _, mr = rig.submit("Add one", {"one.py": "ONE = 1\n"})
         await wait_until(lambda: rig.store.get_merge_request(mr.id).status == MergeStatus.MERGED)
         assert rounds >= 1
+        assert dispatch_rounds >= 1  # a task was created (and moved): the dispatcher looked
         orchestrator.request_stop()
     own.close()
     rig.close()
+    assert graph_reads, "the rounds read no dependency graph: nothing was checked"
+    on_loop = sum(graph_reads)
+    assert on_loop == 0, f"{on_loop} of {len(graph_reads)} whole-board reads ran on the event loop"
 
 
 def test_only_queue_changing_kinds_wake_the_steward() -> None:
@@ -117,3 +155,38 @@ def test_only_queue_changing_kinds_wake_the_steward() -> None:
     for kind in ("mr.created", "mr.updated", "task.merged", "task.cancelled", "dep.added"):
         assert kind in STEWARD_WAKE_KINDS
         assert wakes_steward([event("session.updated"), event(kind)])
+
+
+def test_only_kinds_that_change_the_ready_set_wake_the_dispatcher() -> None:
+    def event(kind: str) -> Event:
+        return Event(id=1, at=utcnow(), actor="t", kind=kind, entity="x", entity_id=None, data={})
+
+    quiet = [
+        "session.updated",  # token counts
+        "session.started",
+        "handoff.created",
+        "forecast.updated",
+        "steward.paused",
+        "check.flaky",
+        "lease.acquired",
+        "provider.unavailable",
+        "budget.holds",  # the dispatcher's own note
+        "task.question",
+        "task.tool_refused",
+        "mr.created",
+    ]
+    assert not wakes_dispatcher(event(k) for k in quiet)
+    for kind in (
+        "task.created",
+        "task.merged",  # a landing unblocks the dependents
+        "task.cancelled",
+        "task.retried",
+        "task.requeued",
+        "task.changes_requested",
+        "task.updated",
+        "dep.added",
+        "plan.activated",
+        "session.budget_reached",
+    ):
+        assert kind in DISPATCHER_WAKE_KINDS
+        assert wakes_dispatcher([event("session.updated"), event(kind)])

@@ -6,7 +6,6 @@ stderr with a non-zero exit. Without ``--json`` a create command prints the new 
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from enum import StrEnum
@@ -17,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from stoneforge import render
+from stoneforge import json_text, render
 from stoneforge.errors import StoneforgeError
 from stoneforge.models import MergeStatus, TaskStatus, WireModel
 from stoneforge.service import Service
@@ -59,7 +58,7 @@ def _print_json(data: Any) -> None:
         data = data.wire()
     elif isinstance(data, list):
         data = [item.wire() if isinstance(item, WireModel) else item for item in data]
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.write(json_text.dumps(data) + "\n")  # as json.dumps(indent=2) writes it
 
 
 # -- init / status -------------------------------------------------------------------------------
@@ -228,11 +227,10 @@ def task_list(
 ) -> None:
     """Tasks, oldest first."""
     with _open() as service:
-        tasks = service.list_tasks(plan_id=plan, status=status_filter)
-        if as_json:
-            _print_json(tasks)
+        if as_json:  # straight from the rows: no model per task (10,000 tasks are timed)
+            sys.stdout.write(service.task_list_json(plan_id=plan, status=status_filter) + "\n")
         else:
-            out.print(render.tasks_table(tasks))
+            out.print(render.tasks_table(service.list_tasks(plan_id=plan, status=status_filter)))
 
 
 @task_app.command("show")

@@ -7,7 +7,7 @@ O(tasks + edges).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -71,39 +71,19 @@ class DependencyGraph:
         """Most urgent (lowest) priority among each task and every task that waits on it.
 
         Finished tasks (merged, cancelled) wait on nothing, so they pass no urgency down.
-        Computed once per graph by an iterative post-order walk over dependents.
+        Computed once per graph (see :func:`effective_priorities`).
         """
-        if self._effective is not None:
-            return self._effective
-        effective: dict[str, int] = {}
-        for root in self.nodes:
-            if root in effective:
-                continue
-            # Iterative DFS: (task, index of the next dependent to visit).
-            stack: list[tuple[str, int]] = [(root, 0)]
-            on_path = {root}
-            while stack:
-                task_id, index = stack[-1]
-                children = self.dependents.get(task_id, [])
-                if index < len(children):
-                    stack[-1] = (task_id, index + 1)
-                    child = children[index]
-                    if child in effective or child in on_path or child not in self.nodes:
-                        continue
-                    stack.append((child, 0))
-                    on_path.add(child)
-                    continue
-                stack.pop()
-                on_path.discard(task_id)
-                best = self.nodes[task_id].priority
-                for child in children:
-                    child_node = self.nodes.get(child)
-                    if child_node is None or child_node.status in FINISHED_TASK_STATUSES:
-                        continue
-                    best = min(best, effective.get(child, child_node.priority))
-                effective[task_id] = best
-        self._effective = effective
-        return effective
+        if self._effective is None:
+            self._effective = effective_priorities(
+                {task_id: node.priority for task_id, node in self.nodes.items()},
+                {
+                    task_id
+                    for task_id, node in self.nodes.items()
+                    if node.status not in FINISHED_TASK_STATUSES
+                },
+                self.depends_on,
+            )
+        return self._effective
 
     def ready(self) -> list[str]:
         """Open, unblocked tasks of active plans (or of none): most urgent first, then oldest."""
@@ -132,6 +112,42 @@ class DependencyGraph:
                     parents[dep] = current
                     frontier.append(dep)
         return None
+
+
+def effective_priorities(
+    priority: Mapping[str, int],
+    unfinished: Container[str],
+    depends_on: Mapping[str, Iterable[str]],
+) -> dict[str, int]:
+    """Each task's most urgent priority among itself and every unfinished task that waits on it,
+    through unfinished tasks only (a finished task waits on nothing: it passes no urgency down).
+
+    ``priority`` names every task; ``depends_on`` maps a task to its blockers (unknown ids are
+    ignored). O(tasks + edges): urgency spreads from the most urgent level down, so each task
+    passes it on once, from the first (most urgent) level that reaches it.
+    """
+    effective = dict(priority)
+    spread: set[str] = set()
+    levels: dict[int, list[str]] = {}
+    for task_id, level in priority.items():
+        if task_id in unfinished:
+            levels.setdefault(level, []).append(task_id)
+    for level in sorted(levels):
+        stack = levels[level]
+        while stack:
+            task_id = stack.pop()
+            if task_id in spread:
+                continue
+            spread.add(task_id)
+            for blocker in depends_on.get(task_id, ()):
+                current = effective.get(blocker)
+                if current is None:
+                    continue  # not a task of this board
+                if current > level:
+                    effective[blocker] = level
+                if blocker in unfinished and blocker not in spread:
+                    stack.append(blocker)
+    return effective
 
 
 def check_new_dependency(

@@ -254,6 +254,15 @@ class Service:
             plan_id = self.resolve_plan_id(plan_id)
         return self.store.list_tasks(plan_id=plan_id, status=status)
 
+    def task_list_json(
+        self, *, plan_id: str | None = None, status: TaskStatus | None = None
+    ) -> str:
+        """`list_tasks` as the CLI's JSON text (``json.dumps(..., indent=2)`` of the wires),
+        written mostly by SQLite: 10,000 tasks are timed."""
+        if plan_id is not None:
+            plan_id = self.resolve_plan_id(plan_id)
+        return self.store.task_list_json(plan_id=plan_id, status=status)
+
     def get_task(self, task_id: str) -> Task:
         return self.store.get_task(task_id)
 

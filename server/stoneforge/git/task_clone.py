@@ -16,8 +16,9 @@ sandbox.
 
 Clones are slow to check out on a large repository (0.25-6 s for 5,000 files on a busy machine),
 so a `ClonePool` keeps one per agent slot checked out at the target's tip, brought up to date
-after each landing; taking one is a rename and two ref writes (three git calls in all), plus a
-`read-tree` of only the files that changed when the target moved since.
+after each landing; taking one is a rename and its refs written as files (one git call in all,
+to resolve the target), plus a `read-tree` of only the files that changed when the target moved
+since.
 """
 
 from __future__ import annotations
@@ -356,9 +357,11 @@ def _detached_head(clone: Path) -> str | None:
     return text if _OID.fullmatch(text) else None
 
 
-def advance(clone: Path | str, commit: str) -> None:
+def advance(clone: Path | str, commit: str, *, detach: bool = True) -> None:
     """Move a clean clone's checkout from its HEAD to `commit`, writing only the files that
-    differ (`read-tree -m -u`: no full index refresh, unlike checkout), HEAD detached there."""
+    differ (`read-tree -m -u`: no full index refresh, unlike checkout), HEAD detached there
+    (``detach=False``: the caller points HEAD at a branch at `commit` next, so HEAD may be left
+    as it was after a read-tree)."""
     clone = Path(clone)
     head = _detached_head(clone) or _clone_head(clone)
     if head == commit:
@@ -371,7 +374,8 @@ def advance(clone: Path | str, commit: str) -> None:
     except GitError:  # not clean after all (or HEAD unknown here): a full checkout then
         _clone_git(clone, ["checkout", "--quiet", "--force", "--detach", commit])
         return
-    _clone_git(clone, ["update-ref", "--no-deref", "HEAD", commit])
+    if detach:
+        _clone_git(clone, ["update-ref", "--no-deref", "HEAD", commit])
 
 
 _POOLS: dict[tuple[Path, Path], ClonePool] = {}
@@ -457,14 +461,19 @@ def ensure_task_clone(
     start = existing or target_tip
     taken = pool.take(want=start) if pool is not None else None
     if taken is not None:
+        # Made a task checkout while still under its `.taken` name, and only then moved to
+        # `path`: a process killed half-way leaves a `.taken` clone (swept at the next start),
+        # never a checkout at `path` without its branch.
+        reseal(repo, taken)
+        # Right after a landing the pool may not have followed the target yet: the files that
+        # changed are written now (one git call). HEAD is detached there until the refs below.
+        advance(taken, start, detach=False)
+        _write_new_refs(taken, {branch_ref: start, _target_ref(start_point): target_tip})
+        (taken / ".git" / "HEAD").write_text(f"ref: {branch_ref}\n")  # `git symbolic-ref`'s job
         path.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(OSError):
             path.rmdir()  # an empty leftover directory
         taken.rename(path)
-        reseal(repo, path)
-        advance(path, start)  # nothing to do in the usual case: the pool follows the target
-        _set_refs(path, {branch_ref: start, _target_ref(start_point): target_tip})
-        _clone_git(path, ["symbolic-ref", "HEAD", branch_ref])
     else:
         make_clone(repo, path)
         _clone_git(path, ["checkout", "--quiet", "-B", branch, start])
@@ -488,6 +497,21 @@ def _target_ref(target: str) -> str | None:
     """`refs/heads/<target>` in a clone, for a target that is a branch name."""
     name = short_branch(target)
     return None if name.startswith("refs/") else f"refs/heads/{name}"
+
+
+def _write_new_refs(clone: Path, refs: dict[str | None, str]) -> None:
+    """Create refs in a clone that has none of them yet (one just taken from the pool) by
+    writing their loose ref files: what `update-ref` does there, less a git process (dispatch is
+    timed) and the reflog. None keys are skipped."""
+    git_dir = clone / ".git"
+    for ref, oid in refs.items():
+        if ref is None:
+            continue
+        if not ref.startswith("refs/") or ".." in ref or not _OID.fullmatch(oid):
+            raise WorktreeError(f"{clone}: not a ref to write: {ref!r} -> {oid!r}")
+        path = git_dir / ref
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"{oid}\n")
 
 
 def _set_refs(clone: Path, refs: dict[str | None, str]) -> None:

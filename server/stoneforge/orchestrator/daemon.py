@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 import time
 import uuid
 from collections import deque
@@ -41,7 +42,7 @@ from stoneforge.orchestrator.provider_status import ProviderStatus
 from stoneforge.orchestrator.recovery import recover_orphans
 from stoneforge.orchestrator.review import Reviewer
 from stoneforge.orchestrator.steward import Steward
-from stoneforge.orchestrator.wakeups import wakes_steward
+from stoneforge.orchestrator.wakeups import wakes_dispatcher, wakes_steward
 from stoneforge.orchestrator.worker import RunResult, SlotState, WorkerRun
 from stoneforge.store import Fence, Store
 from stoneforge.store_watch import StoreWatcher
@@ -52,6 +53,18 @@ LEASE_NAME = "orchestrator"
 LEASE_TTL_S = 20.0
 HEARTBEAT_S = 5.0
 RECENT_EVENTS = 12
+
+
+@dataclass(frozen=True)
+class Board:
+    """What a dispatch round reads of the store, off the event loop."""
+
+    #: Open, unblocked tasks of active plans (or none), most urgent first.
+    ready: list[str]
+    #: Plan and day budgets that hold dispatch back.
+    holds: list[BudgetHold]
+    #: The plan of each open task (read only while a budget holds).
+    plans: dict[str, str | None]
 
 
 @dataclass
@@ -146,6 +159,12 @@ class Orchestrator:
         self._stop_requested = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._watcher: StoreWatcher | None = None
+        #: The dispatcher's own connection for its whole-board reads, in a worker thread: they
+        #: neither stall the loop nor hold the lock of the connection the loop shares.
+        self._reader: Store | None = None
+        self._reader_lock = threading.Lock()
+        #: The ready set the last dispatch round read (the live view's queue length).
+        self._ready: list[str] = []
         self.started = asyncio.Event()
 
     # -- public control ------------------------------------------------------------------------
@@ -178,7 +197,7 @@ class Orchestrator:
             self.reviewer.kill()
 
     def view(self) -> OrchestratorView:
-        queued = len([t for t in self.store.ready_task_ids() if t not in self.runs])
+        queued = len([t for t in self._ready if t not in self.runs])  # no store read here
         pause = self.steward.landing_paused if self.steward is not None else None
         outage = self.health.unavailable()
         return OrchestratorView(
@@ -263,6 +282,9 @@ class Orchestrator:
             if self._watcher is not None:
                 self._watcher.stop()
             stop_pool(self.root, self._worktree_dir())
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
             try:
                 self.store.release_lease(LEASE_NAME, self._lease_token)
             except StoreBusyError as exc:  # it ends with this process (or its time to live)
@@ -276,7 +298,7 @@ class Orchestrator:
     async def _dispatch_loop(self, group: anyio.abc.TaskGroup) -> None:
         while not self._stop_requested:
             self._wake.clear()
-            self._dispatch(group)
+            await self._dispatch(group)
             if self.until_idle and await to_thread.run_sync(self.is_idle):
                 self.note("idle: nothing open, in progress or in review")
                 break
@@ -297,17 +319,37 @@ class Orchestrator:
             self._wake.clear()
             await self._wake.wait()
 
-    def _dispatch(self, group: anyio.abc.TaskGroup) -> None:
+    def _own_connection(self) -> Store:
+        with self._reader_lock:  # opened by the first worker thread that reads
+            if self._reader is None:
+                self._reader = Store(
+                    self.store.path,
+                    actor=self.store.actor,
+                    busy_timeout_ms=round(self.store.busy_timeout_s * 1000),
+                )
+            return self._reader
+
+    def _read_board(self) -> Board:
+        """The ready set and the budget holds (called in a worker thread)."""
+        store = self._own_connection()
+        holds = dispatch_holds(store, self.config.budgets)
+        plans = store.open_task_plans() if holds else {}
+        return Board(ready=store.ready_task_ids(), holds=holds, plans=plans)
+
+    async def _dispatch(self, group: anyio.abc.TaskGroup) -> None:
         try:
-            if self.max_concurrent - len(self.runs) <= 0:
+            board = await to_thread.run_sync(self._read_board)
+            self._ready = board.ready
+            if self._stop_requested:  # asked while the board was read
                 return
+            holds = self._update_budget_holds(board.holds)
             now = time.monotonic()
-            holds = self._update_budget_holds()
-            plans = self._plans_of_ready() if holds else {}
-            for task_id in self.store.ready_task_ids():
+            for task_id in board.ready:
+                if self.max_concurrent - len(self.runs) <= 0:
+                    break
                 if task_id in self.runs or self._not_before.get(task_id, 0) > now:
                     continue
-                if holds and held_task(holds, plans.get(task_id)) is not None:
+                if holds and held_task(holds, board.plans.get(task_id)) is not None:
                     continue  # its plan's budget, or the day's, is spent
                 if not self.health.admit(len(self.runs), task_id).allowed:
                     break  # full, or the provider is unavailable: every task waits alike
@@ -319,10 +361,9 @@ class Orchestrator:
 
     # -- budgets (issue 15) --------------------------------------------------------------------
 
-    def _update_budget_holds(self) -> list[BudgetHold]:
+    def _update_budget_holds(self, holds: list[BudgetHold]) -> list[BudgetHold]:
         """The plan and day budgets that hold dispatch back; a change is noted and logged (the
         `budget.holds` event), so `sf status`, the live view and the editor say why."""
-        holds = dispatch_holds(self.store, self.config.budgets)
         day_held = any(hold.scope == "day" for hold in holds)
         self._day_starts_at = time.monotonic() + seconds_to_next_day() if day_held else None
         if [h.reason for h in holds] != [h.reason for h in self.budget_holds]:
@@ -337,7 +378,7 @@ class Orchestrator:
         return holds
 
     def _plans_of_ready(self) -> dict[str, str | None]:
-        return {t.id: t.plan_id for t in self.store.list_tasks(status=TaskStatus.OPEN)}
+        return self._own_connection().open_task_plans()
 
     def _held_by_budget(self, task_id: str, plans: dict[str, str | None]) -> bool:
         return held_task(self.budget_holds, plans.get(task_id)) is not None
@@ -484,12 +525,17 @@ class Orchestrator:
                 run = self.runs[event.entity_id]
                 if self._loop is not None:
                     asyncio.run_coroutine_threadsafe(run.stop("cancelled"), self._loop)
-        self.wake_threadsafe()
-        # Token counts and other session updates never wake the steward: a round reads the
-        # whole board and forecasts every pair of branches.
-        if self.steward is not None and self._loop is not None and wakes_steward(events):
+        # Token counts and other session updates wake nobody: a dispatch round reads the whole
+        # board, a steward round also forecasts every pair of branches (see `wakeups`).
+        steward_kinds = wakes_steward(events)
+        # With --until-idle, a merge request's move (to awaiting approval) may make it idle.
+        if wakes_dispatcher(events) or (self.until_idle and steward_kinds):
+            self.wake_threadsafe()
+        if self._loop is None or not steward_kinds:
+            return
+        if self.steward is not None:
             self._loop.call_soon_threadsafe(self.steward.wake)
-        if self.reviewer is not None and self._loop is not None:
+        if self.reviewer is not None:  # merge requests to review come with the same kinds
             self._loop.call_soon_threadsafe(self.reviewer.wake)
 
     # -- idleness ------------------------------------------------------------------------------
@@ -503,9 +549,10 @@ class Orchestrator:
         """
         if self.runs:
             return False
-        graph = self.store.graph()
+        store = self._own_connection()  # the whole board: not on the loop's shared connection
+        graph = store.graph()
         waiting_for_human = {
-            mr.task_id for mr in self.store.list_merge_requests(MergeStatus.AWAITING_APPROVAL)
+            mr.task_id for mr in store.list_merge_requests(MergeStatus.AWAITING_APPROVAL)
         }
         dead_ends: dict[str, bool] = {}
 

@@ -1,4 +1,5 @@
-"""Which recorded events wake the steward: only those that can change its queue.
+"""Which recorded events wake the steward and the dispatcher: only those that can change their
+queues.
 
 The store watcher hands the orchestrator every event another connection (or this one) commits.
 Most of them are of no concern to the merge queue: a worker's token counts move many times a
@@ -9,6 +10,12 @@ forecast: a merge request opened or changed, a task's status (a landing, a cance
 attempt that supersedes a merge request), its priority or branch, a new dependency, a plan made
 active. A landing by another process (`sf mr approve`) records `task.merged` and `mr.updated`;
 a target moved outside stoneforge is no event at all, and is found when the steward lands.
+
+The dispatcher's ready set depends on the tasks' statuses, their dependencies, priorities and
+plans, and on the plan and day budgets: it runs a round for a task created, changed or moved (a
+landing unblocks its dependents, a cancel or a review's send-back frees or requeues one), a new
+dependency, a plan made active, a session that reached a budget. Its own runs ending, the
+steward's landings and the provider's health wake it directly, not through the store.
 """
 
 from __future__ import annotations
@@ -29,6 +36,28 @@ STEWARD_WAKE_KINDS: frozenset[str] = frozenset(
         *TASK_EVENT_KINDS.values(),  # landed, cancelled, failed, dispatched again, requeued...
     }
 )
+
+
+#: Event kinds after which the dispatcher runs a round.
+DISPATCHER_WAKE_KINDS: frozenset[str] = frozenset(
+    {
+        "task.created",
+        "task.updated",  # priority: dispatch order
+        "dep.added",  # the task may be blocked now
+        "plan.activated",  # its tasks may dispatch
+        "session.budget_reached",  # a plan or day budget may hold dispatch now
+        *TASK_EVENT_KINDS.values(),  # landed (dependents unblocked), cancelled, retried...
+        # Transitions recorded under a kind of their own (`transition_task(kind=...)`).
+        "task.changes_requested",
+        "task.rejected",
+        "task.recovered",
+    }
+)
+
+
+def wakes_dispatcher(events: Iterable[Event]) -> bool:
+    """Whether any of ``events`` can change what the dispatcher dispatches."""
+    return any(event.kind in DISPATCHER_WAKE_KINDS for event in events)
 
 
 def wakes_steward(events: Iterable[Event]) -> bool:

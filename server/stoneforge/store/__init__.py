@@ -6,7 +6,8 @@ a ``BEGIN IMMEDIATE`` transaction that also appends its event, so no write is lo
 change is visible in the log.
 
 One module per job: :mod:`.schema` (tables, migrations, the connection and its transactions),
-:mod:`.plans`, :mod:`.tasks` with :mod:`.task_graph` (and :mod:`.board`, the lean rows), :mod:`.sessions` (and handoffs),
+:mod:`.plans`, :mod:`.tasks` with :mod:`.task_graph`, :mod:`.board` (the lean rows) and
+:mod:`.task_json` (the task list as JSON text), :mod:`.sessions` (and handoffs),
 :mod:`.merge_requests` (with :mod:`.reviews`), :mod:`.costs` (spending roll-ups), :mod:`.transitions` (every status change, checked against
 :mod:`stoneforge.lifecycle`), :mod:`.events`, :mod:`.lease` and :mod:`.summary`, each a mixin over
 :class:`~.schema.StoreBase` that :class:`Store` composes; :mod:`.planning` checks the tasks of a
@@ -30,7 +31,8 @@ from stoneforge.store.plans import DIRECTOR_SESSION_EVENT, DirectorSessionRef, P
 from stoneforge.store.schema import BUSY_TIMEOUT_MS, SCHEMA_VERSION, StoreBase, default_actor
 from stoneforge.store.sessions import SessionRows
 from stoneforge.store.summary import Summary
-from stoneforge.store.tasks import QUESTION_EVENT, REFUSAL_EVENT, TaskRows
+from stoneforge.store.task_json import TaskJson
+from stoneforge.store.tasks import QUESTION_EVENT, REFUSAL_EVENT
 from stoneforge.store.transitions import Transitions
 
 __all__ = [
@@ -55,7 +57,7 @@ class Store(
     BoardRows,
     Transitions,
     PlanRows,
-    TaskRows,
+    TaskJson,
     SessionRows,
     MergeRequestRows,
     EventLog,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sqlite3
 
-from stoneforge.graph import DependencyGraph, Node
-from stoneforge.models import PlanStatus, TaskStatus
+from stoneforge.graph import DependencyGraph, Node, effective_priorities
+from stoneforge.models import FINISHED_TASK_STATUSES, PlanStatus, TaskStatus
 from stoneforge.store.schema import StoreBase
 
 
@@ -31,6 +31,39 @@ class TaskGraph(StoreBase):
         edges = db.execute("SELECT task_id, depends_on FROM deps ORDER BY rowid").fetchall()
         return DependencyGraph(nodes, [(a, b) for a, b in edges])
 
+    def _ready(self, db: sqlite3.Connection) -> list[str]:
+        """`DependencyGraph.ready()` from compact rows, without a graph of nodes: dispatch reads
+        it every round, in a worker thread whose Python competes with the loop's for the GIL."""
+        plain = db.cursor()
+        plain.row_factory = None  # tuples
+        active = {
+            r[0]
+            for r in plain.execute(
+                "SELECT id FROM plans WHERE status = ?", (PlanStatus.ACTIVE.value,)
+            )
+        }
+        priority: dict[str, int] = {}
+        status: dict[str, str] = {}
+        order: dict[str, tuple[str, int]] = {}
+        open_ = TaskStatus.OPEN.value
+        for task_id, task_priority, task_status, created_at, seq, plan_id in plain.execute(
+            "SELECT id, priority, status, created_at, seq, plan_id FROM tasks"
+        ):
+            priority[task_id] = task_priority
+            status[task_id] = task_status
+            if task_status == open_ and (plan_id is None or plan_id in active):
+                order[task_id] = (created_at, seq)
+        depends_on: dict[str, list[str]] = {}
+        merged = TaskStatus.MERGED.value
+        for task_id, dep in plain.execute("SELECT task_id, depends_on FROM deps"):
+            depends_on.setdefault(task_id, []).append(dep)
+            if task_id in order and status.get(dep, merged) != merged:
+                del order[task_id]  # blocked
+        finished = {s.value for s in FINISHED_TASK_STATUSES}
+        unfinished = {t for t, s in status.items() if s not in finished}
+        effective = effective_priorities(priority, unfinished, depends_on)
+        return sorted(order, key=lambda t: (effective[t], *order[t]))
+
     def graph(self) -> DependencyGraph:
         with self._read() as db:
             return self._graph(db)
@@ -38,10 +71,35 @@ class TaskGraph(StoreBase):
     def _graph_facts_of_all(
         self, db: sqlite3.Connection
     ) -> tuple[dict[str, int], dict[str, list[str]], set[str]]:
-        """Effective priority, dependencies and the blocked set, for the whole board at once."""
-        graph = self._graph(db)
-        blocked = {task_id for task_id in graph.nodes if graph.is_blocked(task_id)}
-        return graph.effective_priorities(), graph.depends_on, blocked
+        """Effective priority, dependencies and the blocked set, for the whole board at once.
+
+        Straight from compact rows (no graph of nodes): `sf task list` of 10,000 tasks is timed.
+        Same rules as :class:`~stoneforge.graph.DependencyGraph`.
+        """
+        plain = db.cursor()
+        plain.row_factory = None  # tuples: a third faster than rows by name on 40,000 rows
+        priority: dict[str, int] = {}
+        status: dict[str, str] = {}
+        for task_id, task_priority, task_status in plain.execute(
+            "SELECT id, priority, status FROM tasks"
+        ):
+            priority[task_id] = task_priority
+            status[task_id] = task_status
+        depends_on: dict[str, list[str]] = {}
+        blocked: set[str] = set()
+        open_, merged = TaskStatus.OPEN.value, TaskStatus.MERGED.value
+        for task_id, dep in plain.execute("SELECT task_id, depends_on FROM deps ORDER BY rowid"):
+            deps = depends_on.get(task_id)
+            if deps is None:
+                depends_on[task_id] = [dep]
+            else:
+                deps.append(dep)
+            # Open with a dependency (on a known task) that is not merged.
+            if status.get(task_id) == open_ and status.get(dep, merged) != merged:
+                blocked.add(task_id)
+        finished = {s.value for s in FINISHED_TASK_STATUSES}
+        unfinished = {t for t, s in status.items() if s not in finished}
+        return effective_priorities(priority, unfinished, depends_on), depends_on, blocked
 
     def _graph_facts_of_few(
         self, db: sqlite3.Connection, rows: list[sqlite3.Row]

@@ -238,7 +238,7 @@ class Steward(
             # Asked twice when the checkout was just freed: MRs that arrived while it was being
             # looked at join this batch instead of waiting for the next one.
             previous = [e.mr.id for e in batch]
-            queue = self.queue()
+            queue = await self.queue()
             for_human = {e.mr.id for e in queue if self._protected_changes(e)}
             solo = not auto or (bool(queue) and queue[0].mr.id in for_human)
             if solo:  # one at a time, checked and then waiting for a person's approval

@@ -17,6 +17,7 @@ from stoneforge.config import StoneforgeConfig
 from stoneforge.git.merge import StackItem
 from stoneforge.git.repo import run_git
 from stoneforge.git.target import TargetBranch
+from stoneforge.graph import DependencyGraph
 from stoneforge.models import MergeRequest, Task
 from stoneforge.orchestrator.check_procs import CheckRegistry
 from stoneforge.orchestrator.pause import PauseState
@@ -99,6 +100,21 @@ class StewardBase:
         if value != self._current:
             self._current = value
             self.on_current(value)
+
+    def _own_connection(self) -> Store:
+        """The steward's own connection, for reads in a worker thread: they neither wait for nor
+        hold the lock of the connection the loop shares (with the editor's handler threads)."""
+        if self._reader is None:
+            self._reader = Store(
+                self.store.path,
+                actor=self.store.actor,
+                busy_timeout_ms=round(self.store.busy_timeout_s * 1000),
+            )
+        return self._reader
+
+    async def _graph(self) -> DependencyGraph:
+        """The whole board's dependency graph, read (and built) off the event loop."""
+        return await to_thread.run_sync(lambda: self._own_connection().graph())
 
     def _worktree_path(self) -> Path:
         return self._checks_registry.checkout

@@ -36,7 +36,8 @@ class CandidatesMixin(StewardBase):
             self.current = None
 
     async def _blockers_landed(self, entry: Entry, ahead: Sequence[Entry] = ()) -> bool:
-        return not self._blockers_waiting(entry.task.id, {e.task.id for e in ahead})
+        graph = await self._graph()
+        return not self._blockers_waiting(entry.task.id, {e.task.id for e in ahead}, graph)
 
     async def _bisect(self, entries: list[Entry], base: str, *, known_failed: bool) -> None:
         """Check ``entries`` stacked on ``base``; land on success, split on failure.

@@ -8,24 +8,12 @@ from anyio import to_thread
 
 from stoneforge.git.forecast import forecast
 from stoneforge.orchestrator.steward.base import StewardBase
-from stoneforge.store import Store
 
 log = logging.getLogger("stoneforge.steward")
 
 
 class ForecastMixin(StewardBase):
     """Conflicts among the active branches, recorded when they change."""
-
-    def _own_connection(self) -> Store:
-        """The steward's own connection, for reads in a worker thread: they neither wait for nor
-        hold the lock of the connection the loop shares (with the editor's handler threads)."""
-        if self._reader is None:
-            self._reader = Store(
-                self.store.path,
-                actor=self.store.actor,
-                busy_timeout_ms=round(self.store.busy_timeout_s * 1000),
-            )
-        return self._reader
 
     async def _forecast(self) -> None:
         """Forecast conflicts among the active branches; record them when they change.

@@ -17,7 +17,7 @@ _ALIVE = (TaskStatus.OPEN, TaskStatus.IN_PROGRESS, TaskStatus.REVIEW)
 class QueueMixin(StewardBase):
     """Which pending merge requests may land now, in landing order."""
 
-    def queue(self) -> list[Entry]:
+    async def queue(self) -> list[Entry]:
         """Pending merge requests that may land now: blockers first, then priority, then age.
 
         A merge request whose task is no longer in review is dropped (cancelled or failed: the
@@ -48,7 +48,7 @@ class QueueMixin(StewardBase):
             entries.append(Entry(mr, task))
         if not entries:
             return []
-        graph = self.store.graph()
+        graph = await self._graph()  # the whole board: off the loop
         effective = graph.effective_priorities()
         ids = {e.task.id for e in entries}
 
@@ -83,17 +83,14 @@ class QueueMixin(StewardBase):
             return f"superseded: task {task.id} was dispatched again since"
         return None
 
-    def _blockers_waiting(
-        self, task_id: str, ahead: set[str], graph: DependencyGraph | None = None
-    ) -> list[str]:
+    def _blockers_waiting(self, task_id: str, ahead: set[str], graph: DependencyGraph) -> list[str]:
         """Blockers of ``task_id`` that may still land and are neither merged nor in ``ahead``.
 
         A blocker may still land while it is in progress or in review, or open, dispatchable (no
         plan or an active one) and not itself stuck behind a failed or cancelled task: the
         dispatcher's rule for what is done, so a held MR never keeps `--until-idle` waiting.
-        ``graph``: the board already read this round (default: read it now).
+        ``graph``: the board, read off the loop (:meth:`_graph`).
         """
-        graph = graph if graph is not None else self.store.graph()
         memo: dict[str, bool] = {}
 
         def may_land(dep: str, seen: frozenset[str] = frozenset()) -> bool:
