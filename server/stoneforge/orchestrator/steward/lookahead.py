@@ -148,7 +148,7 @@ class LookaheadMixin(StewardBase):
                 woke = True
                 continue
             if woke:
-                self._refill(run)
+                await self._refill(run)
             if not self._stopped:
                 await self._plan(run, tip, group)
             running = [f for f in run.flights if not f.done]
@@ -371,12 +371,12 @@ class LookaheadMixin(StewardBase):
 
     # -- the queue joining the chain, and what the live view shows -----------------------------
 
-    def _refill(self, run: _Run) -> None:
+    async def _refill(self, run: _Run) -> None:
         """Merge requests that joined the queue meanwhile join the chain as a new group while
         it is shorter than the look-ahead (none for a person: they wait for the next round)."""
         if run.halted or not run.refill or len(run.chain) >= self.config.merge.parallelChecks:
             return
-        fresh = [e for e in self.queue() if e.mr.id not in run.seen]
+        fresh = [e for e in await self.queue() if e.mr.id not in run.seen]
         if not fresh:
             return
         if self._protected_changes(fresh[0]):
