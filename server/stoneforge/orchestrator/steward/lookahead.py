@@ -274,7 +274,7 @@ class LookaheadMixin(StewardBase):
         real = base == tip
         # A dependent is checked only on a base that holds its blockers (or with them).
         kept: list[Entry] = []
-        graph = self.store.graph()  # read once for the whole group
+        graph = await self._graph()  # read once for the whole group, off the loop
         for entry in chained.entries:
             if not self._blockers_waiting(entry.task.id, ahead | {k.task.id for k in kept}, graph):
                 kept.append(entry)
