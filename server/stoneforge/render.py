@@ -68,6 +68,10 @@ def task_detail(task: Task) -> Group:
         lines.add_row("depends on", ", ".join(task.depends_on))
     if task.branch:
         lines.add_row("branch", task.branch)
+    if task.stacked_on:
+        lines.add_row(
+            "stacked on", ", ".join(task.stacked_on) + f" (at {(task.stack_base or '')[:10]})"
+        )
     if task.worktree:
         lines.add_row("worktree", task.worktree)
     lines.add_row("attempts", str(task.attempts))
@@ -176,6 +180,8 @@ def plan_tree(plan: Plan, tasks: list[Task]) -> Tree:
         if others:
             word = "also after" if shown_under else "after"
             text.append(f"  ({word} {', '.join(others)})", style="dim")
+        if task.stacked_on:
+            text.append(f"  stacked on {', '.join(task.stacked_on)}", style="dim cyan")
         return text
 
     placed: set[str] = set()
@@ -210,8 +216,9 @@ def merge_requests_table(mrs: list[MergeRequest]) -> Table:
         table.add_column(column)
     for mr in mrs:
         checks = ", ".join(f"{c.command}: {c.exit_code}" for c in mr.checks)
+        branch = mr.branch + (f" (stacked on {', '.join(mr.stacked_on)})" if mr.stacked_on else "")
         table.add_row(
-            mr.id, mr.task_id, mr.status.value, mr.branch, (mr.candidate_commit or "")[:10], checks
+            mr.id, mr.task_id, mr.status.value, branch, (mr.candidate_commit or "")[:10], checks
         )
     return table
 
@@ -225,6 +232,12 @@ def merge_request_detail(mr: MergeRequest) -> Group:
         parts.append(Text.assemble(("reason: ", "bold"), mr.reason))
     if mr.head_commit:
         parts.append(Text.assemble(("head: ", "bold"), mr.head_commit))
+    if mr.stacked_on:  # its summary and diff are its own changes, from this base
+        parts.append(
+            Text.assemble(
+                ("stacked on: ", "bold"), f"{', '.join(mr.stacked_on)} (at {mr.base_commit})"
+            )
+        )
     if mr.candidate_commit:
         parts.append(Text.assemble(("candidate: ", "bold"), mr.candidate_commit))
     if mr.merged_commit:

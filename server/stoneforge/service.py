@@ -393,7 +393,8 @@ class Service:
                 resolve_commits(self.root, [f"{mr.merged_commit}^1"]).get(f"{mr.merged_commit}^1")
                 or target
             )
-        base = run_git(["merge-base", before, head], self.root).stdout.strip()
+        # A stacked branch's own changes start at its stack base, not at the target.
+        base = mr.base_commit or run_git(["merge-base", before, head], self.root).stdout.strip()
         listing = run_git(["diff", "--name-status", "--no-renames", "-z", base, head], self.root)
         fields = [f for f in listing.stdout.split("\0") if f]
         files = []

@@ -128,6 +128,8 @@ export interface Task {
   budgetTokens?: number | null;
   /** Tool calls its agents were refused (escape attempts among them), oldest first. */
   refusals?: ToolRefusal[];
+  /** Blockers in review its branch is stacked on (`orchestrator.stacking`). */
+  stackedOn?: string[];
 }
 
 /** A refused tool call: by the Bash guard, the CLI's permission rules or the sandbox. */

@@ -178,7 +178,8 @@ class Orchestrator:
             self.reviewer.kill()
 
     def view(self) -> OrchestratorView:
-        queued = len([t for t in self.store.ready_task_ids() if t not in self.runs])
+        ready = self.store.ready_task_ids(stacking=self.config.orchestrator.stacking)
+        queued = len([t for t in ready if t not in self.runs])
         pause = self.steward.landing_paused if self.steward is not None else None
         outage = self.health.unavailable()
         return OrchestratorView(
@@ -232,6 +233,7 @@ class Orchestrator:
                 steward_id=f"e{self.fence.epoch}",  # its check checkout is named by the lease
             )
             self.steward.on_current = self.on_merging
+            self.steward.on_dependent = self._on_dependent
             self.reviewer = Reviewer(
                 root=self.root,
                 config=self.config,
@@ -304,7 +306,8 @@ class Orchestrator:
             now = time.monotonic()
             holds = self._update_budget_holds()
             plans = self._plans_of_ready() if holds else {}
-            for task_id in self.store.ready_task_ids():
+            # With stacking, a task whose blockers are in review is ready too (stacked on them).
+            for task_id in self.store.ready_task_ids(stacking=self.config.orchestrator.stacking):
                 if task_id in self.runs or self._not_before.get(task_id, 0) > now:
                     continue
                 if holds and held_task(holds, plans.get(task_id)) is not None:
@@ -411,6 +414,19 @@ class Orchestrator:
         # A new commit may change the conflict forecast: the steward recomputes it.
         if self.steward is not None:
             self.steward.wake()
+
+    def _on_dependent(self, task_id: str, action: str, text: str) -> None:
+        """The steward about a stacked dependent whose agent runs: its blocker landed or changed
+        ("tell": a message into its session; the branch is restacked after it), or failed for
+        good ("stop": the run ends and the task waits again, its work kept)."""
+        run = self.runs.get(task_id)
+        if run is None or self._loop is None:
+            return
+        if action == "stop":
+            self.note(f"{task_id} stops: {text}")
+            asyncio.run_coroutine_threadsafe(run.stop(text), self._loop)
+        else:
+            asyncio.run_coroutine_threadsafe(run.base_moved(text), self._loop)
 
     def _after_run(self, result: RunResult) -> None:
         if result.provider_fault is not None:  # no backoff of its own: the provider's circuit

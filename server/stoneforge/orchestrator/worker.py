@@ -32,6 +32,7 @@ from stoneforge.agents import (
 )
 from stoneforge.config import StoneforgeConfig
 from stoneforge.git.slug import task_branch, worktree_path
+from stoneforge.git.stacking import RestackConflict
 from stoneforge.git.task_clone import ensure_task_clone, pool_for
 from stoneforge.models import (
     Task,
@@ -48,6 +49,7 @@ from stoneforge.orchestrator.worker_base import (
 from stoneforge.orchestrator.worker_endings import EndingsMixin
 from stoneforge.orchestrator.worker_handoff import HandoffMixin
 from stoneforge.orchestrator.worker_session import SessionMixin
+from stoneforge.orchestrator.worker_stack import StackMixin
 from stoneforge.store import Fence, Store
 
 __all__ = ["HANDOFF_GRACE_TURNS", "MAX_SESSIONS_PER_ATTEMPT", "RunResult", "SlotState", "WorkerRun"]
@@ -55,11 +57,12 @@ __all__ = ["HANDOFF_GRACE_TURNS", "MAX_SESSIONS_PER_ATTEMPT", "RunResult", "Slot
 log = logging.getLogger("stoneforge.worker")
 
 
-class WorkerRun(SessionMixin, HandoffMixin, EndingsMixin, WorkerBase):
+class WorkerRun(SessionMixin, HandoffMixin, StackMixin, EndingsMixin, WorkerBase):
     """Runs one attempt of one task; create one per dispatch.
 
     Its parts: `worker_session` (running a session), `worker_handoff` (the handoff watch),
-    `worker_endings` (completion, failures and publishing), over `worker_base`.
+    `worker_endings` (completion, failures and publishing), `worker_stack` (stacked branches),
+    over `worker_base`.
     """
 
     def __init__(
@@ -154,27 +157,35 @@ class WorkerRun(SessionMixin, HandoffMixin, EndingsMixin, WorkerBase):
         )
         self.slot.state = "preparing worktree"
         try:
+            # Stacked on its blockers' heads while they are in review (`orchestrator.stacking`).
+            start, plan = await to_thread.run_sync(self._stack_start)
+        except RestackConflict as exc:
+            return self._fail_attempt(f"cannot stack the branch on its blockers: {exc}", retry=True)
+        try:
             pool = pool_for(self.root, worktree_dir, self.target)
             wt = await to_thread.run_sync(
                 lambda: ensure_task_clone(
-                    self.root, path, branch, start_point=self.target, pool=pool
+                    self.root, path, branch, start_point=self.target, pool=pool, start_at=start
                 )
             )
         except Exception as exc:
             return self._fail_attempt(f"could not prepare worktree {path}: {exc}", retry=True)
         self.worktree = wt.path
         self.branch = branch
+        moved = None
         if not wt.created:  # commits a previous run left in the clone, before anything reads it
             await self._publish()
+            moved = await self._restack_own()  # its blockers may have landed or changed since
         else:
+            self._record_start(start, plan)
             failed = await self._set_up_checkout()
             if failed is not None:
                 self.store.update_task(task.id, branch=branch, worktree=str(wt.path))
                 return self._fail_attempt(failed, retry=True)
-        base = wt.base or await to_thread.run_sync(self._merge_base)
+        base = await self._own_base(wt.base)
         self.store.update_task(task.id, branch=branch, worktree=str(wt.path))
         handoff = self._latest_handoff()
-        note = task.note
+        note = "\n\n".join(n for n in (task.note, moved) if n) or None
         for _ in range(MAX_SESSIONS_PER_ATTEMPT):
             if self.stopping:  # stopped between sessions, or before the first one started
                 return await self._stopped(None)
@@ -189,6 +200,9 @@ class WorkerRun(SessionMixin, HandoffMixin, EndingsMixin, WorkerBase):
                 handoff = await self._hand_off(session_id, watch.note, base)
                 if watch.budget is not None:
                     return self._over_budget(watch.budget, handoff)
+                note = await self._restack_own()  # a safe point: no session runs
+                if note is not None:
+                    base = await self._own_base(None)
                 continue
             if outcome.status == "completed":
                 return await self._completed(session_id, base)

@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 
 import anyio
+from anyio import to_thread
 
 from stoneforge.agents import (
     AgentProvider,
@@ -35,6 +36,8 @@ log = logging.getLogger("stoneforge.worker")
 HANDOFF_GRACE_TURNS = 3
 #: Sessions per attempt at most: a runaway handoff loop must end somewhere.
 MAX_SESSIONS_PER_ATTEMPT = 20
+#: The stop reason (its start) of a run whose blocker failed for good: the task waits again.
+BLOCKER_FAILED = "its blocker"
 
 
 @dataclass
@@ -115,6 +118,12 @@ class WorkerBase:
         head = run_git(["rev-parse", "HEAD"], self.worktree).stdout.strip()
         proc = run_git(["merge-base", self.target, head], self.root, check=False)
         return proc.stdout.strip() or head
+
+    async def _own_base(self, known: str | None) -> str:
+        """Where the task's own work starts: its stack base while stacked, else the merge base
+        with the target (``known`` when the checkout already knew it)."""
+        stacked = self.store.get_task(self.task.id).stack_base
+        return stacked or known or await to_thread.run_sync(self._merge_base)
 
     def _latest_handoff(self) -> Handoff | None:
         handoffs = self.store.list_handoffs(self.task.id)

@@ -13,6 +13,7 @@ from stoneforge.git.errors import GitLayerError
 from stoneforge.git.remote import push_branch
 from stoneforge.git.repo import full_branch_ref, run_git
 from stoneforge.git.snapshot import checked_out_branch, save_head
+from stoneforge.git.stacking import keep_work
 from stoneforge.git.task_clone import commit_leftovers, publish
 from stoneforge.git.task_clone import snapshot as save_snapshot
 from stoneforge.lifecycle import TaskEvent
@@ -22,6 +23,7 @@ from stoneforge.models import (
     utcnow,
 )
 from stoneforge.orchestrator.worker_base import (
+    BLOCKER_FAILED,
     RunResult,
     WorkerBase,
 )
@@ -73,9 +75,13 @@ class EndingsMixin(WorkerBase):
             await self._publish()  # the recovery ref that keeps those commits
             self._end_session(session_id, SessionStatus.FAILED, wrong_branch)
             return self._fail_attempt(wrong_branch, retry=True)
+        # A blocker landed or changed during the session: the branch follows it now.
+        moved = await self._restack_own()
+        if moved is not None:
+            base = await self._own_base(None)
         count, head = await to_thread.run_sync(self._branch_progress)
         if count == 0:
-            reason = (
+            reason = moved or (
                 f"the session ended without any commit on {self.branch} that {self.target} lacks"
             )
             self._end_session(session_id, SessionStatus.COMPLETED, reason)
@@ -147,6 +153,8 @@ class EndingsMixin(WorkerBase):
             )
         if self.stop_reason == "cancelled":
             return RunResult(self.task.id, TaskStatus.CANCELLED, "cancelled")
+        if self.stop_reason.startswith(BLOCKER_FAILED):  # back to waiting, its work kept
+            return await self._blocker_failed(saved)
         # A shutdown is not the task's fault: the attempt does not count.
         try:
             self.store.transition_task(
@@ -162,6 +170,27 @@ class EndingsMixin(WorkerBase):
         except InvalidTransitionError as exc:  # cancelled meanwhile, or the lease is gone
             log.info("task %s not requeued: %s", self.task.id, exc)
         return RunResult(self.task.id, TaskStatus.OPEN, "stopped")
+
+    async def _blocker_failed(self, saved: str) -> RunResult:
+        """A blocker failed for good while this task ran on its branch: the task waits again
+        (open, blocked), its work on its branch and at a recovery ref; no attempt spent."""
+        kept = await to_thread.run_sync(
+            lambda: keep_work(self.root, self.worktree, self.branch, self.task.id)
+        )
+        try:
+            self.store.transition_task(
+                self.task.id,
+                TaskEvent.REQUEUE,
+                attempt=self.attempt,
+                fence=self.fence,
+                give_back_attempt=True,
+                note=f"{self.stop_reason}{saved}. Its work is on {self.branch} and kept at "
+                f"{kept.ref}; it continues once the blocker is done.",
+            )
+        except InvalidTransitionError as exc:
+            log.info("task %s not sent back to waiting: %s", self.task.id, exc)
+        self.slot.state = "waiting for a blocker"
+        return RunResult(self.task.id, TaskStatus.OPEN, self.stop_reason)
 
     async def _crashed(
         self, session_id: str, status: str, error: str, fault: ProviderFault | None = None

@@ -112,7 +112,8 @@ class TaskRows(TaskGraph, CostRows):
         self, db: sqlite3.Connection, where: str = "", params: Sequence[Any] = ()
     ) -> list[sqlite3.Row]:
         return db.execute(
-            f"SELECT {_TASK_COLUMNS}, budget_usd, budget_tokens FROM tasks {where} ORDER BY seq",
+            f"SELECT {_TASK_COLUMNS}, budget_usd, budget_tokens, stacked_on, stack_base FROM tasks "
+            f"{where} ORDER BY seq",
             params,
         ).fetchall()
 
@@ -199,6 +200,9 @@ class TaskRows(TaskGraph, CostRows):
                 budget_usd=row["budget_usd"],
                 budget_tokens=row["budget_tokens"],
                 refusals=refusals.get(row["id"], []),
+                stack_heads=(heads := json.loads(row["stacked_on"] or "{}")),
+                stacked_on=list(heads),
+                stack_base=row["stack_base"],
             )
             for row in rows
         ]
@@ -235,9 +239,23 @@ class TaskRows(TaskGraph, CostRows):
             ).fetchall()
         return {row["id"]: row["branch"] for row in rows}
 
-    def ready_task_ids(self) -> list[str]:
-        """Open, unblocked tasks of active plans (or none), most urgent first, then oldest."""
-        return self.graph().ready()
+    def ready_task_ids(self, *, stacking: bool = False) -> list[str]:
+        """Open, unblocked tasks of active plans (or none), most urgent first, then oldest.
+
+        With ``stacking``, a blocker in review unblocks as a merged one does (the task starts
+        stacked on its branch; `orchestrator.stacking`)."""
+        return self.graph().ready(stacking=stacking)
+
+    def stacked_tasks(self) -> list[Task]:
+        """Tasks whose branch is stacked on unlanded blockers and whose work is not finished
+        (open, in progress, in review): what a blocker's landing, change or failure restacks."""
+        with self._read() as db:
+            rows = self._task_rows(
+                db,
+                "WHERE stacked_on IS NOT NULL AND stacked_on != '{}' AND status IN (?, ?, ?)",
+                (TaskStatus.OPEN.value, TaskStatus.IN_PROGRESS.value, TaskStatus.REVIEW.value),
+            )
+            return self._assemble(db, rows)
 
     def update_task(self, task_id: str, *, kind: str = "task.updated", **fields: Any) -> Task:
         """Change task columns other than its status (that moves only by `transition_task`)."""
