@@ -108,3 +108,100 @@ def test_a_chain_starts_stacked_and_lands_in_order_with_every_commit_checked(
     assert own_files(repo, mrs[t1]) == ["app/one.py"]
     assert own_files(repo, mrs[t2]) == ["app/two.py"]
     assert own_files(repo, mrs[t3]) == ["app/three.py"]
+
+
+def test_a_blocker_failing_sends_its_dependent_back_to_wait_with_its_work_kept(
+    initialised: Path, sf: SfRunner, fake_model: FakeModel
+) -> None:
+    repo = initialised
+    fast = repo.parent / "fast"
+    log = make_project(
+        repo,
+        config="  maxConcurrent: 2\n  maxAttempts: 1\n",
+        checks=[f"[ -e {fast} ] || [ -e app/two.py ] || sleep 12"],
+    )
+    start = git(repo, "rev-parse", "main")
+    t1, t2 = chain(repo, ["Add one", "Add two on one"])
+    fake_model.add_script(
+        worker("app/one.py", ONE_RED, "Add one (wrong)") + worker("app/one.py", ONE, "Fix one"),
+        marker=f"Stoneforge task {t1}:",
+    )
+    fake_model.add_script(
+        worker("app/two.py", TWO, "Add two")
+        + [Step.bash("git log --oneline -3"), Step.say("My work is on the branch already.")],
+        marker=f"Stoneforge task {t2}:",
+    )
+
+    code, out, err = run_serve(repo, fake_model, timeout=300)
+
+    assert code == 0, err
+    assert sf("task", "show", t1, "--json").json()["status"] == "failed", out
+    waiting = sf("task", "show", t2, "--json").json()
+    # The dependent waits again (blocked behind its failed blocker), its MR refused ...
+    assert waiting["status"] == "open" and waiting["blocked"], out
+    assert waiting["mergeRequest"]["status"] == "rejected"
+    assert "failed for good" in waiting["mergeRequest"]["reason"]
+    # ... and its work is kept: on its branch and at the recovery ref its note names.
+    ref = next(w for w in waiting["note"].split() if w.startswith("refs/stoneforge/recovery/t2/"))
+    assert git(repo, "show", f"{ref.rstrip(';.,')}:app/two.py") == TWO.strip()
+    assert git(repo, "show", f"{waiting['branch']}:app/two.py") == TWO.strip()
+    assert "two.py" not in git(repo, "ls-tree", "-r", "--name-only", "main")
+
+    # The blocker is fixed (retried); the dependent continues on its kept work and lands after.
+    fast.touch()
+    sf("task", "retry", t1)
+    code, out, err = run_serve(repo, fake_model, timeout=300)
+
+    assert code == 0, err
+    evs = events(repo)
+    assert [e.entity_id for e in evs if e.kind == "task.merged"] == [t1, t2], out
+    assert_main_green(repo, log, start)
+    assert git(repo, "show", "main:app/two.py") == TWO.strip()
+    assert git(repo, "show", "main:app/one.py") == ONE.strip()
+    landed = sf("task", "show", t2, "--json").json()["mergeRequest"]
+    assert own_files(repo, landed["id"]) == ["app/two.py"]
+    # Its second session was told that its branch moved onto the fixed blocker.
+    second = prompts_of(fake_model, f"Stoneforge task {t2}:")[-1]
+    assert "restacked" in second
+
+
+def test_a_blocker_changed_by_its_review_restacks_the_dependent(
+    initialised: Path, sf: SfRunner, fake_model: FakeModel
+) -> None:
+    repo = initialised
+    log = reviewing(repo)
+    start = git(repo, "rev-parse", "main")
+    t1, t2 = chain(repo, ["Add one", "Add two on one"])
+    fixed = ONE + "\n\ndef test_one_again():\n    assert one() + one() == 2\n"
+    fake_model.add_script(
+        worker("app/one.py", ONE, "Add one") + worker("app/one.py", fixed, "Test one more"),
+        marker=f"Stoneforge task {t1}:",
+    )
+    fake_model.add_script(worker("app/two.py", TWO, "Add two"), marker=f"Stoneforge task {t2}:")
+    fake_model.add_script(
+        request_changes("app/one.py", 1, "test one() more than once"),
+        marker=f"(review 1 of this task): task {t1}:",
+    )
+    fake_model.add_script(approve(), marker=f"(review 2 of this task): task {t1}:")
+    fake_model.add_script(approve(), marker=f"(review 1 of this task): task {t2}:")
+
+    code, out, err = run_serve(repo, fake_model, timeout=360)
+
+    assert code == 0, err
+    evs = events(repo)
+    assert [e.entity_id for e in evs if e.kind == "task.merged"] == [t1, t2], out
+    # t2 started on t1's first head, while t1 was in review ...
+    assert first(evs, "task.dispatched", t2) < first(evs, "task.merged", t1)
+    assert "t1" in stacked_at_start(evs, t2)["stacked_on"]
+    # ... and was restacked on the head t1 had after its review asked for changes.
+    t1_mr = sf("task", "show", t1, "--json").json()["mergeRequest"]
+    t2_mr = sf("task", "show", t2, "--json").json()["mergeRequest"]
+    restacks = [e.data for e in evs if e.kind == "task.restacked" and e.entity_id == t2]
+    assert any(t1_mr["headCommit"] in (r["stacked_on"] or "") for r in restacks), restacks
+    git(repo, "merge-base", "--is-ancestor", t1_mr["headCommit"], t2_mr["headCommit"])
+    assert "one() + one()" in git(repo, "show", f"{t2_mr['headCommit']}:app/one.py")
+    assert_main_green(repo, log, start)
+    assert own_files(repo, t2_mr["id"]) == ["app/two.py"]
+    # Its reviewer saw its own change only.
+    [review] = prompts_of(fake_model, f"(review 1 of this task): task {t2}:")
+    assert "app/two.py" in review and "+def one():" not in review
