@@ -23,9 +23,12 @@ message into its session that its base moved).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from stoneforge.git.repo import run_git
+from stoneforge.git.stacking import RestackConflict, reset_to_base, restack, stack_base
 from stoneforge.models import MergeStatus, Task, TaskStatus
-from stoneforge.store import Store
+from stoneforge.store import Fence, Store
 
 #: A blocker in one of these states will not come back by itself: its dependents wait.
 FAILED_FOR_GOOD = (TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.BUDGET_EXCEEDED)
@@ -105,3 +108,67 @@ def stale_blockers(store: Store, task: Task) -> list[str]:
 def describe(heads: dict[str, str]) -> str:
     """ "stacked on t1, t2" or "on the target"."""
     return f"stacked on {', '.join(heads)}" if heads else "on the target"
+
+
+def new_base(root: Path, target: str, plan: StackPlan) -> str:
+    """The commit ``plan`` puts a branch's own work on (RestackConflict: the heads conflict)."""
+    return stack_base(root, target, list(plan.heads.values()), on_target=bool(plan.landed))
+
+
+def start_point(
+    store: Store, root: Path, target: str, task_id: str
+) -> tuple[str | None, StackPlan]:
+    """Where a new branch of ``task_id`` starts: its blockers' heads while any is in review
+    (None: the target's tip), and the plan that says so."""
+    plan = stack_plan(store, store.get_task(task_id))
+    if not plan.heads or not plan.stackable:
+        return None, plan
+    return new_base(root, target, plan), plan
+
+
+def record_start(
+    store: Store, task_id: str, start: str | None, plan: StackPlan, fence: Fence | None
+) -> None:
+    """A new branch: record what it is stacked on (nothing, when it starts on the target)."""
+    heads = plan.heads if start is not None else {}
+    if heads or store.get_task(task_id).stack_heads:
+        store.set_stack(task_id, heads, start, fence=fence)
+
+
+def restack_own(
+    store: Store,
+    root: Path,
+    target: str,
+    task_id: str,
+    clone: Path | None,
+    branch: str,
+    fence: Fence | None,
+) -> str | None:
+    """The worker's restack of its own task, where no agent runs: the branch rebuilt on where
+    its blockers put it now; a note for the next session when it moved, else None. Commits that
+    do not apply are kept at a recovery ref and the branch starts again on the new base."""
+    task = store.get_task(task_id)
+    plan = stack_plan(store, task)
+    if not plan.stackable or plan.heads == task.stack_heads:
+        return None  # a blocker is being redone (its new head restacks us), or nothing moved
+    where = describe(plan.heads) if plan.heads else f"on {target}"
+    head_now = run_git(["rev-parse", f"refs/heads/{branch}"], root).stdout.strip()
+    old_base = task.stack_base or run_git(["merge-base", target, head_now], root).stdout.strip()
+    base = new_base(root, target, plan)
+    try:
+        head = restack(root, clone, branch, task_id, old_base=old_base, new_base=base)
+    except RestackConflict as exc:
+        saved = reset_to_base(root, clone, branch, task_id, base)
+        store.set_stack(task_id, plan.heads, base, fence=fence)
+        files = f" ({', '.join(exc.files[:10])})" if exc.files else ""
+        return (
+            f"Your branch {branch} was restacked {where}: your earlier commits did not apply on "
+            f"it{files}. They are kept at {saved.ref}; re-apply them (`git log {base[:12]}.."
+            f"{saved.ref}`, `git cherry-pick {base[:12]}..{saved.ref}` and resolve the "
+            "conflicts) before you go on."
+        )
+    store.set_stack(task_id, plan.heads, base, head_commit=head, fence=fence)
+    return (
+        f"Your branch {branch} was restacked {where} (its blockers landed or changed); your "
+        "own commits are on top of it. Look at `git log` before you go on."
+    )

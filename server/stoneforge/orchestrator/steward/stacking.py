@@ -21,11 +21,16 @@ from stoneforge.git.stacking import (
     keep_work,
     reset_to_base,
     restack,
-    stack_base,
 )
 from stoneforge.lifecycle import TaskEvent
 from stoneforge.models import MergeStatus, Task, TaskStatus
-from stoneforge.orchestrator.stacking import StackPlan, describe, stack_plan, stale_blockers
+from stoneforge.orchestrator.stacking import (
+    StackPlan,
+    describe,
+    new_base,
+    stack_plan,
+    stale_blockers,
+)
 from stoneforge.orchestrator.steward.base import Entry, StewardBase
 
 log = logging.getLogger("stoneforge.steward")
@@ -79,21 +84,19 @@ class StackingMixin(StewardBase):
             or run_git(["merge-base", self.target, task.branch], self.root).stdout.strip()
         )
         try:
-            new_base = stack_base(
-                self.root, self.target, list(plan.heads.values()), on_target=bool(plan.landed)
-            )
+            base = new_base(self.root, self.target, plan)
             head = restack(
                 self.root,
                 task.worktree,
                 task.branch,
                 task.id,
                 old_base=old_base,
-                new_base=new_base,
+                new_base=base,
             )
         except RestackConflict as exc:
             self._restack_conflict(task, plan, exc)
             return
-        self.store.set_stack(task.id, plan.heads, new_base, head_commit=head, fence=self.fence)
+        self.store.set_stack(task.id, plan.heads, base, head_commit=head, fence=self.fence)
         where = describe(plan.heads) if plan.heads else f"on {self.target}"
         self.note(f"{task.id} restacked {where} (head {head[:10]})")
 
@@ -102,14 +105,12 @@ class StackingMixin(StewardBase):
         branch starts again on the base, and a worker re-applies them (its MR is refused)."""
         assert task.branch is not None and task.merge_request is not None
         try:
-            new_base = stack_base(
-                self.root, self.target, list(plan.heads.values()), on_target=bool(plan.landed)
-            )
+            base = new_base(self.root, self.target, plan)
         except RestackConflict:  # the blockers conflict with each other: wait for them to land
             self._back_to_waiting(task, f"its blockers' branches conflict: {exc}")
             return
-        saved = reset_to_base(self.root, task.worktree, task.branch, task.id, new_base)
-        self.store.set_stack(task.id, plan.heads, new_base, fence=self.fence)
+        saved = reset_to_base(self.root, task.worktree, task.branch, task.id, base)
+        self.store.set_stack(task.id, plan.heads, base, fence=self.fence)
         files = f" ({', '.join(exc.files[:10])})" if exc.files else ""
         reason = f"its restack {describe(plan.heads)} conflicted{files}"
         self._reject(task.merge_request, reason)
@@ -118,7 +119,7 @@ class StackingMixin(StewardBase):
             f"Your branch {task.branch} was restacked {describe(plan.heads)} after a blocker "
             f"landed or changed, and your commits did not apply on it{files}. They are kept at "
             f"{saved.ref}; re-apply them on {task.branch} (`git cherry-pick "
-            f"{new_base[:12]}..{saved.ref}`, then resolve the conflicts).",
+            f"{base[:12]}..{saved.ref}`, then resolve the conflicts).",
         )
 
     def _back_to_waiting(self, task: Task, why: str) -> None:
