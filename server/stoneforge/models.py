@@ -381,3 +381,5 @@ class StatusSummary(WireModel):
     budget_holds: list[BudgetHold] = Field(default_factory=list)
     #: The Ray backend's nodes while an orchestrator runs with it (None: local backend).
     nodes: list[ClusterNode] | None = None
+    #: Unfinished tasks whose branch is stacked on blockers in review: task -> those blockers.
+    stacked: dict[str, list[str]] = Field(default_factory=dict)

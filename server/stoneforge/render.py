@@ -288,6 +288,8 @@ def status_view(summary: StatusSummary) -> Table | Group:
     table.add_row("tasks", tasks or "none")
     table.add_row("ready", str(summary.ready))
     table.add_row("blocked", str(summary.blocked))
+    for task_id, blockers in summary.stacked.items():
+        table.add_row("stacked", f"{task_id} stacked on {', '.join(blockers)}")
     table.add_row("running sessions", str(summary.running_sessions))
     mrs = ", ".join(f"{k} {v}" for k, v in summary.merge_requests_by_status.items() if v)
     table.add_row("merge requests", mrs or "none")

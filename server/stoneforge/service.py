@@ -588,14 +588,16 @@ class Service:
     def status(self) -> StatusSummary:
         tasks, mrs, running = self.store.counts()
         graph = self.store.graph()
-        blocked = sum(1 for task_id in graph.nodes if graph.is_blocked(task_id))
+        stacking = self.config.orchestrator.stacking  # a blocker in review blocks nothing then
+        blocked = sum(1 for task_id in graph.nodes if graph.is_blocked(task_id, stacking=stacking))
         # A holder that was killed without releasing the lease runs nothing: not shown as running.
         holder = self.store.lease_holder(LEASE_NAME, live_within_s=LEASE_TTL_S)
         return StatusSummary(
             repository=str(self.root),
             tasks_by_status={status.value: tasks.get(status.value, 0) for status in TaskStatus},
             blocked=blocked,
-            ready=len(graph.ready()),
+            ready=len(graph.ready(stacking=stacking)),
+            stacked={t.id: t.stacked_on for t in self.store.stacked_tasks()},
             running_sessions=running,
             merge_requests_by_status={s.value: mrs.get(s.value, 0) for s in MergeStatus},
             orchestrator=holder,
