@@ -387,8 +387,20 @@ class LifecycleMachine(RuleBasedStateMachine):
             if self.stacking:  # on its blockers' heads while they are in review, as a worker
                 try:
                     start, plan = start_point(self.store, rig.root, "main", task_id)
-                except RestackConflict:
-                    event("blockers' heads conflict: started on main")
+                except RestackConflict:  # as a worker: back to waiting, the attempt given back
+                    after = self.store.transition_task(
+                        task_id,
+                        TaskEvent.REQUEUE,
+                        attempt=n,
+                        fence=self.fence,
+                        give_back_attempt=True,
+                        note="its blockers' heads conflict",
+                    )
+                    assert after.attempts == task.attempts - 1
+                    event("blockers' heads conflict: back to waiting")
+                    attempt = Attempt(task_id, n, model.branch, self.fence, running=False)
+                    self.attempts[(task_id, n)] = attempt
+                    return attempt
             git(rig.root, "update-ref", f"refs/heads/{model.branch}", start or rig.tip())
             if plan is not None:
                 record_start(self.store, task_id, start, plan, self.fence)

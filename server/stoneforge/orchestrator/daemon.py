@@ -40,6 +40,7 @@ from stoneforge.orchestrator.provider_sessions import Credentials, TrackedProvid
 from stoneforge.orchestrator.provider_status import ProviderStatus
 from stoneforge.orchestrator.recovery import recover_orphans
 from stoneforge.orchestrator.review import Reviewer
+from stoneforge.orchestrator.stacking import stack_plan
 from stoneforge.orchestrator.steward import Steward
 from stoneforge.orchestrator.wakeups import wakes_steward
 from stoneforge.orchestrator.worker import RunResult, SlotState, WorkerRun
@@ -139,6 +140,8 @@ class Orchestrator:
         #: Proof of holding the lease, given to every run and the steward (set in run()).
         self.fence: Fence | None = None
         self._not_before: dict[str, float] = {}
+        #: Tasks whose blockers' heads conflicted at their start, with those heads (stacking).
+        self._stack_conflicts: dict[str, dict[str, str]] = {}
         #: Plan and day budgets holding dispatch back, as last seen (budgets, issue 15).
         self.budget_holds: list[BudgetHold] = []
         self._day_starts_at: float | None = None  # monotonic time of the next UTC day, if held
@@ -310,6 +313,8 @@ class Orchestrator:
             for task_id in self.store.ready_task_ids(stacking=self.config.orchestrator.stacking):
                 if task_id in self.runs or self._not_before.get(task_id, 0) > now:
                     continue
+                if self._stack_held(task_id):
+                    continue  # its blockers' heads conflict: it waits for one of them to land
                 if holds and held_task(holds, plans.get(task_id)) is not None:
                     continue  # its plan's budget, or the day's, is spent
                 if not self.health.admit(len(self.runs), task_id).allowed:
@@ -415,6 +420,17 @@ class Orchestrator:
         if self.steward is not None:
             self.steward.wake()
 
+    def _stack_held(self, task_id: str) -> bool:
+        """Whether ``task_id``'s last start found its blockers' heads in conflict and they are
+        still the same: no base to stack it on until one lands or changes."""
+        held = self._stack_conflicts.get(task_id)
+        if held is None:
+            return False
+        if stack_plan(self.store, self.store.get_task(task_id)).heads == held:
+            return True
+        del self._stack_conflicts[task_id]
+        return False
+
     def _on_dependent(self, task_id: str, action: str, text: str) -> None:
         """The steward about a stacked dependent whose agent runs: its blocker landed or changed
         ("tell": a message into its session; the branch is restacked after it), or failed for
@@ -429,7 +445,10 @@ class Orchestrator:
             asyncio.run_coroutine_threadsafe(run.base_moved(text), self._loop)
 
     def _after_run(self, result: RunResult) -> None:
-        if result.provider_fault is not None:  # no backoff of its own: the provider's circuit
+        if result.stack_conflict is not None:
+            self._stack_conflicts[result.task_id] = result.stack_conflict
+            self.note(f"{result.task_id} waits for a blocker to land: {result.reason[:120]}")
+        elif result.provider_fault is not None:  # no backoff of its own: the provider's circuit
             self.note(
                 f"{result.task_id} waits for the provider ({result.provider_fault.label}); "
                 "its attempt is not counted"

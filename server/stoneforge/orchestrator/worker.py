@@ -159,8 +159,9 @@ class WorkerRun(SessionMixin, HandoffMixin, StackMixin, EndingsMixin, WorkerBase
         try:
             # Stacked on its blockers' heads while they are in review (`orchestrator.stacking`).
             start, plan = await to_thread.run_sync(self._stack_start)
-        except RestackConflict as exc:
-            return self._fail_attempt(f"cannot stack the branch on its blockers: {exc}", retry=True)
+        except RestackConflict as exc:  # its blockers conflict: it waits until one lands
+            why = str(exc)
+            return await to_thread.run_sync(lambda: self._unstackable(why))
         try:
             pool = pool_for(self.root, worktree_dir, self.target)
             wt = await to_thread.run_sync(

@@ -64,6 +64,9 @@ class RunResult:
     retry: bool = False
     #: Set when the provider ended the attempt (the task waits for it; no attempt spent).
     provider_fault: ProviderFault | None = None
+    #: Set when its blockers' heads conflict (blocker -> head): not dispatched again until
+    #: they change (no attempt spent).
+    stack_conflict: dict[str, str] | None = None
 
 
 @dataclass

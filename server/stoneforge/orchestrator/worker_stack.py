@@ -12,14 +12,18 @@ import logging
 
 from anyio import to_thread
 
+from stoneforge.errors import InvalidTransitionError
+from stoneforge.lifecycle import TaskEvent
+from stoneforge.models import TaskStatus
 from stoneforge.orchestrator.stacking import (
     StackPlan,
     describe,
     record_start,
     restack_own,
+    stack_plan,
     start_point,
 )
-from stoneforge.orchestrator.worker_base import WorkerBase
+from stoneforge.orchestrator.worker_base import RunResult, WorkerBase
 
 log = logging.getLogger("stoneforge.worker")
 
@@ -56,6 +60,26 @@ class StackMixin(WorkerBase):
                 self.fence,
             )
         )
+
+    def _unstackable(self, why: str) -> RunResult:
+        """The blockers' heads conflict with one another: no base to stack on until one of them
+        lands (the steward resolves that). Back to the queue, the attempt given back; the
+        dispatcher holds it until its blockers' heads change (`RunResult.stack_conflict`)."""
+        heads = stack_plan(self.store, self.store.get_task(self.task.id)).heads
+        try:
+            self.store.transition_task(
+                self.task.id,
+                TaskEvent.REQUEUE,
+                attempt=self.attempt,
+                fence=self.fence,
+                give_back_attempt=True,
+                note=f"Not started: {why}; it starts once one of them has landed.",
+            )
+        except InvalidTransitionError as exc:
+            log.info("task %s: not requeued: %s", self.task.id, exc)
+            return RunResult(self.task.id, TaskStatus.CANCELLED, str(exc))
+        self.slot.state = "waiting for its blockers"
+        return RunResult(self.task.id, TaskStatus.OPEN, why, stack_conflict=heads)
 
     async def base_moved(self, text: str) -> None:
         """A blocker landed or changed while the agent works: tell it (its branch is restacked
