@@ -97,6 +97,7 @@ def test_a_chain_starts_stacked_and_lands_in_order_with_every_commit_checked(
     assert first(evs, "task.dispatched", t3) < first(evs, "task.merged", t1), out
     assert "t1" in stacked_at_start(evs, t2)["stacked_on"]
     assert "t2" in stacked_at_start(evs, t3)["stacked_on"]
+    assert "starts stacked on t1" in prompts_of(fake_model, f"Stoneforge task {t2}:")[0]
     # ... and still landed in order, every first-parent commit of main checked and green.
     merged = [e.entity_id for e in evs if e.kind == "task.merged"]
     assert merged == [t1, t2, t3]

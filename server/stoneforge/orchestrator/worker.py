@@ -39,6 +39,7 @@ from stoneforge.models import (
 )
 from stoneforge.orchestrator.budgets import task_over_budget
 from stoneforge.orchestrator.recovery import processes_of_session
+from stoneforge.orchestrator.stacking import describe
 from stoneforge.orchestrator.worker_base import (
     HANDOFF_GRACE_TURNS,
     MAX_SESSIONS_PER_ATTEMPT,
@@ -179,6 +180,12 @@ class WorkerRun(SessionMixin, HandoffMixin, StackMixin, EndingsMixin, WorkerBase
             moved = await self._restack_own()  # its blockers may have landed or changed since
         else:
             self._record_start(start, plan)
+            if start is not None and plan is not None:
+                moved = (
+                    f"Your branch starts {describe(plan.heads)}: their work is on it but not on "
+                    f"{self.target} yet (they are in review). Your own changes are the commits "
+                    f"after {start[:12]}; it is restacked for you when they land or change."
+                )
             failed = await self._set_up_checkout()
             if failed is not None:
                 self.store.update_task(task.id, branch=branch, worktree=str(wt.path))
