@@ -10,9 +10,18 @@ encoding, the pipe, the client's JSON decoding).
 - `stoneforge/createTask` round trip, p50 and p95 (goal p50 <= 20 ms), on a small board;
 - `stoneforge/taskTree` with 10,000 tasks (goal <= 100 ms), on a board filled with rows
   inserted directly (setup only): 20 plans, 10,000 dependencies, sessions, merge requests and
-  handoffs for the tasks past `open`.
+  handoffs for the tasks past `open`. The lean tree (what the editor asks for) beside the full
+  tree (`{"full": true}`: every task with its sessions, handoffs, checks, as before), both over
+  stdio, rounds alternating;
+- a `stoneforge/changed` delta for one task change on that board (goal <= 5 ms): the server's own
+  work from the store write to the notification's payload (reading the new events, their summary,
+  the lean board catching up with the store: the rows they touched, in one snapshot; then the
+  JSON), timed in this
+  process on the same database, beside re-reading the whole lean board (what a client without
+  deltas would have to fetch); and, for context, the write-to-notification time over stdio,
+  which is dominated by the store watcher's wake-up (a 100 ms probe, then a 100 ms debounce).
 
-    .venv/bin/python bench/bench_lsp.py [--creates 200] [--trees 7] [--tasks 10000] [--big-creates 15]
+    .venv/bin/python bench/bench_lsp.py [--creates 200] [--trees 7] [--tasks 10000] [--big-creates 15] [--deltas 30]
 """
 
 from __future__ import annotations
@@ -30,11 +39,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from stoneforge.lsp.board import LeanBoard
+from stoneforge.lsp.changes import changed_payload
 from stoneforge.models import utcnow
 from stoneforge.service import Service
 
 CREATE_GOAL_MS = 20.0
 TREE_GOAL_MS = 100.0
+DELTA_GOAL_MS = 5.0
 GIT_ENV_CONFIG = ["-c", "user.name=bench", "-c", "user.email=bench@stoneforge.invalid"]
 
 
@@ -74,6 +86,18 @@ class StdioClient:
         if length is None:
             raise ValueError("a message without Content-Length")
         return json.loads(self.proc.stdout.read(length))
+
+    def wait_notification(
+        self, method: str, matches: Callable[[Any], bool], timeout_s: float = 10.0
+    ) -> Any:
+        """The params of the first notification ``method`` whose params match."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            message = self._read()
+            wanted = message.get("method") == method and "id" not in message
+            if wanted and matches(message.get("params")):
+                return message["params"]
+        raise TimeoutError(f"no matching {method} within {timeout_s} s")
 
     def notify(self, method: str, params: Any) -> None:
         self._send({"jsonrpc": "2.0", "method": method, "params": params})
@@ -168,6 +192,12 @@ def populate(db: Path, tasks: int, seed: int = 11) -> None:
             "INSERT INTO tasks (seq, id, title, description, plan_id, priority, status, branch, "
             "worktree, attempts, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             rows,
+        )
+        # The events the store would have written with them, so that a running server's lean
+        # board (which follows the event log) sees the new tasks.
+        conn.executemany(
+            "INSERT INTO events (at, actor, kind, entity, entity_id, data) VALUES (?,?,?,?,?,?)",
+            [(now, "bench", "task.created", "task", r[1], "{}") for r in rows],
         )
         edges: set[tuple[int, int]] = set()
         while len(edges) < tasks:
@@ -296,6 +326,7 @@ def main() -> None:
     parser.add_argument("--trees", type=int, default=7)
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--big-creates", type=int, default=15)
+    parser.add_argument("--deltas", type=int, default=30)
     opts = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="sf-bench-lsp-") as tmp:
@@ -332,13 +363,54 @@ def main() -> None:
                 tree.update(client.request("stoneforge/taskTree", {}))
 
             client.request("stoneforge/taskTree", {})  # warm
-            service.task_tree()
-            t_lsp, t_direct, t_ratio = side_by_side(opts.trees, lsp_tree, service.task_tree)
-            direct_tree = service.task_tree()
-            encoded = json.dumps(direct_tree)
-            t_dumps = statistics.median(timed(lambda: json.dumps(direct_tree)) for _ in range(3))
-            t_loads = statistics.median(timed(lambda: json.loads(encoded)) for _ in range(3))
-            size = len(encoded)
+            client.request("stoneforge/taskTree", {"full": True})
+
+            def lsp_full_tree() -> None:
+                client.request("stoneforge/taskTree", {"full": True})
+
+            t_lsp, t_full, t_ratio = side_by_side(opts.trees, lsp_tree, lsp_full_tree)
+            lean_text = json.dumps(tree, separators=(",", ":"))  # as the server sends it
+            lean_size = len(lean_text)
+            t_loads = statistics.median(timed(lambda: json.loads(lean_text)) for _ in range(3))
+            size = len(json.dumps(service.full_task_tree()))
+            t_read = statistics.median(timed(service.task_tree) for _ in range(3))
+
+            # One task changes: the server's own path from the store write to the payload.
+            board = LeanBoard(service)
+            board.tree()
+            open_ids = [t["id"] for t in tree["unplanned"] if t["status"] == "open"]
+            d_write: list[float] = []
+            d_server: list[float] = []
+            for k in range(opts.deltas):
+                task_id = open_ids[k % len(open_ids)]
+                start = time.perf_counter()
+                service.store.update_task(task_id, priority=1 + k % 5)
+                written = time.perf_counter()
+                # What the watcher and ChangeWatcher._deliver do: the new events, their summary
+                # and the board's delta, encoded.
+                delta = changed_payload(service.store.events_since(board.version or 0))
+                delta.update(board.advance())
+                json.dumps(delta)
+                done = time.perf_counter()
+                assert task_id in [t["id"] for t in delta["tasks"]], delta
+                d_write.append(written - start)
+                d_server.append(done - written)
+            d_full = statistics.median(
+                timed(lambda: json.dumps(service.task_tree())) for _ in range(3)
+            )
+            # Over stdio: the write, then the notification that carries the row.
+            d_stdio: list[float] = []
+            for k in range(max(3, opts.deltas // 5)):
+                task_id = open_ids[-1 - k]
+                start = time.perf_counter()
+                service.store.update_task(task_id, title=f"renamed {k}")
+                client.wait_notification(
+                    "stoneforge/changed",
+                    lambda p, task_id=task_id: any(
+                        t["id"] == task_id for t in (p or {}).get("tasks", [])
+                    ),
+                )
+                d_stdio.append(time.perf_counter() - start)
             # createTask again, now that the board is big.
             b_lsp, b_direct, b_ratio = side_by_side(opts.big_creates, lsp_create, direct_create)
             service.close()
@@ -366,21 +438,36 @@ def main() -> None:
         c_ratio,
     )
     print(
-        f"taskTree with {tasks:,} tasks, {opts.trees} rounds, response {size / 1e6:.1f} MB "
-        f"(goal <= {TREE_GOAL_MS:.0f} ms)"
+        f"taskTree with {tasks:,} tasks, {opts.trees} rounds: lean {lean_size / 1e6:.1f} MB, "
+        f"full {size / 1e6:.1f} MB (goal <= {TREE_GOAL_MS:.0f} ms)"
     )
     print(
-        f"  over stdio (real server)      p50 {ms(statistics.median(t_lsp))}   "
+        f"  lean over stdio (real server)  p50 {ms(statistics.median(t_lsp))}   "
         f"min {ms(min(t_lsp))}   {verdict(statistics.median(t_lsp), TREE_GOAL_MS)}"
     )
     print(
-        f"  Service.task_tree direct      p50 {ms(statistics.median(t_direct))}   "
-        f"min {ms(min(t_direct))}"
+        f"  full over stdio (as before)    p50 {ms(statistics.median(t_full))}   "
+        f"min {ms(min(t_full))}"
     )
-    print(f"  ratio (median of per-round ratios)  {statistics.median(t_ratio):5.1f}x")
+    print(f"  ratio lean/full (median of per-round ratios)  {statistics.median(t_ratio):5.2f}x")
     print(
-        f"  of the protocol's share: json.dumps {ms(t_dumps).strip()}, "
-        f"json.loads {ms(t_loads).strip()} of the same tree in this process"
+        f"  of which the client's json.loads of the reply {ms(t_loads).strip()}; reading the lean "
+        f"board from the store (what the server's in-memory board saves) {ms(t_read).strip()}"
+    )
+    print(
+        f"stoneforge/changed delta for one task change on {tasks:,} tasks, {opts.deltas} rounds "
+        f"(goal <= {DELTA_GOAL_MS:.0f} ms)"
+    )
+    p50 = statistics.median(d_server)
+    print(
+        f"  server's own work, write -> payload   p50 {ms(p50)}   p95 {ms(pct(d_server, 95))}   "
+        f"{verdict(p50, DELTA_GOAL_MS)}"
+    )
+    print(f"  the store write itself                p50 {ms(statistics.median(d_write))}")
+    print(f"  re-reading the lean board instead     p50 {ms(d_full)}")
+    print(
+        f"  over stdio, write -> notification     p50 {ms(statistics.median(d_stdio))}   "
+        "(the watcher's 100 ms probe + 100 ms debounce dominate)"
     )
     create_lines(
         f"createTask round trip, {opts.big_creates} rounds on the board of {tasks:,} tasks",

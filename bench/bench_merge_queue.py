@@ -8,7 +8,10 @@ steward rounds until the queue is empty. Cases:
   - all 16 green;
   - one bad MR among the 16 (its module fails the test), by default the first in the queue,
     which is the worst place for bisection with inference at batch size 8.
-for each batch size in --sizes (default 1, 8, 16; 1 is sequential landing). It prints the check
+for each batch size in --sizes (default 1, 8, 16; 1 is sequential landing), one batch at a time
+(`merge.parallelChecks: 1`), and beside them look-ahead at the chosen batch size
+(`merge.parallelChecks: --parallel`, default 2: the next batch checked on top of the one being
+checked, each in its own check checkout). It prints the check
 runs used (`steward.check_runs`: one run = the configured checks on one commit; a failure is run
 once more before it counts, and that retry is a run), the wall time, what landed, and verifies
 that every commit on main's first-parent line was checked and passed before it landed.
@@ -18,7 +21,11 @@ configuration is `merge.batchSize: 8`: all green takes 2 runs (two batches); one
 most 9 (a bad first MR: 1 + 1 + 1 + 2 + 1 + 1 + 1 for the failing batch, 1 for the other).
 Batch size 16 needs 1 run all green but up to 10 with one bad (one more halving), so it misses.
 
+Goal (issue 18): with one bad MR and 10 s checks (`--check-s 10`), look-ahead with
+parallelChecks 2 lands the 16 in <= 0.6x the wall time of the batched queue (batchSize 8).
+
 Run: .venv/bin/python bench/bench_merge_queue.py [--sizes 1,8,16] [--bad-at N] [--check-s 2]
+     [--parallel 2]   (e.g. `--sizes 8 --check-s 10` for the look-ahead goal alone)
 """
 
 from __future__ import annotations
@@ -86,6 +93,7 @@ class NoAgents:
 @dataclass
 class Result:
     batch: int
+    parallel: int
     case: str
     runs: int
     wall_s: float
@@ -133,8 +141,10 @@ def make_repo(root: Path, bad: int | None) -> Store:
     return store
 
 
-async def run_case(workdir: Path, batch: int, case: str, bad: int | None, check_s: float) -> Result:
-    root = workdir / f"b{batch}-{case.replace(' ', '-')}"
+async def run_case(
+    workdir: Path, batch: int, parallel: int, case: str, bad: int | None, check_s: float
+) -> Result:
+    root = workdir / f"b{batch}-p{parallel}-{case.replace(' ', '-')}"
     log = workdir / f"{root.name}.log"
     store = make_repo(root, bad)
     command = (
@@ -144,7 +154,12 @@ async def run_case(workdir: Path, batch: int, case: str, bad: int | None, check_
     config = StoneforgeConfig.model_validate(
         {
             "orchestrator": {"maxAttempts": 1},
-            "merge": {"checks": [command], "batchSize": batch, "checkTimeoutS": 120},
+            "merge": {
+                "checks": [command],
+                "batchSize": batch,
+                "parallelChecks": parallel,
+                "checkTimeoutS": 120,
+            },
         }
     )
     enable_shared_rerere(root)
@@ -174,10 +189,12 @@ async def run_case(workdir: Path, batch: int, case: str, bad: int | None, check_
     if landed != expected_landed or failed != N_MRS - expected_landed:
         raise SystemExit(f"batch {batch}, {case}: {landed} landed, {failed} failed")
     store.close()
-    return Result(batch, case, steward.check_runs, wall, landed, failed, len(line))
+    return Result(batch, parallel, case, steward.check_runs, wall, landed, failed, len(line))
 
 
-def label(batch: int) -> str:
+def label(batch: int, parallel: int = 1) -> str:
+    if parallel > 1:
+        return f"look-ahead (batchSize {batch}, parallelChecks {parallel})"
     if batch == 1:
         return "sequential (batchSize 1)"
     chosen = "  <- chosen" if batch == CHOSEN_BATCH else ""
@@ -189,6 +206,9 @@ def main() -> None:
     parser.add_argument("--sizes", default=f"1,{CHOSEN_BATCH},16", help="batch sizes to run")
     parser.add_argument("--bad-at", type=int, default=0, help="queue position of the bad MR")
     parser.add_argument("--check-s", type=float, default=2.0, help="seconds each check sleeps")
+    parser.add_argument(
+        "--parallel", type=int, default=2, help="look-ahead's parallelChecks (0: no look-ahead)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the repositories")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -199,12 +219,15 @@ def main() -> None:
     )
     results: list[Result] = []
     try:
+        runs = [(batch, 1) for batch in sizes]
+        if args.parallel > 1:
+            runs.append((CHOSEN_BATCH, args.parallel))
         for case, bad in (("all green", None), ("one bad", args.bad_at)):
-            for batch in sizes:
-                result = anyio.run(run_case, workdir, batch, case, bad, args.check_s)
+            for batch, parallel in runs:
+                result = anyio.run(run_case, workdir, batch, parallel, case, bad, args.check_s)
                 results.append(result)
                 print(
-                    f"  {case:<9}  {label(batch):<36} check runs {result.runs:>2}   "
+                    f"  {case:<9}  {label(batch, parallel):<46} check runs {result.runs:>2}   "
                     f"wall {result.wall_s:6.1f} s   landed {result.landed:>2}, "
                     f"test_failed {result.failed}, first-parent commits {result.first_parent:>2}"
                     " (all checked)",
@@ -215,7 +238,8 @@ def main() -> None:
             print(f"repositories kept in {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
-    by = {(r.batch, r.case): r for r in results}
+    by = {(r.batch, r.case): r for r in results if r.parallel == 1}
+    ahead = {r.case: r for r in results if r.parallel > 1}
     if 1 in sizes and CHOSEN_BATCH in sizes:
         for case in ("all green", "one bad"):
             seq, bat = by[(1, case)], by[(CHOSEN_BATCH, case)]
@@ -229,6 +253,20 @@ def main() -> None:
         print(
             f"  goal (<= 3 runs all green, <= 9 with one bad) with merge.batchSize "
             f"{CHOSEN_BATCH}: {green.runs} and {bad.runs}: {'met' if ok else 'MISSED'}"
+        )
+    if CHOSEN_BATCH in sizes and ahead:
+        for case in ("all green", "one bad"):
+            batched, look = by[(CHOSEN_BATCH, case)], ahead[case]
+            print(
+                f"  {case}: look-ahead takes {look.wall_s / batched.wall_s:.2f}x the wall time of "
+                f"the batched queue ({look.wall_s:.1f} s against {batched.wall_s:.1f} s), "
+                f"{look.runs} check runs against {batched.runs}"
+            )
+        ratio = ahead["one bad"].wall_s / by[(CHOSEN_BATCH, "one bad")].wall_s
+        print(
+            f"  goal (one bad, look-ahead <= 0.6x the batched queue's wall time) with "
+            f"parallelChecks {args.parallel}: {ratio:.2f}x: {'met' if ratio <= 0.6 else 'MISSED'}"
+            + ("" if args.check_s >= 10 else f" (checks of {args.check_s:g} s, not 10 s)")
         )
 
 

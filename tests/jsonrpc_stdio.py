@@ -36,7 +36,10 @@ class StdioClient:
             line = line.strip()
             if not line:
                 break
-            name, _, value = line.decode().partition(":")
+            name, colon, value = line.decode(errors="replace").partition(":")
+            if not colon or name.lower() not in ("content-length", "content-type"):
+                # As VS Code's client does: anything else on the stream breaks the framing.
+                raise ValueError(f"not a JSON-RPC header: {line[:80]!r}")
             if name.lower() == "content-length":
                 length = int(value)
         assert length is not None, "message without Content-Length"

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from steward_helpers import git
+from steward_helpers import ScriptedSession, git
 from stoneforge.agents import Failure, FailureKind, Result, SessionSpec, SessionStarted
 from stoneforge.agents.mcp_tools import SUBMIT_REVIEW
 
@@ -28,13 +28,12 @@ class ReviewScript:
     seen: list[SessionSpec] = field(default_factory=list)
 
 
-class _ReviewSession:
+class _ReviewSession(ScriptedSession):
     def __init__(self, spec: SessionSpec, verdict: str) -> None:
         self.spec = spec
         self.verdict = verdict
 
     provider_session_id = "stub-review"
-    pid = None
 
     async def events(self) -> AsyncIterator[object]:
         yield SessionStarted(provider_session_id="stub-review")
@@ -60,15 +59,6 @@ class _ReviewSession:
             reply = await self.spec.mcp.submit_review(args)
             assert not reply["is_error"], reply
         yield Result(provider_session_id="stub-review", is_error=False, subtype="success")
-
-    async def send(self, text: str) -> None:
-        pass
-
-    async def stop(self, reason: str = "") -> None:
-        pass
-
-    def kill(self) -> None:
-        pass
 
 
 @dataclass

@@ -128,22 +128,40 @@ def union_resolve(text: str) -> str:
     return _HUNK.sub(lambda m: m.group(1) + m.group(2), text)
 
 
-class _StubSession:
+class ScriptedSession:
+    """An agent session that plays a script in ``events()`` instead of running the CLI: the
+    stand-ins of the tests share its no-op controls (it ends by itself, nothing to stop)."""
+
+    provider_session_id: str | None = "stub-session"
+    pid: int | None = None
+
+    def __init__(self, spec: SessionSpec) -> None:
+        self.spec = spec
+
+    async def events(self) -> AsyncIterator[object]:
+        yield SessionStarted(provider_session_id=self.provider_session_id)
+        yield Result(
+            provider_session_id=self.provider_session_id, is_error=False, subtype="success"
+        )
+
+    async def send(self, text: str) -> None:
+        pass
+
+    async def stop(self, reason: str = "") -> None:
+        pass
+
+    def kill(self) -> None:
+        pass
+
+
+class _StubSession(ScriptedSession):
     def __init__(
         self, spec: SessionSpec, resolve: bool, calls: list[SessionSpec], crash: bool = False
     ) -> None:
-        self.spec = spec
+        super().__init__(spec)
         self.resolve = resolve
         self.crash = crash
         calls.append(spec)
-
-    @property
-    def provider_session_id(self) -> str | None:
-        return "stub-session"
-
-    @property
-    def pid(self) -> int | None:
-        return None
 
     async def events(self) -> AsyncIterator[object]:
         yield SessionStarted(provider_session_id="stub-session")
@@ -159,15 +177,6 @@ class _StubSession:
                 path = Path(self.spec.cwd) / name
                 path.write_text(union_resolve(path.read_text()))
         yield Result(provider_session_id="stub-session", is_error=False, subtype="success")
-
-    async def send(self, text: str) -> None:
-        pass
-
-    async def stop(self, reason: str = "") -> None:
-        pass
-
-    def kill(self) -> None:
-        pass
 
 
 @dataclass
@@ -212,9 +221,11 @@ class StewardRig:
         files: Mapping[str, str] | None = None,
         flaky_every: int = 0,
         review: bool = False,
+        parallel_checks: int | None = None,
     ) -> None:
         """``review``: `agents.steward.review` (off: these tests are about the queue; a worker
-        run of the rig would otherwise open its merge request for a review first)."""
+        run of the rig would otherwise open its merge request for a review first).
+        ``parallel_checks``: `merge.parallelChecks` (None: the default, look-ahead on)."""
         self.root = root
         root.mkdir(parents=True)
         git(root, "init", "-q", "-b", "main")
@@ -239,6 +250,7 @@ class StewardRig:
                     "checks": [self.check_command(flaky_every)] if checks is None else checks,
                     "batchSize": batch_size,
                     "checkTimeoutS": 60,
+                    **({} if parallel_checks is None else {"parallelChecks": parallel_checks}),
                 },
             }
         )

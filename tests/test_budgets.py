@@ -276,7 +276,12 @@ def test_the_editor_payloads_carry_costs_holds_and_the_budget_stop(tmp_path: Pat
             cost_usd=0.6,
             day=utc_today(),
         )
-        tree = service.task_tree()  # `stoneforge/taskTree`, as the language server returns it
+        # `stoneforge/taskTree`: the lean row carries what the task spent ...
+        [lean_plan] = service.task_tree()["plans"]
+        assert lean_plan["tasks"][0]["costUsd"] == 0.6
+        # ... its details (`stoneforge/task`, or `taskTree {"full": true}`) the whole CostTotals.
+        assert service.task_details(task.id)["cost"]["tokens"] == 10
+        tree = service.full_task_tree()
         [wired_plan] = tree["plans"]
         assert wired_plan["cost"]["costUsd"] == 0.6 and wired_plan["cost"]["tokens"] == 10
         assert wired_plan["tasks"][0]["cost"] == {

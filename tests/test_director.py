@@ -27,8 +27,8 @@ from stoneforge.orchestrator.director import (
     PLAN_PROMPT_HEAD,
     Director,
     DirectorError,
-    review_proposal,
 )
+from stoneforge.orchestrator.plan_proposal import review_proposal
 from stoneforge.service import Service
 from stoneforge.store import PlannedTask, Store
 

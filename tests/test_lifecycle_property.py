@@ -11,10 +11,14 @@ StubProvider stands in for the conflict ladder's agent) through interleavings of
   attempt stopped at its task's budget (its work committed on the branch, the task
   `budget_exceeded`; a late one is refused), cancel, retry (from `budget_exceeded` with a budget of
   its own), reject, approve (autoMerge drawn per machine);
+- bursts of tasks finishing together, so that the queue is long enough to be checked ahead;
 - steward rounds whose checks pass, fail (`bad_*`, `needs_*` without `provides_*`) or flake (the
   check script's counter), sometimes with a cancel, a cancel-retry-redispatch, an approval that
   moves the target or a lease take-over arriving while the first round runs its first or second
   check;
+- look-ahead checks (`merge.parallelChecks` drawn per machine: 1, 2 or 3): the rounds then
+  check several candidates at once, each next one built on the one before, and the interjections
+  (a cancel, an approval moving the target, a take-over) arrive while some are speculative;
 - the steward's review (`agents.steward.review`, drawn per machine): completed attempts open
   `reviewing` merge requests; reviewer rounds whose (stub) session approves, asks for changes
   with a comment, gives no verdict or crashes, with `maxReviewRounds` drawn per machine;
@@ -195,6 +199,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         initial=st.lists(st.sampled_from(EXTRAS), min_size=1, max_size=4),
         review=st.booleans(),
         max_review_rounds=st.integers(1, 2),
+        parallel_checks=st.sampled_from([1, 2, 2, 3]),
         stacking=st.booleans(),
     )
     def start(
@@ -206,6 +211,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         initial: list[str],
         review: bool,
         max_review_rounds: int,
+        parallel_checks: int,
         stacking: bool,
     ) -> None:
         auto_merge = self.forced.get("auto_merge", auto_merge)
@@ -220,6 +226,7 @@ class LifecycleMachine(RuleBasedStateMachine):
             files={"shared.txt": SHARED},
             flaky_every=flaky_every,
             review=review,
+            parallel_checks=parallel_checks,
         )
         self.review = review
         self.rig.config.agents.steward.maxReviewRounds = max_review_rounds
@@ -775,6 +782,25 @@ class LifecycleMachine(RuleBasedStateMachine):
         return act
 
     @rule(
+        extras=st.lists(st.sampled_from(EXTRAS), min_size=2, max_size=6),
+        red=st.lists(st.sampled_from([False, False, False, True]), min_size=6, max_size=6),
+        interjection=st.sampled_from(INTERJECTIONS),
+        at=st.integers(1, 3),
+    )
+    def burst(self, extras: list[str], red: list[bool], interjection: str | None, at: int) -> None:
+        """Several tasks finish at once and the steward runs: a queue long enough to be checked
+        ahead (with look-ahead, several candidates at once, some built on others), with
+        something happening while it checks."""
+        attempts = []
+        for n, extra in enumerate(extras):
+            task = self.store.create_task(f"burst {n} ({extra})")
+            self.models[task.id] = TaskModel(extra=extra)
+            attempts.append(self._dispatch(task.id, fresh=True))
+        for attempt, bad in zip(attempts, red, strict=False):
+            self._finish(attempt, "bad" if bad else "complete")
+        self._steward_rounds(interjection, at, 2)
+
+    @rule(
         interjection=st.sampled_from(INTERJECTIONS),
         at=st.integers(1, 2),
         rounds=st.integers(1, 3),
@@ -817,20 +843,28 @@ class LifecycleMachine(RuleBasedStateMachine):
         merged_before = len(self.store.list_merge_requests(MergeStatus.MERGED))
         notes_before = len(rig.notes)
         calls: list[str] = []
-        fired: list[str] = []  # main's tip when it happened
-        if interjection is not None:
-            act = self._interject(interjection)
-            real_checks = steward._checks
+        fired: list[str] = []  # main's tip right after it happened
+        act = self._interject(interjection) if interjection is not None else None
+        real_checks = steward._checks
+        running: list[str] = []
+        at_once: list[int] = [0]  # the most checks that ran at the same time (look-ahead)
 
-            async def checks(commit: str):  # noqa: ANN202 - the steward's own return type
-                runs = await real_checks(commit)
-                calls.append(commit)
-                if len(calls) == at:
-                    fired.append(rig.tip())
-                    act()
-                return runs
+        async def checks(commit: str, **slot: int):  # noqa: ANN202 - the steward's type
+            running.append(commit)
+            at_once[0] = max(at_once[0], len(running))
+            try:
+                runs = await real_checks(commit, **slot)
+            finally:
+                running.remove(commit)
+            calls.append(commit)
+            if len(calls) == at and act is not None:
+                act()
+                # Read after it: with look-ahead another candidate may be landing right now,
+                # and a landing whose transaction began first ends before a take-over does.
+                fired.append(rig.tip())
+            return runs
 
-            steward._checks = checks  # type: ignore[method-assign]
+        steward._checks = checks  # type: ignore[method-assign]
         try:
             if interjection == "takeover":
                 lost = False
@@ -846,8 +880,9 @@ class LifecycleMachine(RuleBasedStateMachine):
             else:
                 self.portal.call(steward.round)
         finally:
-            if interjection is not None:
-                del steward._checks
+            del steward._checks
+        if at_once[0] > 1:
+            event(f"look-ahead: {at_once[0]} candidates checked at once")
         if fired:
             event(f"interjection fired: {interjection}")
         for _ in range(rounds - 1):
@@ -1068,6 +1103,49 @@ LifecycleMachine.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 TestLifecycleHoldsUnderAnyInterleaving = LifecycleMachine.TestCase
+
+
+class LookaheadMachine(LifecycleMachine):
+    """The same machine and invariants, set up for look-ahead checks: autoMerge on, no review
+    in front of the queue, `merge.parallelChecks` 2 or 3, small batches (so a burst makes a
+    chain of several batches, each next one built on the one before)."""
+
+    @initialize(
+        flaky_every=st.sampled_from([0, 0, 3, 4]),
+        resolve=st.booleans(),
+        batch_size=st.sampled_from([1, 2]),
+        initial=st.lists(st.sampled_from(EXTRAS), min_size=1, max_size=4),
+        parallel_checks=st.sampled_from([2, 3]),
+    )
+    def start(  # type: ignore[override]
+        self,
+        flaky_every: int,
+        resolve: bool,
+        batch_size: int,
+        initial: list[str],
+        parallel_checks: int,
+    ) -> None:
+        super().start(
+            auto_merge=True,
+            flaky_every=flaky_every,
+            resolve=resolve,
+            batch_size=batch_size,
+            initial=initial,
+            review=False,
+            max_review_rounds=1,
+            parallel_checks=parallel_checks,
+            stacking=False,
+        )
+
+
+LookaheadMachine.TestCase.settings = settings(
+    max_examples=15,
+    stateful_step_count=15,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+TestLookaheadHoldsUnderAnyInterleaving = LookaheadMachine.TestCase
 
 
 class StackingMachine(LifecycleMachine):

@@ -25,6 +25,7 @@ METHODS = [
     "handoffs",
     "mergeRequests",
     "mergeDiff",
+    "commitDiff",
     "status",
     "forecast",
 ]

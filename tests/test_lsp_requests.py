@@ -107,6 +107,8 @@ async def test_execute_command_reaches_the_same_methods(repo: Path) -> None:
         ("stoneforge/cancelTask", {"id": "t404"}, "no task with id 't404'"),
         ("stoneforge/activatePlan", {}, "planId: Field required"),
         ("stoneforge/mergeDiff", {"id": "mr9"}, "no merge request with id 'mr9'"),
+        ("stoneforge/commitDiff", {"commit": "abcdef12"}, "no commit 'abcdef12'"),
+        ("stoneforge/commitDiff", {"commit": "--output=/tmp/x"}, "commit: String should match"),
     ],
 )
 async def test_bad_params_get_readable_errors(
@@ -247,3 +249,27 @@ async def test_reviews_reach_the_editor_with_the_merge_request(repo: Path) -> No
         assert review["verdict"] == "request_changes" and review["round"] == 1
         assert review["comments"] == [{"path": "app.py", "line": 3, "body": "off by one"}]
         assert review["sessionId"] == "s9" and review["headCommit"] == "abc"
+
+
+async def test_commit_diff_shows_what_one_commit_changed(repo: Path) -> None:
+    """A link to a commit in the editor's documents opens this: the commit against its parent."""
+    env = {**os.environ, **GIT_ENV}
+    (repo / "README.md").write_text("# demo\nmore\n")
+    (repo / "new.py").write_text("x = 1\n")
+    subprocess.run(["git", "add", "-A"], cwd=repo, check=True, env=env)
+    subprocess.run(["git", "commit", "-qm", "Add new.py"], cwd=repo, check=True, env=env)
+    head, initial = subprocess.run(
+        ["git", "rev-parse", "HEAD", "HEAD~1"], cwd=repo, check=True, capture_output=True, text=True
+    ).stdout.split()
+    async with lsp_session(repo) as client:
+        diff = await request(client, "stoneforge/commitDiff", {"commit": head[:10]})
+        first = await request(client, "stoneforge/commitDiff", {"commit": initial})
+    assert (diff["commit"], diff["head"], diff["subject"]) == (head, head, "Add new.py")
+    assert diff["files"] == [
+        {"path": "README.md", "status": "M", "original": "# demo\n", "modified": "# demo\nmore\n"},
+        {"path": "new.py", "status": "A", "original": None, "modified": "x = 1\n"},
+    ]
+    # The repository's first commit has no parent: everything in it is added.
+    assert [(f["path"], f["status"], f["original"]) for f in first["files"]] == [
+        ("README.md", "A", None)
+    ]

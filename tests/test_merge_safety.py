@@ -17,7 +17,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from steward_helpers import StewardRig, git
+from steward_helpers import ScriptedSession, StewardRig, git
 from stoneforge.agents import Result, SessionSpec, SessionStarted
 from stoneforge.agents.env import default_config_dir
 from stoneforge.errors import (
@@ -45,28 +45,18 @@ ROOT = Path(__file__).resolve().parent.parent
 # -- a scripted agent: runs shell commands in its checkout, then ends well -------------------
 
 
-class _ShellSession:
+class _ShellSession(ScriptedSession):
     def __init__(self, spec: SessionSpec, script: str) -> None:
         self.spec = spec
         self.script = script
 
     provider_session_id = "scripted"
-    pid = None
 
     async def events(self) -> AsyncIterator[object]:
         yield SessionStarted(provider_session_id="scripted")
         env = {**os.environ, **self.spec.env}  # as the CLI's Bash tool runs with its env
         subprocess.run(["bash", "-c", self.script], cwd=self.spec.cwd, env=env, check=True)
         yield Result(provider_session_id="scripted", is_error=False, subtype="success")
-
-    async def send(self, text: str) -> None:
-        pass
-
-    async def stop(self, reason: str = "") -> None:
-        pass
-
-    def kill(self) -> None:
-        pass
 
 
 class ShellProvider:

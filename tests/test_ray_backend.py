@@ -22,6 +22,7 @@ import pytest
 from conftest import SfRunner, git, write_config
 from serve_helpers import FAKE_KEY, commit_steps, run_serve, start_serve, wait_until
 from stoneforge.demo import FakeModel, Step
+from stoneforge.service import Service
 
 ray = pytest.importorskip("ray")
 
@@ -225,6 +226,11 @@ def test_losing_a_node_mid_task_redispatches_it_on_the_other_with_its_pushed_wor
         assert [(n["agentSlots"], n["checkSlots"]) for n in nodes] == [(1, 1), (1, 1)], nodes
         assert sum(n["busy"] for n in nodes) == 1, nodes
         assert "agent slots busy" in sf("status").stdout
+        # Each node names the sessions on it, and the editor's agents carry their node.
+        [(busy_node, running)] = [(n["nodeId"], n["sessions"]) for n in nodes if n["sessions"]]
+        with Service.open(initialised) as service:
+            agents = {a["sessionId"]: a["node"] for a in service.running_agents()}
+        assert running[0] in agents and agents[running[0]]["nodeId"] == busy_node, (agents, nodes)
         [first] = fake_model.main_requests("first")[:1]
         lost = cluster.node_of(first.cwd or "")
         assert lost in NODES

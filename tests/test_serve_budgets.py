@@ -53,6 +53,8 @@ def test_a_task_budget_ends_the_session_at_the_turn_past_it_and_a_retry_finishes
     )
 
     def answer(request: object) -> Step:
+        # The request is sent while the CLI runs the turn's tool; it reaches the model with the
+        # request after it or the one after that (the CLI attaches queued messages mid-turn).
         if "reached its budget" in getattr(request, "all_text", ""):
             return Step.mcp(
                 "handoff",
@@ -63,13 +65,15 @@ def test_a_task_budget_ends_the_session_at_the_turn_past_it_and_a_retry_finishes
                 failingTests=[],
                 nextStep="Write c.py",
             )
-        return Step.write("late.py", "never asked for a handoff\n")
+        return Step.bash("sleep 1")  # no work: waiting for the request
 
     fake_model.add_script(
         [
             Step.write("a.py", "A = 1\n", usage=SMALL),  # $0.0315
             Step.bash("git add -A && git commit -q -m 'Add a'", usage=LARGE),  # $0.093
             Step.write("b.py", "B = 2\n", usage=SMALL),  # $0.1245: past $0.10, not committed
+            answer,
+            answer,
             answer,
             Step.say("Handed off."),
         ],
@@ -91,9 +95,9 @@ def test_a_task_budget_ends_the_session_at_the_turn_past_it_and_a_retry_finishes
     branch = task["branch"]
     assert git(initialised, "show", f"{branch}:a.py") == "A = 1"
     assert git(initialised, "show", f"{branch}:b.py") == "B = 2"
-    [handoff] = task["handoffs"]
+    [handoff] = task["handoffs"]  # the agent's own: it was asked
     assert handoff["nextStep"] == "Write c.py" and handoff["commit"]
-    assert "late.py" not in git(initialised, "ls-tree", "-r", "--name-only", branch)
+    assert handoff["done"] == "a.py committed, b.py written"
     assert "Budget reached" in task["note"] and f"sf task retry {task_id} --budget" in task["note"]
     assert task["cost"]["costUsd"] == pytest.approx(session["costUsd"]) and session["costUsd"] > 0.1
     assert "stopped at its budget" in out
@@ -130,6 +134,37 @@ def test_a_task_budget_ends_the_session_at_the_turn_past_it_and_a_retry_finishes
         assert sum(r["costUsd"] for r in report[way]) == pytest.approx(report["total"]["costUsd"])
     shown = sf("task", "show", task_id).stdout
     assert f"${task['cost']['costUsd']:.2f}" in shown and "its own budget: $1.00" in shown
+
+
+def test_a_session_that_ends_past_its_budget_without_a_handoff_is_not_landed(
+    initialised: Path, sf: SfRunner, fake_model: FakeModel
+) -> None:
+    """The agent ends its turn before it reads the budget request (or ignores it): the task still
+    stops at its budget, with a handoff written from the facts, and nothing of it lands."""
+    configure(initialised, "  perTaskUsd: 0.05\n")
+    task_id = sf("task", "create", "--title", "Past its budget").stdout.strip()
+    fake_model.add_script(
+        [
+            Step.bash(  # $0.0615: past $0.05 at the first turn
+                "echo A = 1 > a.py && git add -A && git commit -q -m 'Add a'", usage=LARGE
+            ),
+            Step.write("b.py", "B = 2\n"),
+            Step.say("Done."),
+        ],
+        marker=f"Stoneforge task {task_id}:",
+        then=Step.say("Done."),
+    )
+    code, out, err = run_serve(initialised, fake_model)
+    assert code == 0, err
+    task = task_json(sf, task_id)
+    assert task["status"] == "budget_exceeded", task
+    [session] = task["sessions"]
+    assert session["status"] == "handed_off"
+    [handoff] = task["handoffs"]
+    assert handoff["source"] == "orchestrator" and handoff["commit"]
+    assert git(initialised, "show", f"{task['branch']}:b.py") == "B = 2"  # nothing is lost
+    assert "a.py" not in git(initialised, "ls-tree", "-r", "--name-only", "main")
+    assert sf("merge", "list", "--json").json()["mergeRequests"] == []
 
 
 def test_a_day_budget_stops_dispatch_with_the_reason_in_status(

@@ -103,8 +103,11 @@ async def test_ignored_build_output_does_not_carry_over_to_the_next_candidate(
 async def test_two_stewards_use_their_own_checkouts_and_land_nothing_red(tmp_path: Path) -> None:
     # After a lease take-over the old holder may still be finishing a round: it must not check
     # (and land) whatever the new one checked out in a shared directory.
-    rig = StewardRig(tmp_path / "repo", checks=[])
-    rig.config.merge.checks = [f"sleep 2; bash {rig.script} {rig.log}"]
+    # One batch at a time: with look-ahead the old steward's round could take the second MR
+    # into its own chain before the new one looks, leaving the new one nothing to check here.
+    rig = StewardRig(tmp_path / "repo", checks=[], parallel_checks=1)
+    started = tmp_path / "check-started"
+    rig.config.merge.checks = [f"touch {started}; sleep 2; bash {rig.script} {rig.log}"]
     rig.submit("Uses x", {"needs_x": "needs x\n"})  # red alone
 
     def steward() -> Steward:
@@ -122,7 +125,9 @@ async def test_two_stewards_use_their_own_checkouts_and_land_nothing_red(tmp_pat
     old, new = steward(), steward()
     async with anyio.create_task_group() as group:
         group.start_soon(old.round)  # checks "uses x" alone
-        await anyio.sleep(0.5)
+        with anyio.fail_after(60):  # its check has started (however loaded the machine)
+            while not started.exists():
+                await anyio.sleep(0.05)
         rig.submit("Provides x", {"provides_x": "x\n"})
         group.start_soon(new.round)  # the batch of both
     landed = first_parents(rig.root)

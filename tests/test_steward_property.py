@@ -2,7 +2,7 @@
 
 Hypothesis draws a sequence of merge requests (good, bad, conflicting on one shared line, and
 pairs where one is red without the other) arriving between steward rounds, on branches forked
-from the current main or from the first commit, with a batch size, a conflict resolver that
+from the current main or from the first commit, with a batch size, look-ahead (`merge.parallelChecks` 1, 2 or 3), a conflict resolver that
 keeps both sides or gives up, and sometimes a check that fails spuriously every Nth run. The
 steward runs on a real repository with a real check script (no agents). Afterwards:
 
@@ -54,6 +54,7 @@ async def scenario(
     batch_size: int,
     resolve: bool,
     flaky_every: int,
+    parallel_checks: int = 1,
 ) -> None:
     rig = StewardRig(
         root,
@@ -62,6 +63,7 @@ async def scenario(
         provider=StubProvider(resolve=resolve),
         files={"shared.txt": SHARED},
         flaky_every=flaky_every,
+        parallel_checks=parallel_checks,
     )
     first = rig.tip()
     steward = rig.make_steward()
@@ -110,9 +112,22 @@ async def scenario(
     batch_size=st.sampled_from([1, 2, 3, 4, 8]),
     resolve=st.booleans(),
     flaky_every=st.sampled_from([0, 0, 3, 4]),
+    parallel_checks=st.sampled_from([1, 2, 3]),
 )
 def test_main_first_parent_line_holds_only_checked_commits(
-    arrivals: list[tuple[str, bool, int]], batch_size: int, resolve: bool, flaky_every: int
+    arrivals: list[tuple[str, bool, int]],
+    batch_size: int,
+    resolve: bool,
+    flaky_every: int,
+    parallel_checks: int,
 ) -> None:
     with tempfile.TemporaryDirectory(prefix="sf-steward-prop-") as tmp:
-        anyio.run(scenario, Path(tmp) / "repo", arrivals, batch_size, resolve, flaky_every)
+        anyio.run(
+            scenario,
+            Path(tmp) / "repo",
+            arrivals,
+            batch_size,
+            resolve,
+            flaky_every,
+            parallel_checks,
+        )

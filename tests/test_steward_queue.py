@@ -72,7 +72,8 @@ async def test_a_batch_lands_as_one_checked_commit(tmp_path: Path) -> None:
 async def test_bisection_lands_the_seven_good_ones(
     tmp_path: Path, bad_at: int, expected_runs: int
 ) -> None:
-    rig = StewardRig(tmp_path / "repo", batch_size=8, max_attempts=1)
+    # One batch at a time: these are the one-batch queue's bisection counts.
+    rig = StewardRig(tmp_path / "repo", batch_size=8, max_attempts=1, parallel_checks=1)
     mrs = []
     for n in range(8):
         name = f"bad_{n}" if n == bad_at else f"mod_{n}.txt"

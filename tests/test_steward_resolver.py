@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from steward_helpers import StewardRig, StubProvider, union_resolve
+from steward_helpers import ScriptedSession, StewardRig, StubProvider, union_resolve
 from steward_helpers import git as rig_git
 from stoneforge.agents import Failure, FailureKind, Result, SessionSpec, SessionStarted
 from stoneforge.models import MergeStatus, TaskStatus
@@ -19,7 +19,7 @@ from stoneforge.orchestrator.steward import ChecksStopped
 SHARED = "line 1\nline 2\nline 3\n"
 
 
-class _CrashingSession:
+class _CrashingSession(ScriptedSession):
     """Dies without a result (a kill -9 of the CLI), or resolves like the stub agent."""
 
     def __init__(self, spec: SessionSpec, crash: bool) -> None:
@@ -27,7 +27,6 @@ class _CrashingSession:
         self.crash = crash
 
     provider_session_id = "crashing"
-    pid = None
 
     async def events(self) -> AsyncIterator[object]:
         yield SessionStarted(provider_session_id="crashing")
@@ -38,15 +37,6 @@ class _CrashingSession:
             path = Path(self.spec.cwd) / name
             path.write_text(union_resolve(path.read_text()))
         yield Result(provider_session_id="crashing", is_error=False, subtype="success")
-
-    async def send(self, text: str) -> None:
-        pass
-
-    async def stop(self, reason: str = "") -> None:
-        pass
-
-    def kill(self) -> None:
-        pass
 
 
 @dataclass

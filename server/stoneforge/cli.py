@@ -318,19 +318,25 @@ def merge_list(
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Merge requests, oldest first, and the checks that keep turning out flaky."""
+    """Merge requests, oldest first, the candidates being checked now (with the base each is
+    built on), and the checks that keep turning out flaky."""
     with _open() as service:
         mrs = service.list_merge_requests(status_filter)
         flaky = service.flaky_checks()
+        checking = service.merge_checking()
         if as_json:
             _print_json(
                 {
                     "mergeRequests": [mr.wire() for mr in mrs],
                     "flakyChecks": [f.wire() for f in flaky],
+                    "checking": [c.wire() for c in checking],
                 }
             )
         else:
             out.print(render.merge_requests_table(mrs))
+            if checking:
+                for line in render.checking_lines(checking, service.target_branch()):
+                    out.print(line, markup=False)
             for line in render.flaky_checks_lines(flaky):
                 out.print(line)
 

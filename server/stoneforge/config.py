@@ -177,6 +177,10 @@ class MergeConfig(_Section):
     #: Where the steward runs checks: `local` (its own check checkout) or `cluster` (a Ray task
     #: on a node with a free `stoneforge_check_slots`; needs `orchestrator.backend: ray`).
     checkOn: Literal["local", "cluster"] = "local"
+    #: Look-ahead: how many candidates are checked at once. While batch k is checked on the
+    #: target, batch k+1 is checked on top of k's candidate (assuming k lands), each in its own
+    #: check checkout; when k lands, k+1's result stands. 1: one batch at a time.
+    parallelChecks: int = Field(default=2, ge=1, le=8)
 
     @field_validator("quarantine")
     @classmethod

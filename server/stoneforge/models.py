@@ -360,6 +360,44 @@ class ClusterNode(WireModel):
     agent_slots: int
     check_slots: int
     busy: int = 0  # agent slots our sessions use there
+    #: The sessions running there (their ids), so the editor can group its agents by node.
+    sessions: list[str] = Field(default_factory=list)
+
+
+class OpenQuestion(WireModel):
+    """A worker's question the director could not answer, on a task still under way: the
+    worker went on with an assumption of its own, which a person may want to check."""
+
+    task_id: str
+    task_title: str
+    question: str
+    error: str
+    asked_at: datetime | None = None
+
+
+class CheckingCandidate(WireModel):
+    """A candidate the merge queue is checking now, and the base it is built on (look-ahead,
+    `merge.parallelChecks`: another candidate checked before it, assumed to land)."""
+
+    candidate: str
+    #: The merge requests it checks (a batch lands them together).
+    merge_requests: list[str]
+    #: Its first parent: the commit it lands on if its checks pass.
+    base: str | None = None
+    #: Whether that base is the target's tip now (False: a speculative candidate).
+    on_target: bool = False
+    #: The merge requests of the candidate it is built on, when that is another one checked now.
+    on_merge_requests: list[str] = Field(default_factory=list)
+
+    def line(self, target: str) -> str:
+        """`mr-3, mr-4 on mr-1, mr-2` or `mr-1, mr-2 on main`."""
+        if self.on_target:
+            on = target
+        elif self.on_merge_requests:
+            on = ", ".join(self.on_merge_requests)
+        else:
+            on = (self.base or "?")[:10]
+        return f"{', '.join(self.merge_requests)} on {on} (candidate {self.candidate[:10]})"
 
 
 class StatusSummary(WireModel):
@@ -383,3 +421,7 @@ class StatusSummary(WireModel):
     nodes: list[ClusterNode] | None = None
     #: Unfinished tasks whose branch is stacked on blockers in review: task -> those blockers.
     stacked: dict[str, list[str]] = Field(default_factory=dict)
+    #: The candidates the merge queue checks now (several at once with look-ahead).
+    checking: list[CheckingCandidate] = Field(default_factory=list)
+    #: Questions to the director that it could not answer, on tasks not merged or cancelled.
+    open_questions: list[OpenQuestion] = Field(default_factory=list)

@@ -8,6 +8,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from stoneforge.models import (
+    CheckingCandidate,
     CostReport,
     CostRow,
     CostTotals,
@@ -279,6 +280,16 @@ def flaky_checks_lines(flaky: list[FlakyCheck]) -> list[Text]:
     ]
 
 
+def checking_lines(checking: list[CheckingCandidate], target: str) -> list[str]:
+    """The candidates checked now, one line each: what they check and what they are built on
+    (with look-ahead, a candidate may be built on the one checked before it)."""
+    if not checking:
+        return []
+    return [
+        f"checking now ({len(checking)} at once):" if len(checking) > 1 else "checking now:"
+    ] + [f"  {c.line(target)}" for c in checking]
+
+
 def status_view(summary: StatusSummary) -> Table | Group:
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
@@ -293,21 +304,32 @@ def status_view(summary: StatusSummary) -> Table | Group:
     table.add_row("running sessions", str(summary.running_sessions))
     mrs = ", ".join(f"{k} {v}" for k, v in summary.merge_requests_by_status.items() if v)
     table.add_row("merge requests", mrs or "none")
+    for candidate in summary.checking:
+        table.add_row("checking", candidate.line("the target"))
     holder = summary.orchestrator
     table.add_row("orchestrator", f"running (pid {holder['pid']})" if holder else "not running")
     table.add_row("spent today", spent(summary.cost_today) + " (UTC day)")
     table.add_row("spent in all", spent(summary.cost_total))
     for node in summary.nodes or []:
         checks = f", {node.check_slots} check slots" if node.check_slots else ""
+        running = f" ({', '.join(node.sessions)})" if node.sessions else ""
         table.add_row(
             "node",
             f"{node.address} ({node.node_id[:12]}): {node.busy}/{node.agent_slots} agent slots "
-            f"busy{checks}",
+            f"busy{running}{checks}",
         )
     lines: list[Text] = []
     outage = summary.provider_unavailable
     if outage is not None:  # tasks wait in the queue; nothing to do but wait (or fix the key)
         lines.append(Text(f"{outage.line}\n  tasks wait in the queue", style="bold red"))
+    for question in summary.open_questions:  # the worker went on with its own assumption
+        lines.append(
+            Text(
+                f"question of {question.task_id} the director could not answer: "
+                f"{(question.question.strip().splitlines() or [''])[0][:100]} ({question.error})",
+                style="yellow",
+            )
+        )
     for hold in summary.budget_holds:
         lines.append(Text(f"dispatch held: {hold.reason}", style="bold yellow"))
     pause = summary.landing_paused

@@ -34,6 +34,7 @@ from stoneforge.git.repo import resolve_commits, resolve_target_branch, run_git
 from stoneforge.git.target import TargetBranch
 from stoneforge.lifecycle import MrEvent, TaskEvent, next_task_status
 from stoneforge.models import (
+    CheckingCandidate,
     ClusterNode,
     CostReport,
     FlakyCheck,
@@ -53,7 +54,11 @@ from stoneforge.orchestrator.landing import land_merge_requests
 from stoneforge.orchestrator.pause import latest_pause
 from stoneforge.orchestrator.provider_status import latest_outage
 from stoneforge.orchestrator.recovery import owner_alive
+from stoneforge.orchestrator.steward.checking import checking_now
 from stoneforge.store import Store
+
+#: git's empty tree: what a root commit's diff is taken against.
+_EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 
 #: The event the Ray backend records when the cluster's nodes or their use change.
 CLUSTER_NODES = "cluster.nodes"
@@ -304,16 +309,42 @@ class Service:
         return self.store.ready_task_ids()
 
     def task_tree(self) -> dict[str, Any]:
-        """Plans -> tasks (with sessions and handoffs), and the tasks of no plan, in one read."""
+        """The lean board for the editor's Tasks view: plans -> lean task rows, the tasks of no
+        plan, and the board's version (the newest event the read saw), in one snapshot.
+
+        A lean row is what a tree row shows (see :mod:`stoneforge.store.board`); a task's
+        sessions, handoffs and the rest come from :meth:`task_details`."""
+        version, plans, tasks = self.store.lean_board()
+        by_plan: dict[str | None, list[dict[str, Any]]] = {}
+        for task in tasks:
+            by_plan.setdefault(task.get("planId"), []).append(task)
+        return {
+            "version": version,
+            "plans": [{**plan, "tasks": by_plan.get(plan["id"], [])} for plan in plans],
+            "unplanned": by_plan.get(None, []),
+            "handoffAtTokens": self.config.orchestrator.handoffAtTokens,
+        }
+
+    def full_task_tree(self) -> dict[str, Any]:
+        """Plans -> full tasks (with sessions, handoffs, ...): what `taskTree` answered before
+        it was lean; kept for `taskTree {"full": true}` and the benchmark's comparison."""
         plans = self.store.list_plans()
         by_plan: dict[str | None, list[dict[str, Any]]] = {}
         for task in self.store.list_tasks():
             by_plan.setdefault(task.plan_id, []).append(task.wire())
         return {
+            "version": None,
             "plans": [{**plan.wire(), "tasks": by_plan.get(plan.id, [])} for plan in plans],
             "unplanned": by_plan.get(None, []),
             "handoffAtTokens": self.config.orchestrator.handoffAtTokens,
         }
+
+    def task_details(self, task_id: str) -> dict[str, Any]:
+        """One task in full (sessions, handoffs, merge request with checks and reviews,
+        questions, refusals, cost) with its lean row, for a node expanded or a document opened."""
+        task = self.store.get_task(task_id)
+        version, rows = self.store.lean_tasks([task_id])
+        return {**task.wire(), "version": version, "row": rows[0] if rows else None}
 
     def list_handoffs(self, task_id: str | None = None) -> list[Handoff]:
         return self.store.list_handoffs(task_id)
@@ -329,7 +360,8 @@ class Service:
 
     def _sessions_marked_running(self, *, live: bool) -> list[dict[str, Any]]:
         sessions = [s for s, owner in self.store.orphaned_sessions() if owner_alive(owner) == live]
-        titles = {t.id: t.title for t in self.store.list_tasks(status=TaskStatus.IN_PROGRESS)}
+        titles = self.store.titles({s.task_id for s in sessions if s.task_id})
+        where = self._session_nodes() if sessions else {}
         return [
             {
                 "sessionId": s.id,
@@ -340,9 +372,23 @@ class Service:
                 "contextTokens": s.context_tokens,
                 "costUsd": s.cost_usd,
                 "startedAt": s.wire()["startedAt"],
+                # The Ray node it runs on; None on this machine (the local backend, and the
+                # steward's and director's sessions, which run on the head).
+                "node": where.get(s.id),
             }
             for s in sessions
         ]
+
+    def _session_nodes(self) -> dict[str, dict[str, str]]:
+        """Session id -> the Ray node it runs on (`nodeId`, `address`), from the running
+        orchestrator's last report of its nodes; empty when it runs locally."""
+        holder = self.store.lease_holder(LEASE_NAME, live_within_s=LEASE_TTL_S)
+        nodes = self._cluster_nodes(holder) if holder is not None else None
+        return {
+            session_id: {"nodeId": node.node_id, "address": node.address}
+            for node in nodes or []
+            for session_id in node.sessions
+        }
 
     # -- costs (issue 15) ----------------------------------------------------------------------
 
@@ -362,13 +408,13 @@ class Service:
         return resolve_target_branch(self.root, self.config.merge.targetBranch)
 
     def active_branches(self) -> dict[str, str]:
-        """Task id -> branch, for tasks whose work is not landed yet."""
-        active = (TaskStatus.IN_PROGRESS, TaskStatus.REVIEW)
-        return {
-            task.id: task.branch
-            for task in self.store.list_tasks()
-            if task.status in active and task.branch
-        }
+        """Task id -> branch, for tasks whose work is not landed yet (in progress, in review),
+        read through the status index, not the whole board."""
+        return self.store.active_branches()
+
+    def orchestrator_running(self) -> bool:
+        """Whether an orchestrator (its steward among it) runs for this repository, anywhere."""
+        return self.store.lease_holder(LEASE_NAME, live_within_s=LEASE_TTL_S) is not None
 
     def forecast(self) -> Forecast:
         return forecast(self.root, self.target_branch(), self.active_branches())
@@ -395,19 +441,34 @@ class Service:
             )
         # A stacked branch's own changes start at its stack base, not at the target.
         base = mr.base_commit or run_git(["merge-base", before, head], self.root).stdout.strip()
+        files = self._files_between(base, head)
+        return {"id": mr.id, "base": base, "head": head, "target": target, "files": files}
+
+    def commit_diff(self, commit: str) -> dict[str, Any]:
+        """The files one commit changes against its first parent (a root commit: against
+        nothing), in the shape of :meth:`merge_diff`, for links to commits in the editor."""
+        head = resolve_commits(self.root, [commit]).get(commit)
+        if head is None:
+            raise NotFoundError(f"no commit {commit!r} in {self.root}")
+        parents = run_git(["rev-list", "--parents", "-n", "1", head], self.root).stdout.split()
+        base = parents[1] if len(parents) > 1 else _EMPTY_TREE
+        subject = run_git(["log", "-1", "--format=%s", head], self.root).stdout.strip()
+        files = self._files_between(base, head)
+        return {"commit": head, "subject": subject, "base": base, "head": head, "files": files}
+
+    def _files_between(self, base: str, head: str) -> list[dict[str, Any]]:
+        """Each file that differs, with its text on both sides (None for the missing side)."""
         listing = run_git(["diff", "--name-status", "--no-renames", "-z", base, head], self.root)
         fields = [f for f in listing.stdout.split("\0") if f]
-        files = []
-        for status_code, path in zip(fields[::2], fields[1::2], strict=True):
-            files.append(
-                {
-                    "path": path,
-                    "status": status_code,
-                    "original": None if status_code == "A" else self._show(base, path),
-                    "modified": None if status_code == "D" else self._show(head, path),
-                }
-            )
-        return {"id": mr.id, "base": base, "head": head, "target": target, "files": files}
+        return [
+            {
+                "path": path,
+                "status": status_code,
+                "original": None if status_code == "A" else self._show(base, path),
+                "modified": None if status_code == "D" else self._show(head, path),
+            }
+            for status_code, path in zip(fields[::2], fields[1::2], strict=True)
+        ]
 
     def _merge_request_head(self, mr: MergeRequest) -> str:
         """The commit a merge request brings: its branch while it is open (a steward may add a
@@ -433,6 +494,15 @@ class Service:
 
     def get_merge_request(self, mr_id: str) -> MergeRequest:
         return self.store.get_merge_request(mr_id)
+
+    def merge_checking(self) -> list[CheckingCandidate]:
+        """The candidates the merge queue checks now, each with the base it is built on (with
+        look-ahead, several at once: a speculative one on the candidate before it)."""
+        return checking_now(
+            self.root,
+            self.store,
+            lambda: TargetBranch(self.root, self.target_branch(), self.config.merge.remote).ref,
+        )
 
     def flaky_checks(self) -> list[FlakyCheck]:
         """Check commands recorded flaky at least `merge.flakyReportAfter` times, most often
@@ -587,16 +657,15 @@ class Service:
 
     def status(self) -> StatusSummary:
         tasks, mrs, running = self.store.counts()
-        graph = self.store.graph()
         stacking = self.config.orchestrator.stacking  # a blocker in review blocks nothing then
-        blocked = sum(1 for task_id in graph.nodes if graph.is_blocked(task_id, stacking=stacking))
+        blocked, ready = self.store.blocked_and_ready_counts(stacking=stacking)
         # A holder that was killed without releasing the lease runs nothing: not shown as running.
         holder = self.store.lease_holder(LEASE_NAME, live_within_s=LEASE_TTL_S)
         return StatusSummary(
             repository=str(self.root),
             tasks_by_status={status.value: tasks.get(status.value, 0) for status in TaskStatus},
             blocked=blocked,
-            ready=len(graph.ready(stacking=stacking)),
+            ready=ready,
             stacked={t.id: t.stacked_on for t in self.store.stacked_tasks()},
             running_sessions=running,
             merge_requests_by_status={s.value: mrs.get(s.value, 0) for s in MergeStatus},
@@ -608,6 +677,8 @@ class Service:
             cost_total=self.store.cost_totals(),
             budget_holds=dispatch_holds(self.store, self.config.budgets),
             nodes=self._cluster_nodes(holder) if holder is not None else None,
+            checking=self.merge_checking(),
+            open_questions=self.store.open_questions(),
         )
 
     def _cluster_nodes(self, holder: dict[str, Any]) -> list[ClusterNode] | None:

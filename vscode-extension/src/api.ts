@@ -2,6 +2,7 @@
 // over the LanguageClient and the protocol tests use it over a bare vscode-jsonrpc connection:
 // both exercise exactly the same calls.
 import {
+  type CommitDiff,
   type CreatePlanParams,
   type CreateTaskParams,
   type Forecast,
@@ -14,7 +15,8 @@ import {
   type Status,
   type Task,
   type TaskStatus,
-  type TaskTree,
+  type LeanTaskTree,
+  type TaskDetails,
   type InitResult,
   type WorkspaceState,
 } from "./protocol";
@@ -55,8 +57,14 @@ export class StoneforgeApi {
     return (await this.call<{ tasks: Task[] }>(Methods.listTasks, filter)).tasks;
   }
 
-  taskTree(): Promise<TaskTree> {
+  /** The lean board (a row per task) and its version; details come from {@link task}. */
+  taskTree(): Promise<LeanTaskTree> {
     return this.call(Methods.taskTree);
+  }
+
+  /** One task in full: sessions, handoffs, merge request with checks, questions, refusals. */
+  task(id: string): Promise<TaskDetails> {
+    return this.call(Methods.task, { id });
   }
 
   async handoffs(taskId?: string): Promise<Handoff[]> {
@@ -72,6 +80,11 @@ export class StoneforgeApi {
 
   mergeDiff(id: string): Promise<MergeDiff> {
     return this.call(Methods.mergeDiff, { id });
+  }
+
+  /** What one commit changed (a commit linked from a handoff or the checks document). */
+  commitDiff(commit: string): Promise<CommitDiff> {
+    return this.call(Methods.commitDiff, { commit });
   }
 
   approveMerge(id: string): Promise<MergeRequest> {

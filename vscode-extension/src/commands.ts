@@ -1,16 +1,17 @@
 // Every `stoneforge.ui.*` command. Commands invoked on a tree row get that row's TreeNode; from the
 // command palette they ask which task or merge request with a quick pick. (The `ui.` keeps them
 // apart from the server's own `stoneforge.<method>` commands, which the language client registers.)
+import * as fs from "node:fs";
+import * as path from "node:path";
 import * as vscode from "vscode";
-import type { DiffProvider } from "./docs";
-import { showDocument } from "./docs";
+import type { DiffProvider, DocPanels } from "./docs";
 import { mergeRequestChoices, taskChoices } from "./model/choices";
 import { type DiffEntry, diffEntries } from "./model/diffEntries";
-import type { DiffSide } from "./model/docUris";
+import { type DiffSide, commitDiffKey } from "./model/docUris";
 import { firstCommented } from "./model/reviewThreads";
 import { humanize, shortSha } from "./model/format";
 import type { NodeRef, TreeNode } from "./model/treeNode";
-import type { MergeRequest, MergeStatus, Task } from "./protocol";
+import type { MergeDiff, MergeRequest, MergeStatus, Task } from "./protocol";
 import { askNewPlan, askNewTask, pickOne } from "./prompts";
 import { errorText, type StoneforgeServer } from "./server";
 import type { Views } from "./views/views";
@@ -31,8 +32,24 @@ async function confirm(message: string, detail: string, action: string): Promise
   return (await vscode.window.showWarningMessage(message, { modal: true, detail }, action)) === action;
 }
 
-export function registerCommands(server: StoneforgeServer, views: Views, diffs: DiffProvider): vscode.Disposable[] {
+export function registerCommands(server: StoneforgeServer, views: Views, diffs: DiffProvider, panels: DocPanels): vscode.Disposable[] {
   const api = server.api;
+
+  /** A diff (of a merge request, or of a commit: `key` from commitDiffKey) in the diff editor. */
+  async function openDiff(key: string, diff: MergeDiff, title: string): Promise<void> {
+    const side = (e: DiffEntry, which: DiffSide) => (e.sides.includes(which) ? diffs.uri(key, which, e.path) : undefined);
+    const entries = diffEntries(diff.files);
+    if (entries.length === 1) {
+      // The plain diff editor needs both sides: a missing one is an empty document.
+      const [only] = entries as [DiffEntry];
+      await vscode.commands.executeCommand("vscode.diff", diffs.uri(key, "original", only.path), diffs.uri(key, "modified", only.path), `${only.path} — ${title}`);
+    } else {
+      // The multi-file diff editor, one entry per changed file: [file in the workspace, original, modified].
+      const folder = server.folderUri;
+      const resources = entries.map((e) => [vscode.Uri.joinPath(folder, e.path), side(e, "original"), side(e, "modified")]);
+      await vscode.commands.executeCommand("vscode.changes", title, resources);
+    }
+  }
 
   /** Run a command body; a server error becomes an error message rather than an unhandled rejection. */
   const command = (id: string, body: (...args: unknown[]) => Promise<unknown>) =>
@@ -45,10 +62,13 @@ export function registerCommands(server: StoneforgeServer, views: Views, diffs: 
       }
     });
 
+  /** Every task from the views' lean board (no request when it is current). */
+  const boardTasks = async (): Promise<Task[]> => (await views.currentBoard()).allTasks();
+
   async function chooseTask(arg: unknown, title: string, filter: (t: Task) => boolean): Promise<Task | undefined> {
-    const tasks = await api.listTasks();
     const id = argId(arg, "task");
-    if (id) return tasks.find((t) => t.id === id);
+    if (id) return api.task(id); // in full: a command may need more than the row
+    const tasks = await boardTasks();
     return pickOne(title, taskChoices(tasks.filter(filter)), "No task to choose from.");
   }
 
@@ -56,7 +76,7 @@ export function registerCommands(server: StoneforgeServer, views: Views, diffs: 
     const id = argId(arg, "mr");
     const mrs = await api.mergeRequests();
     if (id) return mrs.find((m) => m.id === id);
-    const tasks = await api.listTasks();
+    const tasks = await boardTasks();
     const wanted = statuses ? mrs.filter((m) => statuses.includes(m.status)) : mrs;
     return pickOne(title, mergeRequestChoices(wanted, tasks), "No merge request to choose from.");
   }
@@ -64,10 +84,11 @@ export function registerCommands(server: StoneforgeServer, views: Views, diffs: 
   return [
     command("stoneforge.ui.createTask", async (arg) => {
       const planId = argId(arg, "plan");
-      const [tasks, tree] = await Promise.all([api.listTasks(), api.taskTree()]);
-      const params = await askNewTask(tasks, tree.plans, planId);
+      const board = await views.currentBoard();
+      const params = await askNewTask(board.allTasks(), board.taskTree().plans, planId);
       if (!params) return;
       const task = await api.createTask(params);
+      await views.noteTask(task.id); // its row now, not when the delta comes
       await views.tasks.refresh();
       await views.revealTask(task.id); // the new row, selected
       void vscode.window.setStatusBarMessage(`$(add) Created task ${task.id}: ${task.title}`, 4000);
@@ -124,7 +145,7 @@ export function registerCommands(server: StoneforgeServer, views: Views, diffs: 
     command("stoneforge.ui.approveMerge", async (arg) => {
       const mr = await chooseMr(arg, "Approve which merge request?", ["awaiting_approval"]);
       if (!mr) return;
-      const title = (await api.listTasks()).find((t) => t.id === mr.taskId)?.title ?? mr.taskId;
+      const title = (await views.currentBoard()).lean(mr.taskId)?.title ?? mr.taskId;
       const ok = await confirm(
         `Approve ${mr.id} and land “${title}”?`,
         `The checked merge of ${mr.branch} lands on the target branch now (if the target moved since, it is checked again first).`,
@@ -163,24 +184,40 @@ export function registerCommands(server: StoneforgeServer, views: Views, diffs: 
         void vscode.window.showInformationMessage(`${mr.branch} changes no files against the target.`);
         return;
       }
-      const title = `${mr.id}: ${mr.branch} (${shortSha(diff.base)} ↔ ${shortSha(diff.head)})`;
-      const side = (e: DiffEntry, which: DiffSide) => (e.sides.includes(which) ? diffs.uri(mr.id, which, e.path) : undefined);
-      const entries = diffEntries(diff.files);
-      if (entries.length === 1) {
-        // The plain diff editor needs both sides: a missing one is an empty document.
-        const [only] = entries as [DiffEntry];
-        await vscode.commands.executeCommand(
-          "vscode.diff",
-          diffs.uri(mr.id, "original", only.path),
-          diffs.uri(mr.id, "modified", only.path),
-          `${only.path} — ${title}`,
-        );
-      } else {
-        // The multi-file diff editor, one entry per changed file: [file in the workspace, original, modified].
-        const folder = server.folderUri;
-        const resources = entries.map((e) => [vscode.Uri.joinPath(folder, e.path), side(e, "original"), side(e, "modified")]);
-        await vscode.commands.executeCommand("vscode.changes", title, resources);
+      await openDiff(mr.id, diff, `${mr.id}: ${mr.branch} (${shortSha(diff.base)} ↔ ${shortSha(diff.head)})`);
+    }),
+
+    // The link commands of the rendered documents (model/docLinks), also usable on their own.
+    command("stoneforge.ui.revealTask", async (taskId) => {
+      if (typeof taskId === "string") await views.revealTask(taskId);
+    }),
+
+    command("stoneforge.ui.revealMergeRequest", async (mrId) => {
+      if (typeof mrId === "string") await views.revealMergeRequest(mrId);
+    }),
+
+    command("stoneforge.ui.openFile", async (file, taskId, line) => {
+      if (typeof file !== "string") return;
+      // The task's checkout while it exists (its version of the file), else the workspace's.
+      const task = typeof taskId === "string" ? (await views.currentBoard()).lean(taskId) : undefined;
+      const roots = [task?.worktree, server.folderUri.fsPath].filter((r): r is string => !!r && fs.existsSync(r));
+      const found = roots.map((r) => path.join(r, file)).find((p) => fs.existsSync(p));
+      if (!found) {
+        void vscode.window.showInformationMessage(`${file} is not in ${roots.join(" or ") || "the workspace"} (any more).`);
+        return;
       }
+      const at = typeof line === "number" && line > 0 ? new vscode.Range(line - 1, 0, line - 1, 0) : undefined;
+      await vscode.window.showTextDocument(vscode.Uri.file(found), at ? { selection: at } : {});
+    }),
+
+    command("stoneforge.ui.showCommit", async (sha) => {
+      if (typeof sha !== "string") return;
+      const diff = await api.commitDiff(sha);
+      if (!diff.files.length) {
+        void vscode.window.showInformationMessage(`Commit ${shortSha(diff.commit)} changes no files.`);
+        return;
+      }
+      await openDiff(commitDiffKey(diff.commit), diff, `${shortSha(diff.commit)} ${diff.subject}`);
     }),
 
     command("stoneforge.ui.showReview", async (arg, reviewArg) => {
@@ -212,18 +249,18 @@ export function registerCommands(server: StoneforgeServer, views: Views, diffs: 
       const mrId =
         typeof arg === "string" ? arg : (checkRow ?? argId(arg, "mr") ?? (await chooseMr(undefined, "Show the checks of which merge request?"))?.id);
       if (!mrId) return;
-      await showDocument({ kind: "checks", mrId });
+      await panels.show({ kind: "checks", mrId });
     }),
 
     command("stoneforge.ui.openHandoff", async (arg, handoffKey) => {
       // A click passes (taskId, key); the context menu passes the row.
       const [taskId, key] = isNode(arg) && arg.ref.kind === "handoff" ? [arg.ref.taskId, arg.ref.id] : [arg, handoffKey];
       if (typeof taskId !== "string" || typeof key !== "string") return;
-      await showDocument({ kind: "handoff", taskId, handoffKey: key });
+      await panels.show({ kind: "handoff", taskId, handoffKey: key });
     }),
 
     command("stoneforge.ui.showForecast", async () => {
-      await showDocument({ kind: "forecast" });
+      await panels.show({ kind: "forecast" });
     }),
 
     command("stoneforge.ui.openWorktree", async (arg) => {

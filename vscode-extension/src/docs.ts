@@ -1,10 +1,24 @@
 // Virtual documents: handoffs, check output and the forecast (scheme `stoneforge`), and the two
-// sides of a merge request's diff (scheme `stoneforge-diff`). Content is fetched from the server
-// when VS Code asks for it; open documents are re-read on every `stoneforge/changed`.
+// sides of a merge request's (or a commit's) diff (scheme `stoneforge-diff`). Content is fetched
+// from the server when asked for; open documents are re-read on every `stoneforge/changed`.
+// Documents are shown rendered in a panel of our own (DocPanels), whose links run the commands
+// of model/docLinks (the built-in Markdown preview runs no `command:` links).
 import * as vscode from "vscode";
 import type { StoneforgeApi } from "./api";
 import { checksMarkdown } from "./model/checksDoc";
-import { DIFF_SCHEME, DOC_SCHEME, type DiffSide, type DocTarget, diffUriParts, docUriParts, parseDiffUri, parseDocQuery } from "./model/docUris";
+import { ENABLED_LINK_COMMANDS } from "./model/docLinks";
+import {
+  DIFF_SCHEME,
+  DOC_SCHEME,
+  type DiffSide,
+  type DocTarget,
+  commitOfDiffKey,
+  diffUriParts,
+  docTitle,
+  docUriParts,
+  parseDiffUri,
+  parseDocQuery,
+} from "./model/docUris";
 import { forecastMarkdown } from "./model/forecastDoc";
 import { findHandoff, handoffMarkdown } from "./model/handoffDoc";
 import type { MergeDiff } from "./protocol";
@@ -13,11 +27,80 @@ export function docUri(target: DocTarget): vscode.Uri {
   return vscode.Uri.from({ scheme: DOC_SCHEME, ...docUriParts(target) });
 }
 
-/** Open a document rendered (Markdown preview), as a person reads it; its source stays a click away. */
-export async function showDocument(target: DocTarget): Promise<void> {
-  const uri = docUri(target);
-  await vscode.workspace.openTextDocument(uri); // loads it, so a server error shows before the preview
-  await vscode.commands.executeCommand("markdown.showPreview", uri);
+const escapeHtml = (text: string): string => text.replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]!);
+
+/** Theme-following styles for the rendered Markdown (the webview gets VS Code's CSS variables). */
+const STYLE = `
+body { font-family: var(--vscode-markdown-font-family, var(--vscode-font-family)); font-size: var(--vscode-markdown-font-size, 14px);
+  color: var(--vscode-foreground); line-height: 1.5; padding: 0 26px 26px; max-width: 980px; }
+a { color: var(--vscode-textLink-foreground); text-decoration: none; }
+a:hover { color: var(--vscode-textLink-activeForeground); text-decoration: underline; }
+code { font-family: var(--vscode-editor-font-family); font-size: 0.9em; background: var(--vscode-textCodeBlock-background); padding: 1px 4px; border-radius: 3px; }
+pre { background: var(--vscode-textCodeBlock-background); padding: 10px 12px; overflow-x: auto; border-radius: 3px; }
+pre code { padding: 0; background: none; }
+h1 { font-size: 1.6em; border-bottom: 1px solid var(--vscode-panel-border); padding-bottom: 0.3em; }
+h2 { font-size: 1.25em; margin-top: 1.4em; }
+blockquote { margin: 0; padding: 0 12px; border-left: 4px solid var(--vscode-textBlockQuote-border); background: var(--vscode-textBlockQuote-background); }
+em { color: var(--vscode-descriptionForeground); }
+`;
+
+/**
+ * Rendered documents, one panel each (opening one again shows it). The Markdown is rendered by
+ * VS Code's own engine (`markdown.api.render`); the panel runs no script, and its links may run
+ * only the document link commands.
+ */
+export class DocPanels implements vscode.Disposable {
+  private readonly panels = new Map<string, { panel: vscode.WebviewPanel; target: DocTarget }>();
+
+  constructor(private readonly docs: DocumentProvider) {}
+
+  async show(target: DocTarget): Promise<void> {
+    const key = docUri(target).toString();
+    // Fetched first, so a server error shows as an error message rather than an empty panel.
+    const markdown = await this.docs.provideTextDocumentContent(docUri(target));
+    let open = this.panels.get(key);
+    if (open) {
+      open.panel.reveal();
+    } else {
+      const panel = vscode.window.createWebviewPanel("stoneforge.document", docTitle(target), vscode.ViewColumn.Active, {
+        enableCommandUris: ENABLED_LINK_COMMANDS,
+        enableScripts: false,
+        enableFindWidget: true,
+        localResourceRoots: [],
+      });
+      open = { panel, target };
+      this.panels.set(key, open);
+      panel.onDidDispose(() => this.panels.delete(key));
+    }
+    open.panel.webview.html = await this.html(open.panel.webview, markdown);
+  }
+
+  /** Re-render the open panels (the store changed). */
+  async refreshOpen(): Promise<void> {
+    for (const { panel, target } of [...this.panels.values()]) {
+      try {
+        panel.webview.html = await this.html(panel.webview, await this.docs.provideTextDocumentContent(docUri(target)));
+      } catch {
+        // the server is restarting: the next change re-renders it
+      }
+    }
+  }
+
+  private async html(webview: vscode.Webview, markdown: string): Promise<string> {
+    let body: string;
+    try {
+      body = await vscode.commands.executeCommand<string>("markdown.api.render", markdown);
+    } catch {
+      body = `<pre>${escapeHtml(markdown)}</pre>`; // the built-in Markdown extension is disabled
+    }
+    const csp = `default-src 'none'; style-src 'unsafe-inline'; img-src ${webview.cspSource} https: data:;`;
+    return `<!DOCTYPE html><html><head><meta charset="utf-8"><meta http-equiv="Content-Security-Policy" content="${csp}"><style>${STYLE}</style></head><body>${body}</body></html>`;
+  }
+
+  dispose(): void {
+    for (const { panel } of this.panels.values()) panel.dispose();
+    this.panels.clear();
+  }
 }
 
 export class DocumentProvider implements vscode.TextDocumentContentProvider {
@@ -31,18 +114,20 @@ export class DocumentProvider implements vscode.TextDocumentContentProvider {
     if (!target) return `Unknown Stoneforge document: ${uri.toString()}`;
     switch (target.kind) {
       case "handoff": {
-        const [handoffs, tasks] = await Promise.all([this.api.handoffs(target.taskId), this.api.listTasks()]);
-        const handoff = findHandoff(handoffs, target.handoffKey);
+        const task = await this.api.task(target.taskId); // its handoffs are among its details
+        const handoff = findHandoff(task.handoffs, target.handoffKey);
         if (!handoff) return `# Handoff ${target.handoffKey}\n\nTask ${target.taskId} has no such handoff any more.\n`;
-        return handoffMarkdown(handoff, tasks.find((t) => t.id === target.taskId));
+        return handoffMarkdown(handoff, task);
       }
       case "checks": {
         const mr = (await this.api.mergeRequests()).find((m) => m.id === target.mrId);
         return mr ? checksMarkdown(mr) : `# Checks\n\nNo merge request ${target.mrId}.\n`;
       }
       case "forecast": {
-        const [forecast, tasks] = await Promise.all([this.api.forecast(), this.api.listTasks()]);
-        return forecastMarkdown(forecast, new Map(tasks.map((t) => [t.id, t.title])));
+        const forecast = await this.api.forecast();
+        // Titles of the few tasks with an active branch, not the whole board.
+        const tasks = await Promise.all(forecast.branches.map((b) => this.api.task(b.label).catch(() => undefined)));
+        return forecastMarkdown(forecast, new Map(tasks.flatMap((t) => (t ? [[t.id, t.title] as [string, string]] : []))));
       }
     }
   }
@@ -63,10 +148,12 @@ export class DiffProvider implements vscode.TextDocumentContentProvider {
 
   constructor(private readonly api: StoneforgeApi) {}
 
+  /** A merge request's diff, or a commit's for a key made by `commitDiffKey`. */
   diff(mrId: string): Promise<MergeDiff> {
     let pending = this.cache.get(mrId);
     if (!pending) {
-      pending = this.api.mergeDiff(mrId);
+      const commit = commitOfDiffKey(mrId);
+      pending = commit ? this.api.commitDiff(commit) : this.api.mergeDiff(mrId);
       pending.catch(() => this.cache.delete(mrId));
       this.cache.set(mrId, pending);
     }

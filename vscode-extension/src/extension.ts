@@ -5,7 +5,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import * as vscode from "vscode";
 import { registerCommands } from "./commands";
-import { DiffProvider, DocumentProvider } from "./docs";
+import { DiffProvider, DocPanels, DocumentProvider } from "./docs";
 import { DIFF_SCHEME, DOC_SCHEME } from "./model/docUris";
 import { onInterpreterChanged } from "./python";
 import { ReviewComments } from "./reviewComments";
@@ -36,6 +36,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   const views = new Views(server, context.workspaceState);
   const docs = new DocumentProvider(server.api);
   const diffs = new DiffProvider(server.api);
+  const panels = new DocPanels(docs);
   const reviewComments = new ReviewComments(server.api);
   const statusBar = new StatusBar();
   const toasts = new Toasts(server, views);
@@ -60,6 +61,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     void views.refreshAll();
     void refreshStatus();
     docs.refreshOpen();
+    void panels.refreshOpen();
     diffs.refreshOpen();
     void reviewComments.refreshOpen();
   };
@@ -70,11 +72,16 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     reviewComments,
     vscode.workspace.registerTextDocumentContentProvider(DOC_SCHEME, docs),
     vscode.workspace.registerTextDocumentContentProvider(DIFF_SCHEME, diffs),
-    ...registerCommands(server, views, diffs),
-    server.onChanged(refreshEverything),
+    panels,
+    ...registerCommands(server, views, diffs, panels),
+    server.onChanged((params) => {
+      views.applyChanged(params);
+      refreshEverything();
+    }),
     toasts,
     server.onMessage((m) => toasts.show(m)),
     server.onState((state) => {
+      views.board.invalidate(); // notifications may have been missed meanwhile: read it whole
       statusBar.showState(state);
       refreshEverything();
     }),

@@ -128,6 +128,8 @@ export interface Task {
   budgetTokens?: number | null;
   /** Tool calls its agents were refused (escape attempts among them), oldest first. */
   refusals?: ToolRefusal[];
+  /** Client side: rows (sessions, handoffs) its details would show, not fetched yet. */
+  pendingChildren?: number;
   /** Blockers in review its branch is stacked on (`orchestrator.stacking`). */
   stackedOn?: string[];
 }
@@ -160,6 +162,50 @@ export interface TaskTree {
   handoffAtTokens: number;
 }
 
+/**
+ * One task as `stoneforge/taskTree` and `stoneforge/changed` carry it: what a tree row shows.
+ * Keys at their default (null, 0, false, []) are left out by the server.
+ */
+export interface LeanTask {
+  id: string;
+  title: string;
+  status: TaskStatus;
+  priority: number;
+  effectivePriority: number;
+  planId?: string | null;
+  dependsOn?: string[];
+  blocked?: boolean;
+  branch?: string | null;
+  worktree?: string | null;
+  attempts?: number;
+  note?: string | null;
+  latestSession?: { id: string; role: SessionRole; status: SessionStatus; contextTokens?: number } | null;
+  mergeRequest?: { id: string; status: MergeStatus } | null;
+  sessionCount?: number;
+  handoffCount?: number;
+  refusalCount?: number;
+  costUsd?: number;
+  tokens?: number;
+  /** Blockers in review its branch is stacked on (`orchestrator.stacking`). */
+  stackedOn?: string[];
+}
+
+export type LeanPlan = Omit<Plan, "taskIds" | "cost">;
+
+/** stoneforge/taskTree: the lean board and its version (the newest event it has seen). */
+export interface LeanTaskTree {
+  version: number;
+  plans: Array<LeanPlan & { tasks: LeanTask[] }>;
+  unplanned: LeanTask[];
+  handoffAtTokens: number;
+}
+
+/** stoneforge/task: one task in full, with its lean row and the version it was read at. */
+export interface TaskDetails extends Task {
+  version: number;
+  row: LeanTask | null;
+}
+
 export interface Agent {
   sessionId: string;
   taskId: string | null;
@@ -169,6 +215,34 @@ export interface Agent {
   costUsd: number;
   startedAt: string;
   pid?: number | null;
+  /** The Ray node the session runs on; null on this machine (absent from servers before #21). */
+  node?: AgentNode | null;
+}
+
+/** Where a session of the Ray backend runs. */
+export interface AgentNode {
+  nodeId: string;
+  address: string;
+}
+
+/** A node of the Ray backend's cluster, with its slots and the sessions running there. */
+export interface ClusterNode {
+  nodeId: string;
+  address: string;
+  agentSlots: number;
+  checkSlots: number;
+  busy: number;
+  /** Ids of the sessions running there (absent from servers before the Agents view grouped by node). */
+  sessions?: string[];
+}
+
+/** A worker's question the director could not answer, on a task still under way: the worker assumed. */
+export interface OpenQuestion {
+  taskId: string;
+  taskTitle: string;
+  question: string;
+  error: string;
+  askedAt: string | null;
 }
 
 /** Why landing waits for a checkout of the target (the user's, usually); see docs/protocol.md. */
@@ -178,6 +252,17 @@ export interface LandingPause {
   reason: string;
   files: string[];
   since: string;
+}
+
+/** A candidate the merge queue checks now (several at once with look-ahead, merge.parallelChecks). */
+export interface CheckingCandidate {
+  candidate: string;
+  mergeRequests: string[];
+  /** Its first parent: the target's tip, or the candidate of the batch checked before it. */
+  base: string | null;
+  onTarget: boolean;
+  /** The merge requests of the candidate it is built on, when that one is checked now too. */
+  onMergeRequests: string[];
 }
 
 /** No agent session starts: the provider failed or every credential rests; see docs/protocol.md. */
@@ -209,6 +294,12 @@ export interface Status {
   landingPaused?: LandingPause | null;
   /** Set while the running orchestrator starts no session: the provider is unavailable. */
   providerUnavailable?: ProviderOutage | null;
+  /** The Ray backend's nodes while an orchestrator runs with it; null: it runs on this machine. */
+  nodes?: ClusterNode[] | null;
+  /** Questions the director could not answer, on tasks not merged or cancelled. */
+  openQuestions?: OpenQuestion[];
+  /** The candidates the merge queue checks now, in landing order (several with look-ahead). */
+  checking?: CheckingCandidate[];
 }
 
 /** stoneforge/workspace: whether the folder uses Stoneforge yet (nothing is written until init). */
@@ -234,6 +325,12 @@ export interface MergeDiff {
   base: string;
   head: string;
   files: DiffFile[];
+}
+
+/** stoneforge/commitDiff: what one commit changed against its first parent (mergeDiff's files). */
+export interface CommitDiff extends MergeDiff {
+  commit: string;
+  subject: string;
 }
 
 /** 1-based line range. */
@@ -272,6 +369,13 @@ export interface Forecast {
 export interface ChangedParams {
   lastEventId: number;
   changes: Array<{ kind: string; entity: string; id: string | null }>;
+  /** The board version the delta starts from; null: the server read the board whole (a gap). */
+  previousVersion?: number | null;
+  /** The board version after the delta (absent from servers before lean trees). */
+  version?: number;
+  /** The lean rows of the tasks the batch touched (and of those whose computed fields follow). */
+  tasks?: LeanTask[];
+  plans?: LeanPlan[];
   /** Present only when the batch paused (a LandingPause) or resumed (null) landing. */
   landingPaused?: LandingPause | null;
   /** Present only when the batch made the provider unavailable (a ProviderOutage) or available (null). */
@@ -304,9 +408,11 @@ export const Methods = {
   retryTask: "stoneforge/retryTask",
   listTasks: "stoneforge/listTasks",
   taskTree: "stoneforge/taskTree",
+  task: "stoneforge/task",
   handoffs: "stoneforge/handoffs",
   mergeRequests: "stoneforge/mergeRequests",
   mergeDiff: "stoneforge/mergeDiff",
+  commitDiff: "stoneforge/commitDiff",
   approveMerge: "stoneforge/approveMerge",
   rejectMerge: "stoneforge/rejectMerge",
   status: "stoneforge/status",

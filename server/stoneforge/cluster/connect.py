@@ -52,8 +52,8 @@ def slot_totals() -> tuple[int, int]:
     return int(resources.get(AGENT_SLOTS, 0)), int(resources.get(CHECK_SLOTS, 0))
 
 
-def node_report(busy_by_node: dict[str, int]) -> list[dict[str, Any]]:
-    """Each live node with its slots, and how many agent slots our sessions use there."""
+def node_report(sessions_by_node: dict[str, list[str]]) -> list[dict[str, Any]]:
+    """Each live node with its slots, and the sessions of ours running there (ids)."""
     ray = ray_module()
     nodes = []
     for node in ray.nodes():
@@ -70,7 +70,8 @@ def node_report(busy_by_node: dict[str, int]) -> list[dict[str, Any]]:
                 "address": node.get("NodeManagerAddress", ""),
                 "agentSlots": agent,
                 "checkSlots": check,
-                "busy": busy_by_node.get(node_id, 0),
+                "busy": len(sessions_by_node.get(node_id, [])),
+                "sessions": sorted(sessions_by_node.get(node_id, [])),
             }
         )
     return sorted(nodes, key=lambda n: (n["address"], n["nodeId"]))

@@ -82,6 +82,7 @@ class _Slot:
     actor: Any
     ready: Any  # the ObjectRef of its first `info()`
     info: NodeInfo | None = None
+    session_id: str | None = None  # the session it runs now (None: idle)
 
 
 @dataclass
@@ -140,7 +141,7 @@ class RayProvider:
         ).remote()
         return _Slot(actor=actor, ready=actor.info.remote())
 
-    async def acquire(self) -> _Slot:
+    async def acquire(self, session_id: str) -> _Slot:
         """An idle warm slot, a new one where the cluster has room, or wait for a release."""
         while True:
             if self._idle:
@@ -156,12 +157,14 @@ class RayProvider:
                 slot.info = slot.info or await slot.ready
             except self._ray.exceptions.RayActorError:
                 continue  # died before it was used (its node is gone): take another
+            slot.session_id = session_id
             self._busy.add(slot)
             self.report_nodes()
             return slot
 
     def release(self, slot: _Slot, *, alive: bool) -> None:
         self._busy.discard(slot)
+        slot.session_id = None
         if alive:
             self._idle.append(slot)
         self._released.set()
@@ -171,12 +174,12 @@ class RayProvider:
         """Tell the head's store which nodes there are and what runs there (on change)."""
         if self.on_nodes is None:
             return
-        busy: dict[str, int] = {}
+        sessions: dict[str, list[str]] = {}
         for slot in self._busy:
             if slot.info is not None:
-                busy[slot.info.node_id] = busy.get(slot.info.node_id, 0) + 1
+                sessions.setdefault(slot.info.node_id, []).append(slot.session_id or "")
         try:
-            report = node_report(busy)
+            report = node_report(sessions)
         except Exception:  # status is best effort; the sessions are what matter
             log.debug("could not read the cluster's nodes", exc_info=True)
             return
@@ -302,7 +305,7 @@ class RaySession:
         )
         errors = provider._ray.exceptions
         for _ in range(3):  # a slot whose node just died is not the session's failure
-            slot = await provider.acquire()
+            slot = await provider.acquire(self.session_id)
             try:
                 self.started = await slot.actor.start.remote(request, credentials)
             except errors.RayActorError:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
 
+from stoneforge.lsp.board import LeanBoard
 from stoneforge.models import Event
 from stoneforge.orchestrator import provider_status
 from stoneforge.orchestrator.pause import last_change, pause_of
@@ -26,7 +27,9 @@ CHANGED = "stoneforge/changed"
 BUDGET_HOLDS = "budget.holds"
 DEBOUNCE_S = 0.1
 # Changes of these entities can change what a forecast would say (a branch starts, lands, ends).
-FORECAST_ENTITIES = {"task", "merge_request", "forecast"}
+FORECAST_ENTITIES = {"task", "merge_request"}
+#: The steward's forecast, with the conflicting pairs and their lines (see steward/forecast.py).
+FORECAST_EVENT = "forecast.updated"
 
 
 def summarize(events: list[Event]) -> list[dict[str, Any]]:
@@ -88,8 +91,11 @@ def user_messages(events: list[Event]) -> list[tuple[types.MessageType, str]]:
 class ChangeWatcher:
     """Forwards store events to the client as debounced `stoneforge/changed` notifications."""
 
-    def __init__(self, server: StoneforgeServer, service: Service) -> None:
+    def __init__(
+        self, server: StoneforgeServer, service: Service, board: LeanBoard | None = None
+    ) -> None:
         self.server = server
+        self.board = board
         self.loop = asyncio.get_event_loop()  # called on the server's loop thread
         self.watcher = StoreWatcher(
             service.store.path, self._deliver, debounce_s=DEBOUNCE_S, name="stoneforge-changes"
@@ -103,12 +109,21 @@ class ChangeWatcher:
 
     def _deliver(self, events: list[Event]) -> None:
         payload = changed_payload(events)
+        if self.board is not None:  # the changed lean rows, and the versions they go between
+            payload.update(self.board.advance())
         self.loop.call_soon_threadsafe(self.server.protocol.notify, CHANGED, payload)
         for kind, text in user_messages(events):
             self.loop.call_soon_threadsafe(
                 self.server.window_show_message,
                 types.ShowMessageParams(type=kind, message=text),
             )
-        if self.server.forecasts is not None and any(e.entity in FORECAST_ENTITIES for e in events):
-            self.server.forecasts.refresh()
+        forecasts = self.server.forecasts
+        if forecasts is None:
+            return
+        steward = next((e for e in reversed(events) if e.kind == FORECAST_EVENT), None)
+        if steward is not None and forecasts.use_event(steward.data):
             self.loop.call_soon_threadsafe(self.server.republish_all)
+        elif any(e.entity in FORECAST_ENTITIES for e in events):
+            # No steward forecast in this batch: forecast here only when no steward runs (a
+            # running one records its forecast whenever the conflicts change), off this thread.
+            self.server.refresh_forecast_unless_steward()

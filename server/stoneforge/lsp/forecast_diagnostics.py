@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 from lsprotocol import types
 
 from stoneforge.git.conflicts import LineRange
-from stoneforge.git.forecast import Forecast
+from stoneforge.git.forecast import Forecast, ForecastPair
 from stoneforge.service import Service
 
 log = logging.getLogger("stoneforge.lsp.forecast")
@@ -34,9 +36,26 @@ class Warning_:
 
 def warnings_from_forecast(forecast: Forecast, titles: dict[str, str]) -> list[Warning_]:
     """Per conflicting file, the target-side lines involved and who collides there."""
-    target = forecast.target
+    return warnings_from_pairs(forecast.target, forecast.conflicts, titles)
+
+
+def pairs_from_event(data: dict[str, Any]) -> tuple[str, list[ForecastPair]] | None:
+    """(target, conflicting pairs) of a steward's `forecast.updated` event; None when the event
+    does not carry them (a steward older than the pairs in its event)."""
+    target, pairs = data.get("target"), data.get("pairs")
+    if not isinstance(target, str) or not isinstance(pairs, list):
+        return None
+    return target, [
+        ForecastPair.model_validate({**pair, "oursCommit": "", "theirsCommit": ""})
+        for pair in pairs
+    ]
+
+
+def warnings_from_pairs(
+    target: str, conflicts: list[ForecastPair], titles: dict[str, str]
+) -> list[Warning_]:
     found: list[Warning_] = []
-    for pair in forecast.conflicts:
+    for pair in conflicts:
         for conflicted in pair.files:
             for hunk in conflicted.hunks:
                 lines = hunk.ours if pair.ours == target else (hunk.ours or hunk.merged)
@@ -76,11 +95,32 @@ class ForecastDiagnostics:
             if not branches:
                 found: list[Warning_] = []
             else:
-                titles = {t: self.service.get_task(t).title for t in branches}
-                found = warnings_from_forecast(self.service.forecast(), titles)
+                found = warnings_from_forecast(self.service.forecast(), self._titles(branches))
         except Exception:
             log.exception("forecast for diagnostics failed")
             return
+        self._keep(found)
+
+    def use_event(self, data: dict[str, Any]) -> bool:
+        """Take the steward's forecast from its `forecast.updated` event instead of forecasting
+        again; False when the event lacks the pairs (then :meth:`refresh`)."""
+        try:
+            parsed = pairs_from_event(data)
+            if parsed is None:
+                return False
+            target, pairs = parsed
+            labels = {label for p in pairs for label in (p.ours, p.theirs)} - {target}
+            self._keep(warnings_from_pairs(target, pairs, self._titles(labels)))
+        except Exception:
+            log.exception("forecast event for diagnostics unreadable")
+            return False
+        return True
+
+    def _titles(self, task_ids: Iterable[str]) -> dict[str, str]:
+        _, rows = self.service.store.lean_tasks(list(task_ids))
+        return {row["id"]: row["title"] for row in rows}
+
+    def _keep(self, found: list[Warning_]) -> None:
         by_path: dict[str, list[Warning_]] = {}
         for warning in found:
             by_path.setdefault(warning.path, []).append(warning)

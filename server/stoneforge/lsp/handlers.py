@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from stoneforge.errors import InvalidTransitionError
 from stoneforge.lsp import params as p
+from stoneforge.lsp.board import LeanBoard
 from stoneforge.models import Task
 from stoneforge.service import Service
 
@@ -33,6 +34,8 @@ class Orchestration(Protocol):
 class Context:
     service: Service
     orchestration: Orchestration | None = None
+    #: The lean board kept current in memory (the server's); without it, read from the store.
+    board: LeanBoard | None = None
 
 
 Handler = Callable[[Context, Any], Any]
@@ -90,8 +93,14 @@ def list_tasks(ctx: Context, params: p.ListTasksParams) -> dict[str, Any]:
     return {"tasks": _tasks(ctx.service.list_tasks(plan_id=params.plan_id, status=params.status))}
 
 
-def task_tree(ctx: Context, params: p.NoParams) -> dict[str, Any]:
-    return ctx.service.task_tree()
+def task_tree(ctx: Context, params: p.TaskTreeParams) -> dict[str, Any]:
+    if params.full:
+        return ctx.service.full_task_tree()
+    return ctx.board.tree_json() if ctx.board is not None else ctx.service.task_tree()
+
+
+def task(ctx: Context, params: p.IdParams) -> dict[str, Any]:
+    return ctx.service.task_details(params.id)
 
 
 def handoffs(ctx: Context, params: p.HandoffsParams) -> dict[str, Any]:
@@ -104,11 +113,16 @@ def merge_requests(ctx: Context, params: p.MergeRequestsParams) -> dict[str, Any
     return {
         "mergeRequests": [mr.wire() for mr in ctx.service.list_merge_requests(params.status)],
         "flakyChecks": [f.wire() for f in ctx.service.flaky_checks()],
+        "checking": [c.wire() for c in ctx.service.merge_checking()],
     }
 
 
 def merge_diff(ctx: Context, params: p.IdParams) -> dict[str, Any]:
     return ctx.service.merge_diff(params.id)
+
+
+def commit_diff(ctx: Context, params: p.CommitParams) -> dict[str, Any]:
+    return ctx.service.commit_diff(params.commit)
 
 
 def status(ctx: Context, params: p.NoParams) -> dict[str, Any]:
@@ -165,10 +179,12 @@ METHODS: dict[str, Method] = {
     "retryTask": Method(p.RetryTaskParams, retry_task),
     "cost": Method(p.NoParams, cost),
     "listTasks": Method(p.ListTasksParams, list_tasks),
-    "taskTree": Method(p.NoParams, task_tree),
+    "taskTree": Method(p.TaskTreeParams, task_tree),
+    "task": Method(p.IdParams, task),
     "handoffs": Method(p.HandoffsParams, handoffs),
     "mergeRequests": Method(p.MergeRequestsParams, merge_requests),
     "mergeDiff": Method(p.IdParams, merge_diff),
+    "commitDiff": Method(p.CommitParams, commit_diff),
     "status": Method(p.NoParams, status),
     "forecast": Method(p.NoParams, forecast),
     "approveMerge": Method(p.IdParams, approve_merge),

@@ -61,6 +61,16 @@ class IdParams(Params):
     id: StrictStr
 
 
+class TaskTreeParams(Params):
+    #: Every task in full, as before the tree was lean (slow on a big board).
+    full: StrictBool = False
+
+
+class CommitParams(Params):
+    #: A commit's id, full or abbreviated (hex only: never taken for an option or a ref name).
+    commit: str = Field(pattern=r"^[0-9a-fA-F]{4,64}$")
+
+
 class RetryTaskParams(Params):
     id: StrictStr
     #: The task's own budget, as a total (budgets, issue 15).

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import inspect
+import json
 import logging
 import os
 import sys
+import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import unquote, urlparse
 
 import attrs
@@ -22,12 +25,13 @@ from lsprotocol import types
 from pydantic import ValidationError
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
-from pygls.protocol import LanguageServerProtocol, default_converter
+from pygls.protocol import JsonRPCNotification, LanguageServerProtocol, default_converter
 
 from stoneforge import __version__
 from stoneforge.errors import StoneforgeError
 from stoneforge.lsp import conflicts
-from stoneforge.lsp.changes import ChangeWatcher
+from stoneforge.lsp.board import LeanBoard, RawJson
+from stoneforge.lsp.changes import FORECAST_EVENT, ChangeWatcher
 from stoneforge.lsp.forecast_diagnostics import ForecastDiagnostics
 from stoneforge.lsp.handlers import METHODS, Context, Method
 from stoneforge.lsp.orchestration import LspOrchestration
@@ -39,6 +43,17 @@ log = logging.getLogger("stoneforge.lsp")
 
 PREFIX = "stoneforge/"
 COMMAND_PREFIX = "stoneforge."
+
+
+class _RawMessage(str):
+    """A whole JSON-RPC message, encoded: json.dumps would quote it, so it is written as is."""
+
+
+@attrs.define
+class PlainJson:
+    """A result that is plain JSON (dicts, lists, strings, numbers) through and through."""
+
+    value: Any
 
 
 @attrs.define
@@ -66,6 +81,47 @@ def _converter() -> cattrs.Converter:
 
 
 class StoneforgeProtocol(LanguageServerProtocol):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._send_lock = threading.Lock()
+
+    def _send_data(self, data: Any) -> None:
+        # Our results and notifications are plain JSON already: hand them to json.dumps as they
+        # are, not through cattrs' unstructuring (most of the time of a 10,000-task taskTree).
+        result = getattr(data, "result", None)
+        if isinstance(result, PlainJson) and isinstance(result.value, RawJson):
+            # Encoded already (the lean board's rows, each once): spliced in, not re-encoded.
+            data = _RawMessage(
+                f'{{"jsonrpc":"{data.jsonrpc}","id":{json.dumps(data.id)},"result":{result.value}}}'
+            )
+        elif isinstance(result, PlainJson):
+            data = {"jsonrpc": data.jsonrpc, "id": data.id, "result": result.value}
+        elif isinstance(data, JsonRPCNotification) and data.method.startswith(PREFIX):
+            data = {"jsonrpc": data.jsonrpc, "method": data.method, "params": data.params}
+        # Responses of handlers on worker threads are written from those threads, notifications
+        # from the loop: one message at a time, or a big one can be cut by another.
+        with self._send_lock:
+            if isinstance(data, _RawMessage):
+                self._write_raw(data)
+            else:
+                super()._send_data(data)
+
+    def _write_raw(self, body: str) -> None:
+        """Write one encoded message, framed as pygls frames its own."""
+        if self.writer is None:
+            log.error("cannot send a message: no transport")
+            return
+        payload = body.encode(self.CHARSET)
+        if self._include_headers:
+            header = (
+                f"Content-Length: {len(payload)}\r\n"
+                f"Content-Type: {self.CONTENT_TYPE}; charset={self.CHARSET}\r\n\r\n"
+            )
+            payload = header.encode(self.CHARSET) + payload
+        written = self.writer.write(payload)
+        if inspect.isawaitable(written):
+            asyncio.ensure_future(written)
+
     def structure_message(self, data: dict[str, Any]) -> Any:
         # Incoming stoneforge/ messages keep their params as plain JSON for pydantic to check.
         # (Outgoing ones, like stoneforge/changed, use pygls' generic message types.)
@@ -90,6 +146,10 @@ class StoneforgeServer(LanguageServer):
         self.initialized = False
         self.open_problem: str | None = None
         self.watcher: ChangeWatcher | None = None
+        self.board: LeanBoard | None = None
+        self._forecast_lock = threading.Lock()
+        self._forecast_state = "idle"  # or "running", or "again": run once more when done
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.forecasts: ForecastDiagnostics | None = None
 
     # -- workspace -----------------------------------------------------------------------------
@@ -137,24 +197,59 @@ class StoneforgeServer(LanguageServer):
     def _bind(self, service: Service) -> None:
         self.open_problem = None
         self.initialized = True
-        self.context = Context(service=service, orchestration=LspOrchestration(self, service))
+        self.board = LeanBoard(service)
+        self.context = Context(
+            service=service, orchestration=LspOrchestration(self, service), board=self.board
+        )
         self.forecasts = ForecastDiagnostics(service)
 
     def start_watching(self) -> None:
         """Follow the store (stoneforge/changed) and compute the first forecast, off the loop."""
         if self.context is None or self.watcher is not None:
             return
-        self.watcher = ChangeWatcher(self, self.context.service)
+        self.watcher = ChangeWatcher(self, self.context.service, self.board)
         self.watcher.start()
-        forecasts = self.forecasts
-        if forecasts is not None:
-            loop = asyncio.get_event_loop()
+        if self.board is not None:  # read the board once now, not in the first taskTree
+            self.thread_pool.submit(self.board.tree)
+        self._loop = asyncio.get_event_loop()
+        self.refresh_forecast_unless_steward(first=True)
 
-            def first_forecast() -> None:
+    def refresh_forecast_unless_steward(self, *, first: bool = False) -> None:
+        """Forecast for the diagnostics on a worker thread, unless a running orchestrator's
+        steward does (its `forecast.updated` event then carries the forecast: taken as is).
+        Requests that come while one runs make one more run afterwards, not one each."""
+        forecasts, context = self.forecasts, self.context
+        if forecasts is None or context is None:
+            return
+        with self._forecast_lock:
+            if self._forecast_state != "idle":
+                self._forecast_state = "again"
+                return
+            self._forecast_state = "running"
+
+        def run() -> None:
+            again = True
+            while again:
+                try:
+                    self._forecast_once(forecasts, context.service, first)
+                finally:
+                    with self._forecast_lock:
+                        again = self._forecast_state == "again"
+                        self._forecast_state = "running" if again else "idle"
+
+        self.thread_pool.submit(run)
+
+    def _forecast_once(self, forecasts: ForecastDiagnostics, service: Service, first: bool) -> None:
+        if service.orchestrator_running():
+            if not first:
+                return  # the steward records its forecast whenever the conflicts change
+            latest = service.store.last_event(FORECAST_EVENT)
+            if latest is None or not forecasts.use_event(latest.data):
                 forecasts.refresh()
-                loop.call_soon_threadsafe(self.republish_all)
-
-            self.thread_pool.submit(first_forecast)
+        else:
+            forecasts.refresh()
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.republish_all)
 
     def require_context(self) -> Context:
         if self.context is None:
@@ -231,7 +326,7 @@ def _call(server: StoneforgeServer, name: str, method: Method, raw: Any) -> Any:
     params = _validate(name, method, raw)
     context = server.require_context()
     try:
-        return method.handler(context, params)
+        return PlainJson(method.handler(context, params))
     except Exception as exc:
         raise _as_jsonrpc_error(name, exc) from None
 
@@ -240,7 +335,7 @@ async def _call_async(server: StoneforgeServer, name: str, method: Method, raw: 
     params = _validate(name, method, raw)
     context = server.require_context()
     try:
-        return await method.handler(context, params)
+        return PlainJson(await method.handler(context, params))
     except Exception as exc:
         raise _as_jsonrpc_error(name, exc) from None
 
@@ -353,6 +448,17 @@ def build_server() -> StoneforgeServer:
     return server
 
 
+def _protocol_stdout() -> BinaryIO:
+    """The JSON-RPC stream gets a file descriptor of its own; fd 1 and ``sys.stdout`` then
+    point at stderr, so nothing else in this process or its children (a library's print, Ray
+    forwarding worker logs to the driver, a child that inherits fd 1) can cut into a message."""
+    protocol = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    sys.stdout.flush()
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    sys.stdout = sys.stderr
+    return protocol
+
+
 def main() -> None:
     """`sf lsp`: serve on stdin/stdout; logs go to stderr, never to stdout."""
     handler = logging.StreamHandler(sys.stderr)
@@ -366,7 +472,7 @@ def main() -> None:
     # 10,000-task taskTree went to the cyclic GC).
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
-    server.start_io()
+    server.start_io(stdout=_protocol_stdout())
     if server.watcher is not None:
         server.watcher.stop()
     asyncio.set_event_loop(None)

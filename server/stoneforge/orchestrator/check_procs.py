@@ -1,8 +1,10 @@
 """Who owns which check checkout and which check process: small JSON files in `.stoneforge/run/`.
 
 Each steward has a check checkout of its own, `<worktreeDir>/_steward-<id>`, and says so in
-`run/steward-<id>.json` (its process's pid and start time) before it creates it. While one of its
-checks runs, `run/check-<id>.json` names that check's process group, command and commit. A steward
+`run/steward-<id>.json` (its process's pid and start time) before it creates it; with look-ahead
+(`merge.parallelChecks`) it has one more per extra slot, `_steward-<id>.<slot>`. While one of its
+checks runs, `run/check-<id>.json` (`check-<id>.<slot>.json`) names that check's process group,
+command and commit. A steward
 whose process is gone cannot clean up after itself, so every steward, before it first uses its own
 checkout, sweeps: it kills the checks of dead stewards (by process group, and on Linux by the
 marker variable every process of a check inherits) and then removes their checkouts, and the
@@ -29,11 +31,14 @@ log = logging.getLogger("stoneforge.steward")
 
 RUN_DIR = Path(".stoneforge") / "run"
 CHECKOUT_PREFIX = "_steward"
+#: Between a steward's id and the slot number in the names of its extra check checkouts.
+SLOT_SEP = "."
 _M = TypeVar("_M", bound=BaseModel)
 
 
-def checkout_name(steward_id: str) -> str:
-    return f"{CHECKOUT_PREFIX}-{steward_id}"
+def checkout_name(steward_id: str, slot: int = 0) -> str:
+    suffix = f"{SLOT_SEP}{slot}" if slot else ""
+    return f"{CHECKOUT_PREFIX}-{steward_id}{suffix}"
 
 
 class Owner(BaseModel):
@@ -91,13 +96,18 @@ class CheckRegistry:
 
     @property
     def checkout(self) -> Path:
-        return self.worktree_dir / checkout_name(self.steward_id)
+        return self.checkout_for(0)
+
+    def checkout_for(self, slot: int) -> Path:
+        """The check checkout of look-ahead slot ``slot`` (0: the steward's first one)."""
+        return self.worktree_dir / checkout_name(self.steward_id, slot)
 
     def _steward_file(self, steward_id: str) -> Path:
         return self.run_dir / f"steward-{steward_id}.json"
 
-    def _check_file(self, steward_id: str) -> Path:
-        return self.run_dir / f"check-{steward_id}.json"
+    def _check_file(self, steward_id: str, slot: int = 0) -> Path:
+        suffix = f"{SLOT_SEP}{slot}" if slot else ""
+        return self.run_dir / f"check-{steward_id}{suffix}.json"
 
     # -- this steward ------------------------------------------------------------------------
 
@@ -111,9 +121,11 @@ class CheckRegistry:
     def unregister(self) -> None:
         """This steward stopped: its checkout is left for the next steward's sweep to remove."""
         self.check_ended()
+        for path in self.run_dir.glob(f"check-{self.steward_id}{SLOT_SEP}*.json"):
+            path.unlink(missing_ok=True)
         self._steward_file(self.steward_id).unlink(missing_ok=True)
 
-    def check_started(self, pgid: int, command: str, commit: str) -> None:
+    def check_started(self, pgid: int, command: str, commit: str, slot: int = 0) -> None:
         record = CheckRecord(
             steward_id=self.steward_id,
             owner=Owner.current(),
@@ -121,10 +133,10 @@ class CheckRegistry:
             command=command,
             commit=commit,
         )
-        _write(self._check_file(self.steward_id), record)
+        _write(self._check_file(self.steward_id, slot), record)
 
-    def check_ended(self) -> None:
-        self._check_file(self.steward_id).unlink(missing_ok=True)
+    def check_ended(self, slot: int = 0) -> None:
+        self._check_file(self.steward_id, slot).unlink(missing_ok=True)
 
     # -- the others --------------------------------------------------------------------------
 
@@ -156,6 +168,7 @@ class CheckRegistry:
         for checkout in self._checkouts():
             name = checkout.name
             steward_id = name[len(CHECKOUT_PREFIX) + 1 :] if name != CHECKOUT_PREFIX else ""
+            steward_id = steward_id.split(SLOT_SEP, 1)[0]  # a look-ahead slot's checkout
             if steward_id in live:
                 continue
             if steward_id:

@@ -204,7 +204,9 @@ class WorkerRun(SessionMixin, HandoffMixin, StackMixin, EndingsMixin, WorkerBase
             note = None  # said once
             if self.stopping:
                 return await self._stopped(session_id)
-            if watch.requested and (watch.note is not None or watch.stop_now):
+            if watch.requested and (
+                watch.note is not None or watch.stop_now or self._ended_past_budget(watch, outcome)
+            ):
                 handoff = await self._hand_off(session_id, watch.note, base)
                 if watch.budget is not None:
                     return self._over_budget(watch.budget, handoff)

@@ -10,6 +10,7 @@ from anyio import to_thread
 from stoneforge.agents import (
     AssistantTurn,
     HandoffNote,
+    SessionOutcome,
     SessionStarted,
     ToolResult,
 )
@@ -102,6 +103,12 @@ class HandoffMixin(WorkerBase):
         self.on_change()
         if self.live is not None:
             await self.live.send(BUDGET_HANDOFF_REQUEST)
+
+    def _ended_past_budget(self, watch: _HandoffWatch, outcome: SessionOutcome) -> bool:
+        """The budget was reached and the session ended on its own without handing off or
+        reporting the task complete (it ended its turn before it read the request): it still
+        stops at its budget, with a handoff written from the facts, and is never landed."""
+        return watch.budget is not None and outcome.status == "completed" and self.summary is None
 
     def _over_budget(self, why: str, handoff: Handoff | None) -> RunResult:
         """The task's budget is spent: it waits in budget_exceeded for a person, its work

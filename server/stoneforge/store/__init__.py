@@ -6,7 +6,7 @@ a ``BEGIN IMMEDIATE`` transaction that also appends its event, so no write is lo
 change is visible in the log.
 
 One module per job: :mod:`.schema` (tables, migrations, the connection and its transactions),
-:mod:`.plans`, :mod:`.tasks` with :mod:`.task_graph`, :mod:`.sessions` (and handoffs),
+:mod:`.plans`, :mod:`.tasks` with :mod:`.task_graph` (and :mod:`.board`, the lean rows), :mod:`.sessions` (and handoffs),
 :mod:`.merge_requests` (with :mod:`.reviews`), :mod:`.costs` (spending roll-ups), :mod:`.transitions` (every status change, checked against
 :mod:`stoneforge.lifecycle`), :mod:`.events`, :mod:`.lease` and :mod:`.summary`, each a mixin over
 :class:`~.schema.StoreBase` that :class:`Store` composes; :mod:`.planning` checks the tasks of a
@@ -15,6 +15,7 @@ plan created in one go before anything is written.
 
 from __future__ import annotations
 
+from stoneforge.store.board import BoardRows
 from stoneforge.store.costs import CostDimension
 from stoneforge.store.events import EventLog
 from stoneforge.store.lease import Fence, Lease
@@ -51,6 +52,7 @@ __all__ = [
 
 
 class Store(
+    BoardRows,
     Transitions,
     PlanRows,
     TaskRows,

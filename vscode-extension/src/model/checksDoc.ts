@@ -1,16 +1,25 @@
 // A merge request's checks as a document: each command, its result and the tail of its output.
 import type { MergeRequest } from "../protocol";
-import { duration, humanize, shortSha } from "./format";
+import { commitLink, linkIds, mrLink, taskLink } from "./docLinks";
+import { duration, humanize } from "./format";
 import { checksSummary } from "./mergeQueueModel";
 
 export function checksMarkdown(mr: MergeRequest): string {
   const out = [
-    `# Checks of ${mr.id} (${mr.branch})`,
+    `# Checks of ${mrLink(mr.id)} (${mr.branch})`,
     "",
-    `_${humanize(mr.status)} · ${checksSummary(mr.checks)}${mr.candidateCommit ? ` · on commit \`${shortSha(mr.candidateCommit)}\`` : ""}_`,
+    `_${[
+      `${taskLink(mr.taskId, `task ${mr.taskId}`)}`,
+      humanize(mr.status),
+      checksSummary(mr.checks),
+      mr.candidateCommit ? `on commit ${commitLink(mr.candidateCommit)}` : undefined,
+      mr.mergedCommit ? `merged as ${commitLink(mr.mergedCommit)}` : undefined,
+    ]
+      .filter(Boolean)
+      .join(" · ")}_`,
     "",
   ];
-  if (mr.reason) out.push(`> ${mr.reason}`, "");
+  if (mr.reason) out.push(`> ${linkIds(mr.reason)}`, "");
   if (!mr.checks.length) out.push("No checks have run yet.", "");
   for (const c of mr.checks) {
     const result = c.exitCode === null ? "did not finish" : c.exitCode === 0 ? "passed" : `failed (exit ${c.exitCode})`;

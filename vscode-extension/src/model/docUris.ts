@@ -13,6 +13,7 @@ export type DocTarget =
 export type DiffSide = "original" | "modified";
 
 export interface DiffTarget {
+  /** A merge request's id, or `commit:<sha>` for one commit's diff (see {@link commitDiffKey}). */
   mrId: string;
   side: DiffSide;
   path: string;
@@ -33,6 +34,11 @@ export function docUriParts(target: DocTarget): { path: string; query: string } 
     case "forecast":
       return { path: "/Conflict forecast.md", query: "kind=forecast" };
   }
+}
+
+/** A document's tab title: its path without the slash and the `.md` ("Handoff h2 of t1"). */
+export function docTitle(target: DocTarget): string {
+  return docUriParts(target).path.replace(/^\//, "").replace(/\.md$/, "");
 }
 
 export function parseDocQuery(query: string): DocTarget | undefined {
@@ -62,4 +68,14 @@ export function parseDiffUri(path: string, query: string): DiffTarget | undefine
   const side = params.get("side");
   if (!mrId || (side !== "original" && side !== "modified") || !path.startsWith("/") || path.length < 2) return undefined;
   return { mrId, side, path: path.slice(1) };
+}
+
+/** The diff key of one commit: the DiffProvider fetches `commitDiff` for it instead of `mergeDiff`. */
+export function commitDiffKey(sha: string): string {
+  return `commit:${sha}`;
+}
+
+/** The commit of a diff key made by {@link commitDiffKey}; undefined for a merge request's. */
+export function commitOfDiffKey(key: string): string | undefined {
+  return key.startsWith("commit:") ? key.slice("commit:".length) : undefined;
 }

@@ -1,5 +1,5 @@
 // stoneforge/mergeRequests -> rows of the Merge Queue view, the ones needing a person first.
-import type { CheckRun, LandingPause, MergeRequest, MergeStatus, Review, Task } from "../protocol";
+import type { CheckingCandidate, CheckRun, LandingPause, MergeRequest, MergeStatus, Review, Task } from "../protocol";
 import { duration, humanize, oneLine, plural, shortCommand, shortSha, when } from "./format";
 import { checkIcon, mergeIcon, reviewIcon } from "./icons";
 import { hiddenRow } from "./tasksModel";
@@ -26,16 +26,64 @@ export function mergeQueueTree(
   tasks: Pick<Task, "id" | "title">[],
   paused: LandingPause | null = null,
   hideFinished = false,
+  checking: CheckingCandidate[] = [],
 ): TreeNode[] {
   const titles = new Map(tasks.map((t) => [t.id, t.title]));
+  const checkedOn = new Map(checking.flatMap((c) => c.mergeRequests.map((id) => [id, onText(c)] as const)));
   const mrs = hideFinished ? all.filter((m) => !FINISHED_MR.has(m.status)) : all;
   const hidden = all.length - mrs.length;
   const rows = mrs
     .map((mr, i) => ({ mr, i }))
     .sort((a, b) => (RANK[a.mr.status] ?? 9) - (RANK[b.mr.status] ?? 9) || a.i - b.i)
-    .map(({ mr }) => mrNode(mr, titles.get(mr.taskId)));
+    .map(({ mr }) => mrNode(mr, titles.get(mr.taskId), checkedOn.get(mr.id)));
   if (hidden) rows.push(hiddenRow(hidden, hidden === 1 ? "merged or rejected request" : "merged or rejected requests"));
-  return paused ? [pausedNode(paused), ...rows] : rows;
+  const top = [...(paused ? [pausedNode(paused)] : []), ...(checking.length ? [checkingNode(checking)] : [])];
+  return [...top, ...rows];
+}
+
+/** "on the target" or, for a candidate checked ahead, "ahead, on mr1, mr2". */
+function onText(c: CheckingCandidate): string {
+  if (c.onTarget) return "on the target";
+  if (c.onMergeRequests.length) return `ahead, on ${c.onMergeRequests.join(", ")}`;
+  return c.base ? `on ${shortSha(c.base)}` : "on an unknown base";
+}
+
+/** The row on top while checks run: each candidate checked now (several with look-ahead), in
+ * the order they would land, with the base it is built on. */
+export function checkingNode(checking: CheckingCandidate[]): TreeNode {
+  const children = checking.map((c): TreeNode => {
+    const names = c.mergeRequests;
+    const tooltip = [
+      `**${names.join(", ")}**: candidate \`${shortSha(c.candidate)}\` ${onText(c)}`,
+      "",
+      c.onTarget
+        ? "Built on the target's tip: it lands as checked if its checks pass."
+        : "Checked ahead, as if the candidate below it lands: if that one lands, this result stands without another run; if not, it is rebuilt on the real tip.",
+      ...(c.base ? ["", `- base: \`${shortSha(c.base)}\``] : []),
+    ];
+    return {
+      id: `checking:${c.candidate}`,
+      label: names.join(", "),
+      description: onText(c),
+      tooltip: tooltip.join("\n"),
+      icon: c.onTarget ? { id: "sync~spin" } : { id: "debug-step-over", color: "charts.blue" },
+      contextValue: "checking",
+      collapsible: "none",
+      ref: { kind: "message" },
+      children: [],
+    };
+  });
+  return {
+    id: "checking",
+    label: checking.length > 1 ? `Checking ${checking.length} candidates at once` : "Checking",
+    description: checking.map((c) => c.mergeRequests.join(", ")).join(" · "),
+    tooltip: "The merge queue's candidates whose checks run now, in the order they would land.",
+    icon: { id: "sync~spin" },
+    contextValue: "checking",
+    collapsible: "expanded",
+    ref: { kind: "message" },
+    children,
+  };
 }
 
 /** The row on top while landing waits for the user's checkout: what is in the way, and where. */
@@ -70,15 +118,49 @@ export function checksSummary(checks: CheckRun[]): string {
   return `${failed} of ${plural(checks.length, "check")} failed`;
 }
 
-export function mrFlags(mr: MergeRequest): string {
+export function mrFlags(mr: MrRowFields): string {
   const flags = ["mr", `mr-${mr.status}`];
   if (mr.status === "awaiting_approval") flags.push("can-approve");
   if (REJECTABLE.has(mr.status)) flags.push("can-reject");
-  if (mr.checks.length) flags.push("has-checks");
+  if (mr.checks?.length) flags.push("has-checks");
   return flags.join(" ");
 }
 
-export function mrNode(mr: MergeRequest, taskTitle: string | undefined): TreeNode {
+/**
+ * What a task's merge-request row needs: the MR's id and state, and, where the task row carries
+ * them, its checks and reviews (the verdict shown is the latest review's).
+ */
+export type MrRowFields = Pick<MergeRequest, "id" | "status"> & Partial<Pick<MergeRequest, "checks" | "reviews" | "reason" | "branch">>;
+
+/**
+ * A task's merge request as a child row of the task in the Tasks view: state, check result and
+ * review verdict, with the Merge Queue's actions (the same `mr` flags, so the same menus).
+ */
+export function taskMrNode(taskId: string, mr: MrRowFields): TreeNode {
+  const reviews = mr.reviews ?? [];
+  const latest = reviews[reviews.length - 1];
+  const checks = mr.checks === undefined ? undefined : checksSummary(mr.checks);
+  const verdict = latest ? `review ${reviewVerdictText(latest)}` : undefined;
+  const tooltip = [`**Merge request ${mr.id}** of ${taskId}: ${humanize(mr.status)}`, ""];
+  if (mr.branch) tooltip.push(`- branch: \`${mr.branch}\``);
+  if (checks) tooltip.push(`- checks: ${checks}`);
+  if (latest) tooltip.push(`- review ${latest.round}: ${reviewVerdictText(latest)}: ${oneLine(latest.summary, 120)}`);
+  if (mr.reason) tooltip.push("", `_${mr.reason}_`);
+  tooltip.push("", "Right-click for its actions (Show Diff, Show Checks, Approve, Reject).");
+  return {
+    id: `task-mr:${taskId}:${mr.id}`,
+    label: `merge request ${mr.id}`,
+    description: [humanize(mr.status), checks, verdict].filter(Boolean).join(" · "),
+    tooltip: tooltip.join("\n"),
+    icon: mergeIcon(mr.status),
+    contextValue: mrFlags(mr),
+    collapsible: "none",
+    ref: { kind: "mr", id: mr.id },
+    children: [],
+  };
+}
+
+export function mrNode(mr: MergeRequest, taskTitle: string | undefined, checkedOn?: string): TreeNode {
   const tooltip = [`**${mr.id}** for ${mr.taskId}${taskTitle ? ` (${taskTitle})` : ""}: ${humanize(mr.status)}`, ""];
   tooltip.push(`- branch: \`${mr.branch}\``);
   if (mr.candidateCommit) tooltip.push(`- checked commit: \`${shortSha(mr.candidateCommit)}\``);
@@ -92,7 +174,7 @@ export function mrNode(mr: MergeRequest, taskTitle: string | undefined): TreeNod
   return {
     id: `mr:${mr.id}`,
     label: taskTitle ?? mr.branch,
-    description: [mr.id, humanize(mr.status), checksSummary(mr.checks), mr.reason ? oneLine(mr.reason, 40) : undefined]
+    description: [mr.id, humanize(mr.status), checkedOn, checksSummary(mr.checks), mr.reason ? oneLine(mr.reason, 40) : undefined]
       .filter(Boolean)
       .join(" · "),
     tooltip: tooltip.join("\n"),

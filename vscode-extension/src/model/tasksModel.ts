@@ -3,6 +3,7 @@ import type { Handoff, Plan, Session, Task, TaskStatus, TaskTree } from "../prot
 import { contextShort, contextUse, cost, humanize, oneLine, plural, tokens, when } from "./format";
 import { handoffKey } from "./handoffDoc";
 import { sessionIcon, taskIcon } from "./icons";
+import { taskMrNode } from "./mergeQueueModel";
 import type { TreeNode } from "./treeNode";
 
 /** Dependencies that no longer hold a task back (mirrors the server's FINISHED_TASK_STATUSES). */
@@ -16,6 +17,9 @@ export interface TreeOptions {
   /** Leave out merged and cancelled tasks (a row at the end says how many, and shows them). */
   hideFinished?: boolean;
 }
+
+/** More shown tasks than this and a plan starts collapsed (a 10,000-task board stays quick). */
+export const BIG_PLAN = 200;
 
 /** Statuses hidden by default: the work is done (or dropped), the row only adds length. */
 export const HIDDEN_WHEN_FINISHED: ReadonlySet<TaskStatus> = new Set(["merged", "cancelled"]);
@@ -72,7 +76,8 @@ function planNode(plan: Plan, tasks: Task[], shown: Task[], ctx: Ctx): TreeNode 
     tooltip: tooltip.join("\n"),
     icon: plan.status === "active" ? { id: "project", color: "charts.blue" } : { id: "project" },
     contextValue: `plan plan-${plan.status}`,
-    collapsible: "expanded",
+    // A plan of hundreds of tasks starts collapsed: its rows are built when it is opened.
+    collapsible: shown.length > BIG_PLAN ? "collapsed" : "expanded",
     ref: { kind: "plan", id: plan.id },
     children: shown.map((t) => taskNode(t, ctx)),
   };
@@ -118,7 +123,9 @@ export function taskNode(task: Task, ctx: Ctx): TreeNode {
   if (["open", "in_progress", "review", "failed", "budget_exceeded"].includes(task.status)) flags.push("can-cancel");
   if (["failed", "cancelled", "budget_exceeded"].includes(task.status)) flags.push("can-retry");
 
-  const children = taskChildren(task, ctx);
+  // Without its details fetched, a task's rows come when it is expanded (Board, stoneforge/task).
+  const lazy = (task.pendingChildren ?? 0) > 0;
+  const children = lazy ? [] : taskChildren(task, ctx);
   return {
     id: `task:${task.id}`,
     label: task.title,
@@ -126,9 +133,10 @@ export function taskNode(task: Task, ctx: Ctx): TreeNode {
     tooltip: taskTooltip(task, statusText, agent),
     icon: taskIcon(task.status, blocked),
     contextValue: flags.join(" "),
-    collapsible: children.length ? "collapsed" : "none",
+    collapsible: children.length || lazy ? "collapsed" : "none",
     ref: { kind: "task", id: task.id, worktree: task.worktree },
     children,
+    ...(lazy ? { lazy: true } : {}),
   };
 }
 
@@ -162,6 +170,11 @@ interface HistoryRow {
   session?: string;
 }
 
+/** The rows under a task whose details were just fetched (a lazy row being expanded). */
+export function taskChildRows(task: Task, handoffAt: number, interrupted: ReadonlySet<string> = new Set()): TreeNode[] {
+  return taskChildren(task, { byId: new Map(), handoffAt, worktreeExists: () => true, interrupted });
+}
+
 /**
  * Sessions and handoffs of a task, oldest first, so the rows read as the task's history. Times
  * are kept to the millisecond, so a handoff and the next session can tie: a handoff then goes
@@ -177,7 +190,9 @@ function taskChildren(task: Task, ctx: Ctx): TreeNode[] {
     if (a.from !== undefined && b.session !== undefined) return a.from === b.session ? 1 : -1;
     return 0;
   };
-  return rows.sort((a, b) => a.at - b.at || tie(a, b)).map((r) => r.node);
+  const history = rows.sort((a, b) => a.at - b.at || tie(a, b)).map((r) => r.node);
+  // Its merge request on top: the state that may want a person, above the history that led to it.
+  return task.mergeRequest ? [taskMrNode(task.id, task.mergeRequest), ...history] : history;
 }
 
 export function sessionNode(s: Session, handoffAt: number, interrupted = false): TreeNode {

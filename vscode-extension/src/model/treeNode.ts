@@ -39,6 +39,8 @@ export interface TreeNode {
   command?: NodeCommand;
   ref: NodeRef;
   children: TreeNode[];
+  /** Its children are fetched when it is expanded (a task's sessions and handoffs). */
+  lazy?: boolean;
 }
 
 export function messageNode(id: string, label: string, icon: Icon, command?: NodeCommand): TreeNode {

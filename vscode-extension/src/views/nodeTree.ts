@@ -37,7 +37,11 @@ export class NodeTreeProvider implements vscode.TreeDataProvider<TreeNode>, vsco
    * `load` returns the rows, or KEEP to leave the current ones (the server is restarting: keeping
    * them keeps the user's expanded rows too). An empty list shows the view's welcome text.
    */
-  constructor(load: () => Promise<TreeNode[] | typeof KEEP>) {
+  constructor(
+    load: () => Promise<TreeNode[] | typeof KEEP>,
+    /** Fetches the children of a `lazy` row when it is expanded. */
+    private readonly expand?: (node: TreeNode) => Promise<TreeNode[]>,
+  ) {
     this.reload = new Coalescer(async () => {
       try {
         const rows = await load();
@@ -97,8 +101,17 @@ export class NodeTreeProvider implements vscode.TreeDataProvider<TreeNode>, vsco
     return toTreeItem(node);
   }
 
-  getChildren(node?: TreeNode): TreeNode[] {
-    return node ? node.children : this.roots;
+  async getChildren(node?: TreeNode): Promise<TreeNode[]> {
+    if (!node) return this.roots;
+    if (!node.lazy || !this.expand) return node.children;
+    try {
+      node.children = await this.expand(node);
+    } catch (e) {
+      node.children = [messageNode(`error:${node.id}`, `Could not load: ${errorText(e)}`, { id: "error", color: "errorForeground" })];
+    }
+    node.lazy = false;
+    for (const child of node.children) this.parents.set(child.id, node);
+    return node.children;
   }
 
   dispose(): void {

@@ -4,9 +4,10 @@ import * as vscode from "vscode";
 import { agentsTree, hasRunningTime } from "../model/agentsModel";
 import { mergeQueueTree } from "../model/mergeQueueModel";
 import { needsYou } from "../model/statusBarModel";
-import { tasksTree } from "../model/tasksModel";
+import { asTask, Board } from "../model/board";
+import { taskChildRows, tasksTree } from "../model/tasksModel";
 import type { TreeNode } from "../model/treeNode";
-import type { Status } from "../protocol";
+import type { ChangedParams, Status } from "../protocol";
 import type { StoneforgeServer } from "../server";
 import { KEEP, NodeTreeProvider } from "./nodeTree";
 
@@ -21,6 +22,12 @@ export class Views implements vscode.Disposable {
   private agentsStatus: Status | undefined;
   private ticker: ReturnType<typeof setInterval> | undefined;
   private readonly tasksView: vscode.TreeView<TreeNode>;
+  private readonly mergeQueueView: vscode.TreeView<TreeNode>;
+
+  /** The lean board both task-showing views render from, kept current by stoneforge/changed. */
+  readonly board = new Board();
+  private boardLoading: Promise<void> | undefined;
+  private interrupted: ReadonlySet<string> = new Set();
 
   /** Whether merged/cancelled tasks and merged/rejected requests are shown (default: hidden). */
   private finishedShown: boolean;
@@ -42,19 +49,33 @@ export class Views implements vscode.Disposable {
 
     this.tasks = new NodeTreeProvider(
       whenUp(async () => {
-        const [tree, status] = await Promise.all([api.taskTree(), api.status()]);
-        this.handoffAt = tree.handoffAtTokens;
-        return tasksTree(tree, {
+        const [, status] = await Promise.all([this.currentBoard(), api.status()]);
+        this.handoffAt = this.board.handoffAtTokens;
+        this.interrupted = new Set((status.interruptedSessions ?? []).map((a) => a.sessionId));
+        return tasksTree(this.board.taskTree(), {
           hideFinished: !this.finishedShown,
           worktreeExists: (p) => fs.existsSync(p),
-          interrupted: new Set((status.interruptedSessions ?? []).map((a) => a.sessionId)),
+          interrupted: this.interrupted,
         });
       }),
+      // A task's sessions and handoffs: fetched when its row is expanded.
+      async (node) => {
+        if (node.ref.kind !== "task") return node.children;
+        const details = await api.task(node.ref.id);
+        this.board.setDetails(details);
+        return taskChildRows(asTask(details.row ?? details, details), this.handoffAt, this.interrupted);
+      },
     );
     this.mergeQueue = new NodeTreeProvider(
       whenUp(async () => {
-        const [mrs, tasks, status] = await Promise.all([api.mergeRequests(), api.listTasks(), api.status()]);
-        return mergeQueueTree(mrs, tasks, status.landingPaused ?? null, !this.finishedShown);
+        const [mrs, , status] = await Promise.all([api.mergeRequests(), this.currentBoard(), api.status()]);
+        return mergeQueueTree(
+          mrs,
+          this.board.allTasks(),
+          status.landingPaused ?? null,
+          !this.finishedShown,
+          status.checking ?? [],
+        );
       }),
     );
     this.agents = new NodeTreeProvider(
@@ -66,14 +87,38 @@ export class Views implements vscode.Disposable {
       }),
     );
     this.tasksView = vscode.window.createTreeView("stoneforge.tasks", { treeDataProvider: this.tasks, showCollapseAll: true });
+    this.mergeQueueView = vscode.window.createTreeView("stoneforge.mergeQueue", { treeDataProvider: this.mergeQueue });
     this.disposables.push(
       this.tasks,
       this.mergeQueue,
       this.agents,
       this.tasksView,
-      vscode.window.createTreeView("stoneforge.mergeQueue", { treeDataProvider: this.mergeQueue }),
+      this.mergeQueueView,
       vscode.window.createTreeView("stoneforge.agents", { treeDataProvider: this.agents }),
     );
+  }
+
+  /** The board, read whole first when it has none (or lost track: a gap). One read at a time. */
+  async currentBoard(): Promise<Board> {
+    if (this.board.version === null) {
+      this.boardLoading ??= this.server.api
+        .taskTree()
+        .then((tree) => this.board.load(tree))
+        .finally(() => (this.boardLoading = undefined));
+      await this.boardLoading;
+    }
+    return this.board;
+  }
+
+  /** Put a task's current row on the board now (one just created: its delta may not be here yet). */
+  async noteTask(taskId: string): Promise<void> {
+    const board = await this.currentBoard();
+    board.setDetails(await this.server.api.task(taskId));
+  }
+
+  /** A stoneforge/changed: apply its delta; after a gap the next render reads the whole tree. */
+  applyChanged(params: ChangedParams): void {
+    if (this.board.apply(params) === "gap") this.board.invalidate();
   }
 
   /** Select a task's row (showing finished rows first if it is one of them). */
@@ -85,6 +130,17 @@ export class Views implements vscode.Disposable {
       node = this.tasks.find(`task:${taskId}`);
     }
     if (node) await this.tasksView.reveal(node, { select: true, focus: true, expand: true });
+  }
+
+  /** Select a merge request's row in the Merge Queue (showing finished rows first if it is one). */
+  async revealMergeRequest(mrId: string): Promise<void> {
+    await vscode.commands.executeCommand("workbench.view.extension.stoneforge");
+    let node = this.mergeQueue.find(`mr:${mrId}`);
+    if (!node && !this.finishedShown) {
+      await this.setShowFinished(true);
+      node = this.mergeQueue.find(`mr:${mrId}`);
+    }
+    if (node) await this.mergeQueueView.reveal(node, { select: true, focus: true, expand: true });
   }
 
   /** The badge on the Stoneforge views: how many things wait for the user. */

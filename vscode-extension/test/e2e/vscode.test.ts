@@ -11,6 +11,7 @@ import { type Browser, type BrowserServer, type Locator, type Page, chromium } f
 import { extensionRoot } from "../fixtures";
 import { CodeServer, codeServerDir, xdgDirs } from "../support/codeServer";
 import { alive, descendants, stopTree } from "../support/processes";
+import type { Task } from "../../src/protocol";
 import { type Seeded, git, isolatedEnv, removeTempDirs, seedWorkspace, sfPath, tempDir, venvPython } from "../support/workspace";
 
 const CHROMIUM = process.env.STONEFORGE_CHROMIUM ?? "/usr/bin/chromium";
@@ -95,10 +96,12 @@ describe("e2e: the extension in code-server", { timeout: 5 * 60_000 }, () => {
   const row = (view: Locator, name: RegExp | string): Locator => view.getByRole("treeitem", { name });
   const toast = (text: RegExp): Locator => page.locator(".notifications-toasts .notification-toast").filter({ hasText: text });
 
-  /** Wait for a text in the Markdown preview (a webview: an iframe in an iframe). */
+  /** The rendered document on top (a webview: an iframe in an iframe). */
+  const previewFrame = () => page.frameLocator("iframe.webview.ready").last().frameLocator("#active-frame");
+
+  /** Wait for a text in the rendered document. */
   async function preview(text: string): Promise<void> {
-    const doc = page.frameLocator("iframe.webview.ready").last().frameLocator("#active-frame");
-    await doc.getByText(text).first().waitFor({ timeout: LONG });
+    await previewFrame().getByText(text).first().waitFor({ timeout: LONG });
   }
 
   /** The multi-file diff editor's entries: file label, status letter (R/A/D/none), struck original. */
@@ -167,11 +170,22 @@ describe("e2e: the extension in code-server", { timeout: 5 * 60_000 }, () => {
     await row(tasks, /Add a parser/).click();
     await page.keyboard.press("ArrowRight"); // expand: sessions and the handoff
     await row(tasks, /handoff h1/).click();
-    // Rendered (the Markdown preview), in a tab named for what it is.
-    await page.locator(".tab").filter({ hasText: "Preview Handoff h1 of t1.md" }).waitFor({ timeout: LONG });
+    // Rendered, in a tab named for what it is.
+    await page.locator(".tab").filter({ hasText: "Handoff h1 of t1" }).waitFor({ timeout: LONG });
     await preview("Strip whitespace in parse()");
     await preview("Files touched");
     await page.screenshot({ path: path.join(OUT, "handoff-preview.png") });
+  });
+
+  step("links in a rendered handoff open the file in the task's checkout and the task's row", async () => {
+    await previewFrame().getByRole("link", { name: "calc.py", exact: true }).click();
+    // The task's version of calc.py (its checkout's), not the workspace's.
+    await page.locator(".tab").filter({ hasText: "calc.py" }).first().waitFor({ timeout: LONG });
+    await page.locator(".editor-instance .view-line").filter({ hasText: 'left, right = text.split("+")' }).first().waitFor({ timeout: LONG });
+    await row(pane("Tasks"), /^Sprint 14/).click(); // the selection elsewhere first
+    await page.locator(".tab").filter({ hasText: "Handoff h1 of t1" }).click();
+    await previewFrame().getByRole("link", { name: ws.taskId, exact: true }).first().click();
+    await pane("Tasks").locator('[role="treeitem"][aria-selected="true"]').filter({ hasText: "Add a parser" }).waitFor({ timeout: LONG });
   });
 
   step("a file with conflict markers gets a stoneforge squiggle", async () => {
@@ -201,7 +215,7 @@ describe("e2e: the extension in code-server", { timeout: 5 * 60_000 }, () => {
     await page.screenshot({ path: path.join(OUT, "diff-multi-file.png") });
     await mrRow.hover();
     await mrRow.locator('.action-label[aria-label="Show Checks"]').click();
-    await page.locator(".tab").filter({ hasText: "Preview Checks of mr1.md" }).waitFor({ timeout: LONG });
+    await page.locator(".tab").filter({ hasText: "Checks of mr1" }).waitFor({ timeout: LONG });
     await preview("Checks of mr1");
   });
 
@@ -224,7 +238,10 @@ describe("e2e: the extension in code-server", { timeout: 5 * 60_000 }, () => {
       session: await contextMenu(row(tasks, /^worker /).first()),
       handoff: await contextMenu(row(tasks, /handoff h1/)),
       "merge request": await contextMenu(row(mq, /Add a parser/)),
+      "task's merge request": await contextMenu(row(tasks, /^merge request mr1/)),
     };
+    // The task's merge request, a child row of the task: its state, checks and review at a glance.
+    assert.match(await row(tasks, /^merge request mr1/).innerText(), /awaiting approval · 1\/1 check passed · review approved/);
     await row(mq, /Add a parser/).click();
     await page.keyboard.press("ArrowRight");
     menus.check = await contextMenu(row(mq, /git --version/));
@@ -234,6 +251,7 @@ describe("e2e: the extension in code-server", { timeout: 5 * 60_000 }, () => {
       session: ["Copy ID"],
       handoff: ["Open Handoff", "Copy ID"],
       "merge request": ["Show Diff", "Show Checks", "Approve Merge", "Reject Merge", "Copy ID"],
+      "task's merge request": ["Show Diff", "Show Checks", "Approve Merge", "Reject Merge", "Copy ID"],
       check: ["Show Checks"],
     };
     for (const [kind, items] of Object.entries(want)) {
@@ -250,6 +268,74 @@ describe("e2e: the extension in code-server", { timeout: 5 * 60_000 }, () => {
     await dialog.waitFor({ state: "hidden" });
     const status = JSON.parse(execFileSync(sfPath(), ["status", "--json"], { cwd: ws.root, encoding: "utf8" })) as { orchestrator: unknown };
     assert.equal(status.orchestrator, null, "no orchestrator was started");
+  });
+
+  /** Tasks made and stopped by another process, as a `sf serve` would stop them; their ids. */
+  function stopTasks(how: Array<[string, "fail" | "budget"]>): string[] {
+    const code = [
+      "import sys",
+      "from pathlib import Path",
+      "from stoneforge.lifecycle import TaskEvent",
+      "from stoneforge.service import Service",
+      `s = Service.open(Path(${JSON.stringify(ws.root)}))`,
+      `how = ${JSON.stringify(how)}`,
+      "ids = [s.create_task(title).id for title, _ in how]",
+      "for task_id in ids: s.store.dispatch_task(task_id)",
+      "for task_id, (_, end) in zip(ids, how):",
+      "    event = TaskEvent.FAIL if end == 'fail' else TaskEvent.EXCEED_BUDGET",
+      "    s.store.transition_task(task_id, event, note=f'{task_id}: tests failed in attempt 1\\nand again in attempt 2')",
+      "print(' '.join(ids))",
+    ].join("\n");
+    return execFileSync(venvPython(), ["-c", code], { env: isolatedEnv(), encoding: "utf8" }).trim().split(" ");
+  }
+
+  /** Poll until `ok` holds; on a timeout say what `state` was. */
+  async function until(ok: () => Promise<boolean> | boolean, state: () => Promise<string> | string): Promise<void> {
+    const deadline = Date.now() + LONG;
+    while (!(await ok())) {
+      assert.ok(Date.now() < deadline, `still: ${await state()}`);
+      await page.waitForTimeout(250);
+    }
+  }
+
+  /** The activity bar's badge on Stoneforge: how many things need the user. */
+  const badge = () => page.locator('.activitybar .action-item:has(a[aria-label^="Stoneforge"]) .badge-content');
+
+  step("a failed task's toast offers Show Task, which selects its row", async () => {
+    await runCommand("Notifications: Clear All Notifications");
+    const [failed] = stopTasks([["Flaky one", "fail"]]);
+    const message = toast(new RegExp(`Stoneforge: task ${failed} failed: ${failed}: tests failed in attempt 1`));
+    await message.waitFor({ timeout: LONG });
+    for (const button of ["Show Task", "Retry Task", "Show Log"]) await message.getByRole("button", { name: button }).waitFor();
+    await message.getByRole("button", { name: "Show Task" }).click();
+    await pane("Tasks").locator('[role="treeitem"][aria-selected="true"]').filter({ hasText: "Flaky one" }).waitFor({ timeout: LONG });
+  });
+
+  step("failures at once come as one toast whose Retry All retries them all; the status bar and badge count what needs you", async () => {
+    await runCommand("Notifications: Clear All Notifications");
+    const [a, b, costly] = stopTasks([["Flaky two", "fail"], ["Flaky three", "fail"], ["Costly one", "budget"]]);
+    const grouped = toast(new RegExp(`Stoneforge: 2 tasks failed: ${a}, ${b}\\.`));
+    await grouped.waitFor({ timeout: LONG });
+    assert.equal(await toast(/Stoneforge: (task \S+|\d+ tasks) failed/).count(), 1, "one toast for the burst");
+    await page.screenshot({ path: path.join(OUT, "failure-toast.png") });
+    // Needs you: mr1 to approve, three failed tasks, one stopped at its budget.
+    const item = page.locator(".statusbar-item").filter({ hasText: /Stoneforge stopped/ }).first();
+    await until(async () => /\b5$/.test((await item.innerText()).trim()), () => item.innerText());
+    await badge().filter({ hasText: /^5$/ }).waitFor({ timeout: LONG });
+    await item.hover();
+    const hover = page.locator(".monaco-hover, .workbench-hover").filter({ hasText: "Needs you" }).first();
+    await hover.waitFor({ timeout: LONG });
+    const tip = (await hover.innerText()).replace(/\s+/g, " ");
+    assert.match(tip, /3 failed tasks to retry or cancel/);
+    assert.match(tip, /1 task stopped at its budget: work committed and handed off: Retry with a bigger budget, or Cancel/);
+    assert.match(tip, /1 merge request to approve/);
+    await page.mouse.move(700, 400);
+    await grouped.getByRole("button", { name: "Retry All" }).click();
+    const statuses = () =>
+      new Map((JSON.parse(execFileSync(sfPath(), ["task", "list", "--json"], { cwd: ws.root, encoding: "utf8" })) as Task[]).map((t) => [t.id, t.status]));
+    await until(() => statuses().get(a) === "open" && statuses().get(b) === "open", () => `not retried: ${JSON.stringify([...statuses()])}`);
+    assert.equal(statuses().get(costly), "budget_exceeded", "Retry All retries the failed tasks of the toast only");
+    await badge().filter({ hasText: /^3$/ }).waitFor({ timeout: LONG });
   });
 
   step("a task whose checkout exists offers Open Task Worktree", async () => {

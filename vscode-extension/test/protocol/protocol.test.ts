@@ -1,6 +1,7 @@
 // Layer 2: every request the extension sends, against the real `sf lsp --stdio`, checking the
 // shapes the extension relies on, and feeding the real payloads through the view models.
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { after, before, describe, test, type TestContext } from "node:test";
@@ -11,13 +12,16 @@ import type { ChangedParams, MergeRequest, Task } from "../../src/protocol";
 import { agentsTree } from "../../src/model/agentsModel";
 import { checksMarkdown } from "../../src/model/checksDoc";
 import { forecastMarkdown } from "../../src/model/forecastDoc";
+import { parseCommandUri } from "../../src/model/docLinks";
 import { handoffMarkdown } from "../../src/model/handoffDoc";
 import { mergeQueueTree } from "../../src/model/mergeQueueModel";
 import { reviewThreads } from "../../src/model/reviewThreads";
 import { statusBarView } from "../../src/model/statusBarModel";
+import { Board } from "../../src/model/board";
 import { tasksTree } from "../../src/model/tasksModel";
 import { LspSession } from "../support/lspConnection";
-import { type Seeded, git, removeTempDirs, seedWorkspace, sfPath, tempDir } from "../support/workspace";
+import { stopTree } from "../support/processes";
+import { type Seeded, git, isolatedEnv, removeTempDirs, seedWorkspace, sfPath, tempDir, venvPython } from "../support/workspace";
 
 const INVALID_PARAMS = -32602;
 const METHOD_NOT_FOUND = -32601;
@@ -87,29 +91,63 @@ describe("protocol: one seeded repository", () => {
     for (const m of ["createTask", "taskTree", "status", "mergeDiff"]) assert.ok(commands.includes(`stoneforge.${m}`), m);
   });
 
-  test("taskTree: plans with tasks, sessions and handoffs, and the threshold; the Tasks view renders it", async () => {
+  test("taskTree: the lean board and its version; a task's details on demand; the Tasks view renders both", async () => {
     const tree = await lsp.api.taskTree();
     assert.equal(typeof tree.handoffAtTokens, "number");
+    assert.equal(typeof tree.version, "number");
     assert.equal(tree.plans.length, 1);
     const plan = tree.plans[0]!;
     assert.equal(plan.status, "active");
-    const t1 = plan.tasks.find((t) => t.id === ws.taskId)!;
-    assertTaskShape(t1);
-    assert.equal(t1.sessions.length, 3); // two of the worker, one of the steward's review
-    assert.equal(t1.handoffs[0]!.id, ws.handoffId);
-    assert.equal(t1.mergeRequest?.status, "awaiting_approval");
+    const lean = plan.tasks.find((t) => t.id === ws.taskId)!;
+    assert.ok(!("sessions" in lean) && !("handoffs" in lean), "a lean row carries no details");
+    assert.equal(lean.sessionCount, 3); // two of the worker, one of the steward's review
+    assert.equal(lean.handoffCount, 1);
+    assert.equal(lean.mergeRequest?.status, "awaiting_approval");
 
-    const rows = tasksTree(tree);
-    assert.equal(rows[0]!.label, "Sprint 14");
-    const [row1, row2] = rows[0]!.children;
+    // The rows render from the lean board; a task's children wait until it is expanded.
+    const board = new Board();
+    board.load(tree);
+    const [row1, row2] = tasksTree(board.taskTree())[0]!.children;
+    assert.equal(row1!.lazy, true);
+    assert.deepEqual(row1!.children, []);
+    const details = await lsp.api.task(ws.taskId);
+    assertTaskShape(details);
+    assert.equal(details.sessions.length, 3);
+    assert.equal(details.handoffs[0]!.id, ws.handoffId);
+    assert.deepEqual(details.row, lean);
     // The task's cost is the server's roll-up of its sessions (the seed's worker sessions and its review session).
-    const spent = t1.sessions.reduce((sum, s) => sum + s.costUsd, 0);
-    assert.equal(t1.cost!.sessions, 3);
-    assert.ok(Math.abs(t1.cost!.costUsd - spent) < 1e-9, `${t1.cost!.costUsd} != ${spent}`);
+    const spent = details.sessions.reduce((sum, s) => sum + s.costUsd, 0);
+    assert.equal(details.cost!.sessions, 3);
+    assert.ok(Math.abs(details.cost!.costUsd - spent) < 1e-9, `${details.cost!.costUsd} != ${spent}`);
+    assert.ok(Math.abs((lean.costUsd ?? 0) - spent) < 1e-9, "the lean row's cost is the same roll-up");
     assert.equal(row1!.description, `${ws.taskId} · P2 · review · MR awaiting approval · $${spent.toFixed(2)}`);
-    assert.deepEqual(row1!.children.map((c) => c.id.split(":")[0]), ["session", "handoff", "session", "session"]);
-    assert.match(row1!.children[0]!.description!, /^handed off · 141\.2k tokens \(101%\) · \$0\.42$/);
     assert.equal(row2!.description, `${ws.blockedTaskId} · P3 · blocked by ${ws.taskId}`);
+    board.setDetails(details);
+    const expanded = tasksTree(board.taskTree())[0]!.children[0]!;
+    assert.deepEqual(expanded.children.map((c) => c.id.split(":")[0]), ["task-mr", "session", "handoff", "session", "session"]);
+    // Its merge request on top: state, check result and the review's verdict, with the MR's menus.
+    const mrRow = expanded.children[0]!;
+    assert.equal(mrRow.label, `merge request ${ws.mrId}`);
+    assert.equal(mrRow.description, "awaiting approval · 1/1 check passed · review approved");
+    assert.match(mrRow.contextValue, /\bmr\b.*\bcan-approve\b/);
+    assert.match(expanded.children[1]!.description!, /^handed off · 141\.2k tokens \(101%\) · \$0\.42$/);
+  });
+
+  test("stoneforge/changed carries the changed lean rows from version to version; the board applies them", async () => {
+    const board = new Board();
+    board.load(await lsp.api.taskTree());
+    const changed = lsp.waitFor("stoneforge/changed", (p: ChangedParams) => (p.tasks ?? []).some((t) => t.title === "Delta me"));
+    const task = await lsp.api.createTask({ title: "Delta me", priority: 5 });
+    const note = (await changed).params as ChangedParams;
+    assert.equal(typeof note.version, "number");
+    assert.ok(note.previousVersion !== undefined && note.previousVersion !== null && note.previousVersion <= board.version!);
+    assert.equal(board.apply(note), "applied");
+    assert.equal(board.lean(task.id)?.title, "Delta me");
+    // The whole tree read now says the same.
+    const fresh = new Board();
+    fresh.load(await lsp.api.taskTree());
+    assert.deepEqual(fresh.lean(task.id), board.lean(task.id));
+    await lsp.api.cancelTask(task.id);
   });
 
   test("createTask: returns the task, and stoneforge/changed names it", async () => {
@@ -182,6 +220,21 @@ describe("protocol: one seeded repository", () => {
     assert.equal((await lsp.api.handoffs()).length, 1);
   });
 
+  test("commitDiff: the handoff's commit link opens what that commit changed; a bad id is refused", async () => {
+    const [h] = await lsp.api.handoffs(ws.taskId);
+    const md = handoffMarkdown(h!, { id: ws.taskId, title: "Add a parser", branch: ws.branch });
+    const link = /\]\((command:stoneforge\.ui\.showCommit\?[^ )]+)/.exec(md);
+    const [sha] = parseCommandUri(link![1]!)!.args as [string];
+    const diff = await lsp.api.commitDiff(sha);
+    assert.equal(diff.commit, git(ws.root, "rev-parse", ws.branch));
+    assert.equal(diff.subject, "calc: parse a + b");
+    assert.equal(diff.base, git(ws.root, "rev-parse", "main"));
+    assert.deepEqual(diff.files.map((f) => [f.path, f.status]), [["calc.py", "M"], ["test_calc.py", "A"]]);
+    const bad = await rejection(lsp.api.commitDiff("0000000000000000000000000000000000000bad"));
+    assert.equal(bad.code, INVALID_PARAMS);
+    assert.match(bad.message, /no commit '0+bad'/);
+  });
+
   test("mergeRequests: all and by status; the Merge Queue view and checks document render them", async () => {
     const mrs = await lsp.api.mergeRequests();
     assert.equal(mrs.length, 1);
@@ -241,7 +294,7 @@ describe("protocol: one seeded repository", () => {
     assert.ok(file.hunks.length > 0 && typeof file.hunks[0]!.ours.start === "number" && typeof file.hunks[0]!.theirs.count === "number");
     const md = forecastMarkdown(f, new Map([[ws.taskId, "Add a parser"]]));
     assert.match(md, /One pair would conflict when merged/);
-    assert.match(md, /- `calc\.py` \(content\)/);
+    assert.match(md, /- \[`calc\.py`\]\(command:stoneforge\.ui\.openFile\?[^ )]+ "[^"]*"\) \(content\)/);
   });
 
   test("conflict markers: one stoneforge diagnostic per block and Keep ours/theirs/both actions", async () => {
@@ -307,5 +360,42 @@ describe("protocol: orchestration and rejection", () => {
     const task = (await lsp.api.listTasks()).find((x) => x.id === ws.taskId)!;
     assert.equal(task.status, "open", "back in the queue for a worker");
     assert.match(task.note ?? "", /needs a test for bad input/);
+  });
+
+  test("status: a Ray orchestrator's agents carry their node and the Agents view groups them; open questions need you", async () => {
+    // Another process holds the lease as a Ray orchestrator would: its session runs on a node it reported.
+    const code = [
+      "import os, time",
+      "from pathlib import Path",
+      "from stoneforge.models import SessionRole",
+      "from stoneforge.orchestrator.daemon import LEASE_NAME",
+      "from stoneforge.service import CLUSTER_NODES, Service",
+      `s = Service.open(Path(${JSON.stringify(ws.root)}))`,
+      "s.store.acquire_lease(LEASE_NAME, 'protocol-test', 20.0)",
+      `session = s.store.start_session(${JSON.stringify(ws.blockedTaskId)}, SessionRole.WORKER)`,
+      "node = {'nodeId': 'n-a', 'address': '10.0.0.2', 'agentSlots': 2, 'checkSlots': 1, 'busy': 1, 'sessions': [session.id]}",
+      "idle = {'nodeId': 'n-b', 'address': '10.0.0.3', 'agentSlots': 2, 'checkSlots': 1, 'busy': 0, 'sessions': []}",
+      "s.store.record_event(CLUSTER_NODES, 'cluster', None, {'pid': os.getpid(), 'nodes': [node, idle]})",
+      `s.store.record_question(${JSON.stringify(ws.blockedTaskId)}, 'Which port?', 'assume 8080', error='the director crashed')`,
+      "print(session.id, flush=True)",
+      "time.sleep(600)",
+    ].join("\n");
+    const child = spawn(venvPython(), ["-c", code], { env: isolatedEnv(), stdio: ["ignore", "pipe", "inherit"] });
+    try {
+      const sessionId = await new Promise<string>((resolve) => child.stdout!.once("data", (d: Buffer) => resolve(d.toString().trim())));
+      const s = await lsp.api.status();
+      assert.deepEqual(s.agents.map((a) => [a.sessionId, a.node]), [[sessionId, { nodeId: "n-a", address: "10.0.0.2" }]]);
+      assert.deepEqual(s.nodes!.map((n) => [n.nodeId, n.sessions]), [["n-a", [sessionId]], ["n-b", []]]);
+      const rows = agentsTree(s, 140_000, new Date());
+      assert.deepEqual(rows.map((r) => r.label), [`Orchestrator runs elsewhere (pid ${child.pid} on ${s.orchestrator!.host})`, "node 10.0.0.2", "node 10.0.0.3"]);
+      assert.deepEqual(rows[1]!.children.map((r) => r.id), [`agent:${sessionId}`]);
+      // The question the director could not answer is counted, and said, in the status bar.
+      assert.deepEqual(s.openQuestions!.map((q) => [q.taskId, q.question, q.error]), [[ws.blockedTaskId, "Which port?", "the director crashed"]]);
+      const view = statusBarView(s);
+      assert.match(view.needsYou.summary, /1 question the director could not answer/);
+      assert.match(view.tooltip, new RegExp(`${ws.blockedTaskId} asked “Which port\\?” \\(the director crashed\\)`));
+    } finally {
+      await stopTree(child);
+    }
   });
 });

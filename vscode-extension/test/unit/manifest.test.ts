@@ -76,3 +76,29 @@ test("every kind of row has a context menu, not only hover actions", () => {
 test("the server path setting is a plain string, so the Settings UI can edit it", () => {
   assert.equal(manifest.contributes.configuration.properties["stoneforge.serverCommand"].type, "string");
 });
+
+/** The menu entries whose `when` holds for a row of `view` with `contextValue` (other keys taken as true). */
+function menuFor(view: string, contextValue: string, inline: boolean): string[] {
+  const entries = manifest.contributes.menus["view/item/context"] as Array<{ command: string; when: string; group?: string }>;
+  const holds = (clause: string): boolean => {
+    const c = clause.trim();
+    let m = /^view == (\S+)$/.exec(c);
+    if (m) return view === m[1];
+    m = /^view =~ \/(.+)\/$/.exec(c);
+    if (m) return new RegExp(m[1]!).test(view);
+    m = /^viewItem =~ \/(.+)\/$/.exec(c);
+    if (m) return new RegExp(m[1]!).test(contextValue);
+    return true;
+  };
+  return entries.filter((e) => !!e.group?.startsWith("inline") === inline && e.when.split("&&").every(holds)).map((e) => e.command);
+}
+
+test("a task's merge-request row in the Tasks view has the Merge Queue's actions", () => {
+  const value = "mr mr-awaiting_approval can-approve can-reject has-checks";
+  const want = ["stoneforge.ui.showDiff", "stoneforge.ui.showChecks", "stoneforge.ui.approveMerge", "stoneforge.ui.rejectMerge", "stoneforge.ui.copyId"];
+  assert.deepEqual(new Set(menuFor("stoneforge.tasks", value, false)), new Set(menuFor("stoneforge.mergeQueue", value, false)));
+  for (const c of want) assert.ok(menuFor("stoneforge.tasks", value, false).includes(c), c);
+  assert.ok(menuFor("stoneforge.tasks", value, true).includes("stoneforge.ui.approveMerge"));
+  // A task row is not a merge request's.
+  assert.ok(!menuFor("stoneforge.tasks", "task task-review can-cancel", false).includes("stoneforge.ui.showDiff"));
+});

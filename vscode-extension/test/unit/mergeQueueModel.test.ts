@@ -114,3 +114,24 @@ test("review comments become threads on their file's line (0-based), for that fi
   assert.deepEqual(firstCommented(reviews[0]!), { path: "calc.py", line: 6 });
   assert.equal(firstCommented(review({ id: "x", comments: [] })), undefined);
 });
+
+test("the candidates checked at once are a row on top, each with the base it is built on", () => {
+  const checking = [
+    { candidate: "aaaaaaaaaaaa1", mergeRequests: ["mr1", "mr2"], base: "ffffffffffff0", onTarget: true, onMergeRequests: [] },
+    { candidate: "bbbbbbbbbbbb2", mergeRequests: ["mr3"], base: "aaaaaaaaaaaa1", onTarget: false, onMergeRequests: ["mr1", "mr2"] },
+  ];
+  const mrs = [mr({ id: "mr1", status: "testing" }), mr({ id: "mr3", status: "testing" }), mr({ id: "mr4", status: "pending" })];
+  const nodes = mergeQueueTree(mrs, [], null, false, checking);
+  const [top] = nodes;
+  assert.equal(top!.label, "Checking 2 candidates at once");
+  assert.equal(top!.description, "mr1, mr2 · mr3");
+  assert.deepEqual(top!.children.map((c) => [c.label, c.description]), [
+    ["mr1, mr2", "on the target"],
+    ["mr3", "ahead, on mr1, mr2"],
+  ]);
+  assert.match(top!.children[1]!.tooltip!, /rebuilt on the real tip/);
+  const rows = new Map(nodes.slice(1).map((n) => [n.id, n.description]));
+  assert.equal(rows.get("mr:mr3"), "mr3 · testing · ahead, on mr1, mr2 · no checks run");
+  assert.equal(rows.get("mr:mr4"), "mr4 · pending · no checks run");
+  assert.equal(mergeQueueTree(mrs, [], null, false, [])[0]!.ref.kind, "mr"); // nothing checked: no row
+});

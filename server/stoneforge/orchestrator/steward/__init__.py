@@ -14,6 +14,7 @@ blocker that can still land has not), then effective priority, then age.
 
 The parts, one job each, are mixins the `Steward` here composes: `queue` (order and what may
 land), `gate` (protected paths, the user's checkout), `candidates` (stacks, batches, bisection),
+`lookahead` (`merge.parallelChecks`: the next batches checked on top of the one before, at once),
 `checks_run` (the checkout and the checks), `land` (landing and approval), `ladder` and
 `resolver` (conflicts), `outcomes` (requeue, reject, send back), `forecast` (early detection),
 `stacking` (stacked dependents restacked or sent back to waiting; stale stacks held).
@@ -52,6 +53,7 @@ from stoneforge.orchestrator.steward.forecast import ForecastMixin
 from stoneforge.orchestrator.steward.gate import GateMixin, protected
 from stoneforge.orchestrator.steward.ladder import LadderMixin
 from stoneforge.orchestrator.steward.land import LandMixin
+from stoneforge.orchestrator.steward.lookahead import LookaheadMixin
 from stoneforge.orchestrator.steward.outcomes import OutcomesMixin
 from stoneforge.orchestrator.steward.queue import QueueMixin
 from stoneforge.orchestrator.steward.resolver import ResolverMixin
@@ -89,6 +91,7 @@ class Steward(
     QueueMixin,
     GateMixin,
     CandidatesMixin,
+    LookaheadMixin,
     ChecksMixin,
     LandMixin,
     LadderMixin,
@@ -146,7 +149,8 @@ class Steward(
             root, configured if configured.is_absolute() else root / configured, self.id
         )
         self._registered = False
-        self._check_scope: anyio.CancelScope | None = None
+        #: The checks running now (several with look-ahead): ``stop()`` cancels them all.
+        self._check_scopes: set[anyio.CancelScope] = set()
         #: Merge requests whose resolver kept crashing: when to try again, and how often it did.
         self._resolver_hold: dict[str, tuple[float, int]] = {}
         #: Protected paths each MR's branch head changes (asked once per head).
@@ -182,8 +186,8 @@ class Steward(
     async def stop(self) -> None:
         """Stop after the current round; a check that runs now is killed at once."""
         self._stopped = True
-        if self._check_scope is not None:
-            self._check_scope.cancel()
+        for scope in list(self._check_scopes):
+            scope.cancel()
         if self._agent is not None:
             await self._agent.stop("stoneforge: the orchestrator is stopping")
         self.wake()
@@ -245,9 +249,9 @@ class Steward(
             solo = not auto or (bool(queue) and queue[0].mr.id in for_human)
             if solo:  # one at a time, checked and then waiting for a person's approval
                 batch = queue[:1]
-            else:
+            else:  # with look-ahead, the next batches too (each checked on the one before)
                 batch = [e for e in queue if e.mr.id not in for_human][
-                    : self.config.merge.batchSize
+                    : self.config.merge.batchSize * self.config.merge.parallelChecks
                 ]
             will_land = bool(batch) and (not solo or batch[0].mr.approved_at is not None)
             block = (
@@ -267,7 +271,10 @@ class Steward(
         if solo:
             await self._one_for_approval(batch[0])
             return True
-        await self._land_batch(batch)
+        if self.config.merge.parallelChecks > 1:
+            await self._land_ahead(batch)
+        else:
+            await self._land_batch(batch)
         return True
 
     @property

@@ -78,7 +78,7 @@ class StewardBase:
     _stacked: tuple[object, str]
     _checks_registry: CheckRegistry
     _registered: bool
-    _check_scope: anyio.CancelScope | None
+    _check_scopes: set[anyio.CancelScope]
     _resolver_hold: dict[str, tuple[float, int]]
     _protected_seen: dict[tuple[str, str], list[str]]
     _agent_session_id: str | None

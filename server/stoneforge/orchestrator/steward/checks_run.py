@@ -20,13 +20,18 @@ from stoneforge.orchestrator.steward.base import ChecksStopped, Entry, StewardBa
 class ChecksMixin(StewardBase):
     """This steward's check checkout, the checks in it, and their verdict."""
 
-    async def _verify(self, commit: str, *, retry: bool, entries: Sequence[Entry] = ()) -> Verdict:
-        """Check ``commit``; with ``retry``, a failure counts only if it repeats on a freshly
-        cleaned checkout. A pass on the retry is recorded as a flaky run of that command."""
-        first = await self._checks(commit)
+    async def _verify(
+        self, commit: str, *, retry: bool, entries: Sequence[Entry] = (), slot: int = 0
+    ) -> Verdict:
+        """Check ``commit`` (in look-ahead slot ``slot``'s checkout); with ``retry``, a failure
+        counts only if it repeats on a freshly cleaned checkout. A pass on the retry is recorded
+        as a flaky run of that command."""
+        # Slot 0 is called without the keyword, so a wrapper of `_checks(commit)` still fits.
+        first = await (self._checks(commit, slot=slot) if slot else self._checks(commit))
         verdict = judge(first)
         if retry and not verdict.ok:
-            verdict = judge(first, await self._checks(commit))
+            again = await (self._checks(commit, slot=slot) if slot else self._checks(commit))
+            verdict = judge(first, again)
         ids = ", ".join(e.mr.id for e in entries) or commit[:10]
         for command in verdict.flaky:
             for entry in entries:
@@ -44,10 +49,11 @@ class ChecksMixin(StewardBase):
             )
         return verdict
 
-    async def _checks(self, commit: str) -> list[CheckRun]:
-        """Run the checks on a fresh checkout of ``commit``; each in its own process group,
-        recorded in this steward's run file while it runs, killed at once by ``stop()`` (which
-        raises ChecksStopped here) or by cancelling the round."""
+    async def _checks(self, commit: str, *, slot: int = 0) -> list[CheckRun]:
+        """Run the checks on a fresh checkout of ``commit`` (look-ahead slot ``slot``'s own);
+        each in its own process group, recorded in this steward's run file while it runs,
+        killed at once by ``stop()`` (which raises ChecksStopped here) or by cancelling the
+        round (or the look-ahead candidate)."""
         steward = self.config.agents.steward
         commands = self.config.merge.checks if steward.runChecks else []
         if not commands:
@@ -63,7 +69,7 @@ class ChecksMixin(StewardBase):
                 commands = [*setup.setup, *commands]
             checking = run_checks_on_cluster(self.root, self.config, commit, commands, self.id)
         else:
-            path = await self._fresh_checkout(commit)
+            path = await self._fresh_checkout(commit, slot=slot)
             if setup.setupChecks and (setup.setup or setup.copyFiles):
                 # The same set-up as a task checkout, on each freshly cleaned candidate; a
                 # failing set-up command fails the candidate like a check.
@@ -75,17 +81,17 @@ class ChecksMixin(StewardBase):
                 timeout_s,
                 quarantine=quarantine,
                 marker=self.id,
-                on_start=lambda command, pgid: registry.check_started(pgid, command, commit),
+                on_start=lambda command, pgid: registry.check_started(pgid, command, commit, slot),
             )
         with anyio.CancelScope() as scope:
-            self._check_scope = scope
+            self._check_scopes.add(scope)
             if self._stopped:
                 scope.cancel()
             try:
                 runs = await checking
             finally:
-                self._check_scope = None
-                registry.check_ended()
+                self._check_scopes.discard(scope)
+                registry.check_ended(slot)
         if scope.cancelled_caught:
             raise ChecksStopped(f"stopped while checking {commit[:10]}")
         self.check_runs += 1
@@ -101,13 +107,14 @@ class ChecksMixin(StewardBase):
         for line in await to_thread.run_sync(registry.sweep):
             self.note(line)
 
-    async def _fresh_checkout(self, commit: str) -> Path:
-        """This steward's check checkout at ``commit``, exactly as committed (`git clean -ffdx`).
+    async def _fresh_checkout(self, commit: str, *, slot: int = 0) -> Path:
+        """This steward's check checkout (of look-ahead slot ``slot``) at ``commit``, exactly as
+        committed (`git clean -ffdx`).
 
         The first time, this steward claims its checkout and clears up after stewards whose
         process is gone: their checks are killed before their checkouts are removed.
         """
         await self._claim_checkout()
-        path = self._worktree_path()
+        path = self._checks_registry.checkout_for(slot)
         await to_thread.run_sync(lambda: checkout_detached(self.root, path, commit))
         return path

@@ -28,9 +28,22 @@ class ForecastMixin(StewardBase):
         return self._reader
 
     async def _forecast(self) -> None:
-        """Forecast conflicts among the active branches; record them when they change."""
+        """Forecast conflicts among the active branches; record them when they change.
+
+        The event carries the conflicting pairs with their files and line ranges (no commits,
+        so a branch that moves without changing the conflict records nothing): the language
+        server turns them into diagnostics without forecasting again."""
         branches = await to_thread.run_sync(lambda: self._own_connection().active_branches())
+        previous = self.store.last_event("forecast.updated")
         if not branches:
+            if previous is not None and previous.data.get("conflicts"):
+                # The last conflicting branch landed or ended: nothing is predicted any more.
+                self.store.record_event(
+                    "forecast.updated",
+                    "forecast",
+                    None,
+                    {"conflicts": [], "target": self.landing_target.ref, "pairs": []},
+                )
             return
         try:
             result = await to_thread.run_sync(
@@ -42,10 +55,20 @@ class ForecastMixin(StewardBase):
         conflicts = [
             {"ours": p.ours, "theirs": p.theirs, "paths": p.paths} for p in result.conflicts
         ]
-        previous = self.store.last_event("forecast.updated")
-        if previous is not None and previous.data.get("conflicts") == conflicts:
+        data = {
+            "conflicts": conflicts,
+            "target": result.target,
+            "pairs": [
+                p.model_dump(mode="json", by_alias=True, exclude={"ours_commit", "theirs_commit"})
+                for p in result.conflicts
+            ],
+        }
+        if previous is not None and previous.data == data:
             return
-        self.store.record_event("forecast.updated", "forecast", None, {"conflicts": conflicts})
+        self.store.record_event("forecast.updated", "forecast", None, data)
+        old = previous.data.get("conflicts") if previous is not None else None
+        if old == conflicts:
+            return  # only lines moved: the pairs were noted already
         for pair in conflicts:
             self.note(
                 f"forecast: {pair['ours']} and {pair['theirs']} will conflict in {', '.join(pair['paths'])}"

@@ -5,6 +5,7 @@ interrupted is recorded (or requeued) on the next round."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from anyio import from_thread, to_thread
 
@@ -14,6 +15,7 @@ from stoneforge.git.merge import is_ancestor
 from stoneforge.git.remote import PushRefused
 from stoneforge.lifecycle import MrEvent
 from stoneforge.models import CheckRun, MergeStatus
+from stoneforge.orchestrator.checks import Verdict
 from stoneforge.orchestrator.landing import (
     land_merge_requests,
     record_merged,
@@ -55,6 +57,14 @@ class LandMixin(StewardBase):
 
     async def _check_and_land(self, entries: list[Entry], base: str, commit: str) -> Outcome:
         """Check ``commit`` (built on ``base``) and land it, or hold it for approval."""
+        if self._take(entries, commit) is not None:
+            return "requeued"
+        verdict = await self._verify(commit, retry=len(entries) == 1, entries=entries)
+        return await self._after_verdict(entries, base, commit, verdict)
+
+    def _take(self, entries: Sequence[Entry], commit: str) -> Entry | None:
+        """Move ``entries`` to `testing` with candidate ``commit``. If one cannot be (rejected,
+        or sent to review, meanwhile), those already moved go back and that one is returned."""
         taken: list[Entry] = []
         for entry in entries:
             try:
@@ -64,9 +74,15 @@ class LandMixin(StewardBase):
             except InvalidTransitionError:  # rejected by a human meanwhile
                 for other in taken:
                     self._requeue(other, f"{entry.mr.id} left the batch; rebuilding")
-                return "requeued"
+                return entry
             taken.append(entry)
-        verdict = await self._verify(commit, retry=len(entries) == 1, entries=entries)
+        return None
+
+    async def _after_verdict(
+        self, entries: list[Entry], base: str, commit: str, verdict: Verdict
+    ) -> Outcome:
+        """What follows the checks of ``commit`` (built on ``base``): the failure recorded, a
+        wait for approval, or the landing."""
         if not verdict.ok:
             if len(entries) == 1:
                 self._test_failed(entries[0], verdict.runs)
