@@ -8,6 +8,7 @@ was given; every other session goes to the wrapped provider (the conflict ladder
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,7 +49,10 @@ class _ReviewSession(ScriptedSession):
             args: dict[str, Any] = {"verdict": self.verdict, "summary": f"stub: {self.verdict}"}
             if self.verdict == "request_changes":
                 cwd = self.spec.cwd
-                base = git(cwd, "merge-base", "main", "HEAD")
+                # The change's own diff, as the prompt names it (a stacked branch's starts at
+                # its stack base, not at the merge base with main).
+                named = re.search(r"`git diff ([0-9a-f]+) ([0-9a-f]+)`", self.spec.prompt)
+                base = named.group(1) if named else git(cwd, "merge-base", "main", "HEAD")
                 path = git(cwd, "diff", "--name-only", base, "HEAD").split()[0]
                 args["comments"] = [{"path": path, "line": 1, "body": f"rework {path}"}]
             assert self.spec.mcp is not None

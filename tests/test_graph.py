@@ -177,7 +177,8 @@ def test_one_task_read_agrees_with_the_whole_board(
             for task_id, task in board.items():
                 assert task.effective_priority == effective[task_id]
                 assert task.blocked == graph.is_blocked(task_id)
-        assert store.ready_task_ids() == store.graph().ready()  # the compact read agrees
+        for stacking in (False, True):  # the compact read agrees, with stacking or without
+            assert store.ready_task_ids(stacking=stacking) == store.graph().ready(stacking=stacking)
         for task_id, task in board.items():
             one = store.get_task(task_id)
             assert one.effective_priority == task.effective_priority

@@ -23,7 +23,11 @@ StubProvider stands in for the conflict ladder's agent) through interleavings of
   `reviewing` merge requests; reviewer rounds whose (stub) session approves, asks for changes
   with a comment, gives no verdict or crashes, with `maxReviewRounds` drawn per machine;
 - lease take-overs: the deposed steward's round must raise LeaseLostError or do nothing, and a
-  write fenced with a deposed epoch must be refused.
+  write fenced with a deposed epoch must be refused;
+- stacked branches (`orchestrator.stacking`, drawn per machine): a task whose blockers are in
+  review is dispatched on a branch stacked on their heads (a later attempt restacked as the
+  worker does); the steward's rounds restack idle dependents and stop (here: requeue) running
+  ones whose blocker failed for good.
 
 After every step:
 
@@ -39,7 +43,10 @@ After every step:
 - every status change in the event log is a row of the lifecycle tables, each starts from the
   status the log last recorded, and the log's last status of every task and MR is its status now;
 - with review on, every merged MR was approved by a review or by a person, and a review asking
-  for changes never costs the task an attempt.
+  for changes never costs the task an attempt;
+- a dependent never lands before its blockers: when it lands, each blocker it had then is
+  merged (or ended for good: failed, cancelled, over budget, which no stacked branch survives,
+  since nothing of a blocker's work lands without the blocker's own merged MR).
 
 A defect it found (a deposed steward took its lost lease for a lost race and went round again)
 is pinned by the regression test at the end of the file.
@@ -47,6 +54,7 @@ is pinned by the regression test at the end of the file.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import sqlite3
@@ -75,9 +83,11 @@ from review_helpers import ReviewScript, ScriptedReviewProvider
 from steward_helpers import StewardRig, StubProvider, check_tree, checked_ok, commit_files, git
 from stoneforge.errors import InvalidInputError, InvalidTransitionError, LeaseLostError
 from stoneforge.git.snapshot import RECOVERY_PREFIX, recovery_ref
+from stoneforge.git.stacking import RestackConflict
 from stoneforge.lifecycle import MR_TRANSITIONS, TASK_TRANSITIONS, MrEvent, TaskEvent
 from stoneforge.models import MergeRequest, MergeStatus, ReviewVerdict, Task, TaskStatus
 from stoneforge.orchestrator.review import Reviewer
+from stoneforge.orchestrator.stacking import record_start, restack_own, start_point
 from stoneforge.orchestrator.steward import Steward
 from stoneforge.service import Service
 from stoneforge.store import Fence
@@ -112,6 +122,10 @@ OUTCOMES = [
     "over_budget",
     "wait",
 ]
+
+
+#: What a blocker must be when its dependent lands: merged, or ended for good.
+ENDED_BLOCKER = ("merged", "failed", "cancelled", "budget_exceeded")
 
 
 def event(text: str) -> None:
@@ -150,6 +164,9 @@ def pick(items: Sequence[T], n: int) -> T:
 
 
 class LifecycleMachine(RuleBasedStateMachine):
+    #: Set by a subclass: start parameters it does not draw but fixes.
+    forced: dict[str, bool] = {}  # noqa: RUF012 - read only
+
     def __init__(self) -> None:
         super().__init__()
         self.tmp = Path(tempfile.mkdtemp(prefix="sf-lifecycle-prop-"))
@@ -169,6 +186,8 @@ class LifecycleMachine(RuleBasedStateMachine):
         self.arrivals: dict[str, list[str]] = {}  # first-parent commit -> work files it added
         self.tree_cache: dict[str, set[str]] = {}
         self.last_tip: str | None = None
+        self.edges: dict[str, set[str]] = {}  # task -> its blockers, as the event log says
+        self.actions: list[tuple[str, str]] = []  # the steward's word on stacked dependents
 
     # -- set-up and helpers --------------------------------------------------------------------
 
@@ -181,6 +200,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         review=st.booleans(),
         max_review_rounds=st.integers(1, 2),
         parallel_checks=st.sampled_from([1, 2, 2, 3]),
+        stacking=st.booleans(),
     )
     def start(
         self,
@@ -192,7 +212,10 @@ class LifecycleMachine(RuleBasedStateMachine):
         review: bool,
         max_review_rounds: int,
         parallel_checks: int,
+        stacking: bool,
     ) -> None:
+        auto_merge = self.forced.get("auto_merge", auto_merge)
+        stacking = self.forced.get("stacking", stacking)
         self.review_script = ReviewScript()
         self.rig = StewardRig(
             self.tmp / "repo",
@@ -207,6 +230,8 @@ class LifecycleMachine(RuleBasedStateMachine):
         )
         self.review = review
         self.rig.config.agents.steward.maxReviewRounds = max_review_rounds
+        self.stacking = stacking
+        self.rig.config.orchestrator.stacking = stacking
         self.store = self.rig.store
         self.service = Service(self.rig.root, self.rig.config, self.store)
         self._portal_cm = start_blocking_portal()
@@ -242,7 +267,7 @@ class LifecycleMachine(RuleBasedStateMachine):
             assert rig is not None
 
             def make() -> Steward:
-                return Steward(
+                steward = Steward(
                     root=rig.root,
                     config=rig.config,
                     store=self.store,
@@ -253,6 +278,10 @@ class LifecycleMachine(RuleBasedStateMachine):
                     on_landed=lambda: None,
                     fence=fence,
                 )
+                steward.on_dependent = lambda task_id, action, _text: self.actions.append(
+                    (task_id, action)
+                )
+                return steward
 
             self._steward = self.portal.call(make)
         return self._steward
@@ -361,7 +390,33 @@ class LifecycleMachine(RuleBasedStateMachine):
         n = task.dispatches
         if model.branch is None or fresh:  # a fresh start leaves the old branch as it is
             model.branch = f"sf/{task_id}-{n}"
-            git(rig.root, "update-ref", f"refs/heads/{model.branch}", rig.tip())
+            start, plan = None, None
+            if self.stacking:  # on its blockers' heads while they are in review, as a worker
+                try:
+                    start, plan = start_point(self.store, rig.root, "main", task_id)
+                except RestackConflict:  # as a worker: back to waiting, the attempt given back
+                    after = self.store.transition_task(
+                        task_id,
+                        TaskEvent.REQUEUE,
+                        attempt=n,
+                        fence=self.fence,
+                        give_back_attempt=True,
+                        note="its blockers' heads conflict",
+                    )
+                    assert after.attempts == task.attempts - 1
+                    event("blockers' heads conflict: back to waiting")
+                    attempt = Attempt(task_id, n, model.branch, self.fence, running=False)
+                    self.attempts[(task_id, n)] = attempt
+                    return attempt
+            git(rig.root, "update-ref", f"refs/heads/{model.branch}", start or rig.tip())
+            if plan is not None:
+                record_start(self.store, task_id, start, plan, self.fence)
+                if start is not None:
+                    event("dispatched stacked")
+        elif self.stacking and restack_own(  # a later attempt: restacked first, as a worker
+            self.store, rig.root, "main", task_id, None, model.branch, self.fence
+        ):
+            event("restacked at a later attempt")
         attempt = Attempt(task_id, n, model.branch, self.fence)
         self.attempts[(task_id, n)] = attempt
         return attempt
@@ -411,7 +466,7 @@ class LifecycleMachine(RuleBasedStateMachine):
             assert after.status == TaskStatus.OPEN and after.attempts == task.attempts - 1
             event("recovery requeued an attempt of a deposed orchestrator")
         for n in range(slots):
-            ready = self.store.ready_task_ids()
+            ready = self.store.ready_task_ids(stacking=self.stacking)
             if ready:
                 self._dispatch(ready[0], fresh[n])
 
@@ -786,6 +841,7 @@ class LifecycleMachine(RuleBasedStateMachine):
             interjection = None
         steward = self.steward
         merged_before = len(self.store.list_merge_requests(MergeStatus.MERGED))
+        notes_before = len(rig.notes)
         calls: list[str] = []
         fired: list[str] = []  # main's tip right after it happened
         act = self._interject(interjection) if interjection is not None else None
@@ -832,8 +888,38 @@ class LifecycleMachine(RuleBasedStateMachine):
         for _ in range(rounds - 1):
             if not self.portal.call(self.steward.round):
                 break
+        self._dependents_told()
+        for line in rig.notes[notes_before:]:
+            if " restacked " in line or " back to waiting" in line:
+                event("steward: " + ("restacked" if " restacked " in line else "back to waiting"))
         landed = len(self.store.list_merge_requests(MergeStatus.MERGED)) - merged_before
         event(f"steward rounds landed {min(landed, 2)}{'+' if landed > 2 else ''} MRs")
+
+    def _dependents_told(self) -> None:
+        """What the steward said of running stacked dependents reaches their workers: "stop"
+        (a blocker failed for good) ends the attempt, back to waiting with it given back."""
+        actions, self.actions = self.actions, []
+        for task_id, action in actions:
+            if action != "stop":
+                event("a running dependent was told its base moved")
+                continue  # the worker restacks after its session; nothing to do now
+            task = self._task(task_id)
+            attempt = self._current_attempt(task)
+            if attempt is None or not attempt.running or task.status != TaskStatus.IN_PROGRESS:
+                continue
+            attempt.running = False
+            try:
+                self.store.transition_task(
+                    task_id,
+                    TaskEvent.REQUEUE,
+                    attempt=attempt.number,
+                    fence=attempt.fence,
+                    give_back_attempt=True,
+                    note="its blocker failed for good",
+                )
+            except (InvalidTransitionError, LeaseLostError):
+                continue
+            event("a running dependent went back to waiting")
 
     @precondition(lambda self: bool(self.deposed_fences))
     @rule(n=st.integers(0, 3))
@@ -976,7 +1062,17 @@ class LifecycleMachine(RuleBasedStateMachine):
         key = (entity, entity_id)
         if kind == "task.created":
             self.logged_status[key] = TaskStatus.OPEN.value
+            self.edges[entity_id] = set(data.get("dependsOn") or [])
             return
+        if kind == "dep.added":
+            self.edges.setdefault(entity_id, set()).add(data["dependsOn"])
+            return
+        if kind == "task.merged":  # a dependent lands only after its blockers
+            for blocker in self.edges.get(entity_id, ()):
+                assert self.logged_status.get(("task", blocker)) in ENDED_BLOCKER, (
+                    f"{entity_id} landed before its blocker {blocker} "
+                    f"({self.logged_status.get(('task', blocker))})"
+                )
         if kind == "mr.created":
             self.logged_status[key] = data.get("status", MergeStatus.PENDING.value)
             return
@@ -1038,6 +1134,7 @@ class LookaheadMachine(LifecycleMachine):
             review=False,
             max_review_rounds=1,
             parallel_checks=parallel_checks,
+            stacking=False,
         )
 
 
@@ -1049,6 +1146,33 @@ LookaheadMachine.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 TestLookaheadHoldsUnderAnyInterleaving = LookaheadMachine.TestCase
+
+
+class StackingMachine(LifecycleMachine):
+    """The same machine with stacked branches always on, and tasks made to depend on one in
+    review, so dependents start stacked, are restacked and sent back to waiting often.
+    `SF_STACKING_EXAMPLES=150` explores further than the suite's few examples."""
+
+    forced = {"stacking": True, "auto_merge": True}  # noqa: RUF012 - landings, not approvals
+
+    @rule(n=st.integers(0, 7), extra=st.sampled_from(EXTRAS))
+    def create_dependent(self, n: int, extra: str) -> None:
+        """A new task depending on one in review: the next dispatch stacks it on that one."""
+        in_review = [t.id for t in self.store.list_tasks(status=TaskStatus.REVIEW)]
+        if in_review:
+            blocker = pick(in_review, n)
+            task = self.store.create_task(f"after {blocker} ({extra})", depends_on=[blocker])
+            self.models[task.id] = TaskModel(extra=extra)
+
+
+StackingMachine.TestCase.settings = settings(
+    max_examples=int(os.environ.get("SF_STACKING_EXAMPLES", "6")),
+    stateful_step_count=40,  # a blocker must reach review, its dependent start, then move on
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+TestStackedBranchesHoldUnderAnyInterleaving = StackingMachine.TestCase
 
 
 # -- a defect the machine found ---------------------------------------------------------------

@@ -31,7 +31,7 @@ from stoneforge.git.snapshot import list_snapshots
 from stoneforge.git.worktrees import ensure_worktree
 from stoneforge.lifecycle import MrEvent, TaskEvent, transition_table_markdown
 from stoneforge.models import CheckRun, MergeStatus, SessionRole, SessionStatus, TaskStatus
-from stoneforge.orchestrator import worker as worker_module
+from stoneforge.orchestrator import worker_endings as worker_module
 from stoneforge.orchestrator.recovery import recover_orphans
 from stoneforge.orchestrator.worker import SlotState, WorkerRun
 from stoneforge.service import Service

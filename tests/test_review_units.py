@@ -137,8 +137,11 @@ def test_a_version_2_store_gains_reviews_and_keeps_its_rows(tmp_path: Path) -> N
             "VALUES (1, 'mr1', 't1', 'pending', 'sf/t1', '2026-01-01T00:00:00.000+00:00')"
         )
     with Store(path) as store:
-        assert store.schema_version() == SCHEMA_VERSION == 4
+        assert store.schema_version() == SCHEMA_VERSION == 5
         assert store.get_merge_request("mr1").reviews == []
+        # ... and the stacked-branch columns of version 5, empty for what was there.
+        assert store.get_task("t1").stacked_on == [] and store.get_task("t1").stack_base is None
+        assert store.get_merge_request("mr1").base_commit is None
         review = store.add_review("mr1", ReviewVerdict.APPROVE, "fine")
         assert review.round == 1 and store.get_task("t1").merge_request.reviews == [review]
 

@@ -31,7 +31,9 @@ def store_of(repo: Path) -> Store:
 def test_dispatch_follows_effective_priority_then_dependencies(
     initialised: Path, sf: SfRunner, fake_model: FakeModel
 ) -> None:
-    configure(initialised)
+    # Without stacked branches: a dependent waits for its blocker to land (stacking is covered
+    # by test_serve_stacking.py).
+    configure(initialised, "  stacking: false\n")
     low = sf("task", "create", "--title", "Low", "--priority", "5").stdout.strip()
     base = sf("task", "create", "--title", "Base", "--priority", "4").stdout.strip()
     urgent = sf("task", "create", "--title", "Urgent", "--priority", "2").stdout.strip()

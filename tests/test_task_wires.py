@@ -85,6 +85,9 @@ def busy_board(store: Store, tasks: int) -> None:
     store.transition_task(ids[1], TaskEvent.RETRY, budget_usd=2.5e-05, budget_tokens=1000)
     store.cancel_task(ids[2])
     store.transition_task(ids[2], TaskEvent.RETRY, budget_tokens=500)
+    # An open task stacked on a blocker in review (its branch starts from the blocker's head).
+    stacked = store.create_task("stacked", depends_on=[ids[0]]).id
+    store.set_stack(stacked, {ids[0]: "b" * 40}, "b" * 40)
 
 
 @pytest.mark.parametrize("tasks", [20, 120])  # the few-rows path and the whole-board path
@@ -149,4 +152,5 @@ def test_the_whole_board_facts_agree_with_the_graph(tmp_path: Path) -> None:
             assert task.effective_priority == effective[task.id]
             assert task.blocked == graph.is_blocked(task.id)
             assert task.depends_on == graph.depends_on[task.id]
-        assert store.ready_task_ids() == graph.ready()
+        for stacking in (False, True):
+            assert store.ready_task_ids(stacking=stacking) == graph.ready(stacking=stacking)

@@ -48,6 +48,9 @@ class OrchestratorConfig(_Section):
     #: Where worker sessions run: `local` (this machine) or `ray` (actors on a Ray cluster's
     #: nodes, see the `ray` section; needs `merge.remote`).
     backend: Literal["local", "ray"] = "local"
+    #: Stacked branches: a task whose blockers are all merged or in review may start, on a
+    #: branch stacked on its blockers' heads (see `orchestrator/stacking.py`).
+    stacking: bool = True
 
     @model_validator(mode="after")
     def _backoff_cap_above_start(self) -> OrchestratorConfig:
@@ -281,6 +284,7 @@ orchestrator:
   handoffAtTokens: 140000
   worktreeDir: .stoneforge/worktrees
   maxAttempts: 3
+  stacking: true   # a task may start on its blockers' branches while they are in review
 agents:
   sandbox: auto   # required | auto | off: contain agents with bubblewrap
   claudeSetup: inherit   # inherit | none: your Claude Code settings, CLAUDE.md, MCP servers

@@ -13,6 +13,11 @@ from datetime import datetime
 
 from stoneforge.models import FINISHED_TASK_STATUSES, TaskStatus
 
+#: What a blocker must be for its dependents to start: landed, or (stacking) in review too.
+#: Statuses of a dependency that no longer block: landed, or (with stacking) in review too.
+LANDED = frozenset({TaskStatus.MERGED})
+STACKABLE = frozenset({TaskStatus.MERGED, TaskStatus.REVIEW})
+
 
 @dataclass(frozen=True, slots=True)
 class Node:
@@ -43,13 +48,19 @@ class DependencyGraph:
 
     # -- single-task facts ---------------------------------------------------------------------
 
-    def is_blocked(self, task_id: str) -> bool:
-        """An open task is blocked while any of its dependencies is not merged."""
+    def is_blocked(self, task_id: str, *, stacking: bool = False) -> bool:
+        """An open task is blocked while any of its dependencies is not merged.
+
+        With ``stacking`` (`orchestrator.stacking`), a dependency in review (its work complete,
+        its merge request queued) does not block either: the task may start on a branch stacked
+        on the blocker's. Its merge request still lands only after the blocker's.
+        """
         node = self.nodes[task_id]
         if node.status != TaskStatus.OPEN:
             return False
+        passing = STACKABLE if stacking else LANDED
         return any(
-            self.nodes[dep].status != TaskStatus.MERGED
+            self.nodes[dep].status not in passing
             for dep in self.depends_on.get(task_id, ())
             if dep in self.nodes
         )
@@ -85,13 +96,17 @@ class DependencyGraph:
             )
         return self._effective
 
-    def ready(self) -> list[str]:
-        """Open, unblocked tasks of active plans (or of none): most urgent first, then oldest."""
+    def ready(self, *, stacking: bool = False) -> list[str]:
+        """Open, unblocked tasks of active plans (or of none): most urgent first, then oldest.
+
+        ``stacking``: a blocker in review does not block (see :meth:`is_blocked`)."""
         effective = self.effective_priorities()
         candidates = [
             node
             for node in self.nodes.values()
-            if node.status == TaskStatus.OPEN and node.plan_active and not self.is_blocked(node.id)
+            if node.status == TaskStatus.OPEN
+            and node.plan_active
+            and not self.is_blocked(node.id, stacking=stacking)
         ]
         candidates.sort(key=lambda node: (effective[node.id], node.created_at, node.seq))
         return [node.id for node in candidates]

@@ -229,6 +229,11 @@ class MergeRequest(WireModel):
     head_commit: str | None = None
     #: The steward's reviews of this MR, oldest first.
     reviews: list[Review] = Field(default_factory=list)
+    #: Stacked branches: the unlanded blockers whose work its branch was built on ("stacked on
+    #: t3"), and the commit its own changes start from (its diff's base; None: the merge base
+    #: with the target).
+    stacked_on: list[str] = Field(default_factory=list)
+    base_commit: str | None = None
 
 
 class TaskQuestion(WireModel):
@@ -290,6 +295,13 @@ class Task(WireModel):
     budget_tokens: int | None = None
     #: Tool calls its agents were refused (escape attempts among them), oldest first.
     refusals: list[ToolRefusal] = Field(default_factory=list)
+    #: Stacked branches (`orchestrator.stacking`): the blockers in review whose work its branch
+    #: is built on, each with the blocker head it was built on; empty when based on the target.
+    stack_heads: dict[str, str] = Field(default_factory=dict)
+    #: The commit its own work starts from while stacked (the blocker head, or a merge of them).
+    stack_base: str | None = None
+    #: The blockers its branch is stacked on (the keys of `stack_heads`): "stacked on t3".
+    stacked_on: list[str] = Field(default_factory=list)
 
 
 class Event(WireModel):
@@ -407,6 +419,8 @@ class StatusSummary(WireModel):
     budget_holds: list[BudgetHold] = Field(default_factory=list)
     #: The Ray backend's nodes while an orchestrator runs with it (None: local backend).
     nodes: list[ClusterNode] | None = None
+    #: Unfinished tasks whose branch is stacked on blockers in review: task -> those blockers.
+    stacked: dict[str, list[str]] = Field(default_factory=dict)
     #: The candidates the merge queue checks now (several at once with look-ahead).
     checking: list[CheckingCandidate] = Field(default_factory=list)
     #: Questions to the director that it could not answer, on tasks not merged or cancelled.

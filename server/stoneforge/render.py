@@ -69,6 +69,10 @@ def task_detail(task: Task) -> Group:
         lines.add_row("depends on", ", ".join(task.depends_on))
     if task.branch:
         lines.add_row("branch", task.branch)
+    if task.stacked_on:
+        lines.add_row(
+            "stacked on", ", ".join(task.stacked_on) + f" (at {(task.stack_base or '')[:10]})"
+        )
     if task.worktree:
         lines.add_row("worktree", task.worktree)
     lines.add_row("attempts", str(task.attempts))
@@ -177,6 +181,8 @@ def plan_tree(plan: Plan, tasks: list[Task]) -> Tree:
         if others:
             word = "also after" if shown_under else "after"
             text.append(f"  ({word} {', '.join(others)})", style="dim")
+        if task.stacked_on:
+            text.append(f"  stacked on {', '.join(task.stacked_on)}", style="dim cyan")
         return text
 
     placed: set[str] = set()
@@ -211,8 +217,9 @@ def merge_requests_table(mrs: list[MergeRequest]) -> Table:
         table.add_column(column)
     for mr in mrs:
         checks = ", ".join(f"{c.command}: {c.exit_code}" for c in mr.checks)
+        branch = mr.branch + (f" (stacked on {', '.join(mr.stacked_on)})" if mr.stacked_on else "")
         table.add_row(
-            mr.id, mr.task_id, mr.status.value, mr.branch, (mr.candidate_commit or "")[:10], checks
+            mr.id, mr.task_id, mr.status.value, branch, (mr.candidate_commit or "")[:10], checks
         )
     return table
 
@@ -226,6 +233,12 @@ def merge_request_detail(mr: MergeRequest) -> Group:
         parts.append(Text.assemble(("reason: ", "bold"), mr.reason))
     if mr.head_commit:
         parts.append(Text.assemble(("head: ", "bold"), mr.head_commit))
+    if mr.stacked_on:  # its summary and diff are its own changes, from this base
+        parts.append(
+            Text.assemble(
+                ("stacked on: ", "bold"), f"{', '.join(mr.stacked_on)} (at {mr.base_commit})"
+            )
+        )
     if mr.candidate_commit:
         parts.append(Text.assemble(("candidate: ", "bold"), mr.candidate_commit))
     if mr.merged_commit:
@@ -286,6 +299,8 @@ def status_view(summary: StatusSummary) -> Table | Group:
     table.add_row("tasks", tasks or "none")
     table.add_row("ready", str(summary.ready))
     table.add_row("blocked", str(summary.blocked))
+    for task_id, blockers in summary.stacked.items():
+        table.add_row("stacked", f"{task_id} stacked on {', '.join(blockers)}")
     table.add_row("running sessions", str(summary.running_sessions))
     mrs = ", ".join(f"{k} {v}" for k, v in summary.merge_requests_by_status.items() if v)
     table.add_row("merge requests", mrs or "none")

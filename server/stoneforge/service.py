@@ -448,7 +448,8 @@ class Service:
                 resolve_commits(self.root, [f"{mr.merged_commit}^1"]).get(f"{mr.merged_commit}^1")
                 or target
             )
-        base = run_git(["merge-base", before, head], self.root).stdout.strip()
+        # A stacked branch's own changes start at its stack base, not at the target.
+        base = mr.base_commit or run_git(["merge-base", before, head], self.root).stdout.strip()
         files = self._files_between(base, head)
         return {"id": mr.id, "base": base, "head": head, "target": target, "files": files}
 
@@ -665,7 +666,8 @@ class Service:
 
     def status(self) -> StatusSummary:
         tasks, mrs, running = self.store.counts()
-        blocked, ready = self.store.blocked_and_ready_counts()
+        stacking = self.config.orchestrator.stacking  # a blocker in review blocks nothing then
+        blocked, ready = self.store.blocked_and_ready_counts(stacking=stacking)
         # A holder that was killed without releasing the lease runs nothing: not shown as running.
         holder = self.store.lease_holder(LEASE_NAME, live_within_s=LEASE_TTL_S)
         return StatusSummary(
@@ -673,6 +675,7 @@ class Service:
             tasks_by_status={status.value: tasks.get(status.value, 0) for status in TaskStatus},
             blocked=blocked,
             ready=ready,
+            stacked={t.id: t.stacked_on for t in self.store.stacked_tasks()},
             running_sessions=running,
             merge_requests_by_status={s.value: mrs.get(s.value, 0) for s in MergeStatus},
             orchestrator=holder,

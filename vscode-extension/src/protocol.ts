@@ -130,6 +130,8 @@ export interface Task {
   refusals?: ToolRefusal[];
   /** Client side: rows (sessions, handoffs) its details would show, not fetched yet. */
   pendingChildren?: number;
+  /** Blockers in review its branch is stacked on (`orchestrator.stacking`). */
+  stackedOn?: string[];
 }
 
 /** A refused tool call: by the Bash guard, the CLI's permission rules or the sandbox. */
@@ -184,6 +186,8 @@ export interface LeanTask {
   refusalCount?: number;
   costUsd?: number;
   tokens?: number;
+  /** Blockers in review its branch is stacked on (`orchestrator.stacking`). */
+  stackedOn?: string[];
 }
 
 export type LeanPlan = Omit<Plan, "taskIds" | "cost">;

@@ -430,13 +430,15 @@ def ensure_task_clone(
     *,
     start_point: str,
     pool: ClonePool | None = None,
+    start_at: str | None = None,
 ) -> TaskCheckout:
     """Make sure `path` is a task clone with `branch` checked out; create what is missing.
 
     The branch starts where the repository's `branch` is (a later attempt continues its commits),
     else at `start_point`'s current commit. The clone also gets `refs/heads/<start_point>` at the
     target's tip, so the agent can diff against it. A linked worktree left at `path` by an older
-    version is kept as it is (`is_clone=False`).
+    version is kept as it is (`is_clone=False`). ``start_at``: the commit a new branch starts at
+    instead of the target's tip (a stacked branch: its blockers' heads).
     """
     repo, path = Path(repo), Path(path).absolute()
     branch = short_branch(branch)
@@ -458,7 +460,7 @@ def ensure_task_clone(
         raise WorktreeError(
             f"cannot create a task clone at {path}: the path exists and is not empty"
         )
-    start = existing or target_tip
+    start = existing or start_at or target_tip
     taken = pool.take(want=start) if pool is not None else None
     if taken is not None:
         # Made a task checkout while still under its `.taken` name, and only then moved to

@@ -41,6 +41,7 @@ from stoneforge.orchestrator.provider_sessions import Credentials, TrackedProvid
 from stoneforge.orchestrator.provider_status import ProviderStatus
 from stoneforge.orchestrator.recovery import recover_orphans
 from stoneforge.orchestrator.review import Reviewer
+from stoneforge.orchestrator.stacking import stack_plan
 from stoneforge.orchestrator.steward import Steward
 from stoneforge.orchestrator.wakeups import wakes_dispatcher, wakes_steward
 from stoneforge.orchestrator.worker import RunResult, SlotState, WorkerRun
@@ -152,6 +153,8 @@ class Orchestrator:
         #: Proof of holding the lease, given to every run and the steward (set in run()).
         self.fence: Fence | None = None
         self._not_before: dict[str, float] = {}
+        #: Tasks whose blockers' heads conflicted at their start, with those heads (stacking).
+        self._stack_conflicts: dict[str, dict[str, str]] = {}
         #: Plan and day budgets holding dispatch back, as last seen (budgets, issue 15).
         self.budget_holds: list[BudgetHold] = []
         self._day_starts_at: float | None = None  # monotonic time of the next UTC day, if held
@@ -251,6 +254,7 @@ class Orchestrator:
                 steward_id=f"e{self.fence.epoch}",  # its check checkout is named by the lease
             )
             self.steward.on_current = self.on_merging
+            self.steward.on_dependent = self._on_dependent
             self.reviewer = Reviewer(
                 root=self.root,
                 config=self.config,
@@ -334,7 +338,8 @@ class Orchestrator:
         store = self._own_connection()
         holds = dispatch_holds(store, self.config.budgets)
         plans = store.open_task_plans() if holds else {}
-        return Board(ready=store.ready_task_ids(), holds=holds, plans=plans)
+        ready = store.ready_task_ids(stacking=self.config.orchestrator.stacking)
+        return Board(ready=ready, holds=holds, plans=plans)
 
     async def _dispatch(self, group: anyio.abc.TaskGroup) -> None:
         try:
@@ -344,11 +349,14 @@ class Orchestrator:
                 return
             holds = self._update_budget_holds(board.holds)
             now = time.monotonic()
+            # With stacking, a task whose blockers are in review is ready too (stacked on them).
             for task_id in board.ready:
                 if self.max_concurrent - len(self.runs) <= 0:
                     break
                 if task_id in self.runs or self._not_before.get(task_id, 0) > now:
                     continue
+                if self._stack_held(task_id):
+                    continue  # its blockers' heads conflict: it waits for one of them to land
                 if holds and held_task(holds, board.plans.get(task_id)) is not None:
                     continue  # its plan's budget, or the day's, is spent
                 if not self.health.admit(len(self.runs), task_id).allowed:
@@ -453,8 +461,35 @@ class Orchestrator:
         if self.steward is not None:
             self.steward.wake()
 
+    def _stack_held(self, task_id: str) -> bool:
+        """Whether ``task_id``'s last start found its blockers' heads in conflict and they are
+        still the same: no base to stack it on until one lands or changes."""
+        held = self._stack_conflicts.get(task_id)
+        if held is None:
+            return False
+        if stack_plan(self.store, self.store.get_task(task_id)).heads == held:
+            return True
+        del self._stack_conflicts[task_id]
+        return False
+
+    def _on_dependent(self, task_id: str, action: str, text: str) -> None:
+        """The steward about a stacked dependent whose agent runs: its blocker landed or changed
+        ("tell": a message into its session; the branch is restacked after it), or failed for
+        good ("stop": the run ends and the task waits again, its work kept)."""
+        run = self.runs.get(task_id)
+        if run is None or self._loop is None:
+            return
+        if action == "stop":
+            self.note(f"{task_id} stops: {text}")
+            asyncio.run_coroutine_threadsafe(run.stop(text), self._loop)
+        else:
+            asyncio.run_coroutine_threadsafe(run.base_moved(text), self._loop)
+
     def _after_run(self, result: RunResult) -> None:
-        if result.provider_fault is not None:  # no backoff of its own: the provider's circuit
+        if result.stack_conflict is not None:
+            self._stack_conflicts[result.task_id] = result.stack_conflict
+            self.note(f"{result.task_id} waits for a blocker to land: {result.reason[:120]}")
+        elif result.provider_fault is not None:  # no backoff of its own: the provider's circuit
             self.note(
                 f"{result.task_id} waits for the provider ({result.provider_fault.label}); "
                 "its attempt is not counted"

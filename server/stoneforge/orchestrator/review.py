@@ -147,7 +147,8 @@ async def review_merge_request(
     head = mr.head_commit or await to_thread.run_sync(lambda: resolve_commit(root, mr.branch))
 
     def prepare() -> tuple[str, str, list[str]]:
-        base = run_git(["merge-base", target, head], root).stdout.strip()
+        # A stacked branch is reviewed for its own changes, not its blockers'.
+        base = mr.base_commit or run_git(["merge-base", target, head], root).stdout.strip()
         diff = run_git(["diff", "--no-color", "--no-ext-diff", base, head], root).stdout
         checkout_detached(root, checkout, head)
         return base, diff, changed_files(root, base, head)

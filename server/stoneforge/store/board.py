@@ -26,7 +26,7 @@ REFUSAL_EVENT = "task.tool_refused"
 #: rather than a recursive query per task.
 FEW_TASKS = 200
 
-_LEAN_COLUMNS = "id, title, plan_id, priority, status, branch, worktree, attempts, note"
+_LEAN_COLUMNS = "id, title, plan_id, priority, status, branch, worktree, attempts, note, stacked_on"
 
 
 @dataclass(frozen=True)
@@ -180,25 +180,27 @@ class BoardRows(TaskGraph, StoreBase):
         with self._read() as db:
             return dict(db.execute(f"SELECT id, title FROM tasks WHERE id IN ({_in(ids)})", ids))
 
-    def blocked_and_ready_counts(self) -> tuple[int, int]:
+    def blocked_and_ready_counts(self, *, stacking: bool = False) -> tuple[int, int]:
         """How many tasks are blocked (open, a dependency not merged) and how many are ready
         (open, not blocked, of an active plan or none): the rules of the dependency graph, in
-        SQL, without loading the board (`stoneforge/status` is asked after every change)."""
+        SQL, without loading the board (`stoneforge/status` is asked after every change).
+        ``stacking``: a dependency in review does not block (`orchestrator.stacking`)."""
+        passing = [TaskStatus.MERGED.value] + ([TaskStatus.REVIEW.value] if stacking else [])
         unmerged_dep = (
             "EXISTS (SELECT 1 FROM deps d JOIN tasks b ON b.id = d.depends_on "
-            "WHERE d.task_id = t.id AND b.status != ?)"
+            f"WHERE d.task_id = t.id AND b.status NOT IN ({','.join('?' * len(passing))}))"
         )
-        merged, open_ = TaskStatus.MERGED.value, TaskStatus.OPEN.value
+        open_ = TaskStatus.OPEN.value
         with self._read() as db:
             blocked = db.execute(
                 f"SELECT COUNT(*) FROM tasks t WHERE t.status = ? AND {unmerged_dep}",
-                (open_, merged),
+                (open_, *passing),
             ).fetchone()[0]
             ready = db.execute(
                 "SELECT COUNT(*) FROM tasks t LEFT JOIN plans p ON p.id = t.plan_id "
                 "WHERE t.status = ? AND (t.plan_id IS NULL OR p.status = ?) "
                 f"AND NOT {unmerged_dep}",
-                (open_, PlanStatus.ACTIVE.value, merged),
+                (open_, PlanStatus.ACTIVE.value, *passing),
             ).fetchone()[0]
         return int(blocked), int(ready)
 
@@ -270,6 +272,7 @@ class BoardRows(TaskGraph, StoreBase):
                         "worktree": row[6],
                         "attempts": row[7],
                         "note": row[8],
+                        "stackedOn": list(json.loads(row[9] or "{}")),  # "stacked on t3"
                         "latestSession": None
                         if session is None
                         else {

@@ -32,6 +32,8 @@ def _mr_from_row(row: sqlite3.Row, reviews: list[Review] | None = None) -> Merge
         attempt=row["attempt"],
         head_commit=row["head_commit"],
         reviews=reviews or [],
+        stacked_on=json.loads(row["stacked_on"] or "[]"),
+        base_commit=row["base_commit"],
     )
 
 
@@ -45,14 +47,19 @@ class MergeRequestRows(ReviewRows):
         attempt: int | None = None,
         head_commit: str | None = None,
         review: bool = False,
+        stacked_on: Sequence[str] = (),
+        base_commit: str | None = None,
     ) -> MergeRequest:
-        """A new merge request: `pending`, or `reviewing` when the steward reviews it first."""
+        """A new merge request: `pending`, or `reviewing` when the steward reviews it first.
+
+        ``stacked_on``/``base_commit``: a stacked branch's blockers and where its own work
+        starts (its diff is against that, not the target)."""
         status = MergeStatus.REVIEWING if review else MergeStatus.PENDING
         with self._write() as db:
             seq, mr_id = self._next_id(db, "merge_requests", "mr")
             db.execute(
                 "INSERT INTO merge_requests (seq, id, task_id, status, branch, summary, created_at,"
-                " attempt, head_commit) VALUES (?,?,?,?,?,?,?,?,?)",
+                " attempt, head_commit, stacked_on, base_commit) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     seq,
                     mr_id,
@@ -63,6 +70,8 @@ class MergeRequestRows(ReviewRows):
                     _iso(utcnow()),
                     attempt,
                     head_commit,
+                    json.dumps(list(stacked_on)) if stacked_on else None,
+                    base_commit if stacked_on else None,
                 ),
             )
             self._event(

@@ -16,7 +16,7 @@ from stoneforge.errors import InvalidInputError, NotFoundError, StoreBusyError
 from stoneforge.models import utcnow
 from stoneforge.redact import redact
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 #: How long a write (or read) waits for the store's lock, in this process or in SQLite, before it
 #: fails with StoreBusyError. Shorter than the orchestrator lease's time to live less one
 #: heartbeat interval (20 s and 5 s): a heartbeat stalled this long still lands in time, and a
@@ -163,8 +163,18 @@ CREATE INDEX reviews_mr ON reviews(mr_id);
 CREATE INDEX reviews_task ON reviews(task_id);
 """
 
+# Version 5 (stacked branches, issue 18): the blockers a task's branch is stacked on (JSON:
+# blocker id -> the blocker's head it was built on) and the commit its own work starts from;
+# each merge request records the same, so its diff is its own changes, not its blockers'.
+_SCHEMA_V5 = """
+ALTER TABLE tasks ADD COLUMN stacked_on TEXT;
+ALTER TABLE tasks ADD COLUMN stack_base TEXT;
+ALTER TABLE merge_requests ADD COLUMN stacked_on TEXT;
+ALTER TABLE merge_requests ADD COLUMN base_commit TEXT;
+"""
+
 #: Schema migrations, index i brings the database from version i to i + 1.
-_MIGRATIONS: list[str] = [_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4]
+_MIGRATIONS: list[str] = [_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4, _SCHEMA_V5]
 
 #: How error messages name the rows of each table.
 _NOUNS = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from stoneforge.graph import DependencyGraph, Node, effective_priorities
+from stoneforge.graph import LANDED, STACKABLE, DependencyGraph, Node, effective_priorities
 from stoneforge.models import FINISHED_TASK_STATUSES, PlanStatus, TaskStatus
 from stoneforge.store.schema import StoreBase
 
@@ -31,9 +31,10 @@ class TaskGraph(StoreBase):
         edges = db.execute("SELECT task_id, depends_on FROM deps ORDER BY rowid").fetchall()
         return DependencyGraph(nodes, [(a, b) for a, b in edges])
 
-    def _ready(self, db: sqlite3.Connection) -> list[str]:
-        """`DependencyGraph.ready()` from compact rows, without a graph of nodes: dispatch reads
-        it every round, in a worker thread whose Python competes with the loop's for the GIL."""
+    def _ready(self, db: sqlite3.Connection, *, stacking: bool = False) -> list[str]:
+        """`DependencyGraph.ready(stacking=...)` from compact rows, without a graph of nodes:
+        dispatch reads it every round, in a worker thread whose Python competes with the loop's
+        for the GIL. With ``stacking`` a blocker in review does not block (as in the graph)."""
         plain = db.cursor()
         plain.row_factory = None  # tuples
         active = {
@@ -55,9 +56,10 @@ class TaskGraph(StoreBase):
                 order[task_id] = (created_at, seq)
         depends_on: dict[str, list[str]] = {}
         merged = TaskStatus.MERGED.value
+        passing = {s.value for s in (STACKABLE if stacking else LANDED)}
         for task_id, dep in plain.execute("SELECT task_id, depends_on FROM deps"):
             depends_on.setdefault(task_id, []).append(dep)
-            if task_id in order and status.get(dep, merged) != merged:
+            if task_id in order and status.get(dep, merged) not in passing:
                 del order[task_id]  # blocked
         finished = {s.value for s in FINISHED_TASK_STATUSES}
         unfinished = {t for t, s in status.items() if s not in finished}

@@ -3,7 +3,7 @@
 The text is exactly ``json.dumps([task.wire() for task in tasks], indent=2, ensure_ascii=False)``.
 Building a model per task and encoding it with Python's indented encoder costs some 30 times a
 plain SELECT of the tasks on a 10,000-task board. A task that carries nothing but its own row (no
-session, handoff, merge request, question, refusal, budget in USD, and its times in the store's
+session, handoff, merge request, question, refusal, stack, budget in USD, and its times in the store's
 own form: most of a large board) is written here instead: its values quoted by the C half of
 Python's own encoder (`encode_basestring`) into fixed pieces of text taken from Python's encoder
 itself (`_template`), with the graph's fields (effective priority, dependencies, blocked) from one
@@ -57,6 +57,9 @@ _EMPTY = {
     "questions": [],
     "cost": CostTotals().wire(),
     "refusals": [],
+    "stackHeads": {},
+    "stackBase": None,
+    "stackedOn": [],
 }
 #: The columns read, in the order `task_list_json` unpacks them.
 _COLUMNS = (
@@ -210,12 +213,14 @@ class TaskJson(TaskRows):
 
     @staticmethod
     def _tasks_carrying_more(db: sqlite3.Connection) -> set[str]:
-        """Tasks with a session, handoff, merge request, question or refusal."""
+        """Tasks with a session, handoff, merge request, question or refusal, or stacked."""
         return {
             row[0]
             for row in db.execute(
                 "SELECT task_id FROM sessions UNION SELECT task_id FROM handoffs "
                 "UNION SELECT task_id FROM merge_requests "
+                "UNION SELECT id FROM tasks WHERE (stacked_on IS NOT NULL AND stacked_on != '{}') "
+                "OR stack_base IS NOT NULL "
                 "UNION SELECT entity_id FROM events WHERE kind IN (?, ?)",
                 (QUESTION_EVENT, REFUSAL_EVENT),
             )

@@ -73,7 +73,8 @@ def _sql_wire_time(column: str) -> str:
 _WIRE_COLUMNS = (
     "id, title, description, plan_id, priority, status, branch, worktree, attempts, "
     f"dispatches, {_sql_wire_time('created_at')}, {_sql_wire_time('updated_at')}, note, "
-    "budget_usd, budget_tokens, created_at AS created, updated_at AS updated"
+    "budget_usd, budget_tokens, created_at AS created, updated_at AS updated, stacked_on, "
+    "stack_base"
 )
 
 
@@ -185,7 +186,8 @@ class TaskRows(TaskGraph, CostRows):
         self, db: sqlite3.Connection, where: str = "", params: Sequence[Any] = ()
     ) -> list[sqlite3.Row]:
         return db.execute(
-            f"SELECT {_TASK_COLUMNS}, budget_usd, budget_tokens FROM tasks {where} ORDER BY seq",
+            f"SELECT {_TASK_COLUMNS}, budget_usd, budget_tokens, stacked_on, stack_base FROM tasks "
+            f"{where} ORDER BY seq",
             params,
         ).fetchall()
 
@@ -273,6 +275,9 @@ class TaskRows(TaskGraph, CostRows):
                 budget_usd=row["budget_usd"],
                 budget_tokens=row["budget_tokens"],
                 refusals=related.refusals.get(row["id"], []),
+                stack_heads=(heads := json.loads(row["stacked_on"] or "{}")),
+                stacked_on=list(heads),
+                stack_base=row["stack_base"],
             )
             for row in rows
         ]
@@ -323,6 +328,9 @@ class TaskRows(TaskGraph, CostRows):
                 "budgetUsd": budget_usd,
                 "budgetTokens": budget_tokens,
                 "refusals": refusals.get(task_id, []),
+                "stackHeads": (heads := json.loads(stacked_on or "{}")),
+                "stackBase": stack_base,
+                "stackedOn": list(heads),
             }
             for (
                 task_id,
@@ -342,6 +350,8 @@ class TaskRows(TaskGraph, CostRows):
                 budget_tokens,
                 created,
                 updated,
+                stacked_on,
+                stack_base,
             ) in rows
         ]
 
@@ -390,10 +400,24 @@ class TaskRows(TaskGraph, CostRows):
             ).fetchall()
         return {row["id"]: row["plan_id"] for row in rows}
 
-    def ready_task_ids(self) -> list[str]:
-        """Open, unblocked tasks of active plans (or none), most urgent first, then oldest."""
+    def ready_task_ids(self, *, stacking: bool = False) -> list[str]:
+        """Open, unblocked tasks of active plans (or none), most urgent first, then oldest.
+
+        With ``stacking``, a blocker in review unblocks as a merged one does (the task starts
+        stacked on its branch; `orchestrator.stacking`)."""
         with self._read() as db:
-            return self._ready(db)
+            return self._ready(db, stacking=stacking)
+
+    def stacked_tasks(self) -> list[Task]:
+        """Tasks whose branch is stacked on unlanded blockers and whose work is not finished
+        (open, in progress, in review): what a blocker's landing, change or failure restacks."""
+        with self._read() as db:
+            rows = self._task_rows(
+                db,
+                "WHERE stacked_on IS NOT NULL AND stacked_on != '{}' AND status IN (?, ?, ?)",
+                (TaskStatus.OPEN.value, TaskStatus.IN_PROGRESS.value, TaskStatus.REVIEW.value),
+            )
+            return self._assemble(db, rows)
 
     def update_task(self, task_id: str, *, kind: str = "task.updated", **fields: Any) -> Task:
         """Change task columns other than its status (that moves only by `transition_task`)."""

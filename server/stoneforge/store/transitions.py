@@ -8,6 +8,7 @@ new lease holder makes fail instead of being overwritten.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -110,11 +111,18 @@ class Transitions(TaskRows, MergeRequestRows, Lease):
         checks); otherwise `pending`.
         """
         with self._write():
-            self.transition_task(
+            task = self.transition_task(
                 task_id, TaskEvent.COMPLETE, attempt=attempt, fence=fence, note=None, branch=branch
             )
             return self.create_merge_request(
-                task_id, branch, summary, attempt=attempt, head_commit=head_commit, review=review
+                task_id,
+                branch,
+                summary,
+                attempt=attempt,
+                head_commit=head_commit,
+                review=review,
+                stacked_on=task.stacked_on,
+                base_commit=task.stack_base,
             )
 
     def cancel_task(self, task_id: str) -> Task:
@@ -142,3 +150,48 @@ class Transitions(TaskRows, MergeRequestRows, Lease):
                 db, mr_id, fields, checks, {"from": current.value, "event": event.value}, to
             )
         return self.get_merge_request(mr_id)
+
+    def set_stack(
+        self,
+        task_id: str,
+        heads: dict[str, str],
+        base: str | None,
+        *,
+        head_commit: str | None = None,
+        fence: Fence | None = None,
+    ) -> Task:
+        """Record what the task's branch is stacked on (blocker -> head; none: on the target)
+        and, when the branch was rebuilt while its merge request is open, the MR's new head and
+        base, in one transaction (the queue reads them together)."""
+        with self._write() as db:
+            self._check_fence(db, fence)
+            row = self._require(db, "tasks", task_id, "status")
+            stacked = json.dumps(heads) if heads else None
+            self._set_task_columns(
+                db,
+                task_id,
+                {"stacked_on": stacked, "stack_base": base if heads else None},
+                "task.restacked",
+                {"from": row["status"], "headCommit": head_commit},
+            )
+            mr = db.execute(
+                "SELECT id FROM merge_requests WHERE task_id = ? AND status IN (?, ?, ?, ?) "
+                "ORDER BY seq DESC LIMIT 1",
+                (
+                    task_id,
+                    MergeStatus.REVIEWING.value,
+                    MergeStatus.PENDING.value,
+                    MergeStatus.TESTING.value,
+                    MergeStatus.AWAITING_APPROVAL.value,
+                ),
+            ).fetchone()
+            if mr is not None and head_commit is not None:
+                db.execute(
+                    "UPDATE merge_requests SET head_commit = ?, stacked_on = ?, base_commit = ? "
+                    "WHERE id = ?",
+                    (head_commit, json.dumps(list(heads)), base if heads else None, mr["id"]),
+                )
+                self._event(
+                    db, "mr.updated", "merge_request", mr["id"], {"headCommit": head_commit}
+                )
+        return self.get_task(task_id)

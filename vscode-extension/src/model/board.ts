@@ -162,5 +162,6 @@ function rowFields(row: LeanTask) {
     worktree: row.worktree ?? null,
     attempts: row.attempts ?? 0,
     note: row.note ?? null,
+    stackedOn: row.stackedOn ?? [],
   };
 }

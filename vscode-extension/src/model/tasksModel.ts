@@ -115,7 +115,8 @@ export function taskNode(task: Task, ctx: Ctx): TreeNode {
   const mrStatus = task.mergeRequest?.status;
   const mr = mrStatus && !(mrStatus === "merged" && task.status === "merged") ? `MR ${humanize(mrStatus)}` : undefined;
   const spent = task.cost?.costUsd ? cost(task.cost.costUsd) : undefined;
-  const description = [task.id, priorityLabel(task), statusText, agent, mr, spent].filter(Boolean).join(" · ");
+  const stacked = task.stackedOn?.length ? `stacked on ${task.stackedOn.join(", ")}` : undefined;
+  const description = [task.id, priorityLabel(task), statusText, stacked, agent, mr, spent].filter(Boolean).join(" · ");
 
   const flags = ["task", `task-${task.status}`];
   if (task.worktree && ctx.worktreeExists(task.worktree)) flags.push("has-worktree");

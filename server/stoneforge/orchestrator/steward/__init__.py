@@ -16,7 +16,8 @@ The parts, one job each, are mixins the `Steward` here composes: `queue` (order 
 land), `gate` (protected paths, the user's checkout), `candidates` (stacks, batches, bisection),
 `lookahead` (`merge.parallelChecks`: the next batches checked on top of the one before, at once),
 `checks_run` (the checkout and the checks), `land` (landing and approval), `ladder` and
-`resolver` (conflicts), `outcomes` (requeue, reject, send back), `forecast` (early detection).
+`resolver` (conflicts), `outcomes` (requeue, reject, send back), `forecast` (early detection),
+`stacking` (stacked dependents restacked or sent back to waiting; stale stacks held).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from stoneforge.orchestrator.steward.lookahead import LookaheadMixin
 from stoneforge.orchestrator.steward.outcomes import OutcomesMixin
 from stoneforge.orchestrator.steward.queue import QueueMixin
 from stoneforge.orchestrator.steward.resolver import ResolverMixin
+from stoneforge.orchestrator.steward.stacking import StackingMixin
 from stoneforge.store import Fence, Store
 
 __all__ = [
@@ -85,6 +87,7 @@ RESOLVER_HOLD_MAX_S = 600.0
 
 
 class Steward(
+    StackingMixin,
     QueueMixin,
     GateMixin,
     CandidatesMixin,
@@ -129,6 +132,8 @@ class Steward(
         self._current: str | None = None
         #: Told whenever the merge request(s) being checked change (None: nothing is checked).
         self.on_current: Callable[[str | None], None] = lambda current: None
+        #: Told about stacked dependents whose agent runs (see `stacking`).
+        self.on_dependent: Callable[[str, str, str], None] = lambda task_id, action, text: None
         #: Check runs made (each command of `merge.checks` on one commit counts once).
         self.check_runs = 0
         self._wake = anyio.Event()
@@ -230,6 +235,7 @@ class Steward(
     async def round(self) -> bool:
         """Process the head of the queue; False when there was nothing to do (or it must wait)."""
         self._recover_testing()
+        await self._restack_dependents()  # before the queue reads the branches
         await self._forecast()
         auto = self.config.agents.steward.autoMerge
         batch: list[Entry] = []

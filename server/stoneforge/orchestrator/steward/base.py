@@ -67,6 +67,8 @@ class StewardBase:
     note: Callable[[str], None]
     on_landed: Callable[[], None]
     on_current: Callable[[str | None], None]
+    #: Stacked dependents whose agent runs: (task id, "tell" or "stop", text) for the dispatcher.
+    on_dependent: Callable[[str, str, str], None]
     check_runs: int
     id: str
     pause: PauseState
@@ -121,6 +123,10 @@ class StewardBase:
 
     async def _tip(self) -> str:
         return await to_thread.run_sync(self.landing_target.tip)
+
+    def _stale_stack(self, entry: Entry) -> list[str]:
+        """Overridden by the stacking part: blockers whose work in a stacked branch is stale."""
+        return []
 
     def _branch_names(self) -> set[str]:
         out = run_git(["for-each-ref", "--format=%(refname:short)", "refs/heads/"], self.root)

@@ -1,7 +1,8 @@
 """The queue: which pending merge requests may land now, and in which order.
 
 Landing order: blockers before their dependents (a dependent's merge request waits while a
-blocker that can still land has not), then effective priority, then age.
+blocker that can still land has not), then effective priority, then age. A stacked dependent
+also waits while its branch holds blocker work that is not what lands (`stacking`).
 """
 
 from __future__ import annotations
@@ -60,6 +61,16 @@ class QueueMixin(StewardBase):
         ready: list[Entry] = []
         ahead: set[str] = set()
         for entry in entries:
+            stale = self._stale_stack(entry)
+            if stale:  # stacked on blocker work that is not (any more) what lands
+                key = f"stale {entry.mr.id} {','.join(stale)}"
+                if key not in self._said:
+                    self._said.add(key)
+                    self.note(
+                        f"{entry.mr.id} ({entry.task.id}) waits to be restacked on its "
+                        f"blocker(s) {', '.join(stale)}"
+                    )
+                continue
             waiting = self._blockers_waiting(entry.task.id, ahead, graph)
             if waiting:
                 key = f"held {entry.mr.id} {','.join(waiting)}"
