@@ -276,8 +276,10 @@ def test_the_board_kept_current_by_deltas_equals_a_fresh_read(repo: Path) -> Non
                     priority=rng.randint(1, 5),
                     depends_on=deps,
                 )
-            elif action < 0.5:
+            elif action < 0.45:
                 store.update_task(rng.choice(ids), priority=rng.randint(1, 5))
+            elif action < 0.5:
+                store.update_task(rng.choice(ids), title=f"renamed at {step}", note="a note")
             elif action < 0.7:
                 task = store.get_task(rng.choice(ids))
                 if task.status == TaskStatus.OPEN:
@@ -313,3 +315,34 @@ def test_the_board_kept_current_by_deltas_equals_a_fresh_read(repo: Path) -> Non
         assert held == _rows(fresh)
         # What `taskTree` sends: the same tree, encoded from rows encoded once each.
         assert json.loads(board.tree_json()) == board.tree() == fresh
+
+
+def test_a_plain_field_change_is_a_delta_of_one_row(repo: Path) -> None:
+    """A title or a token count changes one row: its waiters' and blockers' rows are not sent
+    again (a busy agent's token counts stay small deltas); a priority change sends its blockers
+    (their effective priority follows) and a status move its waiters (``blocked``)."""
+    service, _ = Service.init(repo)
+    with service:
+        store = service.store
+        root = store.create_task("root", priority=5)
+        middle = store.create_task("middle", priority=5, depends_on=[root.id])
+        waiters = [store.create_task(f"w{n}", depends_on=[middle.id]).id for n in range(20)]
+        board = LeanBoard(service)
+        board.tree()
+
+        def changed() -> set[str]:
+            return {row["id"] for row in board.advance()["tasks"]}
+
+        store.update_task(middle.id, title="renamed")
+        assert changed() == {middle.id}
+        store.dispatch_task(middle.id)
+        session = store.start_session(middle.id, SessionRole.WORKER)
+        changed()
+        for n in range(5):
+            store.update_session(session.id, context_tokens=1000 * n)
+        assert changed() == {middle.id}
+        store.update_task(waiters[0], priority=1)
+        assert changed() == {waiters[0], middle.id, root.id}
+        assert _rows(board.tree())[root.id]["effectivePriority"] == 1
+        store.cancel_task(middle.id)
+        assert changed() == {middle.id, root.id, *waiters}

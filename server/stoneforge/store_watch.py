@@ -9,7 +9,9 @@ the dispatcher when the CLI adds a task) both use it.
 from __future__ import annotations
 
 import logging
+import math
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -57,15 +59,20 @@ class StoreWatcher:
 
     def _run(self) -> None:
         version = self.store.data_version()
+        last_delivery = -math.inf
         while not self._stop.wait(self.probe_interval_s):
             try:
                 current = self.store.data_version()
                 if current == version:
                     continue
                 version = current
-                if self.debounce_s:
-                    self._stop.wait(self.debounce_s)  # let a burst of writes finish
+                # At most one delivery per debounce period: a change after a quiet spell goes
+                # out at once; the rest of a burst is gathered until the period is over.
+                wait = last_delivery + self.debounce_s - time.monotonic()
+                if wait > 0:
+                    self._stop.wait(wait)
                 self._deliver_all()
+                last_delivery = time.monotonic()
             except Exception:  # keep watching whatever one round did
                 log.exception("store watcher round failed")
         self.store.close()

@@ -25,7 +25,11 @@ if TYPE_CHECKING:
 CHANGED = "stoneforge/changed"
 #: The dispatcher's record of the plan and day budgets that hold dispatch back (issue 15).
 BUDGET_HOLDS = "budget.holds"
+#: At most one notification per this period; a change after a quiet spell goes out at once.
 DEBOUNCE_S = 0.1
+#: How often the store's data_version is probed: a change reaches the editor within about this
+#: (the probe reads no table: a few microseconds of a thread that sleeps the rest).
+PROBE_INTERVAL_S = 0.002
 # Changes of these entities can change what a forecast would say (a branch starts, lands, ends).
 FORECAST_ENTITIES = {"task", "merge_request"}
 #: The steward's forecast, with the conflicting pairs and their lines (see steward/forecast.py).
@@ -98,7 +102,11 @@ class ChangeWatcher:
         self.board = board
         self.loop = asyncio.get_event_loop()  # called on the server's loop thread
         self.watcher = StoreWatcher(
-            service.store.path, self._deliver, debounce_s=DEBOUNCE_S, name="stoneforge-changes"
+            service.store.path,
+            self._deliver,
+            debounce_s=DEBOUNCE_S,
+            probe_interval_s=PROBE_INTERVAL_S,
+            name="stoneforge-changes",
         )
 
     def start(self) -> None:

@@ -126,10 +126,12 @@ class BoardRows(TaskGraph, StoreBase):
     def _touched(db: sqlite3.Connection, events: Iterable[Event]) -> set[str]:
         """The tasks whose lean rows these events may have changed.
 
-        The tasks the events name (a session's or merge request's task looked up), the tasks
-        that wait on them directly (``blocked`` follows a dependency's status) and every task
-        they wait on, transitively (its effective priority follows its waiters')."""
+        The tasks the events name (a session's or merge request's task looked up) and, for a
+        task whose status, priority or dependencies moved, the tasks that wait on it directly
+        (``blocked`` follows a dependency's status) and every task it waits on, transitively
+        (its effective priority follows its waiters')."""
         direct: set[str] = set()
+        spreading: set[str] = set()
         sessions: set[str] = set()
         merge_requests: set[str] = set()
         for event in events:
@@ -137,6 +139,11 @@ class BoardRows(TaskGraph, StoreBase):
                 continue
             if event.entity == "task":
                 direct.add(event.entity_id)
+                # Only a task's status, priority or dependencies reach its waiters' and
+                # blockers' rows; a title, a note, a session's tokens touch its own row only
+                # (a token count moves often: its delta stays one row).
+                if event.kind != "task.updated" or "priority" in event.data:
+                    spreading.add(event.entity_id)
             elif event.entity == "session":
                 sessions.add(event.entity_id)
             elif event.entity == "merge_request":
@@ -151,13 +158,13 @@ class BoardRows(TaskGraph, StoreBase):
                         list(ids),
                     )
                 )
-        if not direct:
+        if not spreading:
             return direct
-        marks = _in(direct)
+        marks = _in(spreading)
         waiters = {
             task_id
             for (task_id,) in db.execute(
-                f"SELECT task_id FROM deps WHERE depends_on IN ({marks})", list(direct)
+                f"SELECT task_id FROM deps WHERE depends_on IN ({marks})", list(spreading)
             )
         }
         blockers = {
@@ -167,7 +174,7 @@ class BoardRows(TaskGraph, StoreBase):
                 f" SELECT depends_on FROM deps WHERE task_id IN ({marks})"
                 " UNION SELECT d.depends_on FROM deps d JOIN up ON d.task_id = up.id)"
                 " SELECT id FROM up",
-                list(direct),
+                list(spreading),
             )
         }
         return direct | waiters | blockers
