@@ -326,11 +326,7 @@ class Orchestrator:
     def _own_connection(self) -> Store:
         with self._reader_lock:  # opened by the first worker thread that reads
             if self._reader is None:
-                self._reader = Store(
-                    self.store.path,
-                    actor=self.store.actor,
-                    busy_timeout_ms=round(self.store.busy_timeout_s * 1000),
-                )
+                self._reader = self.store.sibling()
             return self._reader
 
     def _read_board(self) -> Board:

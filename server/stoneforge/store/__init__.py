@@ -69,3 +69,8 @@ class Store(
 
     (The cost roll-ups, :class:`~.costs.CostRows`, come in through `PlanRows` and `TaskRows`.)
     """
+
+    def sibling(self) -> Store:
+        """Another connection to this store, with its actor and busy timeout: for reads in a
+        worker thread, which then neither wait for nor hold this connection's lock."""
+        return Store(self.path, actor=self.actor, busy_timeout_ms=round(self.busy_timeout_s * 1000))

@@ -107,11 +107,7 @@ class StewardBase:
         """The steward's own connection, for reads in a worker thread: they neither wait for nor
         hold the lock of the connection the loop shares (with the editor's handler threads)."""
         if self._reader is None:
-            self._reader = Store(
-                self.store.path,
-                actor=self.store.actor,
-                busy_timeout_ms=round(self.store.busy_timeout_s * 1000),
-            )
+            self._reader = self.store.sibling()
         return self._reader
 
     async def _graph(self) -> DependencyGraph:
