@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from stoneforge.models import Event, PlanStatus, TaskStatus
-from stoneforge.store.schema import StoreBase, _time
+from stoneforge.store.events import event_of
+from stoneforge.store.schema import StoreBase
 from stoneforge.store.task_graph import TaskGraph
 
 REFUSAL_EVENT = "task.tool_refused"
@@ -67,15 +68,7 @@ class BoardRows(TaskGraph, StoreBase):
             if version - since > limit:
                 return None
             events = [
-                Event(
-                    id=row["id"],
-                    at=_time(row["at"]),
-                    actor=row["actor"],
-                    kind=row["kind"],
-                    entity=row["entity"],
-                    entity_id=row["entity_id"],
-                    data=json.loads(row["data"]),
-                )
+                event_of(row)
                 for row in db.execute("SELECT * FROM events WHERE id > ? ORDER BY id", (since,))
             ]
             plan_ids = {e.entity_id for e in events if e.entity == "plan" and e.entity_id}

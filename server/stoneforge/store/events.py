@@ -3,10 +3,24 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from typing import Any
 
 from stoneforge.models import Event
 from stoneforge.store.schema import StoreBase, _time
+
+
+def event_of(row: sqlite3.Row) -> Event:
+    """An `events` row as the model."""
+    return Event(
+        id=row["id"],
+        at=_time(row["at"]),
+        actor=row["actor"],
+        kind=row["kind"],
+        entity=row["entity"],
+        entity_id=row["entity_id"],
+        data=json.loads(row["data"]),
+    )
 
 
 class EventLog(StoreBase):
@@ -15,18 +29,7 @@ class EventLog(StoreBase):
             rows = db.execute(
                 "SELECT * FROM events WHERE id > ? ORDER BY id LIMIT ?", (last_id, limit)
             ).fetchall()
-        return [
-            Event(
-                id=row["id"],
-                at=_time(row["at"]),
-                actor=row["actor"],
-                kind=row["kind"],
-                entity=row["entity"],
-                entity_id=row["entity_id"],
-                data=json.loads(row["data"]),
-            )
-            for row in rows
-        ]
+        return [event_of(row) for row in rows]
 
     def data_version(self) -> int:
         """Changes whenever another connection commits: a cheap "did anything change?" probe."""
