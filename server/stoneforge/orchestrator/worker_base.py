@@ -20,7 +20,9 @@ from stoneforge.agents import (
 )
 from stoneforge.agents.provider_faults import ProviderFault
 from stoneforge.config import StoneforgeConfig
+from stoneforge.errors import InvalidTransitionError
 from stoneforge.git.repo import run_git
+from stoneforge.lifecycle import TaskEvent
 from stoneforge.models import (
     Handoff,
     SessionStatus,
@@ -134,3 +136,20 @@ class WorkerBase:
 
     def _end_session(self, session_id: str, status: SessionStatus, error: str | None) -> None:
         self.store.update_session(session_id, status=status, ended_at=utcnow(), error=error)
+
+    def _requeue_without_cost(self, note: str) -> str | None:
+        """Back to open with the attempt given back (the stop was not the task's fault); why
+        not, when the task moved meanwhile (cancelled, or the lease is gone)."""
+        try:
+            self.store.transition_task(
+                self.task.id,
+                TaskEvent.REQUEUE,
+                attempt=self.attempt,
+                fence=self.fence,
+                give_back_attempt=True,
+                note=note,
+            )
+        except InvalidTransitionError as exc:
+            log.info("task %s not requeued: %s", self.task.id, exc)
+            return str(exc)
+        return None

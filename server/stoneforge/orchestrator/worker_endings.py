@@ -156,19 +156,11 @@ class EndingsMixin(WorkerBase):
         if self.stop_reason.startswith(BLOCKER_FAILED):  # back to waiting, its work kept
             return await self._blocker_failed(saved)
         # A shutdown is not the task's fault: the attempt does not count.
-        try:
-            self.store.transition_task(
-                self.task.id,
-                TaskEvent.REQUEUE,
-                attempt=self.attempt,
-                fence=self.fence,
-                give_back_attempt=True,
-                note="The previous session was stopped when the orchestrator shut down"
-                + saved
-                + ". Continue from the branch as it is.",
-            )
-        except InvalidTransitionError as exc:  # cancelled meanwhile, or the lease is gone
-            log.info("task %s not requeued: %s", self.task.id, exc)
+        self._requeue_without_cost(
+            "The previous session was stopped when the orchestrator shut down"
+            + saved
+            + ". Continue from the branch as it is."
+        )
         return RunResult(self.task.id, TaskStatus.OPEN, "stopped")
 
     async def _blocker_failed(self, saved: str) -> RunResult:
@@ -177,18 +169,10 @@ class EndingsMixin(WorkerBase):
         kept = await to_thread.run_sync(
             lambda: keep_work(self.root, self.worktree, self.branch, self.task.id)
         )
-        try:
-            self.store.transition_task(
-                self.task.id,
-                TaskEvent.REQUEUE,
-                attempt=self.attempt,
-                fence=self.fence,
-                give_back_attempt=True,
-                note=f"{self.stop_reason}{saved}. Its work is on {self.branch} and kept at "
-                f"{kept.ref}; it continues once the blocker is done.",
-            )
-        except InvalidTransitionError as exc:
-            log.info("task %s not sent back to waiting: %s", self.task.id, exc)
+        self._requeue_without_cost(
+            f"{self.stop_reason}{saved}. Its work is on {self.branch} and kept at "
+            f"{kept.ref}; it continues once the blocker is done."
+        )
         self.slot.state = "waiting for a blocker"
         return RunResult(self.task.id, TaskStatus.OPEN, self.stop_reason)
 

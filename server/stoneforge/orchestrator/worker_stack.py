@@ -12,8 +12,6 @@ import logging
 
 from anyio import to_thread
 
-from stoneforge.errors import InvalidTransitionError
-from stoneforge.lifecycle import TaskEvent
 from stoneforge.models import TaskStatus
 from stoneforge.orchestrator.stacking import (
     StackPlan,
@@ -66,18 +64,11 @@ class StackMixin(WorkerBase):
         lands (the steward resolves that). Back to the queue, the attempt given back; the
         dispatcher holds it until its blockers' heads change (`RunResult.stack_conflict`)."""
         heads = stack_plan(self.store, self.store.get_task(self.task.id)).heads
-        try:
-            self.store.transition_task(
-                self.task.id,
-                TaskEvent.REQUEUE,
-                attempt=self.attempt,
-                fence=self.fence,
-                give_back_attempt=True,
-                note=f"Not started: {why}; it starts once one of them has landed.",
-            )
-        except InvalidTransitionError as exc:
-            log.info("task %s: not requeued: %s", self.task.id, exc)
-            return RunResult(self.task.id, TaskStatus.CANCELLED, str(exc))
+        refused = self._requeue_without_cost(
+            f"Not started: {why}; it starts once one of them has landed."
+        )
+        if refused is not None:
+            return RunResult(self.task.id, TaskStatus.CANCELLED, refused)
         self.slot.state = "waiting for its blockers"
         return RunResult(self.task.id, TaskStatus.OPEN, why, stack_conflict=heads)
 
