@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -57,3 +58,38 @@ async def lsp_session(
 async def request(client: LanguageClient, method: str, params: Any = None) -> Any:
     result = await client.protocol.send_request_async(method, params if params is not None else {})
     return plain(result)
+
+
+class Changes:
+    """Every `stoneforge/changed` the client receives, in order.
+
+    Waiting for "the next notification" races with one still in flight for an earlier write;
+    tests look for the notification that carries what they expect instead.
+    """
+
+    def __init__(self, client: LanguageClient) -> None:
+        self.seen: list[dict[str, Any]] = []
+
+        @client.feature("stoneforge/changed")
+        def on_changed(params: Any) -> None:
+            self.seen.append(plain(params))
+
+    def mark(self) -> int:
+        """Where the notifications after this moment start (for ``until(since=...)``)."""
+        return len(self.seen)
+
+    async def until(self, check: Any, timeout_s: float = 15.0, *, since: int = 0) -> dict[str, Any]:
+        """The first notification from ``since`` on (old or new) for which ``check`` holds."""
+        for _ in range(int(timeout_s / 0.05)):
+            for params in self.seen[since:]:
+                if check(params):
+                    return params
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"no matching stoneforge/changed among {self.seen[since:]}")
+
+    async def carrying(self, kind: str, entity_id: str | None, *, since: int = 0) -> dict[str, Any]:
+        """The first notification from ``since`` on that names the change ``(kind, entity_id)``."""
+        return await self.until(
+            lambda p: any((c["kind"], c["id"]) == (kind, entity_id) for c in p["changes"]),
+            since=since,
+        )

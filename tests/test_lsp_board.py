@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lsprotocol import types
 
-from lsp_helpers import lsp_session, plain, request
+from lsp_helpers import Changes, lsp_session, request
 from stoneforge.graph import DependencyGraph, Node
 from stoneforge.lifecycle import TaskEvent
 from stoneforge.lsp.board import LeanBoard
@@ -51,26 +51,6 @@ LEAN_KEYS = {
 def _rows(tree: dict[str, Any]) -> dict[str, dict[str, Any]]:
     tasks = [t for p in tree["plans"] for t in p["tasks"]] + tree["unplanned"]
     return {t["id"]: t for t in tasks}
-
-
-class Changes:
-    """Every `stoneforge/changed` the client receives, in order."""
-
-    def __init__(self, client: Any) -> None:
-        self.seen: list[dict[str, Any]] = []
-
-        @client.feature("stoneforge/changed")
-        def on_changed(params: Any) -> None:
-            self.seen.append(plain(params))
-
-    async def until(self, check: Any, timeout_s: float = 15.0) -> dict[str, Any]:
-        """The first notification (old or new) for which ``check`` holds."""
-        for _ in range(int(timeout_s / 0.05)):
-            for params in self.seen:
-                if check(params):
-                    return params
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"no matching stoneforge/changed among {self.seen}")
 
 
 def _complete(store: Store, task_id: str) -> None:

@@ -4,7 +4,6 @@ merge request's diff after its branch is gone, and sessions whose process died."
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
@@ -15,7 +14,7 @@ import pytest
 from pygls.exceptions import JsonRpcException
 
 from conftest import GIT_ENV, git
-from lsp_helpers import lsp_session, plain, request
+from lsp_helpers import Changes, lsp_session, plain, request
 from stoneforge.service import Service
 
 SEED = Path(__file__).parent / "e2e" / "seed_workspace.py"
@@ -47,9 +46,9 @@ async def test_a_plain_repository_is_left_untouched_until_init(repo: Path) -> No
         assert ".stoneforge/config.yaml" in done["created"]
         assert (await request(client, "stoneforge/workspace"))["initialized"] is True
         # Bound and watching: requests work and the store's changes reach the client.
-        waiting = client.wait_for_notification("stoneforge/changed")
+        changes = Changes(client)
         task = await request(client, "stoneforge/createTask", {"title": "First"})
-        await asyncio.wait_for(waiting, 10)
+        await changes.carrying("task.created", task["id"])
         assert (await request(client, "stoneforge/init"))["created"] == []
     assert task["id"] == "t1"
 

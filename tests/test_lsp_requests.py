@@ -13,7 +13,7 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 
 from conftest import GIT_ENV
-from lsp_helpers import lsp_session, request
+from lsp_helpers import Changes, lsp_session, request
 from stoneforge.agents.sandbox import probe
 from stoneforge.lifecycle import MrEvent
 from stoneforge.models import ReviewComment, ReviewVerdict
@@ -133,13 +133,9 @@ async def test_unknown_method_is_method_not_found(repo: Path) -> None:
 
 async def test_changed_is_sent_for_own_and_other_processes_changes(repo: Path) -> None:
     async with lsp_session(repo) as client:
-        waiting = client.wait_for_notification("stoneforge/changed")
+        changes = Changes(client)
         task = await request(client, "stoneforge/createTask", {"title": "Mine"})
-        changed = await asyncio.wait_for(waiting, 10)
-        assert {"kind": "task.created", "entity": "task", "id": task["id"]} in [
-            dict(c._asdict()) if hasattr(c, "_asdict") else c for c in _changes(changed)
-        ]
-        waiting = client.wait_for_notification("stoneforge/changed")
+        await changes.carrying("task.created", task["id"])
         subprocess.run(
             [sys.executable, "-m", "stoneforge", "task", "create", "--title", "From the CLI"],
             cwd=repo,
@@ -147,15 +143,12 @@ async def test_changed_is_sent_for_own_and_other_processes_changes(repo: Path) -
             capture_output=True,
             env={**os.environ, **GIT_ENV},
         )
-        changed = await asyncio.wait_for(waiting, 10)
-        kinds = [(c["kind"], c["id"]) for c in _changes(changed)]
-        assert ("task.created", "t2") in kinds
+        await changes.carrying("task.created", "t2")
 
 
 async def test_a_landing_pause_reaches_the_client_in_changed_and_status(repo: Path) -> None:
     """The steward of another process pauses landing: `stoneforge/changed` carries the pause
     (no extra request needed) and `stoneforge/status` shows it; resuming clears both."""
-    from lsp_helpers import plain
     from stoneforge.orchestrator.daemon import LEASE_NAME
     from stoneforge.orchestrator.pause import PAUSED, RESUMED
     from stoneforge.store import Store
@@ -166,38 +159,31 @@ async def test_a_landing_pause_reaches_the_client_in_changed_and_status(repo: Pa
         store = Store(repo / ".stoneforge" / "state.db")  # made by the server on start
         store.acquire_lease(LEASE_NAME, "other-process", 20.0)  # an orchestrator runs elsewhere
         try:
-            waiting = client.wait_for_notification("stoneforge/changed")
+            changes = Changes(client)
             store.record_event(
                 PAUSED,
                 "steward",
                 None,
                 {"reason": reason, "files": ["a.py", "b.py"], "checkout": str(repo)},
             )
-            changed = plain(await asyncio.wait_for(waiting, 10))
+            changed = await changes.carrying(PAUSED, None)
             assert changed["landingPaused"]["reason"] == reason
             assert changed["landingPaused"]["files"] == ["a.py", "b.py"]
             status = await request(client, "stoneforge/status")
             assert status["landingPaused"]["checkout"] == str(repo)
             assert status["landingPaused"]["files"] == ["a.py", "b.py"]
-            waiting = client.wait_for_notification("stoneforge/changed")
             store.record_event(RESUMED, "steward", None, {"checkout": str(repo)})
-            changed = plain(await asyncio.wait_for(waiting, 10))
+            changed = await changes.carrying(RESUMED, None)
             assert changed["landingPaused"] is None
             assert (await request(client, "stoneforge/status"))["landingPaused"] is None
             # Other changes say nothing about the pause (the key is absent, not null).
-            waiting = client.wait_for_notification("stoneforge/changed")
-            await request(client, "stoneforge/createTask", {"title": "Unrelated"})
-            assert "landingPaused" not in plain(await asyncio.wait_for(waiting, 10))
+            since = changes.mark()
+            unrelated = await request(client, "stoneforge/createTask", {"title": "Unrelated"})
+            changed = await changes.carrying("task.created", unrelated["id"], since=since)
+            assert "landingPaused" not in changed
         finally:
             store.release_lease(LEASE_NAME, "other-process")
             store.close()
-
-
-def _changes(params: object) -> list[dict]:
-    from lsp_helpers import plain
-
-    data = plain(params)
-    return data["changes"]
 
 
 async def test_server_outside_a_repository_explains(tmp_path: Path) -> None:
@@ -220,7 +206,7 @@ async def test_reviews_reach_the_editor_with_the_merge_request(repo: Path) -> No
                 task["id"], attempt=attempt, branch="sf/x", head_commit="abc", summary="s",
                 review=True,
             )  # fmt: skip
-            waiting = client.wait_for_notification("stoneforge/changed")
+            changes = Changes(client)
             with store.transaction():
                 store.add_review(
                     mr.id,
@@ -233,8 +219,7 @@ async def test_reviews_reach_the_editor_with_the_merge_request(repo: Path) -> No
                 store.transition_merge_request(
                     mr.id, MrEvent.AWAIT_APPROVAL, reason="the review asked for changes twice"
                 )
-        changed = await asyncio.wait_for(waiting, 10)
-        assert ("mr.reviewed", mr.id) in [(c["kind"], c["id"]) for c in _changes(changed)]
+        await changes.carrying("mr.reviewed", mr.id)
         wanted = (
             f"merge request {mr.id} waits for your decision: the review asked for changes twice"
         )

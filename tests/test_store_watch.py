@@ -76,3 +76,19 @@ def test_small_pages_still_deliver_every_event_of_several_bursts(tmp_path: Path)
         watcher.stop()
     assert [e.id for e in got.events] == list(range(before + 1, last + 1))
     assert got.events[-1].kind == "task.created"
+
+
+def test_a_commit_made_before_the_thread_first_probes_is_delivered(tmp_path: Path) -> None:
+    """The editor binds a watcher and at once creates a task; on a loaded machine the watcher's
+    thread may first run after that commit. The change counts from when the watcher was made."""
+    path = tmp_path / "state.db"
+    store = Store(path)
+    got = Collector()
+    watcher = StoreWatcher(path, got, debounce_s=0, probe_interval_s=0.01)
+    task = store.create_task("made before the thread ran")  # the thread has not started yet
+    watcher.start()
+    try:
+        got.wait_for(store.last_event_id(), timeout=5)
+    finally:
+        watcher.stop()
+    assert [(e.kind, e.entity_id) for e in got.events] == [("task.created", task.id)]

@@ -44,6 +44,9 @@ class StoreWatcher:
         # Its own connection: data_version moves for commits of every *other* connection,
         # and this one never writes.
         self.store = Store(db_path, actor="watcher")
+        # The baseline is taken here, not when the thread first runs: a commit made after the
+        # watcher exists but before a busy machine schedules its thread is still a change.
+        self._version = self.store.data_version()
         self.last_id = self.store.last_event_id()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -58,7 +61,7 @@ class StoreWatcher:
             self._thread.join(timeout=2)
 
     def _run(self) -> None:
-        version = self.store.data_version()
+        version = self._version
         last_delivery = -math.inf
         while not self._stop.wait(self.probe_interval_s):
             try:
