@@ -17,7 +17,7 @@ from stoneforge.git.repo import check_git
 
 
 def _repository(start: Path) -> tuple[CheckResult, str | None]:
-    from stoneforge.service import STATE_DB, STATE_DIR, find_repo_root
+    from stoneforge.workspace import STATE_DB, STATE_DIR, find_repo_root
 
     try:
         root = find_repo_root(start)
@@ -80,7 +80,7 @@ def run_doctor(start: Path | None = None) -> list[CheckResult]:
 
 
 def _config(start: Path) -> tuple[Path | None, StoneforgeConfig]:
-    from stoneforge.service import find_repo_root
+    from stoneforge.workspace import find_repo_root
 
     try:
         root = find_repo_root(start)

@@ -15,24 +15,22 @@ from typing import Any
 
 import anyio
 
+from stoneforge import diffs
 from stoneforge.agents.sandbox import SandboxStatus
 from stoneforge.agents.sandbox import report as sandbox_report
 from stoneforge.config import CONFIG_RELPATH, DEFAULT_CONFIG_YAML, StoneforgeConfig, load_config
 from stoneforge.errors import (
     ConfigError,
     InvalidInputError,
-    InvalidTransitionError,
-    NotARepositoryError,
     NotFoundError,
     NotInitializedError,
 )
-from stoneforge.git import repo as git_repo
-from stoneforge.git.errors import CheckoutDirty, GitLayerError, TargetMoved
+from stoneforge.git.errors import GitLayerError
 from stoneforge.git.forecast import Forecast, forecast
-from stoneforge.git.remote import PushRefused, adopt_branch
-from stoneforge.git.repo import resolve_commits, resolve_target_branch, run_git
+from stoneforge.git.remote import adopt_branch
+from stoneforge.git.repo import resolve_target_branch
 from stoneforge.git.target import TargetBranch
-from stoneforge.lifecycle import MrEvent, TaskEvent, next_task_status
+from stoneforge.lifecycle import TaskEvent, next_task_status
 from stoneforge.models import (
     CheckingCandidate,
     ClusterNode,
@@ -45,45 +43,27 @@ from stoneforge.models import (
     StatusSummary,
     Task,
     TaskStatus,
-    utcnow,
 )
+from stoneforge.orchestrator import merge_decisions
 from stoneforge.orchestrator.budgets import dispatch_holds, task_limit, utc_today
 from stoneforge.orchestrator.daemon import LEASE_NAME, LEASE_TTL_S, Orchestrator
 from stoneforge.orchestrator.director import plan_from_goal
-from stoneforge.orchestrator.landing import land_merge_requests
 from stoneforge.orchestrator.pause import latest_pause
 from stoneforge.orchestrator.provider_status import latest_outage
 from stoneforge.orchestrator.recovery import owner_alive
 from stoneforge.orchestrator.steward.checking import checking_now
 from stoneforge.store import Store
-
-#: git's empty tree: what a root commit's diff is taken against.
-_EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+from stoneforge.workspace import (
+    STATE_DB,
+    STATE_DIR,
+    STATE_GITIGNORE,
+    exclude_worktree_dir,
+    find_repo_root,
+    write_atomically,
+)
 
 #: The event the Ray backend records when the cluster's nodes or their use change.
 CLUSTER_NODES = "cluster.nodes"
-STATE_DIR = ".stoneforge"
-STATE_DB = "state.db"
-
-# Everything under .stoneforge/ is runtime state except what a team may want to share in git.
-_STATE_GITIGNORE = """\
-# Runtime files of stoneforge (state db, worktrees, agent config dirs) stay out of git.
-*
-!.gitignore
-!config.yaml
-!prompts/
-!prompts/**
-"""
-
-
-def find_repo_root(start: Path) -> Path:
-    """The main worktree of the repository containing ``start`` (also from a linked worktree)."""
-    try:
-        return git_repo.find_repo_root(start)
-    except GitLayerError:
-        raise NotARepositoryError(
-            f"{start} is not inside a git repository; run `git init` first or cd into one"
-        ) from None
 
 
 class Service:
@@ -118,13 +98,13 @@ class Service:
         state_dir = root / STATE_DIR
         state_dir.mkdir(exist_ok=True)
         if not config_path.exists():
-            _write_atomically(config_path, DEFAULT_CONFIG_YAML)
+            write_atomically(config_path, DEFAULT_CONFIG_YAML)
             created.append(str(CONFIG_RELPATH))
         ignore_path = state_dir / ".gitignore"
         if not ignore_path.exists():
-            _write_atomically(ignore_path, _STATE_GITIGNORE)
+            write_atomically(ignore_path, STATE_GITIGNORE)
             created.append(f"{STATE_DIR}/.gitignore")
-        if _exclude_worktree_dir(root, config):
+        if exclude_worktree_dir(root, config):
             created.append(".git/info/exclude entry for " + config.orchestrator.worktreeDir)
         db_path = state_dir / STATE_DB
         if not db_path.exists():
@@ -432,69 +412,14 @@ class Service:
         return self.forecast().to_json()
 
     def merge_diff(self, mr_id: str) -> dict[str, Any]:
-        """The files a merge request changes: each at the merge base and at the branch tip.
-
-        A landed merge request's branch is usually deleted: its diff comes from the commits
-        recorded for it (the branch tip it was made for, and the target before it landed), so
-        it reads the same after landing as before.
-        """
-        mr = self.store.get_merge_request(mr_id)
-        target = self.target_branch()
-        head = self._merge_request_head(mr)
-        before = target
-        if mr.status == MergeStatus.MERGED and mr.merged_commit:
-            # The target just before this landing: the merged commit's first parent.
-            before = (
-                resolve_commits(self.root, [f"{mr.merged_commit}^1"]).get(f"{mr.merged_commit}^1")
-                or target
-            )
-        # A stacked branch's own changes start at its stack base, not at the target.
-        base = mr.base_commit or run_git(["merge-base", before, head], self.root).stdout.strip()
-        files = self._files_between(base, head)
-        return {"id": mr.id, "base": base, "head": head, "target": target, "files": files}
+        """The files a merge request changes (see :func:`stoneforge.diffs.merge_diff`)."""
+        return diffs.merge_diff(
+            self.root, self.store.get_merge_request(mr_id), self.target_branch()
+        )
 
     def commit_diff(self, commit: str) -> dict[str, Any]:
-        """The files one commit changes against its first parent (a root commit: against
-        nothing), in the shape of :meth:`merge_diff`, for links to commits in the editor."""
-        head = resolve_commits(self.root, [commit]).get(commit)
-        if head is None:
-            raise NotFoundError(f"no commit {commit!r} in {self.root}")
-        parents = run_git(["rev-list", "--parents", "-n", "1", head], self.root).stdout.split()
-        base = parents[1] if len(parents) > 1 else _EMPTY_TREE
-        subject = run_git(["log", "-1", "--format=%s", head], self.root).stdout.strip()
-        files = self._files_between(base, head)
-        return {"commit": head, "subject": subject, "base": base, "head": head, "files": files}
-
-    def _files_between(self, base: str, head: str) -> list[dict[str, Any]]:
-        """Each file that differs, with its text on both sides (None for the missing side)."""
-        listing = run_git(["diff", "--name-status", "--no-renames", "-z", base, head], self.root)
-        fields = [f for f in listing.stdout.split("\0") if f]
-        return [
-            {
-                "path": path,
-                "status": status_code,
-                "original": None if status_code == "A" else self._show(base, path),
-                "modified": None if status_code == "D" else self._show(head, path),
-            }
-            for status_code, path in zip(fields[::2], fields[1::2], strict=True)
-        ]
-
-    def _merge_request_head(self, mr: MergeRequest) -> str:
-        """The commit a merge request brings: its branch while it is open (a steward may add a
-        conflict resolution to it), the recorded head once landed or when the branch is gone."""
-        found = resolve_commits(self.root, [mr.branch, mr.head_commit or ""])
-        branch, recorded = found.get(mr.branch), found.get(mr.head_commit or "")
-        landed = mr.status == MergeStatus.MERGED
-        head = (recorded or branch) if landed else (branch or recorded)
-        if head is None:
-            raise NotFoundError(
-                f"merge request {mr.id}: its branch {mr.branch} no longer exists in {self.root} "
-                "and no commit of it was recorded, so there is no diff to show"
-            )
-        return head
-
-    def _show(self, commit: str, path: str) -> str:
-        return run_git(["show", f"{commit}:{path}"], self.root).stdout
+        """The files one commit changes (see :func:`stoneforge.diffs.commit_diff`)."""
+        return diffs.commit_diff(self.root, commit)
 
     # -- merge requests ------------------------------------------------------------------------
 
@@ -533,83 +458,13 @@ class Service:
         return sorted(flaky, key=lambda f: (-f.count, f.command))
 
     def approve_merge(self, mr_id: str) -> MergeRequest:
-        """Land a checked merge request that waits for approval.
-
-        One that waits because the steward's review did not approve it (its rounds used up, or
-        no verdict) has no candidate yet: approving it sends it on to the checks, and it lands
-        once they pass.
-
-        If the target has not moved since its candidate was checked, the candidate lands now
-        (compare-and-swap). Otherwise it is marked approved and goes back to the queue: the
-        steward rebuilds it on the new tip, checks it again, and lands it without asking twice.
-        """
-        mr = self.store.get_merge_request(mr_id)
-        if mr.status != MergeStatus.AWAITING_APPROVAL:
-            raise InvalidTransitionError(
-                f"merge request {mr_id} is {mr.status.value}; only one awaiting_approval can be "
-                "approved"
-            )
-        task = self.store.get_task(mr.task_id)
-        if task.status != TaskStatus.REVIEW or (
-            mr.attempt is not None and mr.attempt != task.dispatches
-        ):
-            raise InvalidTransitionError(
-                f"merge request {mr_id} was made by an earlier attempt of task {task.id}, which "
-                f"is {task.status.value} now; it cannot be approved (reject it instead)"
-            )
+        """A person approves a merge request (see :func:`merge_decisions.approve`)."""
         target = TargetBranch(self.root, self.target_branch(), self.config.merge.remote)
-        tip = target.tip()
-        candidate = mr.candidate_commit
-        if candidate and run_git(["rev-parse", f"{candidate}^1"], self.root).stdout.strip() == tip:
-            try:
-                land_merge_requests(
-                    self.store,
-                    self.root,
-                    self.config,
-                    target,
-                    [mr],
-                    candidate=candidate,
-                    base=tip,
-                    checks=mr.checks,
-                    fence=None,  # a person's decision, not the orchestrator's
-                    message=f"stoneforge: land {mr.id} (approved)",
-                )
-            except (TargetMoved, CheckoutDirty, PushRefused) as exc:
-                return self.store.transition_merge_request(
-                    mr.id,
-                    MrEvent.REQUEUE,
-                    approved_at=utcnow(),
-                    reason=f"approved; not landed yet: {exc}",
-                )
-            return self.store.update_merge_request(mr.id, approved_at=utcnow())
-        why = (
-            f"approved; {target.name} moved since the check, so it is rebuilt and checked again"
-            if candidate
-            else "approved without the steward's review; it goes on to its checks"
-        )
-        return self.store.transition_merge_request(
-            mr.id, MrEvent.REQUEUE, approved_at=utcnow(), reason=why
-        )
+        return merge_decisions.approve(self.store, self.root, self.config, target, mr_id)
 
     def reject_merge(self, mr_id: str, reason: str) -> MergeRequest:
-        """Refuse a merge request; its task goes back to a worker with the reason."""
-        reason = reason.strip()
-        if not reason:
-            raise InvalidInputError("a rejection needs a reason (--reason) for the worker")
-        with self.store.transaction():
-            mr = self.store.transition_merge_request(mr_id, MrEvent.REJECT, reason=reason)
-            task = self.store.get_task(mr.task_id)
-            # Only the attempt that made this MR goes back; a task cancelled, failed or already
-            # re-dispatched since stays as it is.
-            if task.status == TaskStatus.REVIEW and mr.attempt in (None, task.dispatches):
-                self.store.transition_task(
-                    mr.task_id,
-                    TaskEvent.SEND_BACK,
-                    attempt=mr.attempt,
-                    note=f"Your merge request {mr.id} was rejected by a reviewer: {reason}",
-                    kind="task.rejected",
-                )
-        return mr
+        """A person refuses a merge request (see :func:`merge_decisions.reject`)."""
+        return merge_decisions.reject(self.store, mr_id, reason)
 
     # -- orchestration -------------------------------------------------------------------------
 
@@ -706,34 +561,3 @@ class Service:
             return self.store.get_task(task_id)
         except NotFoundError:
             raise NotFoundError(f"no task with id {task_id!r} in {self.root}") from None
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Write through a temporary file and rename, so a crash never leaves half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-
-
-def _exclude_worktree_dir(root: Path, config: StoneforgeConfig) -> bool:
-    """Keep a worktreeDir outside `.stoneforge/` out of git via .git/info/exclude."""
-    worktree_dir = Path(config.orchestrator.worktreeDir)
-    if not worktree_dir.is_absolute():
-        worktree_dir = root / worktree_dir
-    try:
-        relative = worktree_dir.resolve().relative_to(root)
-    except ValueError:
-        return False  # outside the repository: nothing to ignore
-    if relative.parts and relative.parts[0] == STATE_DIR:
-        return False  # covered by .stoneforge/.gitignore
-    exclude = git_repo.common_git_dir(root) / "info" / "exclude"
-    pattern = "/" + relative.as_posix().rstrip("/") + "/"
-    existing = exclude.read_text(encoding="utf-8") if exclude.exists() else ""
-    if pattern in existing.splitlines():
-        return False
-    exclude.parent.mkdir(parents=True, exist_ok=True)
-    with exclude.open("a", encoding="utf-8") as handle:
-        if existing and not existing.endswith("\n"):
-            handle.write("\n")
-        handle.write(f"# stoneforge worktrees\n{pattern}\n")
-    return True
