@@ -263,6 +263,10 @@ export function registerCommands(server: StoneforgeServer, views: Views, diffs: 
       await panels.show({ kind: "forecast" });
     }),
 
+    command("stoneforge.ui.openDocumentSource", async () => {
+      await panels.openSource();
+    }),
+
     command("stoneforge.ui.openWorktree", async (arg) => {
       const task = await chooseTask(arg, "Open the worktree of which task?", (t) => !!t.worktree);
       if (!task) return;

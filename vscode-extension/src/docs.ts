@@ -51,8 +51,21 @@ em { color: var(--vscode-descriptionForeground); }
  */
 export class DocPanels implements vscode.Disposable {
   private readonly panels = new Map<string, { panel: vscode.WebviewPanel; target: DocTarget }>();
+  /** The document of the panel in front (for Open Markdown Source). */
+  private activeTarget: DocTarget | undefined;
 
   constructor(private readonly docs: DocumentProvider) {}
+
+  /** The Markdown behind the panel in front, as a read-only text document beside it. */
+  async openSource(): Promise<void> {
+    const target = this.activeTarget;
+    if (!target) return;
+    const doc = await vscode.workspace.openTextDocument(docUri(target));
+    await vscode.window.showTextDocument(await vscode.languages.setTextDocumentLanguage(doc, "markdown"), {
+      preview: false,
+      viewColumn: vscode.ViewColumn.Beside,
+    });
+  }
 
   async show(target: DocTarget): Promise<void> {
     const key = docUri(target).toString();
@@ -70,8 +83,15 @@ export class DocPanels implements vscode.Disposable {
       });
       open = { panel, target };
       this.panels.set(key, open);
-      panel.onDidDispose(() => this.panels.delete(key));
+      panel.onDidChangeViewState(({ webviewPanel }) => {
+        if (webviewPanel.active) this.activeTarget = target;
+      });
+      panel.onDidDispose(() => {
+        this.panels.delete(key);
+        if (this.activeTarget === target) this.activeTarget = undefined;
+      });
     }
+    this.activeTarget = open.target;
     open.panel.webview.html = await this.html(open.panel.webview, markdown);
   }
 

@@ -219,6 +219,14 @@ describe("e2e: the extension in code-server", { timeout: 5 * 60_000 }, () => {
     await preview("Checks of mr1");
   });
 
+  step("a rendered document's title bar opens its Markdown source beside it", async () => {
+    await page.locator('.editor-actions .action-label[aria-label^="Open Markdown Source"]').first().click();
+    // The text itself, links as Markdown: what the panel rendered.
+    await page.locator(".editor-instance .view-line").filter({ hasText: "# Checks of [mr1](command:" }).first().waitFor({ timeout: LONG });
+    await page.keyboard.press("Control+W"); // the source closes; the rendered panel stays
+    await page.locator(".tab").filter({ hasText: "Checks of mr1" }).waitFor({ timeout: LONG });
+  });
+
   /** The entries of a row's context menu. */
   async function contextMenu(target: Locator): Promise<string[]> {
     await target.click({ button: "right" });
