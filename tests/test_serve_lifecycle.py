@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -275,3 +278,71 @@ def test_a_second_serve_is_refused_and_ctrl_c_leaves_a_consistent_store(
     saved = git(initialised, "log", "--all", "--format=%H", "--", "long.txt").split()
     assert saved, "the uncommitted work was lost"
     store.close()
+
+
+def test_an_internal_error_is_not_counted_as_the_tasks_attempt(
+    initialised: Path, sf: SfRunner, fake_model: FakeModel
+) -> None:
+    """Publishing the agent's branch fails for a while (git cannot lock the ref: a lock file
+    another git process holds). That is Stoneforge's trouble, not the task's: even with
+    `maxAttempts: 1` the attempt is given back, the task runs again on its kept work, and lands."""
+    write_config(
+        initialised,
+        "orchestrator:\n  maxAttempts: 1\n  retryBackoffS: 1\nmerge:\n  checks: []\n",
+    )
+    task_id = sf("task", "create", "--title", "Add a file").stdout.strip()
+    locks: list[Path] = []
+
+    def lock_the_branch_then_commit(_request: object) -> Step:
+        # From the agent's commit on, the repository's branch ref is locked: the worker cannot
+        # publish the commit, nor (at the session's end) the branch.
+        with store_of(initialised) as store:
+            branch = store.get_task(task_id).branch
+        lock = initialised / ".git" / "refs" / "heads" / f"{branch}.lock"
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        lock.write_text("")
+        locks.append(lock)
+        return Step.bash("git add -A && git commit -q -m 'Add a file'")
+
+    fake_model.add_script(
+        [
+            Step.write("added.txt", "added\n", text="Writing added.txt."),
+            lock_the_branch_then_commit,  # a factory: runs when its request comes in
+            Step.mcp("complete_task", summary="Add a file"),
+            Step.say("Done: Add a file."),
+            # The second session: the commit is on the branch already.
+            Step.mcp("complete_task", summary="Add a file (committed in the first session)"),
+            Step.say("Done."),
+        ],
+        marker=f"Stoneforge task {task_id}:",
+    )
+    db = initialised / ".stoneforge" / "state.db"
+
+    def unlock_once_requeued() -> None:  # the other git process is done by the retry
+        with contextlib.closing(sqlite3.connect(db, timeout=30)) as conn:
+            wait_until(
+                lambda: (
+                    conn.execute("SELECT 1 FROM events WHERE kind = 'task.requeued'").fetchone()
+                    is not None
+                ),
+                timeout=240,
+                interval=0.01,
+            )
+        for lock in locks:
+            lock.unlink(missing_ok=True)
+
+    unlocker = threading.Thread(target=unlock_once_requeued, daemon=True)
+    unlocker.start()
+    code, out, err = run_serve(initialised, fake_model, timeout=240)
+    unlocker.join(timeout=10)
+
+    assert code == 0, err
+    task = task_json(sf, task_id)
+    assert task["status"] == "merged", out
+    assert task["attempts"] == 1  # the failed publish did not spend the only attempt
+    assert git(initialised, "show", "main:added.txt") == "added"
+    with store_of(initialised) as store:
+        sessions = [s for s in store.list_sessions() if s.task_id == task_id]
+        notes = [e.data.get("note") or "" for e in store.events_since(0, limit=1000)]
+    assert len(sessions) == 2  # the work committed in the first session was kept for the second
+    assert any("not counted" in n and "cannot lock ref" in n for n in notes), notes

@@ -54,6 +54,9 @@ LEASE_NAME = "orchestrator"
 LEASE_TTL_S = 20.0
 HEARTBEAT_S = 5.0
 RECENT_EVENTS = 12
+#: A task's run that fails inside Stoneforge (not the agent) is tried again without spending an
+#: attempt this many times in a row; after that the errors count as failed attempts.
+INTERNAL_ERRORS_NOT_COUNTED = 2
 
 
 @dataclass(frozen=True)
@@ -155,6 +158,8 @@ class Orchestrator:
         self._not_before: dict[str, float] = {}
         #: Tasks whose blockers' heads conflicted at their start, with those heads (stacking).
         self._stack_conflicts: dict[str, dict[str, str]] = {}
+        #: Task -> internal errors of its runs in a row (see INTERNAL_ERRORS_NOT_COUNTED).
+        self._internal_errors: dict[str, int] = {}
         #: Plan and day budgets holding dispatch back, as last seen (budgets, issue 15).
         self.budget_holds: list[BudgetHold] = []
         self._day_starts_at: float | None = None  # monotonic time of the next UTC day, if held
@@ -434,7 +439,10 @@ class Orchestrator:
             self._lease_lost()
         except Exception as exc:  # a bug in a run must not take the dispatcher down
             log.exception("worker run for %s failed", task_id)
-            result = run._fail_attempt(f"internal error: {type(exc).__name__}: {exc}", retry=True)
+            strikes = self._internal_errors[task_id] = self._internal_errors.get(task_id, 0) + 1
+            result = run._internal_error(exc, counted=strikes > INTERNAL_ERRORS_NOT_COUNTED)
+        else:
+            self._internal_errors.pop(task_id, None)
         finally:
             self.runs.pop(task_id, None)
             self.health.run_ended(task_id)

@@ -31,6 +31,7 @@ from stoneforge.agents import (
     kill_tree,
 )
 from stoneforge.config import StoneforgeConfig
+from stoneforge.git.errors import WorktreeError
 from stoneforge.git.slug import task_branch, worktree_path
 from stoneforge.git.stacking import RestackConflict
 from stoneforge.git.task_clone import ensure_task_clone, pool_for
@@ -170,8 +171,8 @@ class WorkerRun(SessionMixin, HandoffMixin, StackMixin, EndingsMixin, WorkerBase
                     self.root, path, branch, start_point=self.target, pool=pool, start_at=start
                 )
             )
-        except Exception as exc:
-            return self._fail_attempt(f"could not prepare worktree {path}: {exc}", retry=True)
+        except Exception as exc:  # Stoneforge's trouble, not the agent's: see _internal_error
+            raise WorktreeError(f"could not prepare the task's checkout {path}: {exc}") from exc
         self.worktree = wt.path
         self.branch = branch
         moved = None

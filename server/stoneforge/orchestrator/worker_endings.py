@@ -221,6 +221,27 @@ class EndingsMixin(WorkerBase):
         self.slot.state = "waiting for the provider"
         return RunResult(task.id, TaskStatus.OPEN, reason, provider_fault=fault)
 
+    def _internal_error(self, exc: Exception, *, counted: bool) -> RunResult:
+        """Stoneforge itself failed during the attempt (a bug, or git refusing for a moment):
+        not the agent's doing, so the attempt is given back and the task tried again after the
+        backoff, its checkout and commits as they are. A fault that keeps coming back
+        (``counted``) is a failed attempt like any other, so it cannot loop for ever."""
+        # One line in the task's attempt history (git's advice after its error is left out;
+        # the log has the traceback).
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        reason = f"internal error: {type(exc).__name__}: {first_line}"
+        if counted:
+            return self._fail_attempt(reason, retry=True)
+        task = self.store.get_task(self.task.id)
+        history = [line for line in (task.note or "").splitlines() if line.startswith("attempt ")]
+        history.append(f"attempt {task.attempts} (not counted, tried again): {reason}")
+        refused = self._requeue_without_cost("\n".join(history))
+        if refused is not None:
+            self.slot.state = "cancelled"
+            return RunResult(task.id, TaskStatus.CANCELLED, refused)
+        self.slot.state = "requeued"
+        return RunResult(task.id, TaskStatus.OPEN, reason, retry=True)
+
     def _fail_attempt(self, reason: str, *, retry: bool) -> RunResult:
         """Record a failed attempt: back to the queue, or `failed` after maxAttempts.
 

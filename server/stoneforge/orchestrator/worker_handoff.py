@@ -16,6 +16,7 @@ from stoneforge.agents import (
 )
 from stoneforge.agents.events import AgentEvent
 from stoneforge.errors import InvalidTransitionError
+from stoneforge.git.errors import GitLayerError
 from stoneforge.git.repo import run_git
 from stoneforge.lifecycle import TaskEvent
 from stoneforge.models import (
@@ -70,8 +71,14 @@ class HandoffMixin(WorkerBase):
         elif isinstance(event, ToolResult) and event.tool_use_id in watch.handoff_tool_ids:
             watch.stop_now = True  # the handoff is recorded: nothing more to do in this session
         elif isinstance(event, ToolResult) and event.tool_use_id in self._commit_tool_ids:
-            await self._publish()
-            self.on_commit()
+            # Publishing here only keeps the repository's view fresh (the forecast); the
+            # session's end publishes for real. A git hiccup now must not end the session.
+            try:
+                await self._publish()
+            except GitLayerError as exc:
+                log.warning("task %s: its new commit is not published yet: %s", self.task.id, exc)
+            else:
+                self.on_commit()
         if watch.stop_now and self.live is not None:
             await self.live.stop("handoff")
 
