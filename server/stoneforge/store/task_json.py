@@ -14,8 +14,11 @@ and `json_quote` write the same text, measured twice as slow as this.)
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
+from collections.abc import Iterable
 from functools import cache
+from itertools import chain, repeat
 from json.encoder import encode_basestring  # Python's own (C) quoting, ensure_ascii=False
 from typing import Any
 
@@ -26,6 +29,7 @@ from stoneforge.store.tasks import (
     QUESTION_EVENT,
     REFUSAL_EVENT,
     TaskRows,
+    _sql_wire_time,
     _task_filter,
 )
 
@@ -61,11 +65,18 @@ _EMPTY = {
     "stackBase": None,
     "stackedOn": [],
 }
-#: The columns read, in the order `task_list_json` unpacks them.
+#: The columns read, in the order `task_list_json` takes them: the times quoted as the wire
+#: writes them (NULL when not in the store's own form: that task goes the model way), whether the
+#: task has a budget in USD (it goes the model way: Python writes a float its own way), the
+#: budget in tokens as its text.
 _COLUMNS = (
     "id, title, description, plan_id, priority, status, branch, worktree, attempts, dispatches, "
-    "created_at, updated_at, note, budget_usd, budget_tokens"
+    f"'\"' || {_sql_wire_time('created_at')} || '\"', "
+    f"'\"' || {_sql_wire_time('updated_at')} || '\"', "
+    "note, budget_usd IS NOT NULL, ifnull(budget_tokens, 'null')"
 )
+#: A character Python's encoder writes escaped (`ensure_ascii=False`).
+_ESCAPED = re.compile(r'["\\\x00-\x1f]')
 
 
 def _sentinel(n: int) -> str:
@@ -110,23 +121,25 @@ def _template() -> tuple[str, str, str, str] | None:
     return first, second, third, last
 
 
-def _quoted(text: str | None) -> str:
-    return "null" if text is None else encode_basestring(text)
+def _quoted_column(values: tuple[str | None, ...]) -> Iterable[str]:
+    """A column of text or NULL as the encoder writes each value."""
+    if values.count(None) == len(values):
+        return repeat("null")
+    return ["null" if text is None else encode_basestring(text) for text in values]
 
 
-def _time(stored: str) -> str | None:
-    """A time in the store's own form (`2026-01-02T03:04:05.678+00:00`) as the wire writes it,
-    quoted; None for any other form (that task goes the model way)."""
-    if len(stored) != 29 or stored[19] != "." or not stored.endswith("+00:00"):
-        return None
-    millis = stored[20:23]
-    return f'"{stored[:19]}Z"' if millis == "000" else f'"{stored[:23]}000Z"'
-
-
-def _dependencies(deps: list[str] | None) -> str:
-    if not deps:
-        return "[]"
-    return "[\n      " + ",\n      ".join(map(encode_basestring, deps)) + "\n    ]"
+def _dependencies(depends_on: dict[str, list[str]]) -> dict[str, str]:
+    """Each task's dependencies as the second level of an indented list writes them."""
+    if _ESCAPED.search("".join(chain.from_iterable(depends_on.values()))):
+        return {
+            task_id: "[\n      " + ",\n      ".join(map(encode_basestring, deps)) + "\n    ]"
+            for task_id, deps in depends_on.items()
+        }
+    # No id the encoder would escape (ids are the store's own `t42`): quoted as they are.
+    return {
+        task_id: '[\n      "' + '",\n      "'.join(deps) + '"\n    ]'
+        for task_id, deps in depends_on.items()
+    }
 
 
 class TaskJson(TaskRows):
@@ -150,66 +163,69 @@ class TaskJson(TaskRows):
             ).fetchall()
             if not rows:
                 return "[]"
-            carrying = self._tasks_carrying_more(db)
-            effective, depends_on, blocked = self._graph_facts_of_all(db)
-            parts: list[str | None] = []
-            rich: list[str] = []
-            first, second, third, last = template
-            for (
-                task_id,
-                title,
-                description,
-                task_plan,
-                priority,
-                task_status,
-                branch,
-                worktree,
+            # By column: each written by one C-level call (`map`, `zip`, `%`), not a Python
+            # step per task.
+            (
+                ids,
+                titles,
+                descriptions,
+                plans,
+                priorities,
+                statuses,
+                branches,
+                worktrees,
                 attempts,
                 dispatches,
-                created_at,
-                updated_at,
-                note,
-                budget_usd,
-                budget_tokens,
-            ) in rows:
-                created, updated = _time(created_at), _time(updated_at)
-                if task_id in carrying or budget_usd is not None or not (created and updated):
-                    rich.append(task_id)
-                    parts.append(None)
-                    continue
-                deps = depends_on.get(task_id)
-                parts.append(
-                    first
-                    % (
-                        encode_basestring(task_id),
-                        encode_basestring(title),
-                        encode_basestring(description),
-                        _quoted(task_plan),
-                        priority,
-                    )
-                    + f"{effective[task_id]}{second}{_dependencies(deps) if deps else '[]'}"
-                    + third % encode_basestring(task_status)
-                    + ("true" if task_id in blocked else "false")
-                    + last
-                    % (
-                        _quoted(branch),
-                        _quoted(worktree),
+                created,
+                updated,
+                notes,
+                budgets_usd,
+                budgets_tokens,
+            ) = zip(*rows, strict=True)
+            effective, depends_on, blocked = self._graph_facts_of_all(
+                db, None if where else (ids, priorities, statuses)
+            )
+            texts = list(
+                map(
+                    "%s".join(template).__mod__,
+                    zip(
+                        map(encode_basestring, ids),
+                        map(encode_basestring, titles),
+                        map(encode_basestring, descriptions),
+                        _quoted_column(plans),
+                        priorities,
+                        map(effective.__getitem__, ids),
+                        map(_dependencies(depends_on).get, ids, repeat("[]")),
+                        map(encode_basestring, statuses),
+                        map(dict.fromkeys(blocked, "true").get, ids, repeat("false")),
+                        _quoted_column(branches),
+                        _quoted_column(worktrees),
                         attempts,
                         dispatches,
                         created,
                         updated,
-                        _quoted(note),
-                        "null",
-                        "null" if budget_tokens is None else budget_tokens,
-                    )
+                        _quoted_column(notes),
+                        repeat("null"),  # budget in USD: a task with one goes the model way
+                        budgets_tokens,
+                    ),
                 )
-            texts = self._rich_texts(db, rich) if rich else {}
-        if rich:
-            parts = [
-                texts[row[0]] if part is None else part
-                for row, part in zip(rows, parts, strict=True)
-            ]
-        return "[\n" + ",\n".join(parts) + "\n]"  # type: ignore[arg-type]
+            )
+            # Tasks that carry more than their row, or whose budget or times Python writes its
+            # own way, go the model way.
+            rich = self._tasks_carrying_more(db).intersection(ids)
+            if any(budgets_usd) or None in created or None in updated:
+                rich.update(
+                    task_id
+                    for task_id, budget, made, changed in zip(
+                        ids, budgets_usd, created, updated, strict=True
+                    )
+                    if budget or made is None or changed is None
+                )
+            if rich:
+                position = dict(zip(ids, range(len(ids)), strict=True))
+                for task_id, text in self._rich_texts(db, list(rich)).items():
+                    texts[position[task_id]] = text
+        return "[\n" + ",\n".join(texts) + "\n]"
 
     @staticmethod
     def _tasks_carrying_more(db: sqlite3.Connection) -> set[str]:
