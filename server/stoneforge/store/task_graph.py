@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
-from collections import defaultdict
-from collections.abc import Sequence
+from collections import defaultdict, deque
+from collections.abc import Iterable, Sequence
 
 from stoneforge.graph import LANDED, STACKABLE, DependencyGraph, Node, effective_priorities
 from stoneforge.models import FINISHED_TASK_STATUSES, PlanStatus, TaskStatus
@@ -145,3 +146,102 @@ class TaskGraph(StoreBase):
                 (task_id, TaskStatus.MERGED.value, TaskStatus.CANCELLED.value),
             ).fetchone()[0]
         return effective, depends_on, blocked
+
+    # -- the facts kept in each task's row (schema version 6) ----------------------------------
+
+    def _migrated(self, db: sqlite3.Connection, version: int) -> None:
+        super()._migrated(db, version)
+        if version < 6:
+            self._store_graph_facts(db)
+
+    def stored_graph_facts(self) -> dict[str, tuple[int | None, bool | None, list[str] | None]]:
+        """Each task's graph facts as its row keeps them: (effective priority, blocked,
+        dependencies); None where not known. Equal to the graph's own at every write's end."""
+        with self._read() as db:
+            return {
+                task_id: (
+                    effective,
+                    None if blocked is None else bool(blocked),
+                    None if deps is None else json.loads(deps),
+                )
+                for task_id, effective, blocked, deps in db.execute(
+                    "SELECT id, effective_priority, blocked, depends_on_list FROM tasks"
+                )
+            }
+
+    def refresh_graph_facts(self) -> None:
+        """Recompute every task's stored graph facts from the tables: after rows were written
+        other than through the store (a bulk set-up, a restore)."""
+        with self._write() as db:
+            self._store_graph_facts(db)
+
+    def _store_graph_facts(self, db: sqlite3.Connection) -> None:
+        effective, depends_on, blocked = self._graph_facts_of_all(db)
+        db.executemany(
+            "UPDATE tasks SET effective_priority = ?, blocked = ?, depends_on_list = ? WHERE id = ?",
+            [
+                (value, int(task_id in blocked), _json_list(depends_on.get(task_id, [])), task_id)
+                for task_id, value in effective.items()
+            ],
+        )
+
+    def _refresh_graph_facts(self, db: sqlite3.Connection, task_ids: Iterable[str]) -> None:
+        """Bring the stored graph facts up to date after a write that touched ``task_ids`` (a new
+        task, a new dependency of one, a change of its status or priority), in its transaction.
+
+        Dependencies change only for the touched tasks; blocked for them and (a status) their
+        dependents; effective priority flows from a task to its blockers: each one whose value
+        changes passes the change on to its own (the graph is acyclic, so it ends). Same rules
+        as :class:`~stoneforge.graph.DependencyGraph`, which the tests hold them to.
+        """
+        plain = db.cursor()
+        plain.row_factory = None
+        touched = list(dict.fromkeys(task_ids))
+        open_, merged = TaskStatus.OPEN.value, TaskStatus.MERGED.value
+        blocked = (
+            "UPDATE tasks SET blocked = (status = ? AND EXISTS (SELECT 1 FROM deps d "
+            "JOIN tasks b ON b.id = d.depends_on WHERE d.task_id = tasks.id AND b.status != ?)) "
+        )
+        pending: deque[str] = deque(touched)
+        for task_id in touched:
+            deps = [
+                row[0]
+                for row in plain.execute(
+                    "SELECT depends_on FROM deps WHERE task_id = ? ORDER BY rowid", (task_id,)
+                )
+            ]
+            pending.extend(deps)
+            plain.execute(
+                "UPDATE tasks SET depends_on_list = ? WHERE id = ?", (_json_list(deps), task_id)
+            )
+            plain.execute(blocked + "WHERE id = ?", (open_, merged, task_id))
+            plain.execute(
+                blocked + "WHERE id IN (SELECT task_id FROM deps WHERE depends_on = ?)",
+                (open_, merged, task_id),
+            )
+        finished = sorted(s.value for s in FINISHED_TASK_STATUSES)
+        marks = ",".join("?" * len(finished))
+        queued = set(pending)
+        while pending:
+            task_id = pending.popleft()
+            queued.discard(task_id)
+            row = plain.execute(
+                "SELECT effective_priority, min(priority, ifnull((SELECT min(w.effective_priority)"
+                " FROM deps e JOIN tasks w ON w.id = e.task_id WHERE e.depends_on = t.id"
+                f" AND w.status NOT IN ({marks})), priority)) FROM tasks t WHERE id = ?",
+                (*finished, task_id),
+            ).fetchone()
+            if row is None or row[0] == row[1]:
+                continue  # not a task (yet), or unchanged: nothing to pass on
+            plain.execute("UPDATE tasks SET effective_priority = ? WHERE id = ?", (row[1], task_id))
+            for (blocker,) in plain.execute(
+                "SELECT depends_on FROM deps WHERE task_id = ?", (task_id,)
+            ).fetchall():
+                if blocker not in queued:
+                    queued.add(blocker)
+                    pending.append(blocker)
+
+
+def _json_list(ids: list[str]) -> str:
+    """A task's dependencies as its row keeps them: a compact JSON list."""
+    return json.dumps(ids, ensure_ascii=False, separators=(",", ":"))
