@@ -86,6 +86,10 @@ def busy_board(store: Store, tasks: int) -> None:
     store.transition_task(ids[1], TaskEvent.RETRY, budget_usd=2.5e-05, budget_tokens=1000)
     store.cancel_task(ids[2])
     store.transition_task(ids[2], TaskEvent.RETRY, budget_tokens=500)
+    # Priorities changed and a dependency added later: urgency flows to the blockers' rows.
+    store.update_task(ids[-1], priority=1)
+    store.update_task(ids[-5], priority=5)
+    store.add_dependency(ids[-3], ids[4])
     # An open task stacked on a blocker in review (its branch starts from the blocker's head).
     stacked = store.create_task("stacked", depends_on=[ids[0]]).id
     store.set_stack(stacked, {ids[0]: "b" * 40}, "b" * 40)

@@ -1,4 +1,5 @@
-"""The dependency graph read from the tables, and its facts for a few tasks via recursive SQL."""
+"""The dependency graph read from the tables; its facts for a few tasks via recursive SQL, for
+the whole board at once, and as each task's row keeps them (refreshed by every write)."""
 
 from __future__ import annotations
 
