@@ -46,7 +46,9 @@ After every step:
   for changes never costs the task an attempt;
 - a dependent never lands before its blockers: when it lands, each blocker it had then is
   merged (or ended for good: failed, cancelled, over budget, which no stacked branch survives,
-  since nothing of a blocker's work lands without the blocker's own merged MR).
+  since nothing of a blocker's work lands without the blocker's own merged MR);
+- the graph's facts each task's row keeps (effective priority, blocked, dependencies: what
+  `sf task list` reads) are the ones the graph itself gives (people also change priorities).
 
 A defect it found (a deposed steward took its lost lease for a lost race and went round again)
 is pinned by the regression test at the end of the file.
@@ -442,6 +444,13 @@ class LifecycleMachine(RuleBasedStateMachine):
                 self.store.add_dependency(pick(existing, b), task.id)
             except InvalidInputError as exc:  # it would close a cycle: refused, nothing added
                 assert "cycle" in str(exc), exc
+
+    @rule(n=st.integers(0, 7), priority=st.integers(1, 5))
+    def reprioritize(self, n: int, priority: int) -> None:
+        """A person changes a task's priority (its blockers' effective priority follows)."""
+        existing = [t.id for t in self.store.list_tasks()]
+        if existing:
+            self.store.update_task(pick(existing, n), priority=priority)
 
     @rule(slots=st.integers(0, 3), fresh=st.lists(st.booleans(), min_size=3, max_size=3))
     def dispatcher_tick(self, slots: int, fresh: list[bool]) -> None:
@@ -962,6 +971,17 @@ class LifecycleMachine(RuleBasedStateMachine):
         self._main_holds_only_checked_commits(tip)
         self._merged_work_is_on_main_once(tip, set(refs))
         self._status_changes_follow_the_tables()
+        self._stored_graph_facts_are_the_graphs()
+
+    def _stored_graph_facts_are_the_graphs(self) -> None:
+        """Each task's row keeps its graph facts (what `sf task list` reads): they are the ones
+        the graph itself gives, after every step."""
+        graph = self.store.graph()
+        effective = graph.effective_priorities()
+        assert self.store.stored_graph_facts() == {
+            task_id: (effective[task_id], graph.is_blocked(task_id), graph.depends_on[task_id])
+            for task_id in graph.nodes
+        }
 
     def _main_holds_only_checked_commits(self, tip: str) -> None:
         rig = self.rig

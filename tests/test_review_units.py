@@ -137,7 +137,7 @@ def test_a_version_2_store_gains_reviews_and_keeps_its_rows(tmp_path: Path) -> N
             "VALUES (1, 'mr1', 't1', 'pending', 'sf/t1', '2026-01-01T00:00:00.000+00:00')"
         )
     with Store(path) as store:
-        assert store.schema_version() == SCHEMA_VERSION == 5
+        assert store.schema_version() == SCHEMA_VERSION == 6
         assert store.get_merge_request("mr1").reviews == []
         # ... and the stacked-branch columns of version 5, empty for what was there.
         assert store.get_task("t1").stacked_on == [] and store.get_task("t1").stack_base is None

@@ -5,6 +5,7 @@ where tasks carry everything a task can carry, and for any text in their fields.
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ from stoneforge.models import (
     TaskStatus,
     utcnow,
 )
-from stoneforge.store import REFUSAL_EVENT, PlannedTask, Store
+from stoneforge.store import REFUSAL_EVENT, SCHEMA_VERSION, PlannedTask, Store
 from stoneforge.store.task_json import _template
 
 
@@ -85,6 +86,10 @@ def busy_board(store: Store, tasks: int) -> None:
     store.transition_task(ids[1], TaskEvent.RETRY, budget_usd=2.5e-05, budget_tokens=1000)
     store.cancel_task(ids[2])
     store.transition_task(ids[2], TaskEvent.RETRY, budget_tokens=500)
+    # Priorities changed and a dependency added later: urgency flows to the blockers' rows.
+    store.update_task(ids[-1], priority=1)
+    store.update_task(ids[-5], priority=5)
+    store.add_dependency(ids[-3], ids[4])
     # An open task stacked on a blocker in review (its branch starts from the blocker's head).
     stacked = store.create_task("stacked", depends_on=[ids[0]]).id
     store.set_stack(stacked, {ids[0]: "b" * 40}, "b" * 40)
@@ -154,3 +159,48 @@ def test_the_whole_board_facts_agree_with_the_graph(tmp_path: Path) -> None:
             assert task.depends_on == graph.depends_on[task.id]
         for stacking in (False, True):
             assert store.ready_task_ids(stacking=stacking) == graph.ready(stacking=stacking)
+
+
+def graph_facts(store: Store) -> dict[str, tuple[int, bool, list[str]]]:
+    graph = store.graph()
+    effective = graph.effective_priorities()
+    return {
+        task_id: (effective[task_id], graph.is_blocked(task_id), graph.depends_on[task_id])
+        for task_id in graph.nodes
+    }
+
+
+def test_a_version_5_store_gains_the_graph_facts_of_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    with Store(path) as store:
+        busy_board(store, 30)
+        before = naive(store)
+    with sqlite3.connect(path) as db:  # the store as version 5 left it
+        for column in ("effective_priority", "blocked", "depends_on_list"):
+            db.execute(f"ALTER TABLE tasks DROP COLUMN {column}")
+        db.execute("PRAGMA user_version = 5")
+    with Store(path) as store:
+        assert store.schema_version() == SCHEMA_VERSION == 6
+        assert store.stored_graph_facts() == graph_facts(store)
+        assert store.task_list_json() == before == naive(store)
+
+
+def test_a_row_written_around_the_store_is_listed_from_the_graph(tmp_path: Path) -> None:
+    """A task inserted by plain SQL (a bulk set-up) keeps no facts: the list reads the graph."""
+    path = tmp_path / "state.db"
+    with Store(path) as store:
+        busy_board(store, 30)
+        first = store.list_tasks()[0].id
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "INSERT INTO tasks (seq, id, title, priority, status, created_at, updated_at) "
+            "VALUES (999, 't999', 'raw', 1, 'open', '2026-01-01T00:00:00.000+00:00', "
+            "'2026-01-01T00:00:00.000+00:00')"
+        )
+        db.execute("INSERT INTO deps (task_id, depends_on) VALUES ('t999', ?)", (first,))
+    with Store(path) as store:
+        assert store.stored_graph_facts()["t999"] == (None, None, None)
+        assert store.task_list_json() == naive(store)
+        store.refresh_graph_facts()
+        assert store.stored_graph_facts() == graph_facts(store)
+        assert store.task_list_json() == naive(store)

@@ -139,29 +139,33 @@ def effective_priorities(
 
     ``priority`` names every task; ``depends_on`` maps a task to its blockers (unknown ids are
     ignored). O(tasks + edges): urgency spreads from the most urgent level down, so each task
-    passes it on once, from the first (most urgent) level that reaches it.
+    takes the first (most urgent) level that reaches it and passes it on once.
     """
     effective = dict(priority)
-    spread: set[str] = set()
     levels: dict[int, list[str]] = {}
     for task_id, level in priority.items():
         if task_id in unfinished:
             levels.setdefault(level, []).append(task_id)
+    # A task reached from a level is final: a later level is less urgent. Blockers are pushed
+    # whole and checked when popped (a C-level extend per task, not a Python step per edge).
+    reached: set[str] = set()
+    blockers_of = depends_on.get
     for level in sorted(levels):
         stack = levels[level]
         while stack:
             task_id = stack.pop()
-            if task_id in spread:
+            if task_id in reached:
                 continue
-            spread.add(task_id)
-            for blocker in depends_on.get(task_id, ()):
-                current = effective.get(blocker)
-                if current is None:
-                    continue  # not a task of this board
-                if current > level:
-                    effective[blocker] = level
-                if blocker in unfinished and blocker not in spread:
-                    stack.append(blocker)
+            reached.add(task_id)
+            current = effective.get(task_id)
+            if current is None:
+                continue  # not a task of this board
+            if current > level:
+                effective[task_id] = level
+            if task_id in unfinished:
+                blockers = blockers_of(task_id)
+                if blockers:
+                    stack.extend(blockers)
     return effective
 
 

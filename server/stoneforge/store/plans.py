@@ -13,6 +13,7 @@ from stoneforge.models import CostTotals, Plan, PlanStatus, TaskStatus, utcnow
 from stoneforge.store.costs import CostRows
 from stoneforge.store.planning import PlannedTask, planned_task_problems
 from stoneforge.store.schema import _TASK_COLUMNS, _iso, _time
+from stoneforge.store.task_graph import TaskGraph
 
 #: Event kinds whose rows carry state read back by the store (not just history).
 DIRECTOR_SESSION_EVENT = "director.session"
@@ -33,7 +34,7 @@ class DirectorSessionRef:
     cwd: str
 
 
-class PlanRows(CostRows):
+class PlanRows(TaskGraph, CostRows):
     def create_plan(self, title: str, goal: str | None = None) -> Plan:
         title = title.strip()
         if not title:
@@ -106,6 +107,7 @@ class PlanRows(CostRows):
                     ids[task.key],
                     {"title": task.title.strip(), "planId": plan_id, "dependsOn": depends_on},
                 )
+            self._refresh_graph_facts(db, ids.values())
         return self.get_plan(plan_id)
 
     def set_director_session(

@@ -16,7 +16,7 @@ from stoneforge.errors import InvalidInputError, NotFoundError, StoreBusyError
 from stoneforge.models import utcnow
 from stoneforge.redact import redact
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 #: How long a write (or read) waits for the store's lock, in this process or in SQLite, before it
 #: fails with StoreBusyError. Shorter than the orchestrator lease's time to live less one
 #: heartbeat interval (20 s and 5 s): a heartbeat stalled this long still lands in time, and a
@@ -173,8 +173,26 @@ ALTER TABLE merge_requests ADD COLUMN stacked_on TEXT;
 ALTER TABLE merge_requests ADD COLUMN base_commit TEXT;
 """
 
+# Version 6 (`sf task list` of a large board, issue 17): each task's facts of the dependency graph,
+# kept in its row by every write that changes them (`TaskGraph._refresh_graph_facts`, in the
+# write's transaction), so a list reads them instead of the whole graph: its effective priority,
+# whether it is blocked (1/0) and its dependencies (a JSON list, in the order they were added).
+# NULL: not known (a row written other than through the store); the migration fills them.
+_SCHEMA_V6 = """
+ALTER TABLE tasks ADD COLUMN effective_priority INTEGER;
+ALTER TABLE tasks ADD COLUMN blocked INTEGER;
+ALTER TABLE tasks ADD COLUMN depends_on_list TEXT;
+"""
+
 #: Schema migrations, index i brings the database from version i to i + 1.
-_MIGRATIONS: list[str] = [_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4, _SCHEMA_V5]
+_MIGRATIONS: list[str] = [
+    _SCHEMA_V1,
+    _SCHEMA_V2,
+    _SCHEMA_V3,
+    _SCHEMA_V4,
+    _SCHEMA_V5,
+    _SCHEMA_V6,
+]
 
 #: How error messages name the rows of each table.
 _NOUNS = {
@@ -319,7 +337,11 @@ class StoreBase:
                     if statement.strip():
                         db.execute(statement)
             if version != SCHEMA_VERSION:
+                self._migrated(db, version)
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _migrated(self, db: sqlite3.Connection, version: int) -> None:
+        """What a migration from ``version`` computes beyond its SQL (in its transaction)."""
 
     def schema_version(self) -> int:
         with self._lock:

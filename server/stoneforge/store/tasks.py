@@ -159,6 +159,7 @@ class TaskRows(TaskGraph, CostRows):
             )
             for dep in dict.fromkeys(depends_on):
                 db.execute("INSERT INTO deps (task_id, depends_on) VALUES (?, ?)", (task_id, dep))
+            self._refresh_graph_facts(db, [task_id])
             self._event(
                 db,
                 "task.created",
@@ -179,6 +180,7 @@ class TaskRows(TaskGraph, CostRows):
             db.execute(
                 "INSERT OR IGNORE INTO deps (task_id, depends_on) VALUES (?, ?)", (blocked, blocker)
             )
+            self._refresh_graph_facts(db, [blocked])
             self._event(db, "dep.added", "task", blocked, {"dependsOn": blocker})
         return self.get_task(blocked)
 
@@ -443,6 +445,8 @@ class TaskRows(TaskGraph, CostRows):
         values["updated_at"] = _iso(utcnow())
         assignments = ", ".join(f"{column} = ?" for column in values)
         db.execute(f"UPDATE tasks SET {assignments} WHERE id = ?", (*values.values(), task_id))
+        if "status" in values or "priority" in values:
+            self._refresh_graph_facts(db, [task_id])
         self._event(db, kind, "task", task_id, {**data, **values})
 
     def record_question(
