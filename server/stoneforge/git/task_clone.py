@@ -65,6 +65,9 @@ DEFAULT_POOL_SIZE = 2
 #: making them competes with everything else at the orchestrator's start.
 MAX_POOL_SLOTS = 4
 RACY_GIT_S = 1.1  # git's timestamps are whole seconds on some filesystems
+#: Pauses between the tries of a publish that another git process is in the way of (about 3 s
+#: in all: far longer than `git worktree add` keeps its placeholder HEAD).
+PUBLISH_RETRY_PAUSES_S = (0.1, 0.25, 0.5, 1.0, 1.5)
 _OID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 # Passed on the command line of every git call the orchestrator makes in a task clone: command-line
@@ -543,14 +546,26 @@ def publish(
     before = _refs(repo, [ref, *specs[1:]])
     if ref_value(clone, ref) is None:
         return Published(branch=branch, head=ref_value(repo, ref), refs=[])
-    run_git(
-        ["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--", str(clone), *specs],
-        repo,
-        env=hardened_env(),
-    )
+    _fetch_waiting_out_others(repo, clone, specs)
     after = _refs(repo, [ref, *specs[1:]])
     changed = sorted(name for name, oid in after.items() if before.get(name) != oid)
     return Published(branch=branch, head=after.get(ref), refs=changed)
+
+
+def _fetch_waiting_out_others(repo: Path, clone: Path, specs: list[str]) -> None:
+    """Fetch from a task clone into the repository, tried again for a moment when another git
+    process is in the way: `git worktree add` (a steward's or reviewer's checkout) writes a HEAD
+    of zeros first, which fails every fetch's connectivity check meanwhile ("bad object
+    worktrees/.../HEAD"), and a ref another process is updating is locked."""
+    args = ["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--", str(clone), *specs]
+    for pause in PUBLISH_RETRY_PAUSES_S:
+        try:
+            run_git(args, repo, env=hardened_env())
+            return
+        except GitError as exc:
+            log.info("publishing from %s failed, trying again in %.2f s: %s", clone, pause, exc)
+        time.sleep(pause)
+    run_git(args, repo, env=hardened_env())
 
 
 def _refs(repo: Path, patterns: list[str]) -> dict[str, str]:
