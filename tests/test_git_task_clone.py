@@ -305,3 +305,24 @@ def test_publish_waits_out_a_worktree_being_added_to_the_repository(
     finally:
         finisher.join()
     assert published.head == work and repo.head("sf/t-9") == work
+
+
+def test_a_new_clone_never_overwrites_the_tasks_earlier_recovery_refs(
+    repo: Repo, tmp_path: Path
+) -> None:
+    """Recovery refs are numbered per task. A clone made again for the task (its old one was
+    removed: cancelled and retried, a cleaned directory) numbers its snapshots after the ones
+    the repository already keeps, so publishing them loses none."""
+    path = tmp_path / "wt" / "t-8"
+    ensure_task_clone(repo.path, path, "sf/t-8", start_point="main")
+    (path / "first.txt").write_text("first attempt's work\n")
+    first = snapshot(repo.path, path, "t-8")
+    assert first is not None and first.number == 1
+    remove_dir(path)
+    ensure_task_clone(repo.path, path, "sf/t-8", start_point="main")
+    (path / "second.txt").write_text("second attempt's work\n")
+    second = snapshot(repo.path, path, "t-8")
+    assert second is not None and second.number == 2
+    kept = {s.number: s.commit for s in list_snapshots(repo.path, "t-8")}
+    assert kept == {1: first.commit, 2: second.commit}
+    assert repo.show(first.ref, "first.txt") == "first attempt's work"

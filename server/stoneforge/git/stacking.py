@@ -26,7 +26,7 @@ from stoneforge.git.repo import (
     resolve_commit,
     run_git,
 )
-from stoneforge.git.snapshot import SnapshotRef, save_head
+from stoneforge.git.snapshot import SnapshotRef
 from stoneforge.git.task_clone import (
     commit_leftovers,
     hardened_env,
@@ -34,6 +34,7 @@ from stoneforge.git.task_clone import (
     make_clone,
     publish,
     reseal,
+    save_head_of_task,
 )
 
 
@@ -137,7 +138,7 @@ def reset_to_base(
     repo = Path(repo)
     with _checkout(repo, clone, branch) as work:
         commit_leftovers(repo, work, f"stoneforge: work of task {task_id} before its restack")
-        saved = save_head(work, task_id)
+        saved = save_head_of_task(repo, work, task_id)
         run_git(["reset", "--quiet", "--hard", new_base], work, env=hardened_env())
         publish(repo, work, branch, task_id)
         return saved
@@ -148,7 +149,7 @@ def keep_work(repo: Path | str, clone: Path | str | None, branch: str, task_id: 
     repo = Path(repo)
     with _checkout(repo, clone, branch) as work:
         commit_leftovers(repo, work, f"stoneforge: work of task {task_id}, kept")
-        saved = save_head(work, task_id)
+        saved = save_head_of_task(repo, work, task_id)
         publish(repo, work, branch, task_id)
         return saved
 

@@ -51,7 +51,14 @@ from stoneforge.git.repo import (
     short_branch,
 )
 from stoneforge.git.slug import check_task_id
-from stoneforge.git.snapshot import RECOVERY_PREFIX, Snapshot, commit_all, save_snapshot
+from stoneforge.git.snapshot import (
+    RECOVERY_PREFIX,
+    Snapshot,
+    SnapshotRef,
+    commit_all,
+    save_head,
+    save_snapshot,
+)
 from stoneforge.git.worktrees import delete_branch, find_worktree, remove_worktree
 
 log = logging.getLogger("stoneforge.git.task_clone")
@@ -585,12 +592,36 @@ def commit_leftovers(repo: Path | str, clone: Path | str, message: str) -> str |
     return commit_all(clone, message, env=hardened_env())
 
 
+def know_recovery_refs(repo: Path | str, clone: Path | str, task_id: str | int) -> None:
+    """Give a task clone the task's recovery refs the repository keeps and it lacks.
+
+    Recovery refs are numbered per task, and a clone numbers a new one after those it knows;
+    publishing then forces the clone's refs into the repository. A clone made again for the
+    task (the old one removed), or a scratch clone, would otherwise reuse a number and
+    overwrite the saved work of an earlier attempt. Call before saving in a clone.
+    """
+    repo, clone = Path(repo), Path(clone)
+    if not is_task_clone(clone):
+        return  # a linked worktree shares the repository's refs
+    prefix = f"{RECOVERY_PREFIX}/{check_task_id(task_id)}/*"
+    local = _refs(clone, [prefix])
+    missing = {n: oid for n, oid in _refs(repo, [prefix]).items() if n not in local}
+    _set_refs(clone, dict(missing))
+
+
+def save_head_of_task(repo: Path | str, clone: Path | str, task_id: str | int) -> SnapshotRef:
+    """`save_head` in a task checkout, numbered after every recovery ref of the task."""
+    know_recovery_refs(repo, clone, task_id)
+    return save_head(clone, task_id)
+
+
 def snapshot(
     repo: Path | str, clone: Path | str, task_id: str | int, *, restore: bool = True
 ) -> Snapshot | None:
     """`save_snapshot` in a task checkout, published into the repository at once."""
     if is_task_clone(clone):
         reseal(repo, clone)
+        know_recovery_refs(repo, clone, task_id)
     snap = save_snapshot(clone, task_id, restore=restore, env=hardened_env())
     if snap is not None and is_task_clone(clone):
         branch = _clone_git(

@@ -12,9 +12,9 @@ from stoneforge.errors import InvalidTransitionError
 from stoneforge.git.errors import GitLayerError
 from stoneforge.git.remote import push_branch
 from stoneforge.git.repo import full_branch_ref, run_git
-from stoneforge.git.snapshot import checked_out_branch, save_head
+from stoneforge.git.snapshot import checked_out_branch
 from stoneforge.git.stacking import keep_work
-from stoneforge.git.task_clone import commit_leftovers, publish
+from stoneforge.git.task_clone import commit_leftovers, publish, save_head_of_task
 from stoneforge.git.task_clone import snapshot as save_snapshot
 from stoneforge.lifecycle import TaskEvent
 from stoneforge.models import (
@@ -117,7 +117,7 @@ class EndingsMixin(WorkerBase):
         current = checked_out_branch(self.worktree)
         if current == self.branch:
             return None
-        saved = save_head(self.worktree, self.task.id)
+        saved = save_head_of_task(self.root, self.worktree, self.task.id)
         run_git(["checkout", "--quiet", "--force", self.branch], self.worktree)
         where = f"branch {current}" if current else "a detached HEAD"
         return (
