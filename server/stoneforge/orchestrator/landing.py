@@ -52,8 +52,11 @@ def land_merge_requests(
     ``CheckoutDirty`` / ``PushRefused``; in every case the target and the store are as they were.
     """
     with store.transaction(fence=fence):
+        # git's read-only checks first (a dozen git calls with a checkout of the target): from
+        # the record on, the dependents wait only for the ref to move and the checkout to follow.
+        planned = target.plan_move(candidate, base)
         record_merged(store, mrs, commit=candidate, checks=checks)
-        target.move(candidate, base, message=message)
+        target.move(candidate, base, message=message, planned=planned)
     # Pool clones are kept at the target's tip: brought up to it from now, beside the clean-up.
     refresh_pool(root, _worktree_dir(root, config))
     try:
