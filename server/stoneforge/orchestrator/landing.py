@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from stoneforge.background import in_background
 from stoneforge.config import StoneforgeConfig
 from stoneforge.git.remote import delete_remote_branch
 from stoneforge.git.snapshot import save_snapshot
@@ -63,7 +64,11 @@ def land_merge_requests(
         on_recorded()
     except Exception:  # it landed: a failed wake-up must not skip the clean-up
         log.exception("could not tell that %s landed", ", ".join(mr.id for mr in mrs))
-    remove_merged_worktrees(store, root, config, target, mrs, fence=fence)
+    # At a lower priority: the dependents just woken are dispatched meanwhile.
+    in_background(
+        lambda: remove_merged_worktrees(store, root, config, target, mrs, fence=fence),
+        "stoneforge-landing-cleanup",
+    )
 
 
 def record_merged(
