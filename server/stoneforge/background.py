@@ -1,10 +1,11 @@
 """Background work yields the CPU to dispatch.
 
-The threads that prepare pool clones and that clean up after a landing run at a lower scheduling
-priority (a higher nice value), and so do the git processes they start: on Linux the nice value
-belongs to the thread, and a child process inherits its thread's. Right after a landing, the
-clean-up of the merged task and the pool following the new tip would otherwise take turns on the
-CPU with the dispatch of the tasks that landing unblocked, which an agent is waiting for.
+A landing's clean-up (the merged task's checkout snapshotted, published and removed) runs at a
+lower scheduling priority (a higher nice value), and so do the git processes it starts: on Linux
+the nice value belongs to the thread, and a child process inherits its thread's. Right after a
+landing it would otherwise take turns on the CPU with the dispatch of the tasks that landing
+unblocked, which an agent is waiting for. (The clone pool's filler is not lowered: on a loaded
+machine it fell behind, and a dispatch that finds no prepared clone makes one itself.)
 """
 
 from __future__ import annotations

@@ -39,7 +39,6 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
-from stoneforge.background import lower_this_thread
 from stoneforge.git.errors import GitError, RefNotFound, WorktreeError
 from stoneforge.git.repo import (
     branch_exists,
@@ -310,7 +309,6 @@ class ClonePool:
             self._stopped = True
 
     def _fill(self) -> None:
-        lower_this_thread()  # a dispatch taking a clone meanwhile goes first
         while True:
             with self._lock:
                 if not self._wanted or self._stopped:
