@@ -8,7 +8,9 @@ The real `Orchestrator` (from `Service.orchestrator`) runs in a throwaway reposi
   created once the previous one was dispatched, after a random pause of 0-100 ms, so arrivals
   fall at every phase of the watcher's probe and no queue builds up.
 - unblocked: a chain t1 <- t2 <- ... where each task depends on the one before; a task becomes
-  ready when the merge queue marks its blocker merged. Ready = that commit of the store.
+  ready when the merge queue marks its blocker merged. Ready = that commit of the store. This
+  runs with `orchestrator.stacking: false`: with stacking (the default) a dependent starts on its
+  blocker's branch as soon as the blocker is in review, before the landing measured here.
 
 "Agent process started" is measured two ways:
 
@@ -342,6 +344,12 @@ STUB_CONFIG = (
     "agents:\n  steward:\n    review: false\n"
     "merge:\n  checks: []\n"
 )
+# Unblocked means "its blocker landed": without stacking. With `orchestrator.stacking` (the
+# default) a dependent starts when its blocker enters review, before the landing this measures.
+UNBLOCKED_CONFIG = STUB_CONFIG.replace(
+    "orchestrator:\n  maxConcurrent: 64\n",
+    "orchestrator:\n  maxConcurrent: 64\n  stacking: false\n",
+)
 CLI_CONFIG = (
     "orchestrator:\n  maxConcurrent: 64\n  maxAttempts: 1\n"
     "agents:\n  sandbox: {sandbox}\n  steward:\n    review: false\n"
@@ -428,7 +436,7 @@ def fast_watcher(probe_s: float) -> Any:
 
 def stub_unblocked(root: Path, count: int) -> Clock:
     clock = Clock()
-    service = make_repo(root, STUB_CONFIG)
+    service = make_repo(root, UNBLOCKED_CONFIG)
     with service:
         chain: list[str] = []
         for i in range(count + 1):

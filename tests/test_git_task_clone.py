@@ -326,3 +326,63 @@ def test_a_new_clone_never_overwrites_the_tasks_earlier_recovery_refs(
     kept = {s.number: s.commit for s in list_snapshots(repo.path, "t-8")}
     assert kept == {1: first.commit, 2: second.commit}
     assert repo.show(first.ref, "first.txt") == "first attempt's work"
+
+
+def _checkout_is_exactly(clone: Path, commit: str) -> None:
+    """HEAD, index and files of ``clone`` are ``commit``'s and nothing else."""
+    co = Repo(clone)
+    assert co.head() == commit
+    assert co.git("status", "--porcelain", "--untracked-files=all") == ""
+    assert co.git("diff", "--cached", "--name-only", commit) == ""
+    files = sorted(
+        str(p.relative_to(clone)) for p in clone.rglob("*") if p.is_file() and ".git" not in p.parts
+    )
+    assert files == sorted(co.git("ls-tree", "-r", "--name-only", commit).splitlines())
+
+
+def test_a_pool_prepared_at_a_candidate_hands_out_only_a_tip_that_landed(
+    repo: Repo, tmp_path: Path
+) -> None:
+    """While the merge queue checks a candidate, the pool waits at it (one clone stays at the
+    tip); a task still gets exactly the target's tip: the candidate's work only once it landed,
+    and never after it was turned down."""
+    wt = tmp_path / "wt"
+    pool = ClonePool(repo.path, wt / ".pool", "main", size=3)
+    base = repo.head()
+    repo.branch("cand-1")
+    candidate = repo.on_branch("cand-1", "checked by the queue", **{"src/feature.py": "y = 2\n"})
+    pool.expect(base, candidate)
+    pool.refill(wait=True)
+    assert sorted(Repo(p).head() for p in pool.ready()) == sorted([base, candidate, candidate])
+
+    # Not landed yet: both tasks start at the tip, the second from a clone that was at the
+    # candidate (nothing refills behind the takes: the take itself must bring it back).
+    pool.size = 0
+    for n in (1, 2):
+        co = ensure_task_clone(repo.path, wt / f"t-{n}", f"sf/t-{n}", start_point="main", pool=pool)
+        assert co.from_pool and co.head == base
+        _checkout_is_exactly(co.path, base)
+        assert not (co.path / "src" / "feature.py").exists()
+
+    # Turned down; the target moves on by other hands: clones at the old candidate follow it.
+    pool.expect(None, None)
+    moved = repo.commit("someone else lands", **{"README.md": "moved\n"})
+    for n in (3, 4):
+        co = ensure_task_clone(repo.path, wt / f"t-{n}", f"sf/t-{n}", start_point="main", pool=pool)
+        assert co.head == moved
+        _checkout_is_exactly(co.path, moved)
+
+    # A candidate that lands: the clones waiting at it are the new tip.
+    repo.branch("cand-2")
+    landing = repo.on_branch("cand-2", "lands", **{"src/landed.py": "z = 3\n"})
+    pool.size = 3
+    pool.expect(moved, landing)
+    pool.refill(wait=True)
+    repo.git("merge", "-q", "--ff-only", landing)
+    for n in (5, 6):
+        co = ensure_task_clone(repo.path, wt / f"t-{n}", f"sf/t-{n}", start_point="main", pool=pool)
+        assert co.from_pool and co.head == landing
+        _checkout_is_exactly(co.path, landing)
+        assert (co.path / "src" / "landed.py").read_text() == "z = 3\n"
+    pool.refill(wait=True)
+    assert {Repo(p).head() for p in pool.ready()} == {landing}  # nothing waits ahead any more

@@ -30,6 +30,7 @@ from stoneforge.git.errors import (
     CheckoutDirty,
     GitError,
     NotFastForward,
+    RefNotFound,
     TargetMoved,
     WorktreeDirty,
 )
@@ -38,6 +39,7 @@ from stoneforge.git.repo import (
     identity_env,
     ref_value,
     resolve_commit,
+    resolve_commits,
     run_git,
     short_branch,
     worktree_root,
@@ -196,6 +198,51 @@ def build_stack(repo: Path | str, base: str, items: Sequence[StackItem]) -> Stac
 # --- landing ---------------------------------------------------------------------------------
 
 
+class LandingPlan(_Model):
+    """What `plan_landing` checked before anything moves: `ref` goes from `old` to `new`, and
+    these checkouts of it follow."""
+
+    ref: str
+    old: str
+    new: str
+    checkouts: list[Path] = Field(default_factory=list)
+
+
+def plan_landing(
+    repo: Path | str,
+    ref: str,
+    new: str,
+    expected_old: str,
+    *,
+    update_checkouts: bool = True,
+) -> LandingPlan:
+    """The checks of `land` that change nothing: `ref` is at `expected_old`, `new` descends from
+    it, and every worktree that has the branch checked out could follow (CheckoutDirty if not;
+    see `blockers`). Raises as `land` does."""
+    full_ref = full_branch_ref(ref)
+    found = resolve_commits(repo, [expected_old, new, full_ref])  # one git call for all three
+    old, new_oid, current = found[expected_old], found[new], found[full_ref]
+    for rev, oid in ((expected_old, old), (new, new_oid)):
+        if oid is None:
+            raise RefNotFound(f"{rev!r} does not name a commit in {repo}")
+    assert old is not None and new_oid is not None
+    if current != old:
+        raise TargetMoved(full_ref, old, current)
+    if not is_ancestor(repo, old, new_oid):
+        raise NotFastForward(f"{new_oid} does not descend from {full_ref} at {old}; not landed")
+    checkouts: list[Path] = []
+    if update_checkouts and full_ref.startswith("refs/heads/"):
+        name = short_branch(full_ref)
+        checkouts = [
+            wt.path for wt in list_worktrees(repo) if wt.branch == name and wt.path.is_dir()
+        ]
+        for wt in checkouts:
+            block = checkout_block(repo, wt, old, new_oid)
+            if block is not None:
+                raise CheckoutDirty(full_ref, wt, block.files, _why(block))
+    return LandingPlan(ref=full_ref, old=old, new=new_oid, checkouts=checkouts)
+
+
 def land(
     repo: Path | str,
     ref: str,
@@ -213,26 +260,17 @@ def land(
     (2) the ref moves with `update-ref <ref> <new> <old>` (TargetMoved if anyone moved it);
     (3) each such checkout's index and files follow with `read-tree -u -m <old> <new>`. If (3)
     still fails because the user started editing in between, the ref is swapped back and
-    CheckoutDirty is raised, so the checkout is never left stale.
+    CheckoutDirty is raised, so the checkout is never left stale. (1) is `plan_landing`, (2)
+    and (3) `land_planned`: a caller may do other work between them.
     """
-    full_ref = full_branch_ref(ref)
-    old = resolve_commit(repo, expected_old)
-    new_oid = resolve_commit(repo, new)
-    current = ref_value(repo, full_ref)
-    if current != old:
-        raise TargetMoved(full_ref, old, current)
-    if not is_ancestor(repo, old, new_oid):
-        raise NotFastForward(f"{new_oid} does not descend from {full_ref} at {old}; not landed")
-    checkouts: list[Path] = []
-    if update_checkouts and full_ref.startswith("refs/heads/"):
-        name = short_branch(full_ref)
-        checkouts = [
-            wt.path for wt in list_worktrees(repo) if wt.branch == name and wt.path.is_dir()
-        ]
-        for wt in checkouts:
-            block = checkout_block(repo, wt, old, new_oid)
-            if block is not None:
-                raise CheckoutDirty(full_ref, wt, block.files, _why(block))
+    plan = plan_landing(repo, ref, new, expected_old, update_checkouts=update_checkouts)
+    return land_planned(repo, plan, message=message)
+
+
+def land_planned(repo: Path | str, plan: LandingPlan, *, message: str | None = None) -> LandResult:
+    """Steps (2) and (3) of `land` for what `plan_landing` checked: the compare-and-swap
+    catches a target moved since, and a checkout that can no longer follow undoes it."""
+    full_ref, old, new_oid = plan.ref, plan.old, plan.new
     reflog = message or f"stoneforge: land {new_oid[:12]}"
     proc = run_git(["update-ref", "-m", reflog, full_ref, new_oid, old], repo, check=False)
     if proc.returncode != 0:
@@ -241,7 +279,7 @@ def land(
             raise TargetMoved(full_ref, old, actual)
         raise GitError(["update-ref", full_ref, new_oid, old], proc.returncode, proc.stderr, repo)
     updated: list[Path] = []
-    for wt in checkouts:
+    for wt in plan.checkouts:
         run_git(["update-index", "-q", "--refresh"], wt, check=False)
         step = run_git(["read-tree", "-u", "-m", old, new_oid], wt, check=False)
         if step.returncode != 0:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stoneforge.git.errors import CheckoutDirty, GitLayerError
-from stoneforge.git.merge import is_ancestor, land
+from stoneforge.git.merge import LandingPlan, is_ancestor, land, land_planned, plan_landing
 from stoneforge.git.remote import fetch_branch, push_compare_and_swap, tracking_ref
 from stoneforge.git.repo import full_branch_ref, ref_value, resolve_commit
 
@@ -45,11 +45,23 @@ class TargetBranch:
         self.follow(tip)
         return tip
 
-    def move(self, new: str, old: str, *, message: str) -> None:
+    def plan_move(self, new: str, old: str) -> LandingPlan | None:
+        """The checks of a local `move` that change nothing (the target at ``old``, ``new`` a
+        descendant, every checkout of it able to follow), done ahead; None for a remote, whose
+        push is its own check. Raises as `move` does."""
+        if self.remote is not None:
+            return None
+        return plan_landing(self.repo, self.branch, new, old)
+
+    def move(self, new: str, old: str, *, message: str, planned: LandingPlan | None = None) -> None:
         """Land ``new`` if the target is still at ``old``; raise ``TargetMoved`` (someone moved
-        it), ``CheckoutDirty`` (local only) or ``PushRefused`` (the remote said no) otherwise."""
+        it), ``CheckoutDirty`` (local only) or ``PushRefused`` (the remote said no) otherwise.
+        ``planned``: what `plan_move` checked for exactly this move, so only the compare-and-swap
+        and the checkouts following it are left."""
         if self.remote is None:
-            land(self.repo, self.branch, new, old, message=message)
+            if planned is None or (planned.new, planned.old) != (new, old):
+                planned = plan_landing(self.repo, self.branch, new, old)
+            land_planned(self.repo, planned, message=message)
             return
         push_compare_and_swap(self.repo, self.remote, self.branch, new, old)
         self.follow(new)

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from stoneforge.background import in_background
 from stoneforge.config import StoneforgeConfig
 from stoneforge.git.remote import delete_remote_branch
 from stoneforge.git.snapshot import save_snapshot
@@ -52,15 +53,22 @@ def land_merge_requests(
     ``CheckoutDirty`` / ``PushRefused``; in every case the target and the store are as they were.
     """
     with store.transaction(fence=fence):
+        # git's read-only checks first (a dozen git calls with a checkout of the target): from
+        # the record on, the dependents wait only for the ref to move and the checkout to follow.
+        planned = target.plan_move(candidate, base)
         record_merged(store, mrs, commit=candidate, checks=checks)
-        target.move(candidate, base, message=message)
+        target.move(candidate, base, message=message, planned=planned)
     # Pool clones are kept at the target's tip: brought up to it from now, beside the clean-up.
     refresh_pool(root, _worktree_dir(root, config))
     try:
         on_recorded()
     except Exception:  # it landed: a failed wake-up must not skip the clean-up
         log.exception("could not tell that %s landed", ", ".join(mr.id for mr in mrs))
-    remove_merged_worktrees(store, root, config, target, mrs, fence=fence)
+    # At a lower priority: the dependents just woken are dispatched meanwhile.
+    in_background(
+        lambda: remove_merged_worktrees(store, root, config, target, mrs, fence=fence),
+        "stoneforge-landing-cleanup",
+    )
 
 
 def record_merged(

@@ -159,8 +159,13 @@ class WorkerRun(SessionMixin, HandoffMixin, StackMixin, EndingsMixin, WorkerBase
         )
         self.slot.state = "preparing worktree"
         try:
-            # Stacked on its blockers' heads while they are in review (`orchestrator.stacking`).
-            start, plan = await to_thread.run_sync(self._stack_start)
+            # Stacked on its blockers' heads while they are in review (`orchestrator.stacking`);
+            # without stacking, no thread hop for nothing (dispatch is timed).
+            start, plan = (
+                await to_thread.run_sync(self._stack_start)
+                if self.config.orchestrator.stacking
+                else (None, None)
+            )
         except RestackConflict as exc:  # its blockers conflict: it waits until one lands
             why = str(exc)
             return await to_thread.run_sync(lambda: self._unstackable(why))

@@ -268,13 +268,15 @@ class Steward(
             return False
         if not batch:
             return False
-        if solo:
-            await self._one_for_approval(batch[0])
-            return True
-        if self.config.merge.parallelChecks > 1:
-            await self._land_ahead(batch)
-        else:
-            await self._land_batch(batch)
+        try:
+            if solo:
+                await self._one_for_approval(batch[0])
+            elif self.config.merge.parallelChecks > 1:
+                await self._land_ahead(batch)
+            else:
+                await self._land_batch(batch)
+        finally:
+            self._expect_landing(None, None)  # what was checked landed, or it did not
         return True
 
     @property

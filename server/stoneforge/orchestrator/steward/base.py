@@ -17,6 +17,7 @@ from stoneforge.config import StoneforgeConfig
 from stoneforge.git.merge import StackItem
 from stoneforge.git.repo import run_git
 from stoneforge.git.target import TargetBranch
+from stoneforge.git.task_clone import expect_landing
 from stoneforge.graph import DependencyGraph
 from stoneforge.models import MergeRequest, Task
 from stoneforge.orchestrator.check_procs import CheckRegistry
@@ -116,6 +117,13 @@ class StewardBase:
 
     def _worktree_path(self) -> Path:
         return self._checks_registry.checkout
+
+    def _expect_landing(self, base: str | None, candidate: str | None) -> None:
+        """``candidate`` is checked on the target's tip ``base`` and lands next if it passes
+        (None: nothing is): the clone pool prepares checkouts at it for the dependents."""
+        configured = Path(self.config.orchestrator.worktreeDir)
+        worktree_dir = configured if configured.is_absolute() else self.root / configured
+        expect_landing(self.root, worktree_dir, base, candidate)
 
     async def _tip(self) -> str:
         return await to_thread.run_sync(self.landing_target.tip)

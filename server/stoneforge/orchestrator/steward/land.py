@@ -59,6 +59,7 @@ class LandMixin(StewardBase):
         """Check ``commit`` (built on ``base``) and land it, or hold it for approval."""
         if self._take(entries, commit) is not None:
             return "requeued"
+        self._expect_landing(base, commit)
         verdict = await self._verify(commit, retry=len(entries) == 1, entries=entries)
         return await self._after_verdict(entries, base, commit, verdict)
 

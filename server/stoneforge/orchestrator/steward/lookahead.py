@@ -151,6 +151,7 @@ class LookaheadMixin(StewardBase):
                 await self._refill(run)
             if not self._stopped:
                 await self._plan(run, tip, group)
+            self._expect_landing(tip, self._lands_next(run, tip))
             running = [f for f in run.flights if not f.done]
             if self._stopped or (not running and (run.halted or not run.chain)):
                 return
@@ -174,6 +175,18 @@ class LookaheadMixin(StewardBase):
                 return None
             return flight.verdict.ok
         return not chained.suspect
+
+    @staticmethod
+    def _lands_next(run: _Run, tip: str) -> str | None:
+        """The candidate built on the real tip that lands if its checks pass (or passed)."""
+        for chained in run.chain:
+            flight = chained.flight
+            if flight is None or flight.base != tip:
+                continue
+            verdict = flight.verdict
+            if flight.error is None and (verdict.ok if verdict is not None else not flight.done):
+                return flight.candidate
+        return None
 
     @staticmethod
     def _resolvable(chain: list[Group], tip: str) -> Group | None:
