@@ -20,7 +20,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from stoneforge.git.task_clone import ClonePool, ensure_task_clone, make_clone
+from stoneforge.git.clone_pool import ClonePool
+from stoneforge.git.task_clone import ensure_task_clone, make_clone
 
 IDENTITY = {
     "GIT_AUTHOR_NAME": "bench",

@@ -11,9 +11,9 @@ import anyio
 import pytest
 
 from conftest_git import Repo, isolate_git, make_repo
+from stoneforge.git.clone_pool import ClonePool
 from stoneforge.git.snapshot import list_snapshots
 from stoneforge.git.task_clone import (
-    ClonePool,
     commit_leftovers,
     ensure_task_clone,
     is_task_clone,

@@ -1076,6 +1076,21 @@ class LifecycleMachine(RuleBasedStateMachine):
         mrs = {("merge_request", m.id): m.status.value for m in self.store.list_merge_requests()}
         assert self.logged_status == {**tasks, **mrs}, "a status changed without its event"
 
+    def _cannot_run(self, task_id: str, seen: frozenset[str] = frozenset()) -> bool:
+        """An open task behind a blocker that ended without landing (failed, cancelled, over
+        its budget), directly or through open tasks: the dispatcher does not start it, so it
+        counts as ended until a person retries that blocker, as in the queue's own rule
+        (`steward/queue._blockers_waiting`; a dependent added to a task already in review)."""
+        if self.logged_status.get(("task", task_id)) != TaskStatus.OPEN.value:
+            return False
+        for dep in self.edges.get(task_id, ()):
+            status = self.logged_status.get(("task", dep))
+            if status in ENDED_BLOCKER and status != TaskStatus.MERGED.value:
+                return True
+            if dep not in seen and self._cannot_run(dep, seen | {task_id}):
+                return True
+        return False
+
     def _check_event(self, entity: str, entity_id: str | None, kind: str, data: dict) -> None:
         if entity not in ("task", "merge_request") or entity_id is None:
             return
@@ -1089,6 +1104,8 @@ class LifecycleMachine(RuleBasedStateMachine):
             return
         if kind == "task.merged":  # a dependent lands only after its blockers
             for blocker in self.edges.get(entity_id, ()):
+                if self._cannot_run(blocker):
+                    continue
                 assert self.logged_status.get(("task", blocker)) in ENDED_BLOCKER, (
                     f"{entity_id} landed before its blocker {blocker} "
                     f"({self.logged_status.get(('task', blocker))})"

@@ -21,7 +21,8 @@ from hypothesis.stateful import (
 )
 
 from conftest_git import Repo, isolate_git, make_repo
-from stoneforge.git.task_clone import ClonePool, ensure_task_clone
+from stoneforge.git.clone_pool import ClonePool
+from stoneforge.git.task_clone import ensure_task_clone
 
 
 def checkout_is_exactly(clone: Path, commit: str) -> None:

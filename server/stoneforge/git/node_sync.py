@@ -24,11 +24,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from stoneforge.git.clone_pool import pool_for
 from stoneforge.git.errors import GitError, GitLayerError
 from stoneforge.git.remote import NETWORK_TIMEOUT_S
 from stoneforge.git.repo import full_branch_ref, identity_env, ref_value, run_git
 from stoneforge.git.snapshot import RECOVERY_PREFIX, _worktree_tree
-from stoneforge.git.task_clone import ensure_task_clone, hardened_env, pool_for
+from stoneforge.git.task_clone import ensure_task_clone, hardened_env
 
 WIP_PREFIX = "refs/stoneforge/wip"
 #: Task clones a node keeps ready per repository.

@@ -31,9 +31,9 @@ from anyio import to_thread
 from stoneforge.agents import AgentProvider, ClaudeCodeProvider
 from stoneforge.config import StoneforgeConfig
 from stoneforge.errors import LeaseHeldError, LeaseLostError, StoreBusyError
+from stoneforge.git.clone_pool import pool_for, pool_size, refresh_pool, stop_pool
 from stoneforge.git.merge import enable_shared_rerere
 from stoneforge.git.repo import resolve_target_branch
-from stoneforge.git.task_clone import pool_for, pool_size, refresh_pool, stop_pool
 from stoneforge.models import BudgetHold, Event, MergeStatus, TaskStatus, utcnow
 from stoneforge.orchestrator.budgets import dispatch_holds, held_task, seconds_to_next_day
 from stoneforge.orchestrator.provider_health import ProviderHealth

@@ -17,10 +17,11 @@ from pathlib import Path
 
 from stoneforge.background import in_background
 from stoneforge.config import StoneforgeConfig
+from stoneforge.git.clone_pool import refresh_pool
 from stoneforge.git.remote import delete_remote_branch
 from stoneforge.git.snapshot import save_snapshot
 from stoneforge.git.target import TargetBranch
-from stoneforge.git.task_clone import is_task_clone, refresh_pool, remove_task_checkout
+from stoneforge.git.task_clone import is_task_clone, remove_task_checkout
 from stoneforge.lifecycle import MrEvent, TaskEvent
 from stoneforge.models import CheckRun, MergeRequest, utcnow
 from stoneforge.store import Fence, Store

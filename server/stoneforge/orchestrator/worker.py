@@ -31,10 +31,11 @@ from stoneforge.agents import (
     kill_tree,
 )
 from stoneforge.config import StoneforgeConfig
+from stoneforge.git.clone_pool import pool_for
 from stoneforge.git.errors import WorktreeError
 from stoneforge.git.slug import task_branch, worktree_path
 from stoneforge.git.stacking import RestackConflict
-from stoneforge.git.task_clone import ensure_task_clone, pool_for
+from stoneforge.git.task_clone import ensure_task_clone
 from stoneforge.models import (
     Task,
 )

@@ -14,10 +14,10 @@ from anyio import to_thread
 
 from stoneforge.agents import AgentProvider, AgentSession
 from stoneforge.config import StoneforgeConfig
+from stoneforge.git.clone_pool import expect_landing
 from stoneforge.git.merge import StackItem
 from stoneforge.git.repo import run_git
 from stoneforge.git.target import TargetBranch
-from stoneforge.git.task_clone import expect_landing
 from stoneforge.graph import DependencyGraph
 from stoneforge.models import MergeRequest, Task
 from stoneforge.orchestrator.check_procs import CheckRegistry
