@@ -5,9 +5,11 @@ The orchestrator builds a :class:`SessionSpec` with :func:`build_spec` and runs 
 learns arrives through callbacks, so this package knows nothing about storage.
 """
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from stoneforge.agents.accounting import TokenAccountant, TokenStats
 from stoneforge.agents.bash_policy import BashPolicy
-from stoneforge.agents.claude_code import ClaudeCodeProvider, ClaudeCodeSession
 from stoneforge.agents.env import QUIET_ENV, default_config_dir, session_env
 from stoneforge.agents.events import (
     AGENT_EVENT_ADAPTER,
@@ -32,6 +34,24 @@ from stoneforge.agents.provider_faults import FaultKind, ProviderFault, provider
 from stoneforge.agents.roles import Role, build_spec, load_role_prompt
 from stoneforge.agents.runner import SessionOutcome, run_session
 from stoneforge.redact import RedactingFilter, Redactor
+
+if TYPE_CHECKING:
+    from stoneforge.agents.claude_code import ClaudeCodeProvider, ClaudeCodeSession
+
+# These load claude-agent-sdk (and the MCP library), about 1.2 s: only code that starts agents
+# pays for it, not every `sf task list` (PEP 562: looked up at first use).
+_LAZY = {
+    "ClaudeCodeProvider": "stoneforge.agents.claude_code",
+    "ClaudeCodeSession": "stoneforge.agents.claude_code",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "AGENT_EVENT_ADAPTER",

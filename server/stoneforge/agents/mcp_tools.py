@@ -14,10 +14,12 @@ import json
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from claude_agent_sdk import McpSdkServerConfig, SdkMcpTool, create_sdk_mcp_server, tool
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+if TYPE_CHECKING:  # the SDK (and MCP) load only when a session's tools are built: ~1.2 s
+    from claude_agent_sdk import McpSdkServerConfig, SdkMcpTool
 
 SERVER_NAME = "stoneforge"
 COMPLETE_TASK = "complete_task"
@@ -348,9 +350,13 @@ class StoneforgeTools:
                 self.submit_review,
             ),
         }
+        from claude_agent_sdk import tool
+
         for name in self.enabled:
             description, schema, handler = specs[name]
             yield tool(name, description, schema)(handler)
 
     def server(self) -> McpSdkServerConfig:
+        from claude_agent_sdk import create_sdk_mcp_server
+
         return create_sdk_mcp_server(SERVER_NAME, version="1.0.0", tools=list(self._tools()))

@@ -28,7 +28,7 @@ from pathlib import Path
 import anyio
 from anyio import to_thread
 
-from stoneforge.agents import AgentProvider, ClaudeCodeProvider
+from stoneforge.agents import AgentProvider
 from stoneforge.config import StoneforgeConfig
 from stoneforge.errors import LeaseHeldError, LeaseLostError, StoreBusyError
 from stoneforge.git.clone_pool import pool_for, pool_size, refresh_pool, stop_pool
@@ -127,12 +127,15 @@ class Orchestrator:
             note=self.note,
             on_change=self.wake,
         )
+        if provider is None:  # here, not at import: the SDK loads only where agents run
+            from stoneforge.agents.claude_code import ClaudeCodeProvider
+
+            provider = ClaudeCodeProvider(
+                cli_path=config.agents.worker.cliPath, sandbox=config.agents.sandbox
+            )
         #: Every agent session goes through it: provider health sees what the API answers.
         self.provider = TrackedProvider(
-            provider
-            or ClaudeCodeProvider(
-                cli_path=config.agents.worker.cliPath, sandbox=config.agents.sandbox
-            ),
+            provider,
             self.health,
             credentials,
             owner="steward",

@@ -32,7 +32,6 @@ from anyio import to_thread
 
 from stoneforge.agents import (
     AgentProvider,
-    ClaudeCodeProvider,
     FailureKind,
     Role,
     SessionOutcome,
@@ -171,9 +170,13 @@ class Director:
         self.store = store
         self.target = target
         self.settings = config.agents.director
-        self.provider = provider or ClaudeCodeProvider(
-            cli_path=self.settings.cliPath, sandbox=config.agents.sandbox
-        )
+        if provider is None:  # here, not at import: the SDK loads only where agents run
+            from stoneforge.agents.claude_code import ClaudeCodeProvider
+
+            provider = ClaudeCodeProvider(
+                cli_path=self.settings.cliPath, sandbox=config.agents.sandbox
+            )
+        self.provider = provider
         self.agent_env = dict(agent_env or {})
 
     # -- planning ------------------------------------------------------------------------------
