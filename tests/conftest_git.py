@@ -114,3 +114,15 @@ def make_repo(tmp_path: Path, name: str = "repo", branch: str = "main", **files:
 
 def lines(n: int, prefix: str = "line") -> str:
     return "".join(f"{prefix} {i}\n" for i in range(1, n + 1))
+
+
+def checkout_is_exactly(clone: Path, commit: str) -> None:
+    """HEAD, index and files of ``clone`` are ``commit``'s and nothing else."""
+    co = Repo(clone)
+    assert co.head() == commit
+    assert co.git("status", "--porcelain", "--untracked-files=all") == ""
+    assert co.git("diff", "--cached", "--name-only", commit) == ""
+    on_disk = sorted(
+        str(p.relative_to(clone)) for p in clone.rglob("*") if p.is_file() and ".git" not in p.parts
+    )
+    assert on_disk == sorted(co.git("ls-tree", "-r", "--name-only", commit).splitlines())

@@ -10,7 +10,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from conftest_git import Repo, isolate_git, make_repo
+from conftest_git import Repo, checkout_is_exactly, isolate_git, make_repo
 from stoneforge.git.clone_pool import ClonePool
 from stoneforge.git.snapshot import list_snapshots
 from stoneforge.git.task_clone import (
@@ -328,18 +328,6 @@ def test_a_new_clone_never_overwrites_the_tasks_earlier_recovery_refs(
     assert repo.show(first.ref, "first.txt") == "first attempt's work"
 
 
-def _checkout_is_exactly(clone: Path, commit: str) -> None:
-    """HEAD, index and files of ``clone`` are ``commit``'s and nothing else."""
-    co = Repo(clone)
-    assert co.head() == commit
-    assert co.git("status", "--porcelain", "--untracked-files=all") == ""
-    assert co.git("diff", "--cached", "--name-only", commit) == ""
-    files = sorted(
-        str(p.relative_to(clone)) for p in clone.rglob("*") if p.is_file() and ".git" not in p.parts
-    )
-    assert files == sorted(co.git("ls-tree", "-r", "--name-only", commit).splitlines())
-
-
 def test_a_pool_prepared_at_a_candidate_hands_out_only_a_tip_that_landed(
     repo: Repo, tmp_path: Path
 ) -> None:
@@ -361,7 +349,7 @@ def test_a_pool_prepared_at_a_candidate_hands_out_only_a_tip_that_landed(
     for n in (1, 2):
         co = ensure_task_clone(repo.path, wt / f"t-{n}", f"sf/t-{n}", start_point="main", pool=pool)
         assert co.from_pool and co.head == base
-        _checkout_is_exactly(co.path, base)
+        checkout_is_exactly(co.path, base)
         assert not (co.path / "src" / "feature.py").exists()
 
     # Turned down; the target moves on by other hands: clones at the old candidate follow it.
@@ -370,7 +358,7 @@ def test_a_pool_prepared_at_a_candidate_hands_out_only_a_tip_that_landed(
     for n in (3, 4):
         co = ensure_task_clone(repo.path, wt / f"t-{n}", f"sf/t-{n}", start_point="main", pool=pool)
         assert co.head == moved
-        _checkout_is_exactly(co.path, moved)
+        checkout_is_exactly(co.path, moved)
 
     # A candidate that lands: the clones waiting at it are the new tip.
     repo.branch("cand-2")
@@ -382,7 +370,7 @@ def test_a_pool_prepared_at_a_candidate_hands_out_only_a_tip_that_landed(
     for n in (5, 6):
         co = ensure_task_clone(repo.path, wt / f"t-{n}", f"sf/t-{n}", start_point="main", pool=pool)
         assert co.from_pool and co.head == landing
-        _checkout_is_exactly(co.path, landing)
+        checkout_is_exactly(co.path, landing)
         assert (co.path / "src" / "landed.py").read_text() == "z = 3\n"
     pool.refill(wait=True)
     assert {Repo(p).head() for p in pool.ready()} == {landing}  # nothing waits ahead any more

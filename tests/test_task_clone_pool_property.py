@@ -20,21 +20,9 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from conftest_git import Repo, isolate_git, make_repo
+from conftest_git import Repo, checkout_is_exactly, isolate_git, make_repo
 from stoneforge.git.clone_pool import ClonePool
 from stoneforge.git.task_clone import ensure_task_clone
-
-
-def checkout_is_exactly(clone: Path, commit: str) -> None:
-    """HEAD, index and files of ``clone`` are ``commit``'s and nothing else."""
-    co = Repo(clone)
-    assert co.head() == commit
-    assert co.git("status", "--porcelain", "--untracked-files=all") == ""
-    assert co.git("diff", "--cached", "--name-only", commit) == ""
-    on_disk = sorted(
-        str(p.relative_to(clone)) for p in clone.rglob("*") if p.is_file() and ".git" not in p.parts
-    )
-    assert on_disk == sorted(co.git("ls-tree", "-r", "--name-only", commit).splitlines())
 
 
 class PoolMachine(RuleBasedStateMachine):
