@@ -61,6 +61,12 @@ class OrchestratorConfig(_Section):
             )
         return self
 
+    def worktree_dir(self, root: Path) -> Path:
+        """Where task checkouts (and the stewards', reviewer's and director's) live:
+        `worktreeDir`, taken relative to the repository's root unless it is absolute."""
+        configured = Path(self.worktreeDir)
+        return configured if configured.is_absolute() else root / configured
+
 
 class AgentRoleConfig(_Section):
     provider: Literal["claude-code"] = "claude-code"

@@ -47,11 +47,8 @@ def write_atomically(path: Path, text: str) -> None:
 
 def exclude_worktree_dir(root: Path, config: StoneforgeConfig) -> bool:
     """Keep a worktreeDir outside `.stoneforge/` out of git via .git/info/exclude."""
-    worktree_dir = Path(config.orchestrator.worktreeDir)
-    if not worktree_dir.is_absolute():
-        worktree_dir = root / worktree_dir
     try:
-        relative = worktree_dir.resolve().relative_to(root)
+        relative = config.orchestrator.worktree_dir(root).resolve().relative_to(root)
     except ValueError:
         return False  # outside the repository: nothing to ignore
     if relative.parts and relative.parts[0] == STATE_DIR:

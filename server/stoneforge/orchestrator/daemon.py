@@ -304,8 +304,7 @@ class Orchestrator:
             self.note("orchestrator stopped")
 
     def _worktree_dir(self) -> Path:
-        configured = Path(self.config.orchestrator.worktreeDir)
-        return configured if configured.is_absolute() else self.root / configured
+        return self.config.orchestrator.worktree_dir(self.root)
 
     async def _dispatch_loop(self, group: anyio.abc.TaskGroup) -> None:
         while not self._stop_requested:

@@ -325,9 +325,7 @@ class Director:
     # -- plumbing ------------------------------------------------------------------------------
 
     def worktree_path(self) -> Path:
-        configured = Path(self.config.orchestrator.worktreeDir)
-        base = configured if configured.is_absolute() else self.root / configured
-        return base / DIRECTOR_WORKTREE
+        return self.config.orchestrator.worktree_dir(self.root) / DIRECTOR_WORKTREE
 
     async def checkout(self) -> Path:
         """The director's checkout, moved to the target tip (read-only work: nothing to lose)."""

@@ -112,8 +112,7 @@ def remove_merged_worktrees(
 
 
 def _worktree_dir(root: Path, config: StoneforgeConfig) -> Path:
-    configured = Path(config.orchestrator.worktreeDir)
-    return configured if configured.is_absolute() else root / configured
+    return config.orchestrator.worktree_dir(root)
 
 
 def _remove(root: Path, worktree: Path, task_id: str, target: str) -> None:

@@ -291,9 +291,7 @@ class Reviewer:
         #: After a provider fault: look again this many seconds later (doubling while it lasts).
         self._retry_in: float | None = None
         self._provider_waits = 0
-        configured = Path(config.orchestrator.worktreeDir)
-        base = configured if configured.is_absolute() else root / configured
-        self.checkout = base / REVIEW_CHECKOUT
+        self.checkout = config.orchestrator.worktree_dir(root) / REVIEW_CHECKOUT
 
     # -- control -------------------------------------------------------------------------------
 

@@ -116,8 +116,7 @@ class WorkerBase:
     branch: str
 
     def _worktree_dir(self) -> Path:
-        configured = Path(self.config.orchestrator.worktreeDir)
-        return configured if configured.is_absolute() else self.root / configured
+        return self.config.orchestrator.worktree_dir(self.root)
 
     def _merge_base(self) -> str:
         head = run_git(["rev-parse", "HEAD"], self.worktree).stdout.strip()

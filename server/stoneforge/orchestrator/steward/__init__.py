@@ -144,9 +144,8 @@ class Steward(
         self.pause = PauseState(store, note)
         self._stacked: tuple[object, str] = (None, "")  # (tip and branch heads, stack top)
         self.id = steward_id or uuid.uuid4().hex[:8]
-        configured = Path(self.config.orchestrator.worktreeDir)
         self._checks_registry = CheckRegistry(
-            root, configured if configured.is_absolute() else root / configured, self.id
+            root, self.config.orchestrator.worktree_dir(root), self.id
         )
         self._registered = False
         #: The checks running now (several with look-ahead): ``stop()`` cancels them all.

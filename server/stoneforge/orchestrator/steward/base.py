@@ -121,9 +121,7 @@ class StewardBase:
     def _expect_landing(self, base: str | None, candidate: str | None) -> None:
         """``candidate`` is checked on the target's tip ``base`` and lands next if it passes
         (None: nothing is): the clone pool prepares checkouts at it for the dependents."""
-        configured = Path(self.config.orchestrator.worktreeDir)
-        worktree_dir = configured if configured.is_absolute() else self.root / configured
-        expect_landing(self.root, worktree_dir, base, candidate)
+        expect_landing(self.root, self.config.orchestrator.worktree_dir(self.root), base, candidate)
 
     async def _tip(self) -> str:
         return await to_thread.run_sync(self.landing_target.tip)
