@@ -19,6 +19,7 @@ from stoneforge.git.task_clone import snapshot as save_snapshot
 from stoneforge.lifecycle import TaskEvent
 from stoneforge.models import (
     SessionStatus,
+    Task,
     TaskStatus,
     utcnow,
 )
@@ -233,9 +234,9 @@ class EndingsMixin(WorkerBase):
         if counted:
             return self._fail_attempt(reason, retry=True)
         task = self.store.get_task(self.task.id)
-        history = [line for line in (task.note or "").splitlines() if line.startswith("attempt ")]
-        history.append(f"attempt {task.attempts} (not counted, tried again): {reason}")
-        refused = self._requeue_without_cost("\n".join(history))
+        refused = self._requeue_without_cost(
+            _with_attempt(task, f"attempt {task.attempts} (not counted, tried again): {reason}")
+        )
         if refused is not None:
             self.slot.state = "cancelled"
             return RunResult(task.id, TaskStatus.CANCELLED, refused)
@@ -249,13 +250,15 @@ class EndingsMixin(WorkerBase):
         attempt) the write is refused and the run simply ends.
         """
         task = self.store.get_task(self.task.id)
-        history = [line for line in (task.note or "").splitlines() if line.startswith("attempt ")]
-        history.append(f"attempt {task.attempts}: {reason}")
         exhausted = task.attempts >= self.config.orchestrator.maxAttempts or not retry
         event = TaskEvent.FAIL if exhausted else TaskEvent.REQUEUE
         try:
             self.store.transition_task(
-                task.id, event, attempt=self.attempt, fence=self.fence, note="\n".join(history)
+                task.id,
+                event,
+                attempt=self.attempt,
+                fence=self.fence,
+                note=_with_attempt(task, f"attempt {task.attempts}: {reason}"),
             )
         except InvalidTransitionError as exc:
             log.info("task %s: attempt not recorded: %s", task.id, exc)
@@ -265,3 +268,9 @@ class EndingsMixin(WorkerBase):
         if exhausted:
             return RunResult(task.id, TaskStatus.FAILED, reason)
         return RunResult(task.id, TaskStatus.OPEN, reason, retry=True)
+
+
+def _with_attempt(task: Task, line: str) -> str:
+    """The task's note as its attempt history (one `attempt ...` line each) with ``line`` added."""
+    history = [kept for kept in (task.note or "").splitlines() if kept.startswith("attempt ")]
+    return "\n".join([*history, line])
