@@ -59,8 +59,8 @@ class ClonePool:
         self.size = size
         self._lock = threading.Lock()
         self._filler: threading.Thread | None = None
-        self._wanted = False  # a refill was asked for: the filler goes round (again)
-        self._asked = threading.Event()  # set with `_wanted`: ends the filler's wait early
+        #: A refill was asked for: the filler goes round (again); it also ends the filler's wait.
+        self._wanted = threading.Event()
         #: Clones built a moment ago whose index is not refreshed yet, with when they were built.
         self._racy: list[tuple[Path, float]] = []
         self._stopped = False
@@ -99,8 +99,8 @@ class ClonePool:
         with self._lock:
             if self.size <= 0:
                 return
-            self._wanted, self._stopped = True, False
-            self._asked.set()
+            self._stopped = False
+            self._wanted.set()
             if self._filler is None or not self._filler.is_alive():
                 self._filler = threading.Thread(
                     target=self._fill, name="stoneforge-clone-pool", daemon=True
@@ -131,11 +131,10 @@ class ClonePool:
     def _fill(self) -> None:
         while True:
             with self._lock:
-                if not self._wanted or self._stopped:
+                if not self._wanted.is_set() or self._stopped:
                     self._filler = None  # under the lock: a refill from now on starts another
                     return
-                self._wanted = False
-                self._asked.clear()
+                self._wanted.clear()
             try:
                 self._fill_once()
             except Exception:  # the pool only saves time: dispatch clones directly without it
@@ -151,12 +150,12 @@ class ClonePool:
         # With a candidate ahead, one clone stays at the tip for tasks dispatched meanwhile.
         keeper = next((c for c in clones if heads[c] == tip), clones[0] if clones else None)
         for ready in clones:
-            if self._stopped or self._wanted:
+            if self._stopped or self._wanted.is_set():
                 return  # the tip moved again (or we are done): start over
             want = tip if ahead is None or ready == keeper else ahead
             if heads[ready] != want:
                 self._update(ready, want)
-        while not (self._stopped or self._wanted) and len(self.ready()) < self.size:
+        while not (self._stopped or self._wanted.is_set()) and len(self.ready()) < self.size:
             name = f"{os.getpid()}-{next(self._seq)}"
             building = self.directory / f"{name}.building"
             shutil.rmtree(building, ignore_errors=True)
@@ -172,10 +171,10 @@ class ClonePool:
         every one at the first status. Refreshed a moment later, the index vouches for them, and
         git only stats them. The wait gives way to a refill asked for meanwhile (the target
         moved, a candidate is checked): that comes first, these are refreshed after it."""
-        while self._racy and not (self._stopped or self._wanted):
+        while self._racy and not (self._stopped or self._wanted.is_set()):
             ready, built_at = self._racy[0]
             wait = built_at + RACY_GIT_S - time.monotonic()
-            if wait > 0 and self._asked.wait(wait):
+            if wait > 0 and self._wanted.wait(wait):
                 return
             self._racy.pop(0)
             self._claimed(ready, lambda busy: clone_git(busy, ["update-index", "-q", "--refresh"]))
@@ -206,12 +205,22 @@ _POOLS: dict[tuple[Path, Path], ClonePool] = {}
 _POOLS_LOCK = threading.Lock()
 
 
+def _pool_key(repo: Path | str, worktree_dir: Path | str) -> tuple[Path, Path]:
+    return Path(repo).resolve(), Path(worktree_dir).resolve()
+
+
+def _existing_pool(repo: Path | str, worktree_dir: Path | str) -> ClonePool | None:
+    """This process's pool of `repo` under `worktree_dir`, if one was made (none is made here)."""
+    with _POOLS_LOCK:
+        return _POOLS.get(_pool_key(repo, worktree_dir))
+
+
 def pool_for(
     repo: Path | str, worktree_dir: Path | str, target: str, size: int | None = None
 ) -> ClonePool:
     """The process-wide pool of `repo` under `worktree_dir` (made, and filling, on first use;
     `size` changes it, None keeps it)."""
-    key = (Path(repo).resolve(), Path(worktree_dir).resolve())
+    key = _pool_key(repo, worktree_dir)
     with _POOLS_LOCK:
         pool = _POOLS.get(key)
         if pool is None:
@@ -231,9 +240,7 @@ def pool_for(
 
 def refresh_pool(repo: Path | str, worktree_dir: Path | str) -> None:
     """The target moved (a landing): bring this process's pool, if any, to its new tip."""
-    key = (Path(repo).resolve(), Path(worktree_dir).resolve())
-    with _POOLS_LOCK:
-        pool = _POOLS.get(key)
+    pool = _existing_pool(repo, worktree_dir)
     if pool is not None:
         pool.refill()
 
@@ -243,17 +250,13 @@ def expect_landing(
 ) -> None:
     """The merge queue checks ``candidate`` on the target's tip ``base`` (None: no candidate any
     more): this process's pool, if any, prepares clones at it (`ClonePool.expect`)."""
-    key = (Path(repo).resolve(), Path(worktree_dir).resolve())
-    with _POOLS_LOCK:
-        pool = _POOLS.get(key)
+    pool = _existing_pool(repo, worktree_dir)
     if pool is not None:
         pool.expect(base, candidate)
 
 
 def stop_pool(repo: Path | str, worktree_dir: Path | str) -> None:
     """The orchestrator stopped: this process's pool, if any, makes no more clones."""
-    key = (Path(repo).resolve(), Path(worktree_dir).resolve())
-    with _POOLS_LOCK:
-        pool = _POOLS.get(key)
+    pool = _existing_pool(repo, worktree_dir)
     if pool is not None:
         pool.stop()

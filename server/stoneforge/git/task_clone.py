@@ -414,8 +414,10 @@ def know_recovery_refs(repo: Path | str, clone: Path | str, task_id: str | int) 
         return  # a linked worktree shares the repository's refs
     prefix = f"{RECOVERY_PREFIX}/{check_task_id(task_id)}/*"
     local = _refs(clone, [prefix])
-    missing = {n: oid for n, oid in _refs(repo, [prefix]).items() if n not in local}
-    _set_refs(clone, dict(missing))
+    missing: dict[str | None, str] = {
+        name: oid for name, oid in _refs(repo, [prefix]).items() if name not in local
+    }
+    _set_refs(clone, missing)
 
 
 def save_head_of_task(repo: Path | str, clone: Path | str, task_id: str | int) -> SnapshotRef:
