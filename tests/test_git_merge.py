@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 from pathlib import Path
 
 import pytest
@@ -356,6 +357,29 @@ def test_land_undoes_itself_when_the_checkout_changes_during_landing(repo, monke
     assert repo.head("main") == old
     assert repo.read("f.txt") == "user edit made after the check\n"
     assert repo.git("diff", "--cached", "--name-only") == ""  # index not left half-updated
+
+
+def test_land_follows_a_checkout_whose_file_was_saved_unchanged_meanwhile(
+    repo, monkeypatch
+) -> None:
+    """A file saved with the same content after the check (an editor's save) has new stat data
+    the index does not know: the checkout still follows, nothing is undone."""
+    old, new = candidate(repo, {"f.txt": "task version\n"})
+    original = repo.read("f.txt")
+
+    def user_saves_meanwhile(*args, **kwargs) -> None:
+        path = repo.path / "f.txt"
+        path.write_text(original + "\n")  # a different size and time, then the same content
+        path.write_text(original)
+        stat = path.stat()
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5_000_000_000))
+
+    monkeypatch.setattr(merge_mod, "checkout_block", user_saves_meanwhile)
+    result = land(repo.path, "main", new, old)
+    assert result.updated_worktrees == [repo.path]
+    assert repo.head("main") == new
+    assert repo.read("f.txt") == "task version\n"
+    assert repo.git("status", "--porcelain") == ""
 
 
 def test_land_refuses_a_non_fast_forward(repo: Repo) -> None:

@@ -140,6 +140,23 @@ def test_orchestrator_git_in_a_clone_ignores_what_the_agent_configured(
     assert repo.show("sf/t-4", "work.txt") == "left uncommitted"
 
 
+def test_resealing_replaces_a_symlinked_config_and_never_writes_through_it(
+    repo: Repo, tmp_path: Path
+) -> None:
+    path = tmp_path / "wt" / "t-4s"
+    ensure_task_clone(repo.path, path, "sf/t-4s", start_point="main")
+    config = path / ".git" / "config"
+    outside = tmp_path / "someone-elses.conf"
+    theirs = config.read_text() + "[user]\n\tname = not the clone's\n"
+    outside.write_text(theirs)
+    config.unlink()
+    config.symlink_to(outside)  # what an agent could do inside its own clone
+    again = ensure_task_clone(repo.path, path, "sf/t-4s", start_point="main")
+    assert not again.created
+    assert outside.read_text() == theirs
+    assert not config.is_symlink() and "[stoneforge]" in config.read_text()
+
+
 def test_remove_keeps_unmerged_branch_and_deletes_merged(repo: Repo, tmp_path: Path) -> None:
     path = tmp_path / "wt" / "t-5"
     ensure_task_clone(repo.path, path, "sf/t-5", start_point="main")

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from stoneforge.git.repo import resolve_commit
+from stoneforge.git.ref_files import branch_tip
 from stoneforge.git.task_clone import advance, clone_git, detached_head, make_clone
 
 log = logging.getLogger("stoneforge.git.clone_pool")
@@ -141,7 +141,7 @@ class ClonePool:
                 log.warning("could not prepare a clone for the pool", exc_info=True)
 
     def _fill_once(self) -> None:
-        tip = resolve_commit(self.repo, self.target)
+        tip = branch_tip(self.repo, self.target)
         landing = self._landing
         # The candidate only while the target is at its base: once it landed it is the tip.
         ahead = landing[1] if landing is not None and landing[0] == tip else None

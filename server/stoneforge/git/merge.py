@@ -280,8 +280,12 @@ def land_planned(repo: Path | str, plan: LandingPlan, *, message: str | None = N
         raise GitError(["update-ref", full_ref, new_oid, old], proc.returncode, proc.stderr, repo)
     updated: list[Path] = []
     for wt in plan.checkouts:
-        run_git(["update-index", "-q", "--refresh"], wt, check=False)
         step = run_git(["read-tree", "-u", "-m", old, new_oid], wt, check=False)
+        if step.returncode != 0:
+            # The plan's status left the index fresh; a file touched since (saved unchanged)
+            # looks modified to read-tree until the index is refreshed: once more after that.
+            run_git(["update-index", "-q", "--refresh"], wt, check=False)
+            step = run_git(["read-tree", "-u", "-m", old, new_oid], wt, check=False)
         if step.returncode != 0:
             undo = run_git(
                 ["update-ref", "-m", "stoneforge: undo land", full_ref, old, new_oid],

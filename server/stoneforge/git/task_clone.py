@@ -34,13 +34,13 @@ from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
 from stoneforge.git.errors import GitError, RefNotFound, WorktreeError
+from stoneforge.git.ref_files import branch_commits
 from stoneforge.git.repo import (
     branch_exists,
     common_git_dir,
     full_branch_ref,
     ref_value,
     resolve_commit,
-    resolve_commits,
     run_git,
     short_branch,
 )
@@ -184,16 +184,30 @@ def reseal(repo: Path | str, clone: Path | str) -> None:
     for name in ("commondir", "gitdir", "config.worktree"):
         with contextlib.suppress(FileNotFoundError):
             (git_dir / name).unlink()
+    # What is already as it should be is left alone: a file write costs a fraction of a
+    # millisecond here, and a clone taken from the pool is sealed already (dispatch is timed).
     hooks = git_dir / "hooks"
-    if hooks.is_dir() and not hooks.is_symlink():
-        shutil.rmtree(hooks, ignore_errors=True)
-    elif hooks.exists() or hooks.is_symlink():
+    if hooks.is_symlink() or (hooks.exists() and not hooks.is_dir()):
         hooks.unlink()
+    elif hooks.is_dir() and any(hooks.iterdir()):
+        shutil.rmtree(hooks, ignore_errors=True)
     hooks.mkdir(exist_ok=True)
-    (git_dir / "config").write_text(_config_text(repo.resolve()))
+    repo = repo.resolve()
+    _write_if_changed(git_dir / "config", _config_text(repo))
     alternates = git_dir / "objects" / "info" / "alternates"
     alternates.parent.mkdir(parents=True, exist_ok=True)
-    alternates.write_text(f"{_objects_dir(repo.resolve())}\n")
+    _write_if_changed(alternates, f"{_objects_dir(repo)}\n")
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    try:
+        if not path.is_symlink() and path.read_text() == text:
+            return
+    except (OSError, UnicodeDecodeError):
+        pass  # missing or unreadable: written below
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()  # a symlink is replaced, not written through
+    path.write_text(text)
 
 
 def make_clone(repo: Path | str, path: Path | str, commit: str | None = None) -> Path:
@@ -262,8 +276,9 @@ def ensure_task_clone(
     repo, path = Path(repo), Path(path).absolute()
     branch = short_branch(branch)
     branch_ref = full_branch_ref(branch)
-    found = resolve_commits(repo, [start_point, branch_ref])  # one git call: dispatch is timed
-    target_tip = found[start_point]
+    target_ref = full_branch_ref(start_point)
+    found = branch_commits(repo, [target_ref, branch_ref])  # no git process: dispatch is timed
+    target_tip = found[target_ref]
     if target_tip is None:
         raise RefNotFound(f"{start_point!r} does not name a commit in {repo}")
     existing = found[branch_ref]
