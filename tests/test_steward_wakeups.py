@@ -158,8 +158,8 @@ def test_only_queue_changing_kinds_wake_the_steward() -> None:
 
 
 def test_only_kinds_that_change_the_ready_set_wake_the_dispatcher() -> None:
-    def event(kind: str) -> Event:
-        return Event(id=1, at=utcnow(), actor="t", kind=kind, entity="x", entity_id=None, data={})
+    def event(kind: str, **data: object) -> Event:
+        return Event(id=1, at=utcnow(), actor="t", kind=kind, entity="x", entity_id=None, data=data)
 
     quiet = [
         "session.updated",  # token counts
@@ -176,6 +176,11 @@ def test_only_kinds_that_change_the_ready_set_wake_the_dispatcher() -> None:
         "mr.created",
     ]
     assert not wakes_dispatcher(event(k) for k in quiet)
+    # A dispatch readies nothing else; a worker naming its branch and checkout orders nothing.
+    assert not wakes_dispatcher([event("task.dispatched", attempt=1)])
+    assert not wakes_dispatcher([event("task.updated", branch="sf/t1-a", worktree="/w/t1")])
+    assert not wakes_dispatcher([event("task.updated", title="renamed", note="see")])
+    assert wakes_dispatcher([event("task.updated", priority=1)])
     for kind in (
         "task.created",
         "task.merged",  # a landing unblocks the dependents
@@ -183,7 +188,6 @@ def test_only_kinds_that_change_the_ready_set_wake_the_dispatcher() -> None:
         "task.retried",
         "task.requeued",
         "task.changes_requested",
-        "task.updated",
         "dep.added",
         "plan.activated",
         "session.budget_reached",

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from stoneforge.background import foreground
 from stoneforge.git.ref_files import branch_tip
 from stoneforge.git.task_clone import advance, clone_git, detached_head, make_clone
 
@@ -161,6 +162,7 @@ class ClonePool:
             shutil.rmtree(building, ignore_errors=True)
             ready = self.directory / f"{name}.ready"
             at_tip = any(detached_head(c) == tip for c in self.ready())
+            foreground.wait_idle()
             make_clone(self.repo, building, ahead if ahead is not None and at_tip else tip)
             building.rename(ready)  # takeable now; a take before the refresh below is fine
             self._racy.append((ready, time.monotonic()))
@@ -180,6 +182,7 @@ class ClonePool:
             self._claimed(ready, lambda busy: clone_git(busy, ["update-index", "-q", "--refresh"]))
 
     def _update(self, ready: Path, tip: str) -> None:
+        foreground.wait_idle()
         self._claimed(ready, lambda busy: advance(busy, tip))
 
     def _claimed(self, ready: Path, action: Callable[[Path], object]) -> None:

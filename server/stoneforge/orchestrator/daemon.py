@@ -29,6 +29,7 @@ import anyio
 from anyio import to_thread
 
 from stoneforge.agents import AgentProvider
+from stoneforge.background import foreground
 from stoneforge.config import StoneforgeConfig
 from stoneforge.errors import LeaseHeldError, LeaseLostError, StoreBusyError
 from stoneforge.git.clone_pool import pool_for, pool_size, refresh_pool, stop_pool
@@ -167,6 +168,8 @@ class Orchestrator:
         self.budget_holds: list[BudgetHold] = []
         self._day_starts_at: float | None = None  # monotonic time of the next UTC day, if held
         self._wake = asyncio.Event()
+        #: Ends the mark a wake-up set for background work to wait for (see `wake`).
+        self._round_pending: Callable[[], None] | None = None
         self._stop_requested = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._watcher: StoreWatcher | None = None
@@ -181,7 +184,10 @@ class Orchestrator:
     # -- public control ------------------------------------------------------------------------
 
     def wake(self) -> None:
-        """Ask the dispatcher to look again (safe from the loop thread only)."""
+        """Ask the dispatcher to look again (safe from the loop thread only). Background work
+        waits for the round (a landing's clean-up starts right after it woke us)."""
+        if self._round_pending is None:
+            self._round_pending = foreground.begin()
         self._wake.set()
 
     def wake_threadsafe(self) -> None:
@@ -291,6 +297,9 @@ class Orchestrator:
                 await self._dispatch_loop(group)
                 group.cancel_scope.cancel()
         finally:
+            if self._round_pending is not None:
+                self._round_pending()
+                self._round_pending = None
             if self._watcher is not None:
                 self._watcher.stop()
             stop_pool(self.root, self._worktree_dir())
@@ -369,6 +378,9 @@ class Orchestrator:
         finally:
             # Changes only: a recorded event wakes us again through the store watcher.
             self._provider_status.update(self.health.unavailable())
+            if self._round_pending is not None:  # the runs started hold their own marks
+                self._round_pending()
+                self._round_pending = None
 
     # -- budgets (issue 15) --------------------------------------------------------------------
 
@@ -421,6 +433,7 @@ class Orchestrator:
                 self.worker_provider.for_owner(task.id) if self.worker_provider else None
             ),
         )
+        run.dispatching = foreground.begin()  # until its session is opened
         self.runs[task.id] = run
         self._not_before.pop(task.id, None)
         self.note(f"{task.id} dispatched (attempt {task.attempts}): {task.title}")
@@ -446,6 +459,7 @@ class Orchestrator:
         else:
             self._internal_errors.pop(task_id, None)
         finally:
+            run.dispatching()
             self.runs.pop(task_id, None)
             self.health.run_ended(task_id)
             if result is not None:
@@ -570,7 +584,8 @@ class Orchestrator:
         # board, a steward round also forecasts every pair of branches (see `wakeups`).
         steward_kinds = wakes_steward(events)
         # With --until-idle, a merge request's move (to awaiting approval) may make it idle.
-        if wakes_dispatcher(events) or (self.until_idle and steward_kinds):
+        mr_moved = any(event.entity == "merge_request" for event in events)
+        if wakes_dispatcher(events) or (self.until_idle and mr_moved):
             self.wake_threadsafe()
         if self._loop is None or not steward_kinds:
             return

@@ -59,12 +59,13 @@ def land_merge_requests(
         planned = target.plan_move(candidate, base)
         record_merged(store, mrs, commit=candidate, checks=checks)
         target.move(candidate, base, message=message, planned=planned)
-    # Pool clones are kept at the target's tip: brought up to it from now, beside the clean-up.
-    refresh_pool(root, _worktree_dir(root, config))
     try:
         on_recorded()
     except Exception:  # it landed: a failed wake-up must not skip the clean-up
         log.exception("could not tell that %s landed", ", ".join(mr.id for mr in mrs))
+    # Pool clones are kept at the target's tip: brought up to it from now, beside the clean-up
+    # (the dependents just woken take the clones prepared at the candidate, which is the tip).
+    refresh_pool(root, _worktree_dir(root, config))
     # At a lower priority: the dependents just woken are dispatched meanwhile.
     in_background(
         lambda: remove_merged_worktrees(store, root, config, target, mrs, fence=fence),

@@ -56,8 +56,18 @@ DISPATCHER_WAKE_KINDS: frozenset[str] = frozenset(
 
 
 def wakes_dispatcher(events: Iterable[Event]) -> bool:
-    """Whether any of ``events`` can change what the dispatcher dispatches."""
-    return any(event.kind in DISPATCHER_WAKE_KINDS for event in events)
+    """Whether any of ``events`` can change what the dispatcher dispatches: not a dispatch
+    (starting one task never readies another; its run's end wakes the dispatcher directly), nor
+    a task's title, note, branch or checkout changed (only its priority orders dispatch)."""
+    return any(_wakes_dispatcher(event) for event in events)
+
+
+def _wakes_dispatcher(event: Event) -> bool:
+    if event.kind == "task.dispatched":
+        return False
+    if event.kind == "task.updated":
+        return "priority" in event.data
+    return event.kind in DISPATCHER_WAKE_KINDS
 
 
 def wakes_steward(events: Iterable[Event]) -> bool:

@@ -112,6 +112,9 @@ class WorkerRun(SessionMixin, HandoffMixin, StackMixin, EndingsMixin, WorkerBase
         self._session_id: str | None = None
         self.stopping = False
         self.stop_reason = ""
+        #: Ends this dispatch's mark for background work (`background.foreground`): set by the
+        #: dispatcher, called once the session is opened.
+        self.dispatching: Callable[[], None] = lambda: None
         self.summary: str | None = None
         self.last_text = ""
 

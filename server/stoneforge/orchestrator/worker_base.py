@@ -107,6 +107,7 @@ class WorkerBase:
     _commit_tool_ids: set[str]
     live: AgentSession | None
     _starting: anyio.CancelScope | None
+    dispatching: Callable[[], None]
     _session_id: str | None
     stopping: bool
     stop_reason: str

@@ -131,6 +131,7 @@ class SessionMixin(WorkerBase):
                 await self._check_budget(session.id, watch)
 
         outcome: SessionOutcome | None = None
+        self.dispatching()  # prepared: background work may go on from here
         with anyio.CancelScope() as self._starting:
             outcome = await run_session(
                 self.session_provider,
