@@ -8,7 +8,7 @@ from rich.table import Table
 from rich.text import Text
 
 from stoneforge.models import utcnow
-from stoneforge.orchestrator.daemon import OrchestratorView
+from stoneforge.orchestrator.view import OrchestratorView
 
 
 def render_view(view: OrchestratorView) -> Group:

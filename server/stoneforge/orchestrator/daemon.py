@@ -22,7 +22,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
@@ -35,8 +35,9 @@ from stoneforge.errors import LeaseHeldError, LeaseLostError, StoreBusyError
 from stoneforge.git.clone_pool import pool_for, pool_size, refresh_pool, stop_pool
 from stoneforge.git.merge import enable_shared_rerere
 from stoneforge.git.repo import resolve_target_branch
-from stoneforge.models import BudgetHold, Event, MergeStatus, TaskStatus, utcnow
+from stoneforge.models import BudgetHold, Event, TaskStatus, utcnow
 from stoneforge.orchestrator.budgets import dispatch_holds, held_task, seconds_to_next_day
+from stoneforge.orchestrator.idleness import board_is_idle
 from stoneforge.orchestrator.provider_health import ProviderHealth
 from stoneforge.orchestrator.provider_sessions import Credentials, TrackedProvider
 from stoneforge.orchestrator.provider_status import ProviderStatus
@@ -44,6 +45,7 @@ from stoneforge.orchestrator.recovery import recover_orphans
 from stoneforge.orchestrator.review import Reviewer
 from stoneforge.orchestrator.stacking import stack_plan
 from stoneforge.orchestrator.steward import Steward
+from stoneforge.orchestrator.view import OrchestratorView
 from stoneforge.orchestrator.wakeups import wakes_dispatcher, wakes_steward
 from stoneforge.orchestrator.worker import RunResult, SlotState, WorkerRun
 from stoneforge.store import Fence, Store
@@ -70,28 +72,6 @@ class Board:
     holds: list[BudgetHold]
     #: The plan of each open task (read only while a budget holds).
     plans: dict[str, str | None]
-
-
-@dataclass
-class OrchestratorView:
-    """A snapshot for the live view and the editor: slots, queue, recent events."""
-
-    max_concurrent: int
-    slots: list[SlotState]
-    queued: int
-    handoff_at_tokens: int
-    recent: list[str] = field(default_factory=list)
-    merging: str | None = None
-    #: "landing paused: <checkout> has uncommitted changes in a.py" while the steward waits.
-    landing_paused: str | None = None
-    #: The merge request the steward's review session is reviewing now.
-    reviewing: str | None = None
-    #: "provider unavailable, next try 00:41:10 (529 overloaded)" while no session may start.
-    provider_unavailable: str | None = None
-    #: Sessions allowed at once now: below `max_concurrent` after rate limits (AIMD).
-    concurrency_limit: int | None = None
-    #: Plan and day budgets that stop new dispatch ("day budget reached: ...").
-    budget_holds: list[str] = field(default_factory=list)
 
 
 class Orchestrator:
@@ -597,50 +577,13 @@ class Orchestrator:
     # -- idleness ------------------------------------------------------------------------------
 
     def is_idle(self) -> bool:
-        """Nothing open that can still run, nothing in progress, nothing in review.
-
-        An open task blocked (transitively) by a failed, cancelled or budget_exceeded task counts
-        as done, as does one in a draft plan, one a plan or day budget holds back, and a merge
-        request waiting for a human's approval.
-        """
+        """Nothing open that can still run, nothing in progress, nothing in review (see
+        `board_is_idle`)."""
         if self.runs:
             return False
         store = self._own_connection()  # the whole board: not on the loop's shared connection
-        graph = store.graph()
-        waiting_for_human = {
-            mr.task_id for mr in store.list_merge_requests(MergeStatus.AWAITING_APPROVAL)
-        }
-        dead_ends: dict[str, bool] = {}
-
-        def stuck(task_id: str, seen: frozenset[str] = frozenset()) -> bool:
-            if task_id in dead_ends:
-                return dead_ends[task_id]
-            node = graph.nodes.get(task_id)
-            result = node is None or node.status in (
-                TaskStatus.FAILED,
-                TaskStatus.CANCELLED,
-                TaskStatus.BUDGET_EXCEEDED,
-            )
-            if not result and node is not None and node.status != TaskStatus.MERGED:
-                result = any(
-                    stuck(dep, seen | {task_id})
-                    for dep in graph.depends_on.get(task_id, ())
-                    if dep not in seen
-                )
-            dead_ends[task_id] = result
-            return result
-
         plans = self._plans_of_ready() if self.budget_holds else {}
-        for task_id, node in graph.nodes.items():
-            if node.status == TaskStatus.OPEN and self._held_by_budget(task_id, plans):
-                continue  # waits for a person to raise the budget (or for the next day)
-            if node.status == TaskStatus.IN_PROGRESS:
-                return False
-            if node.status == TaskStatus.REVIEW and task_id not in waiting_for_human:
-                return False
-            if node.status == TaskStatus.OPEN and node.plan_active and not stuck(task_id):
-                return False
-        return True
+        return board_is_idle(store, lambda task_id: self._held_by_budget(task_id, plans))
 
 
 def lease_holder_message(store: Store) -> str | None:
