@@ -7,7 +7,11 @@ rerere, default branch) cannot change the outcome.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -126,3 +130,33 @@ def checkout_is_exactly(clone: Path, commit: str) -> None:
         str(p.relative_to(clone)) for p in clone.rglob("*") if p.is_file() and ".git" not in p.parts
     )
     assert on_disk == sorted(co.git("ls-tree", "-r", "--name-only", commit).splitlines())
+
+
+@contextlib.contextmanager
+def a_worktree_being_added(repo: Repo, name: str, *, for_s: float = 0.25) -> Iterator[None]:
+    """The moment inside `git worktree add` (a steward's check checkout): the worktree is
+    registered and its HEAD is all zeros until git writes the real commit, ``for_s`` seconds
+    into the block. A fetch into the repository meanwhile fails ("bad object")."""
+    admin = repo.path / ".git" / "worktrees" / name
+    admin.mkdir(parents=True)
+    (admin / "gitdir").write_text(f"{repo.path.parent / name / '.git'}\n")
+    (admin / "commondir").write_text("../..\n")
+    (admin / "HEAD").write_text("0" * 40 + "\n")
+    plain = subprocess.run(
+        ["git", "fetch", "--quiet", "--no-write-fetch-head", "--", str(repo.path), "HEAD"],
+        cwd=repo.path,
+        capture_output=True,
+        text=True,
+    )
+    assert "bad object" in plain.stderr, plain  # what a single fetch meets now
+
+    def add_finishes() -> None:
+        time.sleep(for_s)
+        (admin / "HEAD").write_text(repo.head("main") + "\n")
+
+    finisher = threading.Thread(target=add_finishes)
+    finisher.start()
+    try:
+        yield
+    finally:
+        finisher.join()

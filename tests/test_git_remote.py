@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest_git import Repo, isolate_git, make_repo
+from conftest_git import Repo, a_worktree_being_added, isolate_git, make_repo
 from stoneforge.git.errors import TargetMoved
 from stoneforge.git.remote import PushRefused, fetch_branch, push_branch, push_compare_and_swap
 
@@ -82,3 +82,14 @@ def test_task_branches_are_published_and_follow_rewinds(tmp_path: Path) -> None:
     repo.git("fetch", "-q", "origin")
     push_branch(repo.path, "origin", "sf/t1-x")
     assert remote_tip(origin, "sf/t1-x") == second
+
+
+def test_fetching_the_target_waits_out_a_checkout_being_added_to_the_repository(
+    tmp_path: Path,
+) -> None:
+    """A reviewer's or steward's checkout being added while the steward fetches the remote
+    target: the fetch tries again instead of failing the round."""
+    repo, origin = with_origin(tmp_path)
+    theirs = someone_else_pushes(tmp_path, origin)
+    with a_worktree_being_added(repo, "_review-1"):
+        assert fetch_branch(repo.path, "origin", "main") == theirs

@@ -10,7 +10,13 @@ from pathlib import Path
 import anyio
 import pytest
 
-from conftest_git import Repo, checkout_is_exactly, isolate_git, make_repo
+from conftest_git import (
+    Repo,
+    a_worktree_being_added,
+    checkout_is_exactly,
+    isolate_git,
+    make_repo,
+)
 from stoneforge.git.clone_pool import ClonePool
 from stoneforge.git.snapshot import list_snapshots
 from stoneforge.git.task_clone import (
@@ -296,31 +302,11 @@ def test_publish_waits_out_a_worktree_being_added_to_the_repository(
     """`git worktree add` (a steward's check checkout) first writes a HEAD of all zeros; a
     fetch into the repository at that moment fails its connectivity check ("bad object
     worktrees/.../HEAD"). Publishing tries again instead of failing the agent's attempt."""
-    import threading
-    import time
-
     path = tmp_path / "wt" / "t-9"
     ensure_task_clone(repo.path, path, "sf/t-9", start_point="main")
     work = Repo(path).commit("work", **{"c.txt": "c\n"})
-    # The moment inside `git worktree add`: registered, HEAD not written yet.
-    admin = repo.path / ".git" / "worktrees" / "_steward-e9"
-    admin.mkdir(parents=True)
-    (admin / "gitdir").write_text(f"{tmp_path / 'wt' / '_steward-e9' / '.git'}\n")
-    (admin / "commondir").write_text("../..\n")
-    (admin / "HEAD").write_text("0" * 40 + "\n")
-    with pytest.raises(AssertionError, match="bad object"):  # what a single fetch meets
-        repo.git("fetch", "--quiet", "--", str(path), "+refs/heads/sf/t-9:refs/heads/sf/t-9")
-
-    def add_finishes() -> None:
-        time.sleep(0.25)
-        (admin / "HEAD").write_text(repo.head("main") + "\n")
-
-    finisher = threading.Thread(target=add_finishes)
-    finisher.start()
-    try:
+    with a_worktree_being_added(repo, "_steward-e9"):
         published = publish(repo.path, path, "sf/t-9", "t-9")
-    finally:
-        finisher.join()
     assert published.head == work and repo.head("sf/t-9") == work
 
 

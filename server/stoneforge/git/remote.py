@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from stoneforge.git.errors import GitError, GitLayerError, TargetMoved
-from stoneforge.git.repo import full_branch_ref, ref_value, run_git
+from stoneforge.git.repo import full_branch_ref, ref_value, run_git, run_git_past_others
 
 #: How long one fetch or push may take before it counts as failed (a hung network).
 NETWORK_TIMEOUT_S = 120.0
@@ -38,7 +38,7 @@ def tracking_ref(remote: str, branch: str) -> str:
 def fetch_branch(repo: Path | str, remote: str, branch: str) -> str:
     """Fetch ``branch`` from ``remote`` into its remote-tracking ref; return the remote's tip."""
     ref = tracking_ref(remote, branch)
-    run_git(
+    run_git_past_others(  # a checkout being added to the repository fails a fetch meanwhile
         ["fetch", "--quiet", "--no-tags", remote, f"+{full_branch_ref(branch)}:{ref}"],
         repo,
         timeout=NETWORK_TIMEOUT_S,

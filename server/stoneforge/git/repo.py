@@ -9,10 +9,12 @@ the same environment as the merge checks, never an API key.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -21,6 +23,8 @@ from pydantic import BaseModel
 
 from stoneforge.git.errors import GitError, GitVersionError, NotARepository, RefNotFound
 from stoneforge.redact import scrub_env
+
+log = logging.getLogger("stoneforge.git")
 
 MIN_GIT_VERSION: tuple[int, int, int] = (2, 38, 0)
 DEFAULT_TARGET_BRANCH = "main"
@@ -237,6 +241,36 @@ def resolve_commit(repo: Path | str, rev: str) -> str:
     if proc.returncode != 0:
         raise RefNotFound(f"{rev!r} does not name a commit in {repo}")
     return proc.stdout.strip()
+
+
+#: Pauses before a git command that another git process of the repository was in the way of is
+#: tried again (about 3.4 s in all).
+IN_THE_WAY_PAUSES_S = (0.1, 0.25, 0.5, 1.0, 1.5)
+#: What git says then: `git worktree add` (a steward's or reviewer's checkout) writes a HEAD of
+#: zeros first, which fails every fetch's connectivity check meanwhile ("bad object
+#: worktrees/.../HEAD", "did not send all necessary objects"); a ref another process is updating
+#: is locked ("cannot lock ref ...: File exists").
+_IN_THE_WAY = ("bad object", "did not send all necessary objects", "cannot lock ref")
+
+
+def run_git_past_others(
+    args: Sequence[str],
+    cwd: Path | str,
+    *,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+) -> subprocess.CompletedProcess:
+    """`run_git`, tried again for a moment when another git process of the repository was in
+    the way (see `_IN_THE_WAY`); any other failure raises at once."""
+    for pause in IN_THE_WAY_PAUSES_S:
+        try:
+            return run_git(args, cwd, env=env, timeout=timeout)
+        except GitError as exc:
+            if not any(sign in exc.stderr for sign in _IN_THE_WAY):
+                raise
+            log.info("git %s met another git process, trying again: %s", args[0], exc.stderr)
+        time.sleep(pause)
+    return run_git(args, cwd, env=env, timeout=timeout)
 
 
 def resolve_commits(repo: Path | str, revs: Sequence[str]) -> dict[str, str | None]:

@@ -26,7 +26,6 @@ import os
 import re
 import shutil
 import subprocess
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,6 +41,7 @@ from stoneforge.git.repo import (
     ref_value,
     resolve_commit,
     run_git,
+    run_git_past_others,
     short_branch,
 )
 from stoneforge.git.slug import check_task_id
@@ -62,9 +62,6 @@ log = logging.getLogger("stoneforge.git.task_clone")
 
 #: Marks a clone as ours in its config (`stoneforge.taskClone = true`).
 MARKER_KEY = "stoneforge.taskClone"
-#: Pauses between the tries of a publish that another git process is in the way of (about 3 s
-#: in all: far longer than `git worktree add` keeps its placeholder HEAD).
-PUBLISH_RETRY_PAUSES_S = (0.1, 0.25, 0.5, 1.0, 1.5)
 _OID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 # Passed on the command line of every git call the orchestrator makes in a task clone: command-line
@@ -377,26 +374,14 @@ def publish(
     before = _refs(repo, [ref, *specs[1:]])
     if ref_value(clone, ref) is None:
         return Published(branch=branch, head=ref_value(repo, ref), refs=[])
-    _fetch_waiting_out_others(repo, clone, specs)
+    run_git_past_others(
+        ["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--", str(clone), *specs],
+        repo,
+        env=hardened_env(),
+    )
     after = _refs(repo, [ref, *specs[1:]])
     changed = sorted(name for name, oid in after.items() if before.get(name) != oid)
     return Published(branch=branch, head=after.get(ref), refs=changed)
-
-
-def _fetch_waiting_out_others(repo: Path, clone: Path, specs: list[str]) -> None:
-    """Fetch from a task clone into the repository, tried again for a moment when another git
-    process is in the way: `git worktree add` (a steward's or reviewer's checkout) writes a HEAD
-    of zeros first, which fails every fetch's connectivity check meanwhile ("bad object
-    worktrees/.../HEAD"), and a ref another process is updating is locked."""
-    args = ["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--", str(clone), *specs]
-    for pause in PUBLISH_RETRY_PAUSES_S:
-        try:
-            run_git(args, repo, env=hardened_env())
-            return
-        except GitError as exc:
-            log.info("publishing from %s failed, trying again in %.2f s: %s", clone, pause, exc)
-        time.sleep(pause)
-    run_git(args, repo, env=hardened_env())
 
 
 def _refs(repo: Path, patterns: list[str]) -> dict[str, str]:
