@@ -8,13 +8,16 @@ rerere, default branch) cannot change the outcome.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
 
 IDENTITY = {
     "GIT_AUTHOR_NAME": "Test",
@@ -160,3 +163,25 @@ def a_worktree_being_added(repo: Repo, name: str, *, for_s: float = 0.25) -> Ite
         yield
     finally:
         finisher.join()
+
+
+def run_git_machine(
+    machine: Callable[[Path], RuleBasedStateMachine],
+    tmp_path: Path,
+    *,
+    examples: int,
+    steps: int,
+) -> None:
+    """Run a stateful test whose machine works in a directory of its own per example (real
+    repositories are slow: no deadline, no example database)."""
+    numbers = itertools.count()
+    run_state_machine_as_test(
+        lambda: machine(tmp_path / f"ex{next(numbers)}"),
+        settings=settings(
+            max_examples=examples,
+            stateful_step_count=steps,
+            deadline=None,
+            database=None,
+            suppress_health_check=[HealthCheck.too_slow],
+        ),
+    )

@@ -3,15 +3,13 @@ deletions and `git pack-refs`; what the files cannot say for certain is left to 
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from conftest_git import isolate_git, make_repo
+from conftest_git import isolate_git, make_repo, run_git_machine
 from stoneforge.git.ref_files import branch_commits, read_refs
 from stoneforge.git.repo import resolve_commits
 
@@ -55,17 +53,7 @@ def test_ref_files_agree_with_git_under_any_updates(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     isolate_git(monkeypatch, tmp_path)
-    examples = itertools.count()
-    run_state_machine_as_test(
-        lambda: RefsMachine(tmp_path / f"ex{next(examples)}"),
-        settings=settings(
-            max_examples=15,
-            stateful_step_count=12,
-            deadline=None,
-            database=None,
-            suppress_health_check=[HealthCheck.too_slow],
-        ),
-    )
+    run_git_machine(RefsMachine, tmp_path, examples=15, steps=12)
 
 
 def test_what_the_files_cannot_say_is_left_to_git(

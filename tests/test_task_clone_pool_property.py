@@ -10,17 +10,15 @@ import shutil
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
     invariant,
     precondition,
     rule,
-    run_state_machine_as_test,
 )
 
-from conftest_git import Repo, checkout_is_exactly, isolate_git, make_repo
+from conftest_git import Repo, checkout_is_exactly, isolate_git, make_repo, run_git_machine
 from stoneforge.git.clone_pool import ClonePool
 from stoneforge.git.task_clone import ensure_task_clone
 
@@ -103,14 +101,4 @@ def test_pool_checkouts_are_the_tip_under_any_interleaving(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     isolate_git(monkeypatch, tmp_path)
-    examples = itertools.count()
-    run_state_machine_as_test(
-        lambda: PoolMachine(tmp_path / f"ex{next(examples)}"),
-        settings=settings(
-            max_examples=10,
-            stateful_step_count=12,
-            deadline=None,
-            database=None,
-            suppress_health_check=[HealthCheck.too_slow],
-        ),
-    )
+    run_git_machine(PoolMachine, tmp_path, examples=10, steps=12)
