@@ -46,6 +46,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import importlib
 import json
 import os
 import random
@@ -331,9 +332,19 @@ SETTLE_S = 0.2
 POOL_SETTLED = False
 
 
+def wait_for_pools() -> None:
+    """A stopped orchestrator's pool finishes the clone it was making: wait for that before
+    the bench's directories are removed."""
+    while not pool_idle():
+        time.sleep(0.05)
+
+
 def pool_idle() -> bool:
     """No clone pool of this process is making or refreshing clones (old and new code alike)."""
-    fillers = [getattr(p, "_filler", None) for p in task_clone._POOLS.values()]
+    # The pools moved from task_clone to clone_pool: either may be the code measured (--against).
+    pools = getattr(importlib.import_module("stoneforge.git.clone_pool"), "_POOLS", None)
+    pools = pools if pools is not None else getattr(task_clone, "_POOLS", {})
+    fillers = [getattr(p, "_filler", None) for p in pools.values()]
     return all(f is None or not f.is_alive() for f in fillers)
 
 
@@ -547,6 +558,7 @@ def child(scenario: str, tasks: int, out: Path) -> None:
     """One scenario in this process, its latencies written to ``out`` as JSON (for --against)."""
     with tempfile.TemporaryDirectory(prefix="sf-bench-dispatch-") as tmp:
         clock = SCENARIOS[scenario](Path(tmp) / scenario, tasks)
+        wait_for_pools()
     out.write_text(
         json.dumps(
             {
@@ -656,6 +668,7 @@ def main() -> None:
             for mode in opts.sandbox.split(",")
             if opts.cli_tasks
         }
+        wait_for_pools()
 
     print(
         f"a 5 s polling loop (expected, uniform phase)      "
