@@ -46,7 +46,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
-import importlib
 import json
 import os
 import random
@@ -342,9 +341,11 @@ def wait_for_pools() -> None:
 def pool_idle() -> bool:
     """No clone pool of this process is making or refreshing clones (old and new code alike)."""
     # The pools moved from task_clone to clone_pool: either may be the code measured (--against).
-    pools = getattr(importlib.import_module("stoneforge.git.clone_pool"), "_POOLS", None)
-    pools = pools if pools is not None else getattr(task_clone, "_POOLS", {})
-    fillers = [getattr(p, "_filler", None) for p in pools.values()]
+    try:
+        from stoneforge.git import clone_pool as pools_module
+    except ImportError:
+        pools_module = task_clone  # type: ignore[assignment]
+    fillers = [getattr(p, "_filler", None) for p in getattr(pools_module, "_POOLS", {}).values()]
     return all(f is None or not f.is_alive() for f in fillers)
 
 

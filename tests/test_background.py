@@ -53,14 +53,7 @@ def test_a_dispatch_mark_ends_once_and_wakes_the_waiting_background_work() -> No
     marks = Foreground()
     end = marks.begin()
     assert marks.busy()
-    waited: list[float] = []
-
-    def background_step() -> None:
-        started = time.monotonic()
-        marks.wait_idle()
-        waited.append(time.monotonic() - started)
-
-    worker = threading.Thread(target=background_step)
+    worker = threading.Thread(target=marks.wait_idle)
     worker.start()
     worker.join(0.1)
     assert worker.is_alive()  # it waits for the dispatch

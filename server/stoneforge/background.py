@@ -79,13 +79,14 @@ class Foreground:
         """Mark a dispatch under way; the returned function ends it (once; more calls do nothing)."""
         with self._changed:
             self._count += 1
-        ended = threading.Event()
+        ended = False
 
         def end() -> None:
-            if ended.is_set():
-                return
-            ended.set()
+            nonlocal ended
             with self._changed:
+                if ended:
+                    return
+                ended = True
                 self._count -= 1
                 if self._count == 0:
                     self._changed.notify_all()

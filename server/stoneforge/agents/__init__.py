@@ -6,6 +6,7 @@ learns arrives through callbacks, so this package knows nothing about storage.
 """
 
 import importlib
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stoneforge.agents.accounting import TokenAccountant, TokenStats
@@ -33,6 +34,7 @@ from stoneforge.agents.provider import AgentProvider, AgentSession, SessionSpec
 from stoneforge.agents.provider_faults import FaultKind, ProviderFault, provider_fault
 from stoneforge.agents.roles import Role, build_spec, load_role_prompt
 from stoneforge.agents.runner import SessionOutcome, run_session
+from stoneforge.agents.sandbox import SandboxMode
 from stoneforge.redact import RedactingFilter, Redactor
 
 if TYPE_CHECKING:
@@ -44,6 +46,13 @@ _LAZY = {
     "ClaudeCodeProvider": "stoneforge.agents.claude_code",
     "ClaudeCodeSession": "stoneforge.agents.claude_code",
 }
+
+
+def claude_code_provider(*, cli_path: str | Path | None, sandbox: SandboxMode) -> AgentProvider:
+    """Claude Code, the default provider; its module (and the SDK) loads at this first use."""
+    from stoneforge.agents.claude_code import ClaudeCodeProvider
+
+    return ClaudeCodeProvider(cli_path=cli_path, sandbox=sandbox)
 
 
 def __getattr__(name: str) -> Any:
@@ -87,6 +96,7 @@ __all__ = [
     "ToolResult",
     "ToolUse",
     "build_spec",
+    "claude_code_provider",
     "default_config_dir",
     "is_alive",
     "kill_tree",

@@ -10,15 +10,11 @@ certain (the reftable backend, a symbolic ref, an unreadable file) it leaves to 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
-from functools import lru_cache
 from pathlib import Path
 
 from stoneforge.git.errors import RefNotFound
-from stoneforge.git.repo import common_git_dir, full_branch_ref, resolve_commits
-
-_OID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+from stoneforge.git.repo import OID, full_branch_ref, repository_git_dir, resolve_commits
 
 
 def read_refs(git_dir: Path, refs: Sequence[str]) -> dict[str, str | None] | None:
@@ -40,7 +36,7 @@ def read_refs(git_dir: Path, refs: Sequence[str]) -> dict[str, str | None] | Non
             return None
         if text is not None:
             oid = text.strip()
-            if not _OID.fullmatch(oid):
+            if not OID.fullmatch(oid):
                 return None  # a symbolic ref ("ref: ..."), or not a ref git wrote
             values[ref] = oid
             continue
@@ -60,14 +56,9 @@ def _packed_value(packed: str, ref: str) -> str | None:
     header and peeled tags)."""
     for line in packed.splitlines():
         oid, _, name = line.partition(" ")
-        if name == ref and _OID.fullmatch(oid):
+        if name == ref and OID.fullmatch(oid):
             return oid
     return None
-
-
-@lru_cache(maxsize=16)
-def _git_dir_of(repo: Path) -> Path:
-    return common_git_dir(repo)
 
 
 def branch_commits(repo: Path | str, refs: Sequence[str]) -> dict[str, str | None]:
@@ -76,7 +67,7 @@ def branch_commits(repo: Path | str, refs: Sequence[str]) -> dict[str, str | Non
     commit: it refuses to point `refs/heads/*` at anything else.)"""
     if not all(ref.startswith("refs/heads/") for ref in refs):
         return resolve_commits(repo, refs)
-    found = read_refs(_git_dir_of(Path(repo).resolve()), refs)
+    found = read_refs(repository_git_dir(Path(repo).resolve()), refs)
     return found if found is not None else resolve_commits(repo, refs)
 
 

@@ -26,6 +26,8 @@ from stoneforge.redact import scrub_env
 
 log = logging.getLogger("stoneforge.git")
 
+#: A full object name: SHA-1 or SHA-256, as git writes it in ref files and HEAD.
+OID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 MIN_GIT_VERSION: tuple[int, int, int] = (2, 38, 0)
 DEFAULT_TARGET_BRANCH = "main"
 
@@ -200,6 +202,13 @@ def common_git_dir(path: Path | str) -> Path:
     except GitError as exc:
         raise NotARepository(f"{Path(path).resolve()} is not inside a git repository") from exc
     return Path(out).resolve()
+
+
+@lru_cache(maxsize=16)
+def repository_git_dir(repo: Path) -> Path:
+    """`common_git_dir` of a repository's resolved root, asked of git once per process: it
+    does not move while the process runs, and the dispatch path reads it (no git process)."""
+    return common_git_dir(repo)
 
 
 def find_repo_root(path: Path | str = ".") -> Path:

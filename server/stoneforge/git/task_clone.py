@@ -23,7 +23,6 @@ import contextlib
 import functools
 import logging
 import os
-import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -35,10 +34,11 @@ from pydantic.alias_generators import to_camel
 from stoneforge.git.errors import GitError, RefNotFound, WorktreeError
 from stoneforge.git.ref_files import branch_commits
 from stoneforge.git.repo import (
+    OID,
     branch_exists,
-    common_git_dir,
     full_branch_ref,
     ref_value,
+    repository_git_dir,
     resolve_commit,
     run_git,
     run_git_past_others,
@@ -62,7 +62,6 @@ log = logging.getLogger("stoneforge.git.task_clone")
 
 #: Marks a clone as ours in its config (`stoneforge.taskClone = true`).
 MARKER_KEY = "stoneforge.taskClone"
-_OID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 # Passed on the command line of every git call the orchestrator makes in a task clone: command-line
 # config outranks the clone's own, so hooks, an fsmonitor or a nested repository's config written
@@ -119,11 +118,6 @@ def is_task_clone(path: Path | str) -> bool:
         return False
     config = git_dir / "config"
     return config.is_file() and "[stoneforge]" in config.read_text(errors="replace")
-
-
-@functools.lru_cache(maxsize=16)
-def _objects_dir(repo: Path) -> Path:
-    return common_git_dir(repo) / "objects"
 
 
 def _object_format(repo: Path) -> str:
@@ -193,7 +187,7 @@ def reseal(repo: Path | str, clone: Path | str) -> None:
     _write_if_changed(git_dir / "config", _config_text(repo))
     alternates = git_dir / "objects" / "info" / "alternates"
     alternates.parent.mkdir(parents=True, exist_ok=True)
-    _write_if_changed(alternates, f"{_objects_dir(repo)}\n")
+    _write_if_changed(alternates, f"{repository_git_dir(repo) / 'objects'}\n")
 
 
 def _write_if_changed(path: Path, text: str) -> None:
@@ -229,7 +223,7 @@ def detached_head(clone: Path) -> str | None:
         text = (clone / ".git" / "HEAD").read_text().strip()
     except OSError:
         return None
-    return text if _OID.fullmatch(text) else None
+    return text if OID.fullmatch(text) else None
 
 
 def advance(clone: Path | str, commit: str, *, detach: bool = True) -> None:
@@ -340,7 +334,7 @@ def _write_new_refs(clone: Path, refs: dict[str | None, str]) -> None:
     for ref, oid in refs.items():
         if ref is None:
             continue
-        if not ref.startswith("refs/") or ".." in ref or not _OID.fullmatch(oid):
+        if not ref.startswith("refs/") or ".." in ref or not OID.fullmatch(oid):
             raise WorktreeError(f"{clone}: not a ref to write: {ref!r} -> {oid!r}")
         path = git_dir / ref
         path.parent.mkdir(parents=True, exist_ok=True)

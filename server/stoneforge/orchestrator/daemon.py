@@ -28,7 +28,7 @@ from pathlib import Path
 import anyio
 from anyio import to_thread
 
-from stoneforge.agents import AgentProvider
+from stoneforge.agents import AgentProvider, claude_code_provider
 from stoneforge.background import foreground
 from stoneforge.config import StoneforgeConfig
 from stoneforge.errors import LeaseHeldError, LeaseLostError, StoreBusyError
@@ -108,10 +108,8 @@ class Orchestrator:
             note=self.note,
             on_change=self.wake,
         )
-        if provider is None:  # here, not at import: the SDK loads only where agents run
-            from stoneforge.agents.claude_code import ClaudeCodeProvider
-
-            provider = ClaudeCodeProvider(
+        if provider is None:
+            provider = claude_code_provider(
                 cli_path=config.agents.worker.cliPath, sandbox=config.agents.sandbox
             )
         #: Every agent session goes through it: provider health sees what the API answers.
@@ -169,6 +167,11 @@ class Orchestrator:
         if self._round_pending is None:
             self._round_pending = foreground.begin()
         self._wake.set()
+
+    def _end_round_mark(self) -> None:
+        if self._round_pending is not None:
+            self._round_pending()
+            self._round_pending = None
 
     def wake_threadsafe(self) -> None:
         if self._loop is not None:
@@ -277,9 +280,7 @@ class Orchestrator:
                 await self._dispatch_loop(group)
                 group.cancel_scope.cancel()
         finally:
-            if self._round_pending is not None:
-                self._round_pending()
-                self._round_pending = None
+            self._end_round_mark()
             if self._watcher is not None:
                 self._watcher.stop()
             stop_pool(self.root, self._worktree_dir())
@@ -358,9 +359,7 @@ class Orchestrator:
         finally:
             # Changes only: a recorded event wakes us again through the store watcher.
             self._provider_status.update(self.health.unavailable())
-            if self._round_pending is not None:  # the runs started hold their own marks
-                self._round_pending()
-                self._round_pending = None
+            self._end_round_mark()  # the runs started hold their own marks
 
     # -- budgets (issue 15) --------------------------------------------------------------------
 

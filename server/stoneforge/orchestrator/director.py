@@ -39,6 +39,7 @@ from stoneforge.agents import (
     SessionStarted,
     StoneforgeTools,
     build_spec,
+    claude_code_provider,
     claude_setup,
     default_config_dir,
     run_session,
@@ -170,13 +171,9 @@ class Director:
         self.store = store
         self.target = target
         self.settings = config.agents.director
-        if provider is None:  # here, not at import: the SDK loads only where agents run
-            from stoneforge.agents.claude_code import ClaudeCodeProvider
-
-            provider = ClaudeCodeProvider(
-                cli_path=self.settings.cliPath, sandbox=config.agents.sandbox
-            )
-        self.provider = provider
+        self.provider = provider or claude_code_provider(
+            cli_path=self.settings.cliPath, sandbox=config.agents.sandbox
+        )
         self.agent_env = dict(agent_env or {})
 
     # -- planning ------------------------------------------------------------------------------

@@ -65,7 +65,7 @@ def land_merge_requests(
         log.exception("could not tell that %s landed", ", ".join(mr.id for mr in mrs))
     # Pool clones are kept at the target's tip: brought up to it from now, beside the clean-up
     # (the dependents just woken take the clones prepared at the candidate, which is the tip).
-    refresh_pool(root, _worktree_dir(root, config))
+    refresh_pool(root, config.orchestrator.worktree_dir(root))
     # At a lower priority: the dependents just woken are dispatched meanwhile.
     in_background(
         lambda: remove_merged_worktrees(store, root, config, target, mrs, fence=fence),
@@ -110,10 +110,6 @@ def remove_merged_worktrees(
         pushed = config.merge.pushBranches or config.orchestrator.backend == "ray"
         if target.remote and pushed:
             delete_remote_branch(root, target.remote, mr.branch)
-
-
-def _worktree_dir(root: Path, config: StoneforgeConfig) -> Path:
-    return config.orchestrator.worktree_dir(root)
 
 
 def _remove(root: Path, worktree: Path, task_id: str, target: str) -> None:

@@ -42,11 +42,13 @@ STEWARD_WAKE_KINDS: frozenset[str] = frozenset(
 DISPATCHER_WAKE_KINDS: frozenset[str] = frozenset(
     {
         "task.created",
-        "task.updated",  # priority: dispatch order
+        "task.updated",  # with a priority only (see `wakes_dispatcher`): dispatch order
         "dep.added",  # the task may be blocked now
         "plan.activated",  # its tasks may dispatch
         "session.budget_reached",  # a plan or day budget may hold dispatch now
-        *TASK_EVENT_KINDS.values(),  # landed (dependents unblocked), cancelled, retried...
+        # Landed (dependents unblocked), cancelled, retried...; not dispatched: starting one task
+        # readies no other, and its run's end wakes the dispatcher directly.
+        *(kind for kind in TASK_EVENT_KINDS.values() if kind != "task.dispatched"),
         # Transitions recorded under a kind of their own (`transition_task(kind=...)`).
         "task.changes_requested",
         "task.rejected",
@@ -56,18 +58,13 @@ DISPATCHER_WAKE_KINDS: frozenset[str] = frozenset(
 
 
 def wakes_dispatcher(events: Iterable[Event]) -> bool:
-    """Whether any of ``events`` can change what the dispatcher dispatches: not a dispatch
-    (starting one task never readies another; its run's end wakes the dispatcher directly), nor
-    a task's title, note, branch or checkout changed (only its priority orders dispatch)."""
-    return any(_wakes_dispatcher(event) for event in events)
-
-
-def _wakes_dispatcher(event: Event) -> bool:
-    if event.kind == "task.dispatched":
-        return False
-    if event.kind == "task.updated":
-        return "priority" in event.data
-    return event.kind in DISPATCHER_WAKE_KINDS
+    """Whether any of ``events`` can change what the dispatcher dispatches; a task's title,
+    note, branch or checkout changed cannot (only its priority orders dispatch)."""
+    return any(
+        event.kind in DISPATCHER_WAKE_KINDS
+        and (event.kind != "task.updated" or "priority" in event.data)
+        for event in events
+    )
 
 
 def wakes_steward(events: Iterable[Event]) -> bool:
