@@ -36,7 +36,8 @@ from stoneforge.git.clone_pool import pool_for, pool_size, refresh_pool, stop_po
 from stoneforge.git.merge import enable_shared_rerere
 from stoneforge.git.repo import resolve_target_branch
 from stoneforge.models import BudgetHold, Event, TaskStatus, utcnow
-from stoneforge.orchestrator.budgets import dispatch_holds, held_task, seconds_to_next_day
+from stoneforge.orchestrator.budgets import dispatch_holds, held_task
+from stoneforge.orchestrator.dispatch_holds import DispatchHolds
 from stoneforge.orchestrator.idleness import board_is_idle
 from stoneforge.orchestrator.provider_health import ProviderHealth
 from stoneforge.orchestrator.provider_sessions import Credentials, TrackedProvider
@@ -143,8 +144,7 @@ class Orchestrator:
         #: Task -> internal errors of its runs in a row (see INTERNAL_ERRORS_NOT_COUNTED).
         self._internal_errors: dict[str, int] = {}
         #: Plan and day budgets holding dispatch back, as last seen (budgets, issue 15).
-        self.budget_holds: list[BudgetHold] = []
-        self._day_starts_at: float | None = None  # monotonic time of the next UTC day, if held
+        self.budget_holds = DispatchHolds(store, self.note)
         self._wake = asyncio.Event()
         #: Ends the mark a wake-up set for background work to wait for (see `wake`).
         self._round_pending: Callable[[], None] | None = None
@@ -211,7 +211,7 @@ class Orchestrator:
             reviewing=self.reviewer.current if self.reviewer is not None else None,
             provider_unavailable=outage.line if outage is not None else None,
             concurrency_limit=self.health.limit,
-            budget_holds=[hold.reason for hold in self.budget_holds],
+            budget_holds=[hold.reason for hold in self.budget_holds.holds],
         )
 
     def note(self, text: str) -> None:
@@ -340,7 +340,7 @@ class Orchestrator:
             self._ready = board.ready
             if self._stop_requested:  # asked while the board was read
                 return
-            holds = self._update_budget_holds(board.holds)
+            holds = self.budget_holds.update(board.holds)
             now = time.monotonic()
             # With stacking, a task whose blockers are in review is ready too (stacked on them).
             for task_id in board.ready:
@@ -361,29 +361,8 @@ class Orchestrator:
             self._provider_status.update(self.health.unavailable())
             self._end_round_mark()  # the runs started hold their own marks
 
-    # -- budgets (issue 15) --------------------------------------------------------------------
-
-    def _update_budget_holds(self, holds: list[BudgetHold]) -> list[BudgetHold]:
-        """The plan and day budgets that hold dispatch back; a change is noted and logged (the
-        `budget.holds` event), so `sf status`, the live view and the editor say why."""
-        day_held = any(hold.scope == "day" for hold in holds)
-        self._day_starts_at = time.monotonic() + seconds_to_next_day() if day_held else None
-        if [h.reason for h in holds] != [h.reason for h in self.budget_holds]:
-            self.budget_holds = holds
-            self.store.record_event(
-                "budget.holds", "orchestrator", None, {"holds": [h.wire() for h in holds]}
-            )
-            for hold in holds:
-                self.note(f"dispatch held: {hold.reason}")
-            if not holds:
-                self.note("dispatch resumed: no plan or day budget holds it back")
-        return holds
-
     def _plans_of_ready(self) -> dict[str, str | None]:
         return self._own_connection().open_task_plans()
-
-    def _held_by_budget(self, task_id: str, plans: dict[str, str | None]) -> bool:
-        return held_task(self.budget_holds, plans.get(task_id)) is not None
 
     def _start(self, group: anyio.abc.TaskGroup, task_id: str) -> bool:
         try:
@@ -509,8 +488,8 @@ class Orchestrator:
         times = list(self._not_before.values())
         if (health_at := self.health.next_check_at()) is not None:
             times.append(health_at)  # the same monotonic clock
-        if self._day_starts_at is not None:  # a day budget holds: look again when the day ends
-            times.append(self._day_starts_at)
+        if self.budget_holds.day_starts_at is not None:  # a day budget holds: look again at its end
+            times.append(self.budget_holds.day_starts_at)
         if not times:
             return None
         return max(min(times) - time.monotonic(), 0.0) + 0.01
@@ -581,8 +560,8 @@ class Orchestrator:
         if self.runs:
             return False
         store = self._own_connection()  # the whole board: not on the loop's shared connection
-        plans = self._plans_of_ready() if self.budget_holds else {}
-        return board_is_idle(store, lambda task_id: self._held_by_budget(task_id, plans))
+        plans = self._plans_of_ready() if self.budget_holds.holds else {}
+        return board_is_idle(store, lambda task_id: self.budget_holds.holds_back(task_id, plans))
 
 
 def lease_holder_message(store: Store) -> str | None:
